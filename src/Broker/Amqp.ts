@@ -1,0 +1,127 @@
+/**
+ * amqplib connections and channels as scoped resources, and `supervise`,
+ * which keeps a session running across broker outages: it connects, runs the
+ * session until the connection drops, then reconnects on an exponential
+ * `Schedule` (capped) and runs the session again, which declares the topology
+ * anew. A TopologyError (a queue declared with other settings) is not retried.
+ */
+import { Data, Duration, Effect, Redacted, Schedule, type Scope } from "effect"
+import * as amqp from "amqplib"
+import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
+import type { TopologyError } from "./Topology.js"
+
+export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }> {}
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+export const openConnection = (url: Redacted.Redacted<string>, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => amqp.connect(Redacted.value(url), { clientProperties: { connection_name: name }, timeout: 5000 }),
+      catch: (cause) => new BrokerError({ message: `Cannot connect to RabbitMQ: ${describe(cause)}`, cause })
+    }),
+    (connection) => Effect.promise(() => connection.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+  ).pipe(
+    Effect.tap((connection) =>
+      // Errors surface through 'close'; this listener only keeps Node from throwing.
+      Effect.sync(() => connection.on("error", () => undefined))
+    )
+  )
+
+const closeChannel = (channel: Channel) =>
+  Effect.promise(() => channel.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+
+export const openChannel = (connection: ChannelModel): Effect.Effect<Channel, BrokerError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => connection.createChannel(),
+      catch: (cause) => new BrokerError({ message: `Cannot open channel: ${describe(cause)}`, cause })
+    }).pipe(Effect.tap((ch) => Effect.sync(() => ch.on("error", () => undefined)))),
+    closeChannel
+  )
+
+export const openConfirmChannel = (connection: ChannelModel): Effect.Effect<ConfirmChannel, BrokerError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => connection.createConfirmChannel(),
+      catch: (cause) => new BrokerError({ message: `Cannot open confirm channel: ${describe(cause)}`, cause })
+    }).pipe(Effect.tap((ch) => Effect.sync(() => ch.on("error", () => undefined)))),
+    closeChannel
+  )
+
+/** Fails with BrokerError when the connection or channel emits 'close'. */
+export const awaitClose = (emitter: ChannelModel | Channel, what: string): Effect.Effect<never, BrokerError> =>
+  Effect.async<never, BrokerError>((resume) => {
+    const onClose = (err?: unknown) =>
+      resume(Effect.fail(new BrokerError({ message: `RabbitMQ ${what} closed${err ? `: ${describe(err)}` : ""}`, cause: err })))
+    emitter.once("close", onClose)
+    return Effect.sync(() => {
+      emitter.off("close", onClose)
+    })
+  })
+
+/** Publishes on a confirm channel and waits for the broker's confirmation of this message. */
+export const publishConfirmed = (
+  channel: ConfirmChannel,
+  exchange: string,
+  routingKey: string,
+  content: Buffer,
+  options: amqp.Options.Publish
+): Effect.Effect<void, BrokerError> =>
+  Effect.async<void, BrokerError>((resume) => {
+    try {
+      channel.publish(exchange, routingKey, content, options, (err) => {
+        resume(err ? Effect.fail(new BrokerError({ message: `Publish not confirmed: ${describe(err)}`, cause: err })) : Effect.void)
+      })
+    } catch (cause) {
+      resume(Effect.fail(new BrokerError({ message: `Publish failed: ${describe(cause)}`, cause })))
+    }
+  })
+
+export interface ReconnectPolicy {
+  readonly initialDelay: Duration.Duration
+  readonly maxDelay: Duration.Duration
+}
+
+export const reconnectSchedule = (policy: ReconnectPolicy) =>
+  Schedule.exponential(policy.initialDelay).pipe(
+    Schedule.either(Schedule.spaced(policy.maxDelay)),
+    Schedule.jittered
+  )
+
+/**
+ * Runs `session(connection)` on a fresh connection, forever. When the
+ * connection drops (or the session fails with a BrokerError) it logs, waits on
+ * the reconnect schedule, and starts again; the schedule restarts after each
+ * connection that came up. Fails only with a TopologyError.
+ */
+export const supervise = <R>(
+  name: string,
+  url: Redacted.Redacted<string>,
+  policy: ReconnectPolicy,
+  session: (connection: ChannelModel) => Effect.Effect<void, BrokerError | TopologyError, R | Scope.Scope>
+): Effect.Effect<never, TopologyError, Exclude<R, Scope.Scope>> => {
+  let connectedOnce = false
+  const once = Effect.scoped(
+    Effect.gen(function*() {
+      const connection = yield* openConnection(url, name)
+      if (connectedOnce) yield* Effect.logInfo(`RabbitMQ reconnected (${name})`)
+      connectedOnce = true
+      // Runs until the connection closes; a drop is reported as a success so the
+      // outer loop reconnects with a fresh backoff schedule.
+      return yield* Effect.raceFirst(session(connection), awaitClose(connection, "connection")).pipe(
+        Effect.catchTag("BrokerError", (e) =>
+          Effect.logWarning(`RabbitMQ session lost (${name}): ${e.message}; reconnecting`).pipe(
+            // A session that dies at once must not spin.
+            Effect.zipRight(Effect.sleep(policy.initialDelay))
+          ))
+      )
+    })
+  )
+  return once.pipe(
+    Effect.tapErrorTag("BrokerError", (e) => Effect.logWarning(`RabbitMQ unavailable (${name}): ${e.message}; retrying`)),
+    Effect.retry({ schedule: reconnectSchedule(policy), while: (e) => e._tag === "BrokerError" }),
+    Effect.catchTag("BrokerError", (e) => Effect.die(e)),
+    Effect.forever
+  )
+}

@@ -1,0 +1,65 @@
+/**
+ * Every setting OpsDesk reads, in one place. Each value comes from the
+ * environment through Effect `Config`, with a localhost default, so a bad
+ * value fails start-up with a ConfigError naming the variable.
+ */
+import { Config, Duration } from "effect"
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 })
+  )
+
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be an integer >= 0`, validation: (n) => n >= 0 })
+  )
+
+const millis = (name: string, fallback: number) =>
+  positiveInt(name, fallback).pipe(Config.map(Duration.millis))
+
+export const DatabaseUrl = Config.redacted(
+  Config.string("DATABASE_URL").pipe(Config.withDefault("postgres://root@127.0.0.1:5432/opsdesk"))
+)
+export const DatabasePoolSize = positiveInt("DATABASE_POOL_SIZE", 10)
+export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
+export const AmqpUrl = Config.redacted(
+  Config.string("AMQP_URL").pipe(Config.withDefault("amqp://guest:guest@127.0.0.1:5672"))
+)
+export const QueueType = Config.literal("classic", "quorum")("QUEUE_TYPE").pipe(Config.withDefault("classic" as const))
+
+export const HttpPort = Config.port("PORT").pipe(Config.withDefault(3000))
+
+/** Reconnection to the broker: exponential from the initial delay, capped. */
+export const BrokerReconnect = Config.all({
+  initialDelay: millis("AMQP_RECONNECT_INITIAL_MS", 500),
+  maxDelay: millis("AMQP_RECONNECT_MAX_MS", 10_000)
+})
+
+export const WorkerConfig = Config.all({
+  prefetch: positiveInt("PREFETCH", 200),
+  batchSize: positiveInt("WORKER_BATCH_SIZE", 100),
+  concurrency: positiveInt("WORKER_CONCURRENCY", 4),
+  maxRetries: nonNegativeInt("MAX_RETRIES", 3),
+  retryInitialDelay: millis("RETRY_INITIAL_DELAY_MS", 1000),
+  retryMaxDelay: millis("RETRY_MAX_DELAY_MS", 30_000),
+  immediateRetries: nonNegativeInt("IMMEDIATE_RETRIES", 2),
+  immediateRetryDelay: millis("IMMEDIATE_RETRY_DELAY_MS", 50),
+  metricsInterval: millis("METRICS_INTERVAL_MS", 30_000),
+  shutdownTimeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000),
+  processorName: Config.string("PROCESSOR_NAME").pipe(Config.withDefault("worker"))
+}).pipe(
+  Config.validate({
+    message: "RETRY_MAX_DELAY_MS must be >= RETRY_INITIAL_DELAY_MS",
+    validation: (c) => Duration.greaterThanOrEqualTo(c.retryMaxDelay, c.retryInitialDelay)
+  })
+)
+export type WorkerConfig = Config.Config.Success<typeof WorkerConfig>
+
+export const OutboxConfig = Config.all({
+  batchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
+  pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)
+})
+export type OutboxConfig = Config.Config.Success<typeof OutboxConfig>

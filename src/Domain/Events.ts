@@ -1,0 +1,116 @@
+/**
+ * Domain events: one Schema per event, each in the envelope
+ * `{ event, eventId, occurredAt, payload }`. The routing key is the event name.
+ */
+import { Either, ParseResult, Schema } from "effect"
+
+export const TicketStatus = Schema.Literal("open", "in_progress", "resolved", "closed")
+export type TicketStatus = typeof TicketStatus.Type
+
+export const TicketPriority = Schema.Literal("low", "medium", "high", "urgent")
+export type TicketPriority = typeof TicketPriority.Type
+
+const Uuid = Schema.UUID
+/** ISO-8601 timestamps travel as strings, as in the seed (`sentAt: string`). */
+const Timestamp = Schema.String.pipe(
+  Schema.filter((s) => !Number.isNaN(Date.parse(s)), { message: () => "expected an ISO-8601 timestamp" })
+)
+
+const envelope = <const Name extends string, P extends Schema.Struct.Fields>(name: Name, payload: P) =>
+  Schema.Struct({
+    event: Schema.Literal(name),
+    eventId: Uuid,
+    occurredAt: Timestamp,
+    payload: Schema.Struct(payload)
+  })
+
+export const TicketCreated = envelope("ticket.created", {
+  id: Uuid,
+  title: Schema.String,
+  description: Schema.String,
+  status: TicketStatus,
+  priority: TicketPriority,
+  ownerId: Uuid,
+  assigneeId: Schema.NullOr(Uuid),
+  createdAt: Timestamp
+})
+export type TicketCreated = typeof TicketCreated.Type
+
+export const TicketField = Schema.Literal("title", "description", "priority", "assigneeId")
+export type TicketField = typeof TicketField.Type
+
+export const TicketUpdated = envelope("ticket.updated", {
+  id: Uuid,
+  ownerId: Uuid,
+  assigneeId: Schema.NullOr(Uuid),
+  changedFields: Schema.Array(TicketField),
+  updatedBy: Uuid,
+  updatedAt: Timestamp
+})
+export type TicketUpdated = typeof TicketUpdated.Type
+
+export const TicketStatusChanged = envelope("ticket.status_changed", {
+  id: Uuid,
+  from: TicketStatus,
+  to: TicketStatus,
+  changedBy: Uuid,
+  changedAt: Timestamp,
+  ownerId: Uuid,
+  assigneeId: Schema.NullOr(Uuid)
+})
+export type TicketStatusChanged = typeof TicketStatusChanged.Type
+
+/** Exactly the seed's payload. */
+export const MessageSent = envelope("message.sent", {
+  id: Uuid,
+  ticketId: Uuid,
+  authorId: Uuid,
+  content: Schema.String,
+  sentAt: Timestamp
+})
+export type MessageSent = typeof MessageSent.Type
+
+export const DomainEvent = Schema.Union(TicketCreated, TicketUpdated, TicketStatusChanged, MessageSent)
+export type DomainEvent = typeof DomainEvent.Type
+export type EventName = DomainEvent["event"]
+
+export const EVENT_NAMES = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const satisfies ReadonlyArray<EventName>
+
+export const isTicketEvent = (e: DomainEvent): e is TicketCreated | TicketUpdated | TicketStatusChanged =>
+  e.event !== "message.sent"
+
+/** Builds an envelope with a fresh id and timestamp. */
+export const makeEvent = <E extends DomainEvent>(event: E["event"], payload: E["payload"], now = new Date()): E =>
+  ({ event, eventId: crypto.randomUUID(), occurredAt: now.toISOString(), payload }) as E
+
+const schemas = {
+  "ticket.created": TicketCreated,
+  "ticket.updated": TicketUpdated,
+  "ticket.status_changed": TicketStatusChanged,
+  "message.sent": MessageSent
+} as const
+
+const isEventName = (u: unknown): u is EventName => typeof u === "string" && Object.hasOwn(schemas, u)
+
+/**
+ * Decodes a message body, with a short reason on failure that names the
+ * problem: not JSON, unknown event, or the failing fields of its Schema.
+ */
+export const decodeEventJson = (body: string): Either.Either<DomainEvent, string> => {
+  let json: unknown
+  try {
+    json = JSON.parse(body)
+  } catch (e) {
+    return Either.left(`Body is not valid JSON (${e instanceof Error ? e.message : String(e)})`)
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return Either.left("Body is not a JSON object")
+  const name = (json as { event?: unknown }).event
+  if (!isEventName(name)) return Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
+  const schema: Schema.Schema<DomainEvent, DomainEvent> = schemas[name] as Schema.Schema<DomainEvent, DomainEvent>
+  return Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "ignore" })(json).pipe(
+    Either.mapLeft((error) =>
+      `Invalid ${name}: ` +
+      ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+    )
+  )
+}

@@ -1,0 +1,61 @@
+/**
+ * Redis through ioredis, as a scoped service: the client is closed with `quit`
+ * when the layer is released. Commands fail fast when Redis is away (no offline
+ * queue), so callers can fall back instead of hanging.
+ */
+import { Context, Data, Duration, Effect, Layer } from "effect"
+import { Redis as IORedis } from "ioredis"
+import { RedisUrl } from "../Config.js"
+
+export class RedisError extends Data.TaggedError("RedisError")<{ readonly cause: unknown }> {
+  override get message() {
+    return `Redis: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+export class Redis extends Context.Tag("OpsDesk/Infra/Redis")<Redis, {
+  readonly client: IORedis
+  /** Runs one command with a bounded wait, mapping failures to RedisError. */
+  readonly use: <A>(f: (client: IORedis) => Promise<A>) => Effect.Effect<A, RedisError>
+}>() {}
+
+const COMMAND_TIMEOUT = Duration.seconds(2)
+
+export const make = (url: string) =>
+  Effect.gen(function*() {
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new IORedis(url, {
+          lazyConnect: false,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: 2000,
+          retryStrategy: (times) => Math.min(times * 200, 2000)
+        })
+      ),
+      (client) =>
+        Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(
+          Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => client.disconnect(), onSuccess: () => undefined })
+        )
+    )
+    // ioredis emits 'error' on every failed reconnect; without a listener Node would crash.
+    let lastLogged = 0
+    client.on("error", (err: Error) => {
+      const now = Date.now()
+      if (now - lastLogged > 5000) {
+        lastLogged = now
+        Effect.runFork(Effect.logWarning(`Redis connection error: ${err.message}`))
+      }
+    })
+    const use = <A>(f: (client: IORedis) => Promise<A>) =>
+      Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ cause }) }).pipe(
+        Effect.timeoutFail({ duration: COMMAND_TIMEOUT, onTimeout: () => new RedisError({ cause: "timeout" }) })
+      )
+    return Redis.of({ client, use })
+  })
+
+export const RedisLive = Layer.scoped(
+  Redis,
+  Effect.flatMap(RedisUrl, (url) => make(url))
+)
+

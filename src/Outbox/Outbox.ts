@@ -1,0 +1,18 @@
+/**
+ * The transactional outbox. A domain write calls `appendEvent` inside its own
+ * SQL transaction, so the event exists if and only if the write committed.
+ * The NOTIFY is delivered at commit and wakes the relay.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { DomainEvent } from "../Domain/Events.js"
+
+export const OUTBOX_CHANNEL = "opsdesk_outbox"
+
+export const appendEvent = (event: DomainEvent, headers: Readonly<Record<string, string>> = {}) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`INSERT INTO outbox (event_id, event_type, envelope, headers)
+      VALUES (${event.eventId}, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb)`
+    yield* sql`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`
+  }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))

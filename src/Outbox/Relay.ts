@@ -1,0 +1,98 @@
+/**
+ * The outbox relay: publishes committed outbox rows through the confirmed
+ * publisher and marks them published only after the broker confirmed them.
+ *
+ * It wakes on LISTEN/NOTIFY and also polls every OUTBOX_POLL_INTERVAL_MS as a
+ * fallback (a missed notification, a broker that just came back). Rows are
+ * taken with FOR UPDATE SKIP LOCKED, so several relays never publish the same
+ * row at once; a crash between confirm and commit re-publishes the batch, which
+ * the worker's idempotency absorbs (at-least-once on the wire).
+ */
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Metric, Queue, Schedule, Stream } from "effect"
+import { OutboxConfig } from "../Config.js"
+import { EXCHANGE } from "../Broker/Topology.js"
+import { type OutgoingMessage, Publisher } from "../Broker/Publisher.js"
+import { OUTBOX_CHANNEL } from "./Outbox.js"
+
+interface OutboxRow {
+  readonly id: string
+  readonly eventId: string
+  readonly eventType: string
+  readonly envelope: unknown
+  readonly headers: Record<string, string> | null
+  readonly createdAt: Date
+}
+
+export const relayPublished = Metric.counter("opsdesk_outbox_published_total", { description: "Outbox events confirmed by the broker", incremental: true })
+
+export const toMessage = (row: OutboxRow): OutgoingMessage => ({
+  exchange: EXCHANGE,
+  routingKey: row.eventType,
+  content: Buffer.from(JSON.stringify(row.envelope)),
+  options: {
+    persistent: true,
+    contentType: "application/json",
+    messageId: row.eventId,
+    type: row.eventType,
+    appId: "opsdesk",
+    timestamp: Math.floor(row.createdAt.getTime() / 1000),
+    headers: { ...(row.headers ?? {}) }
+  }
+})
+
+/** Publishes one batch; returns how many rows it published. */
+export const publishBatch = (batchSize: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const publisher = yield* Publisher
+    return yield* sql.withTransaction(
+      Effect.gen(function*() {
+        const rows = yield* sql<OutboxRow>`SELECT id, event_id, event_type, envelope, headers, created_at FROM outbox
+          WHERE published_at IS NULL ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`
+        if (rows.length === 0) return 0
+        yield* publisher.publishAll(rows.map(toMessage))
+        yield* sql`UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id IN ${sql.in(rows.map((r) => r.id))}`
+        return rows.length
+      })
+    )
+  }).pipe(Effect.tap((n) => Metric.incrementBy(relayPublished, n)))
+
+export const RelayLive = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const cfg = yield* OutboxConfig
+    const pg = yield* PgClient.PgClient
+    const wake = yield* Queue.sliding<void>(1)
+
+    // LISTEN on a dedicated connection; if PostgreSQL restarts, listen again.
+    yield* pg.listen(OUTBOX_CHANNEL).pipe(
+      Stream.runForEach(() => Queue.offer(wake, undefined)),
+      Effect.tapError((e) => Effect.logWarning(`Outbox LISTEN lost: ${e.message}`)),
+      Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.either(Schedule.spaced("5 seconds")))),
+      Effect.forkScoped
+    )
+
+    const drain: Effect.Effect<void, unknown, SqlClient.SqlClient | Publisher> = publishBatch(cfg.batchSize).pipe(
+      Effect.flatMap((n) => (n === cfg.batchSize ? drain : Effect.void))
+    )
+    let lastWarning = 0
+    const loop = drain.pipe(
+      Effect.catchAll((e) =>
+        Effect.suspend(() => {
+          // Broker or database away: keep the rows, warn at most every 5 s, back off a little.
+          const now = Date.now()
+          const log = now - lastWarning > 5000 ? Effect.logWarning(`Outbox relay waiting: ${describe(e)}`) : Effect.void
+          if (now - lastWarning > 5000) lastWarning = now
+          return Effect.zipRight(log, Effect.sleep("500 millis"))
+        })
+      ),
+      Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
+      Effect.forever
+    )
+    yield* Effect.forkScoped(loop)
+    yield* Effect.logInfo("Outbox relay started")
+  })
+)
+
+const describe = (e: unknown) => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))

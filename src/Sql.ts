@@ -1,0 +1,70 @@
+/**
+ * PostgreSQL: one pool per process (`PgLive`), and the migrator that applies
+ * the plain `.sql` files in `migrations/`. The stock file-system loaders only
+ * read `NNNN_name.ts/js` modules, so a small `.sql` loader lives here.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Config, Effect, Layer, Schedule, String as Str } from "effect"
+import { readdir, readFile } from "node:fs/promises"
+import { fileURLToPath } from "node:url"
+import * as Path from "node:path"
+import { DatabasePoolSize, DatabaseUrl } from "./Config.js"
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta.url))
+
+/** Row names are snake_case in SQL and camelCase in TypeScript. */
+export const PgLive = PgClient.layerConfig({
+  url: DatabaseUrl,
+  maxConnections: DatabasePoolSize,
+  applicationName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk")),
+  transformQueryNames: Config.succeed(Str.camelToSnake),
+  transformResultNames: Config.succeed(Str.snakeToCamel),
+  // JSON columns (event envelopes, audit changes) are stored and read verbatim.
+  transformJson: Config.succeed(false)
+}).pipe(
+  // A database that is still starting (compose, CI) should not kill the process.
+  Layer.retry(
+    Schedule.exponential("200 millis").pipe(
+      Schedule.union(Schedule.spaced("5 seconds")),
+      Schedule.intersect(Schedule.recurs(10)),
+      Schedule.tapOutput(() => Effect.logWarning("PostgreSQL not reachable yet, retrying"))
+    )
+  )
+)
+
+/** Reads `migrations/NNNN_name.sql`; each file runs as one multi-statement query. */
+export const sqlFileLoader = (dir: string): Migrator.Loader =>
+  Effect.tryPromise({
+    try: () => readdir(dir),
+    catch: (cause) =>
+      new Migrator.MigrationError({ reason: "import-error", message: `Cannot read ${dir}: ${String(cause)}` })
+  }).pipe(
+    Effect.map((files) =>
+      files
+        .flatMap((file) => {
+          const match = /^(\d+)_([\w-]+)\.sql$/.exec(file)
+          if (match === null) return []
+          const load = Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            const text = yield* Effect.promise(() => readFile(Path.join(dir, file), "utf8"))
+            return sql.unsafe(text).pipe(Effect.asVoid)
+          })
+          return [[Number(match[1]), match[2]!, load] as const]
+        })
+        .sort((a, b) => a[0] - b[0])
+    )
+  )
+
+const migrator = Migrator.make({})
+
+/** Applies pending migrations; returns the ones it ran. Safe to run concurrently (table lock). */
+export const runMigrations = migrator({ loader: sqlFileLoader(MIGRATIONS_DIR), table: "opsdesk_migrations" }).pipe(
+  Effect.tap((ran) =>
+    ran.length > 0
+      ? Effect.logInfo(`Applied ${ran.length} migration(s): ${ran.map(([id, name]) => `${id}_${name}`).join(", ")}`)
+      : Effect.logDebug("Database schema up to date")
+  ),
+  Effect.withSpan("Sql.runMigrations")
+)

@@ -1,0 +1,43 @@
+/**
+ * Fault injection, off by default. It lets the seed's "simulate failure" step
+ * (and the chaos and bench scripts) make handlers fail without editing code:
+ *   WORKER_FAULT_EVENTS=message.sent          every message.sent fails, always
+ *   WORKER_FAULT_FIRST_ATTEMPT_PERCENT=1      1% of events fail on their first try only
+ */
+import { Config, Context, Data, Effect, Layer } from "effect"
+import type { DomainEvent } from "../Domain/Events.js"
+
+export class HandlerError extends Data.TaggedError("HandlerError")<{ readonly message: string }> {}
+
+export class Faults extends Context.Tag("OpsDesk/Worker/Faults")<Faults, {
+  readonly check: (event: DomainEvent, attempt: number) => Effect.Effect<void, HandlerError>
+}>() {}
+
+/** Stable per event: the same event fails (or not) on every worker and redelivery. */
+const bucket = (eventId: string) => {
+  let h = 0
+  for (let i = 0; i < eventId.length; i++) h = (h * 31 + eventId.charCodeAt(i)) | 0
+  return Math.abs(h) % 10_000
+}
+
+export const FaultsNone = Layer.succeed(Faults, Faults.of({ check: () => Effect.void }))
+
+export const FaultsLive = Layer.effect(
+  Faults,
+  Effect.gen(function*() {
+    const events = yield* Config.array(Config.string(), "WORKER_FAULT_EVENTS").pipe(Config.withDefault([]))
+    const percent = yield* Config.number("WORKER_FAULT_FIRST_ATTEMPT_PERCENT").pipe(
+      Config.withDefault(0),
+      Config.validate({ message: "must be between 0 and 100", validation: (p) => p >= 0 && p <= 100 })
+    )
+    const always = new Set(events.map((e) => e.trim()).filter((e) => e.length > 0))
+    if (always.size === 0 && percent === 0) return Faults.of({ check: () => Effect.void })
+    yield* Effect.logWarning(`Fault injection on: always failing [${[...always].join(", ")}], ${percent}% of first attempts`)
+    return Faults.of({
+      check: (event, attempt) =>
+        always.has(event.event) || (attempt === 0 && bucket(event.eventId) < percent * 100)
+          ? Effect.fail(new HandlerError({ message: "Simulated failure" }))
+          : Effect.void
+    })
+  })
+)

@@ -1,0 +1,87 @@
+/**
+ * What each event does, as a pure plan: the notifications to write (in the
+ * same transaction as the idempotency claim), whether cached ticket listings
+ * must go, and the seed's log lines to print once the effects committed.
+ */
+import type { DomainEvent } from "../Domain/Events.js"
+
+export interface NotificationRow {
+  readonly eventId: string
+  readonly eventType: string
+  readonly recipientId: string
+  readonly channel: "email" | "in_app"
+  readonly body: string
+}
+
+export interface Plan {
+  readonly event: DomainEvent
+  readonly notifications: ReadonlyArray<NotificationRow>
+  readonly invalidatesListings: boolean
+  readonly lines: ReadonlyArray<string>
+}
+
+/** Watchers per ticket id: owner, assignee and everyone who wrote on it. */
+export type Watchers = ReadonlyMap<string, ReadonlyArray<string>>
+
+const unique = (ids: ReadonlyArray<string | null>, except?: string) =>
+  [...new Set(ids.filter((id): id is string => id !== null && id !== except))]
+
+export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
+  const note = (recipientId: string, channel: NotificationRow["channel"], body: string): NotificationRow => ({
+    eventId: event.eventId,
+    eventType: event.event,
+    recipientId,
+    channel,
+    body
+  })
+  switch (event.event) {
+    case "ticket.created": {
+      const p = event.payload
+      return {
+        event,
+        notifications: [note(p.ownerId, "email", `Your ticket "${p.title}" was created (${p.id})`)],
+        invalidatesListings: true,
+        lines: [`🎫 Ticket created: ${p.id}`, `   📧 [FAKE] Email notification sent to ticket owner ${p.ownerId}`]
+      }
+    }
+    case "ticket.updated": {
+      const p = event.payload
+      const recipients = unique([p.ownerId, p.assigneeId], p.updatedBy)
+      return {
+        event,
+        notifications: recipients.map((r) => note(r, "email", `Ticket ${p.id} was updated: ${p.changedFields.join(", ")}`)),
+        invalidatesListings: true,
+        lines: [
+          `✏️  Ticket updated: ${p.id} (${p.changedFields.join(", ")})`,
+          `   📧 [FAKE] Update notification sent to ${recipients.length} recipient(s)`
+        ]
+      }
+    }
+    case "ticket.status_changed": {
+      const p = event.payload
+      const recipients = unique([p.ownerId, p.assigneeId], p.changedBy)
+      return {
+        event,
+        notifications: recipients.map((r) => note(r, "email", `Ticket ${p.id} moved from ${p.from} to ${p.to}`)),
+        invalidatesListings: true,
+        lines: [
+          `🔀 Ticket ${p.id} status changed: ${p.from} → ${p.to}`,
+          `   📧 [FAKE] Status notification sent to ${recipients.length} recipient(s)`
+        ]
+      }
+    }
+    case "message.sent": {
+      const p = event.payload
+      const recipients = unique(watchers.get(p.ticketId) ?? [], p.authorId)
+      return {
+        event,
+        notifications: recipients.map((r) => note(r, "in_app", `New message on ticket ${p.ticketId}`)),
+        invalidatesListings: false,
+        lines: [
+          `💬 Message sent in ticket ${p.ticketId} by ${p.authorId}`,
+          `   📧 [FAKE] Message notification sent to ticket watchers`
+        ]
+      }
+    }
+  }
+}

@@ -1,0 +1,18 @@
+/** The worker's layer graph, composed once. */
+import { Effect, Layer } from "effect"
+import { TicketListCacheLive } from "../Cache/TicketListCache.js"
+import { RedisLive } from "../Infra/Redis.js"
+import { PgLive, runMigrations } from "../Sql.js"
+import { WorkerLive } from "./Consumer.js"
+import { EventStoreLive } from "./EventStore.js"
+import { FaultsLive } from "./Faults.js"
+import { WorkerMetricsLive } from "./Metrics.js"
+
+const MigrateOnStart = Layer.effectDiscard(runMigrations)
+
+export const WorkerAppLive = WorkerLive.pipe(
+  Layer.provide(MigrateOnStart),
+  Layer.provide([EventStoreLive, TicketListCacheLive(), FaultsLive, WorkerMetricsLive]),
+  Layer.provide([PgLive, RedisLive]),
+  Layer.tap(() => Effect.logInfo("Worker started"))
+)

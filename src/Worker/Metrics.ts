@@ -1,0 +1,90 @@
+/**
+ * Worker metrics. Each outcome is an Effect `Metric` tagged with the event
+ * type (exported to Prometheus elsewhere), and also kept in plain totals for
+ * the seed's periodic summary.
+ */
+import { Context, Effect, Layer, Metric, MetricBoundaries } from "effect"
+
+export type Outcome = "processed" | "failed" | "retried" | "duplicates" | "poison"
+
+export const processedTotal = Metric.counter("opsdesk_worker_processed_total", { description: "Events processed", incremental: true })
+export const failedTotal = Metric.counter("opsdesk_worker_failed_total", { description: "Events dead-lettered after their retries", incremental: true })
+export const retriedTotal = Metric.counter("opsdesk_worker_retried_total", { description: "Retries scheduled", incremental: true })
+export const duplicatesTotal = Metric.counter("opsdesk_worker_duplicates_total", { description: "Duplicate deliveries suppressed", incremental: true })
+export const poisonTotal = Metric.counter("opsdesk_worker_poison_total", { description: "Undecodable messages sent to the DLQ", incremental: true })
+export const processingTime = Metric.histogram(
+  "opsdesk_worker_processing_seconds",
+  MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
+  "Time from taking a delivery to its ack"
+)
+export const endToEndLag = Metric.histogram(
+  "opsdesk_worker_lag_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 18 }),
+  "Time from the event's occurredAt to its processing"
+)
+
+const counters: Record<Outcome, Metric.Metric.Counter<number>> = {
+  processed: processedTotal,
+  failed: failedTotal,
+  retried: retriedTotal,
+  duplicates: duplicatesTotal,
+  poison: poisonTotal
+}
+
+export interface Totals {
+  processed: number
+  failed: number
+  retried: number
+  duplicates: number
+  poison: number
+  /** Per event type: count and summed milliseconds of processed events. */
+  timings: Map<string, { count: number; totalMs: number; maxMs: number }>
+}
+
+export class WorkerMetrics extends Context.Tag("OpsDesk/Worker/Metrics")<WorkerMetrics, {
+  readonly record: (outcome: Outcome, eventType: string, count?: number) => Effect.Effect<void>
+  readonly timing: (eventType: string, millis: number, lagMillis: number) => Effect.Effect<void>
+  readonly totals: Effect.Effect<Totals>
+}>() {}
+
+export const make = Effect.sync(() => {
+  const totals: Totals = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, timings: new Map() }
+  return WorkerMetrics.of({
+    record: (outcome, eventType, count = 1) =>
+      Effect.suspend(() => {
+        totals[outcome] += count
+        return Metric.incrementBy(counters[outcome].pipe(Metric.tagged("event", eventType)), count)
+      }),
+    timing: (eventType, millis, lagMillis) =>
+      Effect.suspend(() => {
+        const t = totals.timings.get(eventType) ?? { count: 0, totalMs: 0, maxMs: 0 }
+        t.count++
+        t.totalMs += millis
+        t.maxMs = Math.max(t.maxMs, millis)
+        totals.timings.set(eventType, t)
+        return Effect.zipRight(
+          Metric.update(processingTime.pipe(Metric.tagged("event", eventType)), millis / 1000),
+          Metric.update(endToEndLag.pipe(Metric.tagged("event", eventType)), Math.max(0, lagMillis) / 1000)
+        )
+      }),
+    totals: Effect.sync(() => ({ ...totals, timings: new Map(totals.timings) }))
+  })
+})
+
+export const WorkerMetricsLive = Layer.effect(WorkerMetrics, make)
+
+/** The seed's summary block, plus processing time per event type. */
+export const summary = (t: Totals): string => {
+  const lines = [
+    "",
+    "📊 Worker Metrics:",
+    `  ✅ Processed: ${t.processed}`,
+    `  ❌ Failed: ${t.failed + t.poison}`,
+    `  🔄 Retried: ${t.retried}`,
+    `  ⏭️  Duplicates: ${t.duplicates}`
+  ]
+  for (const [event, { count, maxMs, totalMs }] of [...t.timings.entries()].sort()) {
+    lines.push(`  ⏱️  ${event}: ${count} in avg ${(totalMs / count).toFixed(1)}ms (max ${maxMs.toFixed(1)}ms)`)
+  }
+  return lines.join("\n")
+}

@@ -1,0 +1,223 @@
+/**
+ * The heart of the worker: takes a batch of deliveries and settles every one
+ * of them, each with its own outcome.
+ *
+ *  1. Decode: a body that is not JSON or fails its Schema is poison and goes to
+ *     the DLQ at once, with the reason in its headers; it is never retried.
+ *  2. Plan each event (fault check, tier-1 immediate retries on failure).
+ *  3. Commit all plans in one transaction: claims in `processed_events` plus
+ *     notification rows. Unclaimed events are duplicates.
+ *     - database unreachable: hold and retry (no retry is spent);
+ *     - statement rejected: split the batch and commit one by one, so one bad
+ *       event cannot hold back the rest.
+ *  4. After commit: invalidate cached listings once if any ticket event was in
+ *     the batch (duplicates too: the first try may have died before this), log
+ *     the seed's lines, ack.
+ *  Failures: tier 2, a broker-held delayed retry, up to MAX_RETRIES; then the
+ *  DLQ with the error, the attempts and the original routing key. The copy is
+ *  confirmed by the broker before the original is acked; if it cannot be, the
+ *  original stays unacked and comes back.
+ */
+import { Clock, Effect, Either, Option } from "effect"
+import type { WorkerConfig } from "../Config.js"
+import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
+import { TicketListCache } from "../Cache/TicketListCache.js"
+import { attemptOf, decodeDelivery, type Delivery } from "./Delivery.js"
+import { EventStore, type StoreError } from "./EventStore.js"
+import { Faults } from "./Faults.js"
+import { plan, type Plan, type Watchers } from "./Handlers.js"
+import { WorkerMetrics } from "./Metrics.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+
+interface Item {
+  readonly delivery: Delivery
+  readonly event: DomainEvent
+  readonly attempt: number
+}
+
+interface Planned extends Item {
+  readonly plan: Plan
+}
+
+export type ProcessBatch = (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
+
+export const makeProcessor = (cfg: WorkerConfig) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const cache = yield* TicketListCache
+    const faults = yield* Faults
+    const metrics = yield* WorkerMetrics
+    const delays = RetryPolicy.brokerDelays(cfg)
+    const immediate = RetryPolicy.immediate(cfg)
+
+    let lastHoldWarning = 0
+    const holdWarning = (what: string, message: string) =>
+      Effect.suspend(() => {
+        const now = Date.now()
+        if (now - lastHoldWarning < 5000) return Effect.void
+        lastHoldWarning = now
+        return Effect.logWarning(`${what} unavailable, holding messages and retrying: ${message}`)
+      })
+
+    /** Retries while the database is unreachable; other errors pass through at once. */
+    const holdWhileTransient = <A>(effect: Effect.Effect<A, StoreError>) =>
+      effect.pipe(
+        Effect.tapError((e) => (e.transient ? holdWarning("PostgreSQL", e.message) : Effect.void)),
+        Effect.retry({ schedule: RetryPolicy.infrastructure, while: (e) => e.transient })
+      )
+
+    const annotate = (item: Item) =>
+      Effect.annotateLogs({ event: item.event.event, eventId: item.event.eventId, attempt: item.attempt })
+
+    const settleFailure = (what: string) => (e: { readonly message: string }) =>
+      Effect.logWarning(`Could not ${what} (${e.message}); leaving the message unacked for redelivery`)
+
+    const deadLetterPoison = (delivery: Delivery, reason: string) =>
+      Effect.logError(`☠️  Poison message on ${delivery.queue} (messageId: ${delivery.messageId ?? "none"}), sending to DLQ: ${reason}`).pipe(
+        Effect.zipRight(delivery.deadLetter({ kind: "poison", reason, attempts: 1 })),
+        Effect.zipRight(delivery.ack),
+        Effect.zipRight(metrics.record("poison", delivery.routingKey)),
+        Effect.catchTag("BrokerError", settleFailure("dead-letter a poison message"))
+      )
+
+    /** Tier 2: a broker-held delayed retry, or the DLQ once the retries are spent. */
+    const fail = (item: Item, error: string) => {
+      const { attempt, delivery, event } = item
+      const log = Effect.logError(`❌ Error processing ${event.event}: Error: ${error}`)
+      if (attempt < cfg.maxRetries) {
+        const delayMs = delays[attempt]!
+        return log.pipe(
+          Effect.zipRight(Effect.logWarning(`🔄 Retrying ${event.event} (attempt ${attempt + 1}/${cfg.maxRetries}) after ${delayMs}ms`)),
+          Effect.zipRight(delivery.retryLater({ delayMs, attempt: attempt + 1, error })),
+          Effect.zipRight(delivery.ack),
+          Effect.zipRight(metrics.record("retried", event.event)),
+          Effect.catchTag("BrokerError", settleFailure("schedule the retry")),
+          annotate(item)
+        )
+      }
+      return log.pipe(
+        Effect.zipRight(Effect.logError(`🚨 Max retries reached for ${event.event}, sending to DLQ`)),
+        Effect.zipRight(delivery.deadLetter({ kind: "failed", reason: error, attempts: attempt + 1 })),
+        Effect.zipRight(delivery.ack),
+        Effect.zipRight(metrics.record("failed", event.event)),
+        Effect.catchTag("BrokerError", settleFailure("dead-letter the message")),
+        annotate(item)
+      )
+    }
+
+    const invalidate = holdWhileTransientRedis(cache.invalidateAll, holdWarning)
+
+    /** Step 3 and 4 for a group of planned items. */
+    const commit = (items: ReadonlyArray<Planned>, startedAt: number): Effect.Effect<void> =>
+      holdWhileTransient(store.commit(cfg.processorName, items.map((i) => i.plan))).pipe(
+        Effect.retry({ schedule: immediate, while: (e) => !e.transient && items.length === 1 }),
+        Effect.either,
+        Effect.flatMap(Either.match({
+          onLeft: (error) =>
+            items.length > 1
+              ? Effect.forEach(items, (item) => commit([item], startedAt), { discard: true })
+              : fail(items[0]!, error.message),
+          onRight: (claimed) => finish(items, claimed, startedAt)
+        }))
+      )
+
+    const finish = (items: ReadonlyArray<Planned>, claimed: ReadonlySet<string>, startedAt: number) =>
+      Effect.gen(function*() {
+        let removed = Option.none<number>()
+        if (items.some((i) => i.plan.invalidatesListings)) {
+          const result = yield* Effect.either(invalidate)
+          if (Either.isLeft(result)) {
+            // Effects are committed; a retry will be a duplicate, and duplicates invalidate again.
+            yield* Effect.forEach(items, (item) => fail(item, `Cache invalidation failed: ${result.left.message}`), { discard: true })
+            return
+          }
+          removed = Option.some(result.right)
+        }
+        const now = yield* Clock.currentTimeMillis
+        for (const item of items) {
+          const { delivery, event, plan } = item
+          const messageId = delivery.messageId ?? event.eventId
+          if (!claimed.has(event.eventId)) {
+            yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
+            yield* metrics.record("duplicates", event.event)
+          } else {
+            const ms = now - startedAt
+            const lines = [...plan.lines]
+            if (plan.invalidatesListings) {
+              lines.push(`   🗑️  Invalidated ${Option.getOrElse(removed, () => 0)} cache key(s)`)
+              removed = Option.some(0) // the count belongs to the first ticket event of the batch
+            }
+            lines.push(`✅ Processed ${event.event} in ${ms}ms (messageId: ${messageId})`)
+            yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
+            yield* metrics.record("processed", event.event)
+            yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
+          }
+          yield* delivery.ack
+        }
+      })
+
+    const processBatch: ProcessBatch = (deliveries) =>
+      Effect.gen(function*() {
+        const startedAt = yield* Clock.currentTimeMillis
+        // 1. Decode; the first copy of an event in the batch is the one that runs.
+        const items: Array<Item> = []
+        const seen = new Map<string, Item>()
+        const inBatchDuplicates: Array<Item> = []
+        for (const delivery of deliveries) {
+          const decoded = decodeDelivery(delivery)
+          if (Either.isLeft(decoded)) {
+            yield* deadLetterPoison(delivery, decoded.left)
+            continue
+          }
+          const item: Item = { delivery, event: decoded.right, attempt: attemptOf(delivery.headers, cfg.maxRetries) }
+          if (seen.has(item.event.eventId)) inBatchDuplicates.push(item)
+          else {
+            seen.set(item.event.eventId, item)
+            items.push(item)
+          }
+        }
+        // 2. Plan.
+        const ticketIds = items.flatMap((i) => (i.event.event === "message.sent" ? [i.event.payload.ticketId] : []))
+        const watchers = yield* Effect.either(holdWhileTransient(store.watchers(ticketIds)))
+        const planned: Array<Planned> = []
+        for (const item of items) {
+          if (item.event.event === "message.sent" && Either.isLeft(watchers)) {
+            yield* fail(item, watchers.left.message)
+            continue
+          }
+          const checked = yield* Effect.either(Effect.retry(faults.check(item.event, item.attempt), immediate))
+          if (Either.isLeft(checked)) {
+            yield* fail(item, checked.left.message)
+            continue
+          }
+          planned.push({ ...item, plan: plan(item.event, Either.getOrElse(watchers, (): Watchers => new Map())) })
+        }
+        // 3 and 4.
+        if (planned.length > 0) yield* commit(planned, startedAt)
+        // Copies of an event already in this batch: settled after the first, as duplicates.
+        for (const item of inBatchDuplicates) {
+          if (isTicketEvent(item.event)) yield* Effect.ignore(invalidate)
+          yield* Effect.logInfo(`⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`).pipe(annotate(item))
+          yield* metrics.record("duplicates", item.event.event)
+          yield* item.delivery.ack
+        }
+      }).pipe(
+        // A bug must not strand messages in the prefetch window: give them back.
+        Effect.catchAllCause((cause) =>
+          Effect.logError("Unexpected failure while processing a batch; requeueing it", cause).pipe(
+            Effect.zipRight(Effect.forEach(deliveries, (d) => d.requeue, { discard: true }))
+          )
+        )
+      )
+
+    return processBatch
+  })
+
+const holdWhileTransientRedis = <A, E extends { readonly message: string }>(
+  effect: Effect.Effect<A, E>,
+  warn: (what: string, message: string) => Effect.Effect<void>
+) =>
+  effect.pipe(
+    Effect.tapError((e) => warn("Redis", e.message)),
+    Effect.retry(RetryPolicy.infrastructure)
+  )

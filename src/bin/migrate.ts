@@ -1,0 +1,10 @@
+/** Applies pending migrations and makes sure the admin user exists: `npm run migrate`. */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { LoggingLive } from "../Logging.js"
+import { PgLive, runMigrations } from "../Sql.js"
+
+Effect.gen(function*() {
+  const ran = yield* runMigrations
+  yield* Effect.logInfo(ran.length === 0 ? "Migrations: nothing to do" : `Migrations: applied ${ran.length}`)
+}).pipe(Effect.provide(PgLive), Effect.provide(LoggingLive), NodeRuntime.runMain({ disablePrettyLogger: true }))
