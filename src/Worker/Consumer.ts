@@ -11,7 +11,7 @@ import { Deferred, Duration, Effect, Layer, Queue, Ref, Schedule } from "effect"
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib"
 import { AmqpUrl, BrokerReconnect, QueueType, WorkerConfig } from "../Config.js"
 import { awaitClose, BrokerError, openChannel, openConfirmChannel, publishConfirmed, supervise } from "../Broker/Amqp.js"
-import { declareTopology, DLQ, QUEUES, RETRY_EXCHANGE, retryRoutingKey } from "../Broker/Topology.js"
+import { declareTopology, DLQ, QUEUES, RETRY_EXCHANGE, RETRY_RETURN_EXCHANGE, retryRoutingKey } from "../Broker/Topology.js"
 import { Fatal } from "../Fatal.js"
 import { DLQ_HEADERS, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "./Delivery.js"
 import { summary, WorkerMetrics } from "./Metrics.js"
@@ -51,9 +51,12 @@ export const toDelivery = (msg: ConsumeMessage, queue: string, channel: Channel,
         // The channel closed under us: the broker will redeliver.
       }
     })
+  // A message back from a retry queue arrives with routing key `<delay>ms.<queue>`; its first routing key travels in a header.
+  const original = msg.properties.headers?.[DLQ_HEADERS.routingKey]
+  const routingKey = msg.fields.exchange === RETRY_RETURN_EXCHANGE && typeof original === "string" ? original : msg.fields.routingKey
   return {
     queue,
-    routingKey: msg.fields.routingKey,
+    routingKey,
     body: msg.content,
     messageId: msg.properties.messageId,
     headers: msg.properties.headers ?? {},
@@ -67,7 +70,12 @@ export const toDelivery = (msg: ConsumeMessage, queue: string, channel: Channel,
         RETRY_EXCHANGE,
         retryRoutingKey(delayMs, queue),
         msg.content,
-        republishOptions(msg, { ...headers, [RETRY_HEADER]: attempt, "opsdesk-last-error": error.slice(0, 500) })
+        republishOptions(msg, {
+          ...headers,
+          [RETRY_HEADER]: attempt,
+          [DLQ_HEADERS.routingKey]: routingKey,
+          "opsdesk-last-error": error.slice(0, 500)
+        })
       )
     },
     deadLetter: ({ attempts, kind, reason }) =>
@@ -81,7 +89,7 @@ export const toDelivery = (msg: ConsumeMessage, queue: string, channel: Channel,
           [DLQ_HEADERS.reason]: reason.slice(0, 2000),
           [DLQ_HEADERS.kind]: kind,
           [DLQ_HEADERS.attempts]: attempts,
-          [DLQ_HEADERS.routingKey]: msg.fields.routingKey,
+          [DLQ_HEADERS.routingKey]: routingKey,
           [DLQ_HEADERS.queue]: queue,
           [DLQ_HEADERS.failedAt]: new Date().toISOString()
         })
