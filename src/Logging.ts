@@ -3,7 +3,7 @@
  * the annotations as key=value), `json` (one JSON object per line, for
  * production) or `logfmt`. `LOG_LEVEL` sets the minimum level (Info).
  */
-import { Cause, Config, HashMap, Inspectable, Layer, List, Logger, LogLevel } from "effect"
+import { Cause, Config, ConfigError, Either, HashMap, Inspectable, Layer, List, Logger, LogLevel } from "effect"
 
 const time = (d: Date) => d.toISOString().slice(11, 23)
 
@@ -27,7 +27,16 @@ export const prettyLine = Logger.make(({ annotations, cause, date, logLevel, mes
 export const LoggingLive = Layer.unwrapEffect(
   Config.all({
     format: Config.literal("pretty", "json", "logfmt")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
-    level: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+    level: Config.string("LOG_LEVEL").pipe(
+      Config.withDefault("info"),
+      Config.mapOrFail((raw) => {
+        const wanted = raw.trim().toUpperCase().replace(/^WARNING$/, "WARN").replace(/^NONE$/, "OFF")
+        const level = LogLevel.allLevels.find((l) => l.label === wanted)
+        return level
+          ? Either.right(level)
+          : Either.left(ConfigError.InvalidData([], `Expected one of trace, debug, info, warn, error, fatal, none; got "${raw}"`))
+      })
+    )
   }).pipe(
     Config.map(({ format, level }) =>
       Layer.merge(
