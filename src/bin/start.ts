@@ -1,0 +1,48 @@
+/**
+ * `npm start`: applies migrations, then runs the API and the worker as two
+ * child processes with their output prefixed. Ctrl-C (SIGINT) or SIGTERM is
+ * passed to both; it exits when both have stopped (non-zero if either failed).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { LoggingLive } from "../Logging.js"
+import { PgLive, runMigrations } from "../Sql.js"
+
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+
+/** Runs one entrypoint; fails with its exit code if it stops with a non-zero one. */
+const run = (name: string, file: string) =>
+  Effect.async<void, { readonly name: string; readonly code: number }>((resume) => {
+    const child: ChildProcess = spawn(process.execPath, [...process.execArgv, here(file)], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: process.env
+    })
+    const prefix = (chunk: Buffer) =>
+      chunk.toString().split("\n").filter((l) => l.length > 0).map((l) => `[${name}] ${l}\n`).join("")
+    child.stdout!.on("data", (d: Buffer) => process.stdout.write(prefix(d)))
+    child.stderr!.on("data", (d: Buffer) => process.stderr.write(prefix(d)))
+    child.once("exit", (code, signal) => {
+      const status = code ?? (signal ? 0 : 1)
+      resume(status === 0 ? Effect.void : Effect.fail({ name, code: status }))
+    })
+    // Interrupted (Ctrl-C / SIGTERM on this process): ask the child to stop and wait for it.
+    return Effect.async<void>((done) => {
+      if (child.exitCode !== null) return done(Effect.void)
+      child.once("exit", () => done(Effect.void))
+      child.kill("SIGTERM")
+    })
+  })
+
+Effect.gen(function*() {
+  yield* runMigrations.pipe(Effect.provide(PgLive))
+  const ext = import.meta.url.endsWith(".ts") ? "ts" : "js"
+  // If one of them dies, the other is stopped too (Effect.all interrupts it).
+  yield* Effect.all([run("api", `./api.${ext}`), run("worker", `./worker.${ext}`)], { concurrency: "unbounded", discard: true }).pipe(
+    Effect.catchAll(({ code, name }) =>
+      Effect.logError(`The ${name} stopped with exit code ${code}; stopped the other process too`).pipe(
+        Effect.zipRight(Effect.sync(() => (process.exitCode = 1)))
+      ))
+  )
+}).pipe(Effect.provide(LoggingLive), NodeRuntime.runMain({ disablePrettyLogger: true }))
