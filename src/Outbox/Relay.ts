@@ -14,6 +14,7 @@ import { Effect, Layer, Metric, Queue, Schedule, Stream } from "effect"
 import { OutboxConfig } from "../Config.js"
 import { EXCHANGE } from "../Broker/Topology.js"
 import { type OutgoingMessage, Publisher } from "../Broker/Publisher.js"
+import { BrokerError } from "../Broker/Amqp.js"
 import { OUTBOX_CHANNEL } from "./Outbox.js"
 
 interface OutboxRow {
@@ -47,6 +48,8 @@ export const publishBatch = (batchSize: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const publisher = yield* Publisher
+    // No point locking rows while the broker is away.
+    if (!(yield* publisher.isConnected)) return yield* new BrokerError({ message: "RabbitMQ is not connected" })
     return yield* sql.withTransaction(
       Effect.gen(function*() {
         const rows = yield* sql<OutboxRow>`SELECT id, event_id, event_type, envelope, headers, created_at FROM outbox
@@ -76,15 +79,22 @@ export const RelayLive = Layer.scopedDiscard(
     const drain: Effect.Effect<void, unknown, SqlClient.SqlClient | Publisher> = publishBatch(cfg.batchSize).pipe(
       Effect.flatMap((n) => (n === cfg.batchSize ? drain : Effect.void))
     )
+    // Warn about a stuck relay only once the condition has lasted a few seconds
+    // (start-up races the publisher's first connection), then every 5 s at most.
+    let failingSince: number | undefined
     let lastWarning = 0
     const loop = drain.pipe(
+      Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
       Effect.catchAll((e) =>
         Effect.suspend(() => {
-          // Broker or database away: keep the rows, warn at most every 5 s, back off a little.
           const now = Date.now()
-          const log = now - lastWarning > 5000 ? Effect.logWarning(`Outbox relay waiting: ${describe(e)}`) : Effect.void
-          if (now - lastWarning > 5000) lastWarning = now
-          return Effect.zipRight(log, Effect.sleep("500 millis"))
+          failingSince ??= now
+          const warn = now - failingSince > 3000 && now - lastWarning > 5000
+          if (warn) lastWarning = now
+          return Effect.zipRight(
+            warn ? Effect.logWarning(`Outbox relay waiting: ${describe(e)}`) : Effect.void,
+            Effect.sleep("200 millis")
+          )
         })
       ),
       Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
