@@ -3,11 +3,16 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    // Integration suites share one PostgreSQL database, one Redis and one RabbitMQ;
-    // files run one at a time so broker topology and queue purges never race.
+    globalSetup: ["test/globalSetup.ts"],
+    // Tests get their own database, so a development API/worker on `opsdesk` never touches their rows.
+    env: {
+      DATABASE_URL: process.env.TEST_DATABASE_URL ?? "postgres://root@127.0.0.1:5432/opsdesk_test",
+      LOG_LEVEL: process.env.LOG_LEVEL ?? "warn"
+    },
+    // Integration suites share one PostgreSQL, Redis and RabbitMQ; files run
+    // one at a time so broker vhosts, cache keys and the outbox never race.
     fileParallelism: false,
     testTimeout: 60_000,
-    hookTimeout: 60_000,
-    sequence: { concurrent: false }
+    hookTimeout: 60_000
   }
 })

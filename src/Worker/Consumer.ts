@@ -8,7 +8,8 @@
  * PREFETCH bounds the messages in flight over the channel (all four queues).
  */
 import { Deferred, Duration, Effect, Layer, Queue, Ref, Schedule } from "effect"
-import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib"
+import type { ConfirmChannel, ConsumeMessage, Options } from "amqplib"
+import { AckBatcher } from "../Broker/AckBatcher.js"
 import { AmqpUrl, BrokerReconnect, QueueType, WorkerConfig } from "../Config.js"
 import { awaitClose, BrokerError, openChannel, openConfirmChannel, publishConfirmed, supervise } from "../Broker/Amqp.js"
 import { declareTopology, DLQ, QUEUES, RETRY_EXCHANGE, RETRY_RETURN_EXCHANGE, retryRoutingKey } from "../Broker/Topology.js"
@@ -39,7 +40,13 @@ const republishOptions = (msg: ConsumeMessage, headers: Record<string, unknown>)
 })
 
 /** Wraps an amqplib message; every settle is once-only and bound to its channel. */
-export const toDelivery = (msg: ConsumeMessage, queue: string, channel: Channel, confirm: ConfirmChannel, open: { value: boolean }): Delivery => {
+export const toDelivery = (
+  msg: ConsumeMessage,
+  queue: string,
+  acks: AckBatcher,
+  confirm: ConfirmChannel,
+  open: { value: boolean }
+): Delivery => {
   let settled = false
   const settle = (f: () => void) =>
     Effect.sync(() => {
@@ -60,8 +67,8 @@ export const toDelivery = (msg: ConsumeMessage, queue: string, channel: Channel,
     body: msg.content,
     messageId: msg.properties.messageId,
     headers: msg.properties.headers ?? {},
-    ack: settle(() => channel.ack(msg)),
-    requeue: settle(() => channel.nack(msg, false, true)),
+    ack: settle(() => acks.ack(msg)),
+    requeue: settle(() => acks.requeue(msg)),
     retryLater: ({ attempt, delayMs, error }) => {
       const headers = copyHeaders(msg)
       delete headers[SEED_RETRY_HEADER]
@@ -126,6 +133,7 @@ export const WorkerLive = Layer.scopedDiscard(
           catch: (cause) => new BrokerError({ message: "prefetch failed", cause })
         })
         const open = { value: true }
+        const acks = new AckBatcher(channel)
         channel.once("close", () => (open.value = false))
         confirm.once("close", () => (open.value = false))
         const cancelled = yield* Deferred.make<void>()
@@ -140,7 +148,7 @@ export const WorkerLive = Layer.scopedDiscard(
                   return
                 }
                 inFlight.count++
-                Queue.unsafeOffer(inbox, toDelivery(msg, queue, channel, confirm, open))
+                Queue.unsafeOffer(inbox, toDelivery(msg, queue, acks, confirm, open))
               }, { noAck: false }),
             catch: (cause) => new BrokerError({ message: `consume ${queue} failed`, cause })
           })

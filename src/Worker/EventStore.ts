@@ -35,6 +35,20 @@ export const isTransientSqlError = (error: SqlError.SqlError): boolean => {
 const toStoreError = (what: string) => (error: SqlError.SqlError) =>
   new StoreError({ message: `${what}: ${error.message}${error.cause instanceof Error ? ` (${error.cause.message})` : ""}`, transient: isTransientSqlError(error), cause: error })
 
+const COMMIT_SQL = `
+WITH claimed AS (
+  INSERT INTO processed_events (event_id, event_type, processor_name)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+  ON CONFLICT (event_id, processor_name) DO NOTHING
+  RETURNING event_id
+), notified AS (
+  INSERT INTO notifications (event_id, event_type, recipient_id, channel, body)
+  SELECT n.* FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[])
+    AS n(event_id, event_type, recipient_id, channel, body)
+  WHERE n.event_id IN (SELECT event_id FROM claimed)
+)
+SELECT event_id FROM claimed`
+
 export const EventStoreLive = Layer.effect(
   EventStore,
   Effect.gen(function*() {
@@ -59,19 +73,25 @@ export const EventStoreLive = Layer.effect(
           Effect.mapError(toStoreError("Watcher lookup failed"))
         )
       },
-      commit: (processor, plans) =>
-        sql.withTransaction(
-          Effect.gen(function*() {
-            if (plans.length === 0) return new Set<string>()
-            const claimed = yield* sql<{ eventId: string }>`INSERT INTO processed_events ${
-              sql.insert(plans.map((p) => ({ eventId: p.event.eventId, eventType: p.event.event, processorName: processor })))
-            } ON CONFLICT (event_id, processor_name) DO NOTHING RETURNING event_id`
-            const ids = new Set(claimed.map((r) => r.eventId))
-            const notifications: Array<NotificationRow> = plans.flatMap((p) => (ids.has(p.event.eventId) ? p.notifications : []))
-            if (notifications.length > 0) yield* sql`INSERT INTO notifications ${sql.insert(notifications.map((n) => ({ ...n })))}`
-            return ids as ReadonlySet<string>
-          })
-        ).pipe(Effect.mapError(toStoreError("Commit failed")))
+      commit: (processor, plans) => {
+        if (plans.length === 0) return Effect.succeed(new Set<string>())
+        const notifications: Array<NotificationRow> = plans.flatMap((p) => p.notifications)
+        // One statement, so one implicit transaction and one round trip: the
+        // claims, and the notifications of exactly the events it claimed.
+        return sql.unsafe<{ readonly eventId: string }>(COMMIT_SQL, [
+          plans.map((p) => p.event.eventId),
+          plans.map((p) => p.event.event),
+          plans.map(() => processor),
+          notifications.map((n) => n.eventId),
+          notifications.map((n) => n.eventType),
+          notifications.map((n) => n.recipientId),
+          notifications.map((n) => n.channel),
+          notifications.map((n) => n.body)
+        ]).pipe(
+          Effect.map((rows) => new Set(rows.map((r) => r.eventId)) as ReadonlySet<string>),
+          Effect.mapError(toStoreError("Commit failed"))
+        )
+      }
     })
   })
 )

@@ -10,6 +10,8 @@ import type { DomainEvent } from "../Domain/Events.js"
 export class HandlerError extends Data.TaggedError("HandlerError")<{ readonly message: string }> {}
 
 export class Faults extends Context.Tag("OpsDesk/Worker/Faults")<Faults, {
+  /** False when no fault is configured: the processor then skips the check entirely. */
+  readonly enabled?: boolean
   readonly check: (event: DomainEvent, attempt: number) => Effect.Effect<void, HandlerError>
 }>() {}
 
@@ -20,7 +22,8 @@ const bucket = (eventId: string) => {
   return Math.abs(h) % 10_000
 }
 
-export const FaultsNone = Layer.succeed(Faults, Faults.of({ check: () => Effect.void }))
+const none = Faults.of({ enabled: false, check: () => Effect.void })
+export const FaultsNone = Layer.succeed(Faults, none)
 
 export const FaultsLive = Layer.effect(
   Faults,
@@ -31,9 +34,10 @@ export const FaultsLive = Layer.effect(
       Config.validate({ message: "must be between 0 and 100", validation: (p) => p >= 0 && p <= 100 })
     )
     const always = new Set(events.map((e) => e.trim()).filter((e) => e.length > 0))
-    if (always.size === 0 && percent === 0) return Faults.of({ check: () => Effect.void })
+    if (always.size === 0 && percent === 0) return none
     yield* Effect.logWarning(`Fault injection on: always failing [${[...always].join(", ")}], ${percent}% of first attempts`)
     return Faults.of({
+      enabled: true,
       check: (event, attempt) =>
         always.has(event.event) || (attempt === 0 && bucket(event.eventId) < percent * 100)
           ? Effect.fail(new HandlerError({ message: "Simulated failure" }))

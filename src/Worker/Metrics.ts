@@ -23,14 +23,6 @@ export const endToEndLag = Metric.histogram(
   "Time from the event's occurredAt to its processing"
 )
 
-const counters: Record<Outcome, Metric.Metric.Counter<number>> = {
-  processed: processedTotal,
-  failed: failedTotal,
-  retried: retriedTotal,
-  duplicates: duplicatesTotal,
-  poison: poisonTotal
-}
-
 export interface Totals {
   processed: number
   failed: number
@@ -47,13 +39,32 @@ export class WorkerMetrics extends Context.Tag("OpsDesk/Worker/Metrics")<WorkerM
   readonly totals: Effect.Effect<Totals>
 }>() {}
 
+/** Tagged metrics are built once per (metric, event type): tagging allocates and hashes a new key. */
+const memo = <M>(make: (eventType: string) => M) => {
+  const cache = new Map<string, M>()
+  return (eventType: string): M => {
+    let m = cache.get(eventType)
+    if (m === undefined) cache.set(eventType, (m = make(eventType)))
+    return m
+  }
+}
+
 export const make = Effect.sync(() => {
   const totals: Totals = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, timings: new Map() }
+  const tagged = {
+    processed: memo((e) => processedTotal.pipe(Metric.tagged("event", e))),
+    failed: memo((e) => failedTotal.pipe(Metric.tagged("event", e))),
+    retried: memo((e) => retriedTotal.pipe(Metric.tagged("event", e))),
+    duplicates: memo((e) => duplicatesTotal.pipe(Metric.tagged("event", e))),
+    poison: memo((e) => poisonTotal.pipe(Metric.tagged("event", e)))
+  } satisfies Record<Outcome, unknown>
+  const time = memo((e) => processingTime.pipe(Metric.tagged("event", e)))
+  const lag = memo((e) => endToEndLag.pipe(Metric.tagged("event", e)))
   return WorkerMetrics.of({
     record: (outcome, eventType, count = 1) =>
       Effect.suspend(() => {
         totals[outcome] += count
-        return Metric.incrementBy(counters[outcome].pipe(Metric.tagged("event", eventType)), count)
+        return Metric.incrementBy(tagged[outcome](eventType), count)
       }),
     timing: (eventType, millis, lagMillis) =>
       Effect.suspend(() => {
@@ -63,8 +74,8 @@ export const make = Effect.sync(() => {
         t.maxMs = Math.max(t.maxMs, millis)
         totals.timings.set(eventType, t)
         return Effect.zipRight(
-          Metric.update(processingTime.pipe(Metric.tagged("event", eventType)), millis / 1000),
-          Metric.update(endToEndLag.pipe(Metric.tagged("event", eventType)), Math.max(0, lagMillis) / 1000)
+          Metric.update(time(eventType), millis / 1000),
+          Metric.update(lag(eventType), Math.max(0, lagMillis) / 1000)
         )
       }),
     totals: Effect.sync(() => ({ ...totals, timings: new Map(totals.timings) }))

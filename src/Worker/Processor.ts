@@ -18,7 +18,7 @@
  *  confirmed by the broker before the original is acked; if it cannot be, the
  *  original stays unacked and comes back.
  */
-import { Clock, Effect, Either, Option } from "effect"
+import { Clock, Effect, Either, FiberRef, LogLevel, Option } from "effect"
 import type { WorkerConfig } from "../Config.js"
 import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
 import { TicketListCache } from "../Cache/TicketListCache.js"
@@ -38,6 +38,9 @@ interface Item {
 interface Planned extends Item {
   readonly plan: Plan
 }
+
+/** Skips building the per-event lines when Info is filtered out (LOG_LEVEL=warn, benchmarks). */
+const infoEnabled = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (min) => LogLevel.greaterThanEqual(LogLevel.Info, min))
 
 export type ProcessBatch = (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
 
@@ -133,15 +136,20 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           }
           removed = Option.some(result.right)
         }
+        // Settle first, then report: acks are what the broker is waiting for.
+        for (const item of items) yield* item.delivery.ack
         const now = yield* Clock.currentTimeMillis
+        const logging = yield* infoEnabled
         for (const item of items) {
           const { delivery, event, plan } = item
           const messageId = delivery.messageId ?? event.eventId
           if (!claimed.has(event.eventId)) {
-            yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
+            if (logging) yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
             yield* metrics.record("duplicates", event.event)
-          } else {
-            const ms = now - startedAt
+            continue
+          }
+          const ms = now - startedAt
+          if (logging) {
             const lines = [...plan.lines]
             if (plan.invalidatesListings) {
               lines.push(`   🗑️  Invalidated ${Option.getOrElse(removed, () => 0)} cache key(s)`)
@@ -149,10 +157,9 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             }
             lines.push(`✅ Processed ${event.event} in ${ms}ms (messageId: ${messageId})`)
             yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
-            yield* metrics.record("processed", event.event)
-            yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
           }
-          yield* delivery.ack
+          yield* metrics.record("processed", event.event)
+          yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
         }
       })
 
@@ -185,10 +192,12 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             yield* fail(item, watchers.left.message)
             continue
           }
-          const checked = yield* Effect.either(Effect.retry(faults.check(item.event, item.attempt), immediate))
-          if (Either.isLeft(checked)) {
-            yield* fail(item, checked.left.message)
-            continue
+          if (faults.enabled !== false) {
+            const checked = yield* Effect.either(Effect.retry(faults.check(item.event, item.attempt), immediate))
+            if (Either.isLeft(checked)) {
+              yield* fail(item, checked.left.message)
+              continue
+            }
           }
           planned.push({ ...item, plan: plan(item.event, Either.getOrElse(watchers, (): Watchers => new Map())) })
         }

@@ -1,0 +1,25 @@
+/**
+ * Runs once before the suite: makes sure the test database exists. Tests use
+ * their own database (TEST_DATABASE_URL, default `opsdesk_test`), so an API or
+ * worker running on the development database (`opsdesk`) never publishes or
+ * consumes a test's rows. Each test file applies migrations itself.
+ */
+import pg from "pg"
+
+export default async function setup() {
+  const url = new URL(process.env.DATABASE_URL!)
+  const name = url.pathname.slice(1)
+  const admin = new URL(url)
+  admin.pathname = "/postgres"
+  const client = new pg.Client({ connectionString: admin.toString() })
+  await client.connect()
+  try {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])
+    if (rowCount === 0) await client.query(`CREATE DATABASE "${name.replace(/"/g, "")}"`)
+  } catch (e) {
+    // Two runs racing to create it: the other one won.
+    if (!(e instanceof Error && /already exists/.test(e.message))) throw e
+  } finally {
+    await client.end()
+  }
+}
