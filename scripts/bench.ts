@@ -1,0 +1,486 @@
+/**
+ * `npm run bench`: OpsDesk side by side with the seed's reference worker, the
+ * broker's ceiling and a bare HTTP server, measured in one run on the same
+ * services, compared as ratios.
+ *
+ *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10]
+ *
+ * ../shared/bench may be read-only: it is copied into .bench/baseline and
+ * installed there from its own lockfile. Everything runs in the RabbitMQ vhost
+ * `opsdesk_bench` and the databases `opsdesk_bench` (the seed worker's table,
+ * as the baseline scripts expect) and `opsdesk_benchmark` (OpsDesk's schema).
+ * Results go to stdout and to .bench/results/bench-<time>.json.
+ */
+import * as amqp from "amqplib"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { join, resolve } from "node:path"
+import { promisify } from "node:util"
+import pg from "pg"
+
+const exec = promisify(execFile)
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
+
+const argv = process.argv.slice(2)
+const arg = (name: string, fallback: string) => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback
+}
+const N = Number(arg("n", "20000"))
+const RUNS = Number(arg("runs", "3"))
+const ONLY = new Set(arg("only", "drain,publish,api,e2e").split(","))
+const API_DURATION = arg("api-duration", "10")
+const E2E_RATE = Number(arg("e2e-rate", "500"))
+const E2E_SECONDS = Number(arg("e2e-seconds", "30"))
+
+const ROOT = resolve(import.meta.dirname, "..")
+const SHARED = resolve(ROOT, "../shared/bench")
+const SCRATCH = join(ROOT, ".bench/baseline")
+const PG_BASE = process.env.BENCH_PG_BASE ?? "postgres://root@127.0.0.1:5432"
+const SEED_DB = `${PG_BASE}/opsdesk_bench`
+const OPSDESK_DB = `${PG_BASE}/opsdesk_benchmark`
+const VHOST = "opsdesk_bench"
+const AMQP_URL = `${process.env.BENCH_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
+const EVENTS = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const
+const QUEUES = EVENTS.map((e) => `${e}.queue`)
+
+// --------------------------------------------------------------- helpers ---
+const children = new Set<ChildProcess>()
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL")
+})
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130))
+
+interface Running {
+  readonly child: ChildProcess
+  readonly exited: Promise<number | null>
+  readonly output: () => string
+  readonly result: () => Record<string, number | string> | undefined
+}
+
+const run = (cmd: string, args: ReadonlyArray<string>, opts: { cwd?: string; env?: Record<string, string> } = {}): Running => {
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] })
+  children.add(child)
+  let out = ""
+  let result: Record<string, number | string> | undefined
+  let buf = ""
+  child.stdout!.on("data", (d: Buffer) => {
+    buf += d.toString()
+    let i: number
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      if (line.startsWith("RESULT ")) result = JSON.parse(line.slice(7)) as Record<string, number | string>
+      else if (out.length < 200_000) out += line + "\n"
+    }
+  })
+  child.stderr!.on("data", (d: Buffer) => {
+    if (out.length < 200_000) out += d.toString()
+  })
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => {
+    children.delete(child)
+    r(code)
+  }))
+  return { child, exited, output: () => out, result: () => result }
+}
+
+const stop = async (r: Running) => {
+  if (r.child.exitCode !== null) return
+  r.child.kill("SIGTERM")
+  const t = setTimeout(() => r.child.kill("SIGKILL"), 15_000)
+  await r.exited
+  clearTimeout(t)
+}
+
+const freePort = () =>
+  new Promise<number>((res) => {
+    const s = createServer()
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address()
+      s.close(() => res(typeof a === "object" && a !== null ? a.port : 0))
+    })
+  })
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN
+}
+const rssMb = (pid: number | undefined) => {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+// ------------------------------------------------------------------ setup ---
+const setup = async () => {
+  if (!existsSync(join(SCRATCH, "node_modules")) || readFileSync(join(SHARED, "package-lock.json"), "utf8") !== readFileSync(join(SCRATCH, "package-lock.json"), "utf8")) {
+    log(`copying ${SHARED} to ${SCRATCH} and installing its dependencies`)
+    mkdirSync(SCRATCH, { recursive: true })
+    cpSync(SHARED, SCRATCH, { recursive: true, filter: (src) => !src.includes("node_modules") && !src.includes("/results") })
+    await exec("npm", ["ci", "--no-audit", "--no-fund"], { cwd: SCRATCH, timeout: 600_000 })
+  }
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
+  await admin.connect()
+  for (const db of ["opsdesk_bench", "opsdesk_benchmark"]) {
+    const { rowCount } = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])
+    if (rowCount === 0) await admin.query(`CREATE DATABASE ${db}`)
+  }
+  await admin.end()
+  const seed = new pg.Client({ connectionString: SEED_DB })
+  await seed.connect()
+  // The seed's table (its migration 0008), as the baseline worker expects it.
+  await seed.query(`CREATE TABLE IF NOT EXISTS processed_events (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL, event_id text NOT NULL, event_type text NOT NULL,
+    processed_at timestamp DEFAULT now() NOT NULL, processor_name text NOT NULL,
+    CONSTRAINT processed_events_event_id_unique UNIQUE (event_id))`)
+  await seed.end()
+  const migrate = run(process.execPath, ["--import", "tsx", "src/bin/migrate.ts"], { env: { DATABASE_URL: OPSDESK_DB } })
+  if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`)
+  await exec("bash", ["-c", `rabbitmqctl -q add_vhost ${VHOST} 2>/dev/null; rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`])
+}
+
+// ----------------------------------------------------------------- events ---
+const now = () => new Date().toISOString()
+const uuid = () => crypto.randomUUID()
+/** Valid OpsDesk envelopes (the baseline's own bodies would be poison to OpsDesk's Schemas). */
+const makeEvent = (event: (typeof EVENTS)[number]) => {
+  const t = now()
+  const payload = event === "ticket.created"
+    ? { id: uuid(), title: "t", description: "d", status: "open", priority: "low", ownerId: uuid(), assigneeId: null, createdAt: t }
+    : event === "ticket.updated"
+    ? { id: uuid(), ownerId: uuid(), assigneeId: null, changedFields: ["title"], updatedBy: uuid(), updatedAt: t }
+    : event === "ticket.status_changed"
+    ? { id: uuid(), from: "open", to: "in_progress", changedBy: uuid(), changedAt: t, ownerId: uuid(), assigneeId: null }
+    : { id: uuid(), ticketId: uuid(), authorId: uuid(), content: "b", sentAt: t }
+  return { event, eventId: uuid(), occurredAt: t, payload }
+}
+
+const withChannel = async <A>(f: (ch: amqp.ConfirmChannel) => Promise<A>) => {
+  const c = await amqp.connect(AMQP_URL)
+  try {
+    return await f(await c.createConfirmChannel())
+  } finally {
+    await c.close().catch(() => undefined)
+  }
+}
+
+/** Purges the queues, then pre-publishes n events (a share `dupes` twice); returns what was published. */
+const prepublish = (n: number, dupes: number) =>
+  withChannel(async (ch) => {
+    await ch.assertExchange("opsdesk.events", "topic", { durable: true })
+    await ch.assertQueue("tickets.dlq", { durable: true })
+    for (const [i, q] of QUEUES.entries()) {
+      await ch.assertQueue(q, { durable: true, deadLetterExchange: "", deadLetterRoutingKey: "tickets.dlq" })
+      await ch.bindQueue(q, "opsdesk.events", EVENTS[i]!)
+      await ch.purgeQueue(q)
+    }
+    await ch.purgeQueue("tickets.dlq")
+    let published = 0
+    let copies = 0
+    for (let i = 0; i < n; i++) {
+      const e = makeEvent(EVENTS[i % 4]!)
+      const body = Buffer.from(JSON.stringify(e))
+      const times = dupes > 0 && Math.floor((i + 1) * dupes) > Math.floor(i * dupes) ? 2 : 1
+      for (let k = 0; k < times; k++) {
+        if (!ch.publish("opsdesk.events", e.event, body, { persistent: true, contentType: "application/json", messageId: e.eventId, type: e.event })) {
+          await new Promise((r) => ch.once("drain", r))
+        }
+        published++
+      }
+      copies += times - 1
+      if (i % 1000 === 999) await ch.waitForConfirms()
+    }
+    await ch.waitForConfirms()
+    return { published, unique: n, dupes: copies }
+  })
+
+const queueDepth = () =>
+  withChannel(async (ch) => {
+    let total = 0
+    for (const q of [...QUEUES, "tickets.dlq"]) total += (await ch.checkQueue(q)).messageCount
+    return total
+  })
+
+// ------------------------------------------------------------------ drain ---
+interface DrainResult {
+  readonly variant: string
+  readonly rate: number
+  readonly ok: boolean
+  readonly note: string
+  readonly rssMb?: number
+}
+
+const drainBaseline = async (variant: "seed-worker" | "raw-limit" | "raw-limit-multi", n: number): Promise<DrainResult> => {
+  const db = new pg.Client({ connectionString: SEED_DB })
+  await db.connect()
+  await db.query("TRUNCATE processed_events")
+  const pub = await prepublish(n, 0)
+  const script = variant === "seed-worker" ? ["seed-worker.mjs"] : variant === "raw-limit" ? ["raw-limit.mjs"] : ["raw-limit.mjs", "--multi-ack"]
+  const r = run(process.execPath, [...script, "--expect", String(pub.published)], {
+    cwd: SCRATCH,
+    env: { AMQP_URL, DATABASE_URL: SEED_DB, REDIS_URL }
+  })
+  const deadline = Date.now() + 300_000
+  while (!r.result() && Date.now() < deadline && r.child.exitCode === null) await sleep(100)
+  await stop(r)
+  const res = r.result()
+  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
+  await db.end()
+  const left = await queueDepth()
+  const rowsOk = variant !== "seed-worker" || rows[0]!.n === pub.unique
+  return { variant, rate: Number(res?.rate ?? 0), ok: Boolean(res) && left === 0 && rowsOk, note: `left ${left}${variant === "seed-worker" ? `, rows ${rows[0]!.n}` : ""}` }
+}
+
+const drainOpsDesk = async (variant: string, n: number, opts: { dupes?: number; env?: Record<string, string> } = {}): Promise<DrainResult> => {
+  const db = new pg.Client({ connectionString: OPSDESK_DB })
+  await db.connect()
+  await db.query("TRUNCATE processed_events, notifications")
+  const pub = await prepublish(n, opts.dupes ?? 0)
+  const r = run(process.execPath, ["--import", "tsx", "src/bin/worker.ts"], {
+    env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, ...opts.env }
+  })
+  // The rate from the first claim to the last, read from processed_events (polled every 20 ms).
+  let first = 0
+  let firstCount = 0
+  let last = 0
+  let rss = 0
+  const deadline = Date.now() + 300_000
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
+    const count = rows[0]!.n
+    const t = performance.now()
+    if (count > 0 && first === 0) {
+      first = t
+      firstCount = count
+    }
+    rss = Math.max(rss, rssMb(r.child.pid))
+    if (count >= pub.unique) {
+      last = t
+      break
+    }
+    if (Date.now() > deadline || r.child.exitCode !== null) break
+    await sleep(20)
+  }
+  // Let retries settle before checking the books (1% failing once waits a 1 s broker-held retry).
+  await sleep(500)
+  await stop(r)
+  const { rows: [books] } = await db.query<{ claims: number; notifications: number; doubled: number }>(`
+    SELECT (SELECT count(*)::int FROM processed_events) AS claims,
+           (SELECT count(*)::int FROM notifications) AS notifications,
+           (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id HAVING count(*) > 1) d) AS doubled`)
+  await db.end()
+  const left = await queueDepth()
+  // ticket.* events each notify exactly one recipient (the owner; assignee null); message.sent has no watchers here.
+  const expectedNotifications = pub.unique - Math.floor(pub.unique / 4)
+  const ok = last > 0 && books!.claims === pub.unique && books!.notifications === expectedNotifications && books!.doubled === 0 && left === 0
+  const rate = last > first ? Math.round((pub.unique - firstCount) / ((last - first) / 1000)) : 0
+  return {
+    variant,
+    rate,
+    ok,
+    rssMb: Math.round(rss),
+    note: `claims ${books!.claims}/${pub.unique}, notifications ${books!.notifications}/${expectedNotifications}, left ${left}`
+  }
+}
+
+// ---------------------------------------------------------------- publish ---
+const publishBench = async (n: number) => {
+  // Baseline: publish.mjs with confirms (batches of 1000), in the same vhost.
+  await prepublish(0, 0)
+  const p = run(process.execPath, ["publish.mjs", "--n", String(n), "--json"], { cwd: SCRATCH, env: { AMQP_URL } })
+  await p.exited
+  const baseline = Number(p.result()?.rate ?? 0)
+  await prepublish(0, 0)
+
+  // OpsDesk: n committed outbox rows, then the relay (in the API process) publishes them, confirmed.
+  const db = new pg.Client({ connectionString: OPSDESK_DB })
+  await db.connect()
+  await db.query("TRUNCATE outbox")
+  const api = await startApi({ OUTBOX_POLL_INTERVAL_MS: "100000" })
+  await db.query("BEGIN")
+  for (let i = 0; i < n; i += 1000) {
+    const chunk = Array.from({ length: Math.min(1000, n - i) }, (_, k) => makeEvent(EVENTS[(i + k) % 4]!))
+    await db.query(
+      "INSERT INTO outbox (event_id, event_type, envelope) SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
+      [chunk.map((e) => e.eventId), chunk.map((e) => e.event), chunk.map((e) => JSON.stringify(e))]
+    )
+  }
+  await db.query("SELECT pg_notify('opsdesk_outbox', '')")
+  const t0 = performance.now()
+  await db.query("COMMIT")
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+    if (rows[0]!.n === 0) break
+    await sleep(20)
+  }
+  const relay = Math.round(n / ((performance.now() - t0) / 1000))
+  await stop(api.proc)
+  await db.query("TRUNCATE outbox")
+  await db.end()
+  await prepublish(0, 0)
+  return { baseline, relay }
+}
+
+// -------------------------------------------------------------------- api ---
+const startApi = async (env: Record<string, string> = {}) => {
+  const port = await freePort()
+  const proc = run(process.execPath, ["--import", "tsx", "src/bin/api.ts"], {
+    env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, PORT: String(port), LOG_LEVEL: "warn", ...env }
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false)
+    if (ok) break
+    if (i > 300 || proc.child.exitCode !== null) throw new Error(`API did not start:\n${proc.output()}`)
+    await sleep(100)
+  }
+  const login = await fetch(`${url}/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: "admin123" })
+  })
+  const { accessToken } = (await login.json()) as { accessToken: string }
+  return { proc, url, token: accessToken }
+}
+
+const apiBench = async () => {
+  const api = await startApi()
+  const out = join(ROOT, ".bench/results", `bench-api-${Date.now()}.json`)
+  const r = run(process.execPath, [
+    "bench-api.mjs", "--target", api.url, "--token", api.token, "--name", "opsdesk", "--with-bare",
+    "--duration", API_DURATION, "--runs", String(RUNS), "--json", out, "--target-db", "opsdesk_benchmark"
+  ], { cwd: SCRATCH, env: { DATABASE_URL: SEED_DB, REDIS_URL } })
+  const code = await r.exited
+  await stop(api.proc)
+  if (code !== 0) throw new Error(`bench-api failed:\n${r.output()}`)
+  return { output: r.output(), json: out }
+}
+
+// -------------------------------------------------------------------- e2e ---
+const e2eBench = async () => {
+  const db = new pg.Client({ connectionString: OPSDESK_DB })
+  await db.connect()
+  await db.query("TRUNCATE processed_events, notifications")
+  await prepublish(0, 0)
+  const api = await startApi()
+  const worker = run(process.execPath, ["--import", "tsx", "src/bin/worker.ts"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
+  await sleep(2000)
+  const since = new Date()
+  const total = E2E_RATE * E2E_SECONDS
+  const t0 = performance.now()
+  let failed = 0
+  const inflight: Array<Promise<void>> = []
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / E2E_RATE
+    const wait = due - performance.now()
+    if (wait > 1) await sleep(wait)
+    inflight.push(
+      fetch(`${api.url}/v1/tickets`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${api.token}` },
+        body: JSON.stringify({ title: `e2e ${i}`, description: "latency probe" })
+      }).then((r) => {
+        if (r.status !== 201) failed++
+        return r.arrayBuffer().then(() => undefined)
+      }, () => void failed++)
+    )
+  }
+  await Promise.all(inflight)
+  const achieved = total / ((performance.now() - t0) / 1000)
+  await sleep(3000)
+  // From the API's transaction (outbox.created_at) to the worker's claim (processed_at).
+  const { rows } = await db.query<{ ms: number }>(`
+    SELECT extract(epoch FROM (p.processed_at - o.created_at)) * 1000 AS ms
+    FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text WHERE o.created_at >= $1`, [since])
+  const lags = rows.map((r) => Number(r.ms))
+  await stop(worker)
+  await stop(api.proc)
+  await db.end()
+  return { writes: total, failed, achievedRate: Math.round(achieved), processed: lags.length, p50: percentile(lags, 50), p99: percentile(lags, 99), max: Math.max(...lags) }
+}
+
+// ------------------------------------------------------------------- main ---
+const main = async () => {
+  const started = new Date()
+  log(`N=${N} runs=${RUNS} only=${[...ONLY].join(",")} node=${process.version}`)
+  await setup()
+  mkdirSync(join(ROOT, ".bench/results"), { recursive: true })
+  const report: Record<string, unknown> = { started: started.toISOString(), n: N, runs: RUNS }
+
+  if (ONLY.has("drain")) {
+    const variants: Array<[string, () => Promise<DrainResult>]> = [
+      ["seed-worker", () => drainBaseline("seed-worker", N)],
+      ["opsdesk", () => drainOpsDesk("opsdesk", N)],
+      ["opsdesk --dupes 0.1", () => drainOpsDesk("opsdesk --dupes 0.1", N, { dupes: 0.1 })],
+      ["opsdesk 1% fail once", () => drainOpsDesk("opsdesk 1% fail once", N, { env: { WORKER_FAULT_FIRST_ATTEMPT_PERCENT: "1" } })],
+      ["raw-limit", () => drainBaseline("raw-limit", N)],
+      ["raw-limit --multi-ack", () => drainBaseline("raw-limit-multi", N)]
+    ]
+    const results = new Map<string, Array<DrainResult>>()
+    for (let i = 0; i < RUNS; i++) {
+      // Alternate the order between runs so drift hits every variant alike.
+      for (const [name, f] of i % 2 === 0 ? variants : [...variants].reverse()) {
+        const res = await f()
+        log(`run ${i + 1} ${name}: ${res.rate} msg/s ${res.ok ? "ok" : "BOOKS WRONG"} (${res.note}${res.rssMb ? `, rss ${res.rssMb} MB` : ""})`)
+        results.set(name, [...(results.get(name) ?? []), res])
+        await sleep(1000)
+      }
+    }
+    report.drain = Object.fromEntries(results)
+    const med = (name: string) => median(results.get(name)!.map((r) => r.rate))
+    console.log(`\nWorker drain, ${N} events, ${RUNS} runs (events/s, min / median / max; books checked after each run)`)
+    for (const [name, rs] of results) {
+      const rates = rs.map((r) => r.rate)
+      const rss = Math.max(...rs.map((r) => r.rssMb ?? 0))
+      console.log(`  ${name.padEnd(24)} ${String(Math.min(...rates)).padStart(6)} / ${String(med(name)).padStart(6)} / ${String(Math.max(...rates)).padStart(6)}  ${rs.every((r) => r.ok) ? "books ok" : "BOOKS WRONG"}${rss ? `  max RSS ${rss} MB` : ""}`)
+    }
+    console.log(`  opsdesk / seed-worker = ${(med("opsdesk") / med("seed-worker")).toFixed(1)}x (target >= 10x); opsdesk / raw-limit = ${(100 * med("opsdesk") / med("raw-limit")).toFixed(0)}% (target >= 50%)`)
+    console.log(`  with 1% failing once: ${(100 * med("opsdesk 1% fail once") / med("opsdesk")).toFixed(0)}% of the clean rate; with 10% duplicates: ${(100 * med("opsdesk --dupes 0.1") / med("opsdesk")).toFixed(0)}%`)
+  }
+
+  if (ONLY.has("publish")) {
+    const rs: Array<{ baseline: number; relay: number }> = []
+    for (let i = 0; i < RUNS; i++) {
+      const r = await publishBench(N)
+      log(`run ${i + 1} publish.mjs ${r.baseline} msg/s, outbox relay ${r.relay} events/s`)
+      rs.push(r)
+    }
+    report.publish = rs
+    const b = median(rs.map((r) => r.baseline))
+    const o = median(rs.map((r) => r.relay))
+    console.log(`\nPublishing, ${N} events (medians of ${RUNS}): publish.mjs ${b} msg/s; outbox relay ${o} events/s = ${(100 * o / b).toFixed(0)}% (target >= 80%)`)
+  }
+
+  if (ONLY.has("api")) {
+    const r = await apiBench()
+    report.api = r.json
+    console.log(`\nAPI (bench-api.mjs --with-bare, ${API_DURATION} s per endpoint, ${RUNS} runs):`)
+    console.log(r.output.split("\n").filter((l) => /ratio|req\/s|POST|GET|median|opsdesk|bare/i.test(l)).slice(-40).join("\n"))
+  }
+
+  if (ONLY.has("e2e")) {
+    const r = await e2eBench()
+    report.e2e = r
+    console.log(`\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s (achieved ${r.achievedRate}/s, ${r.failed} failed): API commit -> worker commit p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms (${r.processed} events; target p99 < 50 ms)`)
+  }
+
+  const file = join(ROOT, ".bench/results", `bench-${started.toISOString().replace(/[:.]/g, "-")}.json`)
+  writeFileSync(file, JSON.stringify(report, null, 2))
+  log(`wrote ${file}`)
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  log(`bench failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
+  process.exit(1)
+})

@@ -1,0 +1,511 @@
+/**
+ * `npm run chaos`: fault injection under load, then the books.
+ *
+ * Runs the real API and worker as child processes on their own database
+ * (`opsdesk_chaos`), RabbitMQ vhost (`opsdesk_chaos`) and Redis database (15),
+ * drives a steady load of writes through the HTTP API, and meanwhile injects,
+ * each at a random moment: SIGKILL of the worker (3x, restarted), SIGTERM of
+ * the worker (restarted), RabbitMQ stopped for a while (stop_app/start_app),
+ * a PostgreSQL restart, Redis stopped for a while, and a burst of poison
+ * messages published straight to each queue. When the queues have drained it
+ * checks, from the database and the broker, that nothing was lost or doubled,
+ * prints a table, and exits non-zero if any check failed.
+ *
+ *   npm run chaos -- [--writes 2000] [--outage-s 10] [--concurrency 8] [--rate 60]
+ *
+ * It stops RabbitMQ, PostgreSQL and Redis for everything on the machine: run it
+ * where nothing else needs them for a minute. Commands can be overridden with
+ * CHAOS_PG_RESTART, CHAOS_REDIS_STOP, CHAOS_REDIS_START, CHAOS_RABBIT_STOP and
+ * CHAOS_RABBIT_START.
+ */
+import * as amqp from "amqplib"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { readdirSync } from "node:fs"
+import { createServer } from "node:net"
+import { promisify } from "node:util"
+import pg from "pg"
+
+const exec = promisify(execFile)
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+// ---------------------------------------------------------------- options ---
+const argv = process.argv.slice(2)
+const opt = (name: string, fallback: number) => {
+  const i = argv.indexOf(`--${name}`)
+  const v = i >= 0 ? Number(argv[i + 1]) : fallback
+  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number`)
+  return v
+}
+const WRITES = opt("writes", 2000)
+const OUTAGE_MS = opt("outage-s", 10) * 1000
+const CONCURRENCY = opt("concurrency", 8)
+const RATE = opt("rate", 60) // writes per second, steady
+const DRAIN_TIMEOUT_MS = opt("drain-timeout-s", 180) * 1000
+
+const DB_NAME = "opsdesk_chaos"
+const PG_BASE = process.env.CHAOS_PG_BASE ?? "postgres://root@127.0.0.1:5432"
+const DATABASE_URL = `${PG_BASE}/${DB_NAME}`
+const VHOST = "opsdesk_chaos"
+const AMQP_URL = `${process.env.CHAOS_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
+const REDIS_URL = process.env.CHAOS_REDIS_URL ?? "redis://127.0.0.1:6379/15"
+const QUEUES = ["ticket.created.queue", "ticket.updated.queue", "ticket.status_changed.queue", "message.sent.queue"]
+const DLQ = "tickets.dlq"
+
+const log = (s: string) => process.stderr.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
+
+const sh = async (command: string) => {
+  const { stdout } = await exec("bash", ["-c", command], { timeout: 120_000 })
+  return stdout.trim()
+}
+
+const pgVersion = () => readdirSync("/etc/postgresql")[0]
+const commands = {
+  pgRestart: process.env.CHAOS_PG_RESTART ?? `pg_ctlcluster --skip-systemctl-redirect ${pgVersion()} main restart`,
+  redisStop: process.env.CHAOS_REDIS_STOP ?? "redis-cli -h 127.0.0.1 -p 6379 shutdown nosave || true",
+  redisStart: process.env.CHAOS_REDIS_START ??
+    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+  rabbitStop: process.env.CHAOS_RABBIT_STOP ?? "rabbitmqctl -q stop_app",
+  rabbitStart: process.env.CHAOS_RABBIT_START ?? "rabbitmqctl -q start_app && rabbitmqctl -q await_startup"
+}
+
+// -------------------------------------------------------------- processes ---
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const srv = createServer()
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+
+interface Proc {
+  readonly child: ChildProcess
+  readonly exited: Promise<number | null>
+}
+
+const stats = { duplicates: 0, retried: 0, workerStarts: 0 }
+
+const children = new Set<ChildProcess>()
+const startProc = (name: "api" | "worker", env: Record<string, string>): Proc => {
+  const child = spawn(process.execPath, ["--import", "tsx", `src/bin/${name}.ts`], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  let buf = ""
+  child.stdout!.on("data", (d: Buffer) => {
+    buf += d.toString()
+    let i: number
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      // JSON logs: count what the worker reports; echo warnings and errors.
+      try {
+        const entry = JSON.parse(line) as { message?: unknown; logLevel?: string }
+        const message = Array.isArray(entry.message) ? entry.message.join(" ") : String(entry.message ?? "")
+        if (message.includes("already processed, skipping")) stats.duplicates++
+        if (message.startsWith("🔄 Retrying")) stats.retried++
+        if (entry.logLevel === "ERROR" || entry.logLevel === "FATAL") {
+          if (!message.startsWith("☠️") && !message.startsWith("❌")) log(`${name}: ${message.slice(0, 300)}`)
+        }
+      } catch {
+        if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${name}: ${line.slice(0, 300)}`)
+      }
+    }
+  })
+  child.stderr!.on("data", (d: Buffer) => log(`${name} stderr: ${d.toString().trim().slice(0, 500)}`))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  return { child, exited }
+}
+
+// ------------------------------------------------------------------- HTTP ---
+let BASE = ""
+interface Answer {
+  readonly status: number
+  readonly body: unknown
+}
+const http = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<Answer> => {
+  const res = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { ...(body ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(15_000)
+  })
+  const text = await res.text()
+  let parsed: unknown = text
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, body: parsed }
+}
+const field = (a: Answer, key: string) => (typeof a.body === "object" && a.body !== null ? (a.body as Record<string, unknown>)[key] : undefined)
+
+interface Actor {
+  readonly id: string
+  readonly username: string
+  readonly role: "admin" | "agent" | "customer"
+  readonly password: string
+  token: string
+}
+
+const login = async (username: string, password: string) => {
+  const a = await http("POST", "/v1/auth/login", undefined, { username, password })
+  if (a.status !== 200) throw new Error(`login ${username} failed: ${a.status} ${JSON.stringify(a.body)}`)
+  return String(field(a, "accessToken"))
+}
+
+// ------------------------------------------------------------------- load ---
+interface Ticket {
+  readonly id: string
+  readonly ownerId: string
+  status: "open" | "in_progress" | "resolved" | "closed"
+}
+const NEXT: Record<Ticket["status"], Ticket["status"]> = { open: "in_progress", in_progress: "resolved", resolved: "closed", closed: "open" }
+
+const writes = { ok: 0, retriedWrites: 0, failed: 0, attempts: 0, statuses: new Map<number, number>() }
+
+/** A write, retried while the API answers 5xx or not at all (a PostgreSQL restart); a 4xx is final. */
+const write = async (f: () => Promise<Answer>): Promise<Answer | undefined> => {
+  for (let attempt = 0; attempt < 60; attempt++) {
+    writes.attempts++
+    let a: Answer
+    try {
+      a = await f()
+    } catch {
+      a = { status: 0, body: null }
+    }
+    if (a.status >= 200 && a.status < 300) {
+      writes.ok++
+      if (attempt > 0) writes.retriedWrites++
+      return a
+    }
+    writes.statuses.set(a.status, (writes.statuses.get(a.status) ?? 0) + 1)
+    if (a.status >= 400 && a.status < 500) return a
+    await sleep(500)
+  }
+  writes.failed++
+  return undefined
+}
+
+// ----------------------------------------------------------------- faults ---
+interface Fault {
+  readonly name: string
+  readonly run: () => Promise<void>
+}
+const injected: Array<string> = []
+
+let worker: Proc
+const workerEnv = () => ({
+  DATABASE_URL,
+  AMQP_URL,
+  REDIS_URL,
+  LOG_FORMAT: "json",
+  LOG_LEVEL: "info",
+  METRICS_INTERVAL_MS: "600000",
+  AMQP_RECONNECT_MAX_MS: "2000"
+})
+const restartWorker = () => {
+  stats.workerStarts++
+  worker = startProc("worker", workerEnv())
+}
+
+let poisonCount = 0
+const poisonBurst = async () => {
+  const connection = await amqp.connect(AMQP_URL)
+  const channel = await connection.createConfirmChannel()
+  const bodies = [
+    Buffer.from([0xff, 0x00, 0x13, 0x37, 0xfe]),
+    Buffer.from("{ this is not json"),
+    Buffer.from(JSON.stringify({ event: "ticket.created", eventId: "not-a-uuid", payload: { id: 42 } })),
+    Buffer.from(JSON.stringify({ event: "no.such.event", eventId: crypto.randomUUID(), occurredAt: new Date().toISOString(), payload: {} }))
+  ]
+  for (const queue of QUEUES) {
+    for (const [i, body] of bodies.entries()) {
+      // Odd headers too: a negative, a huge and a non-numeric retry count, and no messageId.
+      const headers = [{ "x-retry-count": -3 }, { "x-retry-count": 1e12 }, { "opsdesk-retry-count": "many" }, {}][i]
+      channel.sendToQueue(queue, body, { persistent: true, headers })
+      poisonCount++
+    }
+  }
+  await channel.waitForConfirms()
+  await connection.close()
+}
+
+const faults = (): Array<Fault> => [
+  ...[1, 2, 3].map((n): Fault => ({
+    name: `worker SIGKILL #${n}`,
+    run: async () => {
+      worker.child.kill("SIGKILL")
+      await worker.exited
+      await sleep(300)
+      restartWorker()
+    }
+  })),
+  {
+    name: "worker SIGTERM",
+    run: async () => {
+      worker.child.kill("SIGTERM")
+      const code = await worker.exited
+      if (code !== 0) throw new Error(`worker exited with ${code} on SIGTERM`)
+      restartWorker()
+    }
+  },
+  {
+    name: `RabbitMQ stopped ${OUTAGE_MS / 1000}s`,
+    run: async () => {
+      await sh(commands.rabbitStop)
+      await sleep(OUTAGE_MS)
+      await sh(commands.rabbitStart)
+    }
+  },
+  { name: "PostgreSQL restarted", run: async () => void (await sh(commands.pgRestart)) },
+  {
+    name: `Redis stopped ${OUTAGE_MS / 1000}s`,
+    run: async () => {
+      await sh(commands.redisStop)
+      await sleep(OUTAGE_MS)
+      await sh(commands.redisStart)
+    }
+  },
+  { name: "poison burst", run: poisonBurst }
+]
+
+// ------------------------------------------------------------------- main ---
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
+}
+
+const main = async () => {
+  const started = Date.now()
+  log(`writes=${WRITES} rate=${RATE}/s concurrency=${CONCURRENCY} outage=${OUTAGE_MS / 1000}s`)
+
+  // Fresh database, vhost and Redis database.
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
+  await admin.connect()
+  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`)
+  await admin.query(`CREATE DATABASE ${DB_NAME}`)
+  await admin.end()
+  await sh(`rabbitmqctl -q delete_vhost ${VHOST} >/dev/null 2>&1 || true; rabbitmqctl -q add_vhost ${VHOST} && rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`)
+  await sh(`redis-cli -u ${REDIS_URL} flushdb`)
+
+  const port = await freePort()
+  BASE = `http://127.0.0.1:${port}`
+  const api = startProc("api", { DATABASE_URL, AMQP_URL, REDIS_URL, PORT: String(port), LOG_FORMAT: "json", LOG_LEVEL: "warn" })
+  restartWorker()
+  for (let i = 0; ; i++) {
+    try {
+      if ((await http("GET", "/health", undefined)).status === 200) break
+    } catch {
+      // not yet
+    }
+    if (i > 600) throw new Error("the API did not come up")
+    await sleep(100)
+  }
+
+  // Users: the admin creates two agents and four customers.
+  const adminToken = await login("admin", "admin123")
+  const actors: Array<Actor> = []
+  for (const [role, n] of [["agent", 2], ["customer", 4]] as const) {
+    for (let i = 0; i < n; i++) {
+      const username = `chaos-${role}-${i}-${Date.now() % 100000}`
+      const password = "chaos-password"
+      const a = await http("POST", "/v1/users", adminToken, { username, password, role })
+      if (a.status !== 201) throw new Error(`create user: ${a.status} ${JSON.stringify(a.body)}`)
+      actors.push({ id: String(field(a, "id")), username, role, password, token: await login(username, password) })
+    }
+  }
+  const agents = actors.filter((a) => a.role === "agent")
+  const customers = actors.filter((a) => a.role === "customer")
+  const pick = <A>(xs: ReadonlyArray<A>) => xs[Math.floor(Math.random() * xs.length)]!
+  const tickets: Array<Ticket> = []
+
+  // Faults at random moments of the load, shuffled.
+  const durationMs = (WRITES / RATE) * 1000
+  const planned = faults().map((f) => ({ ...f, at: durationMs * (0.1 + 0.7 * Math.random()) })).sort((a, b) => a.at - b.at)
+  let faultsDone = false
+  const faultRunner = (async () => {
+    const t0 = Date.now()
+    for (const f of planned) {
+      await sleep(Math.max(0, t0 + f.at - Date.now()))
+      log(`fault: ${f.name}`)
+      await f.run()
+      injected.push(f.name)
+    }
+    faultsDone = true
+  })()
+
+  // Steady load: WRITES writes at RATE per second, CONCURRENCY at a time.
+  let issued = 0
+  const t0 = Date.now()
+  const oneWrite = async () => {
+    const r = Math.random()
+    if (tickets.length < 5 || r < 0.4) {
+      const owner = pick(customers)
+      const a = await write(() =>
+        http("POST", "/v1/tickets", owner.token, { title: `Chaos ${issued}`, description: "under fire", priority: pick(["low", "medium", "high", "urgent"]) })
+      )
+      if (a && a.status === 201) tickets.push({ id: String(field(a, "id")), ownerId: owner.id, status: "open" })
+    } else if (r < 0.6) {
+      const t = pick(tickets)
+      const author = Math.random() < 0.5 ? actors.find((x) => x.id === t.ownerId)! : pick(agents)
+      await write(() => http("POST", "/v1/messages", author.token, { ticketId: t.id, content: `message ${issued}` }))
+    } else if (r < 0.8) {
+      const t = pick(tickets)
+      const to = NEXT[t.status]
+      t.status = to // optimistic: a 409 means another writer moved it first
+      const a = await write(() => http("POST", `/v1/tickets/${t.id}/status`, pick(agents).token, { status: to }))
+      if (a && a.status === 409) {
+        const now = await http("GET", `/v1/tickets/${t.id}`, adminToken).catch(() => undefined)
+        const status = now ? field(now, "status") : undefined
+        if (typeof status === "string" && status in NEXT) t.status = status as Ticket["status"]
+      }
+    } else {
+      const t = pick(tickets)
+      await write(() => http("PATCH", `/v1/tickets/${t.id}`, pick(agents).token, { priority: pick(["low", "medium", "high", "urgent"]), assigneeId: pick(agents).id }))
+    }
+  }
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (issued < WRITES) {
+        const n = issued++
+        await sleep(Math.max(0, t0 + (n * 1000) / RATE - Date.now()))
+        await oneWrite()
+      }
+    })
+  )
+  log(`load done: ${writes.ok} writes in ${((Date.now() - t0) / 1000).toFixed(1)}s; waiting for the faults to finish`)
+  await faultRunner
+  if (!faultsDone) throw new Error("faults did not finish")
+
+  // Drain: every outbox row published, every queue (and retry queue) empty, then quiet.
+  const db = new pg.Client({ connectionString: DATABASE_URL })
+  await db.connect()
+  const connection = await amqp.connect(AMQP_URL)
+  const channel = await connection.createChannel()
+  const depth = async (q: string) => (await channel.checkQueue(q)).messageCount
+  const retryQueues = (await sh(`rabbitmqctl -q list_queues -p ${VHOST} name`)).split("\n").filter((n) => n.startsWith("opsdesk.retry."))
+  const drainStart = Date.now()
+  let quietSince = 0
+  let lastProcessed = -1
+  for (;;) {
+    const { rows: [o] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+    const { rows: [p] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
+    let queued = 0
+    for (const q of [...QUEUES, ...retryQueues]) queued += await depth(q)
+    const idle = o!.n === 0 && queued === 0 && p!.n === lastProcessed
+    lastProcessed = p!.n
+    if (idle) {
+      if (quietSince === 0) quietSince = Date.now()
+      if (Date.now() - quietSince > 3000) break
+    } else quietSince = 0
+    if (Date.now() - drainStart > DRAIN_TIMEOUT_MS) {
+      log(`drain timed out: unpublished=${o!.n} queued=${queued}`)
+      break
+    }
+    await sleep(250)
+  }
+
+  // The books.
+  const q = async <R extends pg.QueryResultRow>(text: string) => (await db.query<R>(text)).rows
+  const [totals] = await q<{ events: number; unpublished: number; processed: number; lost: number; doubled: number }>(`
+    SELECT
+      (SELECT count(*)::int FROM outbox) AS events,
+      (SELECT count(*)::int FROM outbox WHERE published_at IS NULL) AS unpublished,
+      (SELECT count(*)::int FROM processed_events) AS processed,
+      (SELECT count(*)::int FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id::text)) AS lost,
+      (SELECT count(*)::int FROM (SELECT event_id FROM processed_events GROUP BY event_id, processor_name HAVING count(*) > 1) d) AS doubled`)
+  const [notes] = await q<{ doubled: number; createdMissing: number; strangers: number }>(`
+    SELECT
+      (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id HAVING count(*) > 1) d) AS doubled,
+      (SELECT count(*)::int FROM outbox o WHERE o.event_type = 'ticket.created'
+         AND (SELECT count(*) FROM notifications n WHERE n.event_id = o.event_id::text) <> 1) AS "createdMissing",
+      (SELECT count(*)::int FROM notifications n WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id::text = n.event_id)) AS strangers`)
+  const lags = (await q<{ ms: number }>(`
+    SELECT extract(epoch FROM (p.processed_at - (o.envelope->>'occurredAt')::timestamptz)) * 1000 AS ms
+    FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text`)).map((r) => Number(r.ms))
+
+  // The DLQ holds exactly the poison messages.
+  const dlqMessages: Array<amqp.GetMessage> = []
+  for (;;) {
+    const m = await channel.get(DLQ, { noAck: false })
+    if (m === false) break
+    dlqMessages.push(m)
+  }
+  channel.nackAll(true)
+  const dlqPoison = dlqMessages.filter((m) => m.properties.headers?.["opsdesk-error-kind"] === "poison").length
+
+  // Every cached listing matches the database: ask twice per user (the second is served from the cache).
+  let staleListings = 0
+  for (const actor of [...actors, { id: "", token: adminToken, role: "admin" as const }]) {
+    for (let i = 0; i < 2; i++) {
+      const a = await http("GET", "/v1/tickets?limit=50", actor.token)
+      const items = (field(a, "items") ?? []) as Array<{ id: string; status: string; priority: string; assigneeId: string | null }>
+      const rows = await q<{ id: string; status: string; priority: string; assignee_id: string | null }>(
+        `SELECT id, status, priority, assignee_id FROM tickets ${actor.role === "customer" ? `WHERE owner_id = '${actor.id}'` : ""}
+         ORDER BY created_at DESC, id DESC LIMIT 50`
+      )
+      const same = items.length === rows.length &&
+        items.every((t, j) => t.id === rows[j]!.id && t.status === rows[j]!.status && t.priority === rows[j]!.priority && t.assigneeId === rows[j]!.assignee_id)
+      if (!same) staleListings++
+    }
+  }
+
+  await connection.close()
+  await db.end()
+  worker.child.kill("SIGTERM")
+  api.child.kill("SIGTERM")
+  await Promise.all([worker.exited, api.exited])
+
+  const checks: Array<[string, boolean]> = [
+    ["every fault kind injected", injected.length === planned.length],
+    ["no API write failed (after retries)", writes.failed === 0],
+    ["every outbox event published", totals!.unpublished === 0],
+    ["every event processed (lost = 0)", totals!.lost === 0],
+    ["no event processed twice", totals!.doubled === 0],
+    ["no notification doubled", notes!.doubled === 0],
+    ["one notification per ticket.created", notes!.createdMissing === 0],
+    ["no notification without an event", notes!.strangers === 0],
+    ["DLQ holds exactly the poison messages", dlqMessages.length === poisonCount && dlqPoison === poisonCount],
+    ["every cached listing matches the database", staleListings === 0]
+  ]
+  const rows: Array<[string, string]> = [
+    ["faults injected", injected.join(", ")],
+    ["writes (ok / retried after 5xx / failed)", `${writes.ok} / ${writes.retriedWrites} / ${writes.failed}`],
+    ["non-2xx answers during faults", [...writes.statuses.entries()].map(([s, n]) => `${s === 0 ? "no answer" : s}: ${n}`).join(", ") || "none"],
+    ["events (outbox)", String(totals!.events)],
+    ["processed", String(totals!.processed)],
+    ["duplicates suppressed", String(stats.duplicates)],
+    ["retried", String(stats.retried)],
+    ["lost", String(totals!.lost)],
+    ["effects doubled", String(totals!.doubled + notes!.doubled)],
+    ["DLQ count (poison injected)", `${dlqMessages.length} (${poisonCount})`],
+    ["worker starts", String(stats.workerStarts)],
+    ["end-to-end lag p50 / p99 / max", `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`],
+    ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]
+  ]
+  const width = Math.max(...rows.map(([k]) => k.length), ...checks.map(([k]) => k.length))
+  console.log("\nOpsDesk chaos run")
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`)
+  console.log("")
+  for (const [k, ok] of checks) console.log(`  ${ok ? "PASS" : "FAIL"}  ${k}`)
+  const failed = checks.filter(([, ok]) => !ok).length
+  console.log(`\n${checks.length - failed} passed, ${failed} failed`)
+  process.exitCode = failed === 0 ? 0 : 1
+}
+
+main().catch((e: unknown) => {
+  log(`chaos run failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
+  process.exitCode = 1
+}).finally(async () => {
+  for (const child of children) child.kill("SIGKILL")
+  // Whatever happened, leave the services running.
+  await sh(commands.rabbitStart).catch(() => undefined)
+  await sh(`redis-cli -h 127.0.0.1 -p 6379 ping || (${commands.redisStart})`).catch(() => undefined)
+  setTimeout(() => process.exit(), 1000).unref()
+})
