@@ -7,7 +7,9 @@ export default defineConfig({
     // Tests get their own database, so a development API/worker on `opsdesk` never touches their rows.
     env: {
       DATABASE_URL: process.env.TEST_DATABASE_URL ?? "postgres://root@127.0.0.1:5432/opsdesk_test",
-      LOG_LEVEL: process.env.LOG_LEVEL ?? "warn"
+      LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+      // A worker started by a test must not fight a running one for the metrics port.
+      WORKER_METRICS_PORT: "0"
     },
     // Integration suites share one PostgreSQL, Redis and RabbitMQ; files run
     // one at a time so broker vhosts, cache keys and the outbox never race.

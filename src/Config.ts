@@ -58,8 +58,31 @@ export const WorkerConfig = Config.all({
 )
 export type WorkerConfig = Config.Config.Success<typeof WorkerConfig>
 
+/** The worker's Prometheus endpoint (`GET /metrics`); 0 turns it off. */
+export const WorkerMetricsPort = Config.integer("WORKER_METRICS_PORT").pipe(
+  Config.withDefault(9464),
+  Config.validate({ message: "WORKER_METRICS_PORT must be a port number (0 = off)", validation: (n) => n >= 0 && n < 65536 })
+)
+
 export const OutboxConfig = Config.all({
   batchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
   pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)
 })
 export type OutboxConfig = Config.Config.Success<typeof OutboxConfig>
+
+/** `NODE_ENV`; only `production` turns on the strict start-up checks (JWT secret). */
+export const NodeEnv = Config.string("NODE_ENV").pipe(Config.withDefault("development"))
+
+/** The development-only JWT secret; start-up refuses it when NODE_ENV=production. */
+export const DEFAULT_JWT_SECRET = "opsdesk-development-secret-do-not-use-in-production"
+
+export const JwtConfig = Config.all({
+  secret: Config.option(Config.redacted("JWT_SECRET")),
+  expiresInSeconds: positiveInt("JWT_EXPIRES_IN_SECONDS", 3600)
+})
+
+/** The admin account `ensureAdmin` creates when it is missing. */
+export const AdminCredentials = Config.all({
+  username: Config.string("ADMIN_USERNAME").pipe(Config.withDefault("admin")),
+  password: Config.redacted(Config.string("ADMIN_PASSWORD").pipe(Config.withDefault("admin123")))
+})

@@ -6,12 +6,15 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { DomainEvent } from "../Domain/Events.js"
+import { currentTraceHeaders } from "../Observability/TraceContext.js"
 
 export const OUTBOX_CHANNEL = "opsdesk_outbox"
 
-export const appendEvent = (event: DomainEvent, headers: Readonly<Record<string, string>> = {}) =>
+export const appendEvent = (event: DomainEvent, extraHeaders: Readonly<Record<string, string>> = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // The trace context of the write travels with the event (see Observability/TraceContext).
+    const headers = { ...(yield* currentTraceHeaders), ...extraHeaders }
     yield* sql`INSERT INTO outbox (event_id, event_type, envelope, headers)
       VALUES (${event.eventId}, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb)`
     yield* sql`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`

@@ -10,7 +10,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Metric, Queue, Schedule, Stream } from "effect"
+import { Clock, Effect, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
 import { OutboxConfig } from "../Config.js"
 import { EXCHANGE } from "../Broker/Topology.js"
 import { type OutgoingMessage, Publisher } from "../Broker/Publisher.js"
@@ -27,8 +28,19 @@ interface OutboxRow {
 }
 
 export const relayPublished = Metric.counter("opsdesk_outbox_published_total", { description: "Outbox events confirmed by the broker", incremental: true })
+export const outboxBacklog = Metric.gauge("opsdesk_outbox_backlog", { description: "Outbox events not yet published" })
+export const outboxOldestAge = Metric.gauge("opsdesk_outbox_oldest_unpublished_seconds", { description: "Age of the oldest unpublished outbox event" })
 
-export const toMessage = (row: OutboxRow): OutgoingMessage => ({
+/** Backlog gauges, refreshed every 5 s (the partial index keeps this cheap). */
+const measureBacklog = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ n: number; age: number | null }>`
+    SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox WHERE published_at IS NULL`
+  yield* Metric.set(outboxBacklog, row?.n ?? 0)
+  yield* Metric.set(outboxOldestAge, row?.age ?? 0)
+})
+
+export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): OutgoingMessage => ({
   exchange: EXCHANGE,
   routingKey: row.eventType,
   content: Buffer.from(JSON.stringify(row.envelope)),
@@ -39,7 +51,7 @@ export const toMessage = (row: OutboxRow): OutgoingMessage => ({
     type: row.eventType,
     appId: "opsdesk",
     timestamp: Math.floor(row.createdAt.getTime() / 1000),
-    headers: { ...(row.headers ?? {}) }
+    headers: { ...(row.headers ?? {}), ...trace }
   }
 })
 
@@ -55,7 +67,18 @@ export const publishBatch = (batchSize: number) =>
         const rows = yield* sql<OutboxRow>`SELECT id, event_id, event_type, envelope, headers, created_at FROM outbox
           WHERE published_at IS NULL ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`
         if (rows.length === 0) return 0
-        yield* publisher.publishAll(rows.map(toMessage))
+        // One producer span per event, child of the span that wrote it; its id travels as `traceparent`.
+        const spans = yield* Effect.forEach(rows, (row) =>
+          Effect.makeSpan("Outbox.publish", {
+            parent: Option.getOrUndefined(parentFromHeaders(row.headers)),
+            kind: "producer",
+            captureStackTrace: false,
+            attributes: { "messaging.destination.name": EXCHANGE, "messaging.message.id": row.eventId, "opsdesk.event": row.eventType }
+          }))
+        const published = yield* Effect.exit(publisher.publishAll(rows.map((row, i) => toMessage(row, traceHeadersOf(spans[i]!)))))
+        const now = yield* Clock.currentTimeNanos
+        for (const span of spans) span.end(now, published)
+        yield* published
         yield* sql`UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id IN ${sql.in(rows.map((r) => r.id))}`
         return rows.length
       })
@@ -101,6 +124,7 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.forever
     )
     yield* Effect.forkScoped(loop)
+    yield* measureBacklog.pipe(Effect.ignore, Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
     yield* Effect.logInfo("Outbox relay started")
   })
 )

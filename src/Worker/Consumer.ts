@@ -7,7 +7,7 @@
  * to fill a batch, so a lone event is not delayed) and process it as a batch.
  * PREFETCH bounds the messages in flight over the channel (all four queues).
  */
-import { Deferred, Duration, Effect, Layer, Queue, Ref, Schedule } from "effect"
+import { Deferred, Duration, Effect, Layer, Metric, Queue, Ref, Schedule } from "effect"
 import type { ConfirmChannel, ConsumeMessage, Options } from "amqplib"
 import { AckBatcher } from "../Broker/AckBatcher.js"
 import { AmqpUrl, BrokerReconnect, QueueType, WorkerConfig } from "../Config.js"
@@ -15,7 +15,7 @@ import { awaitClose, BrokerError, openChannel, openConfirmChannel, publishConfir
 import { declareTopology, DLQ, QUEUES, RETRY_EXCHANGE, RETRY_RETURN_EXCHANGE, retryRoutingKey } from "../Broker/Topology.js"
 import { Fatal } from "../Fatal.js"
 import { DLQ_HEADERS, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "./Delivery.js"
-import { summary, WorkerMetrics } from "./Metrics.js"
+import { queueDepth, summary, WorkerMetrics } from "./Metrics.js"
 import { makeProcessor } from "./Processor.js"
 import { brokerDelays } from "./RetryPolicy.js"
 
@@ -163,6 +163,11 @@ export const WorkerLive = Layer.scopedDiscard(
           )
         )
         if (yield* Ref.get(stopping)) yield* Effect.flatten(Ref.get(cancelConsumers))
+        // Queue and DLQ depth gauges, every 5 s while connected.
+        yield* Effect.forEach([...QUEUES, DLQ], (queue) =>
+          Effect.tryPromise(() => confirm.checkQueue(queue)).pipe(
+            Effect.flatMap(({ messageCount }) => Metric.set(queueDepth.pipe(Metric.tagged("queue", queue)), messageCount))
+          ), { discard: true }).pipe(Effect.ignore, Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
         yield* Effect.logInfo(`Worker consuming ${QUEUES.join(", ")} (prefetch ${cfg.prefetch}, batch ≤ ${cfg.batchSize}, concurrency ${cfg.concurrency})`)
         return yield* Effect.raceFirst(awaitClose(channel, "consumer channel"), awaitClose(confirm, "confirm channel"))
       }).pipe(Effect.ensuring(Ref.set(cancelConsumers, Effect.void)))

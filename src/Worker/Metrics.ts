@@ -12,6 +12,7 @@ export const failedTotal = Metric.counter("opsdesk_worker_failed_total", { descr
 export const retriedTotal = Metric.counter("opsdesk_worker_retried_total", { description: "Retries scheduled", incremental: true })
 export const duplicatesTotal = Metric.counter("opsdesk_worker_duplicates_total", { description: "Duplicate deliveries suppressed", incremental: true })
 export const poisonTotal = Metric.counter("opsdesk_worker_poison_total", { description: "Undecodable messages sent to the DLQ", incremental: true })
+export const queueDepth = Metric.gauge("opsdesk_queue_depth", { description: "Messages ready in a queue (the four event queues and tickets.dlq)" })
 export const processingTime = Metric.histogram(
   "opsdesk_worker_processing_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),

@@ -18,7 +18,8 @@
  *  confirmed by the broker before the original is acked; if it cannot be, the
  *  original stays unacked and comes back.
  */
-import { Clock, Effect, Either, FiberRef, LogLevel, Option } from "effect"
+import { Clock, Effect, Either, Exit, FiberRef, LogLevel, Option, type Tracer } from "effect"
+import { parentFromHeaders } from "../Observability/TraceContext.js"
 import type { WorkerConfig } from "../Config.js"
 import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
 import { TicketListCache } from "../Cache/TicketListCache.js"
@@ -33,7 +34,16 @@ interface Item {
   readonly delivery: Delivery
   readonly event: DomainEvent
   readonly attempt: number
+  /** `Worker.handle <event>`, a child of the relay's publish span (from the AMQP `traceparent`). */
+  readonly span: Tracer.Span
 }
+
+const endSpan = (item: Item, outcome: string, failure?: string) =>
+  Effect.flatMap(Clock.currentTimeNanos, (now) =>
+    Effect.sync(() => {
+      item.span.attribute("opsdesk.outcome", outcome)
+      item.span.end(now, failure === undefined ? Exit.void : Exit.fail(failure))
+    }))
 
 interface Planned extends Item {
   readonly plan: Plan
@@ -95,6 +105,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           Effect.zipRight(delivery.ack),
           Effect.zipRight(metrics.record("retried", event.event)),
           Effect.catchTag("BrokerError", settleFailure("schedule the retry")),
+          Effect.zipRight(endSpan(item, "retried", error)),
           annotate(item)
         )
       }
@@ -104,6 +115,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         Effect.zipRight(delivery.ack),
         Effect.zipRight(metrics.record("failed", event.event)),
         Effect.catchTag("BrokerError", settleFailure("dead-letter the message")),
+        Effect.zipRight(endSpan(item, "dead-lettered", error)),
         annotate(item)
       )
     }
@@ -146,6 +158,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           if (!claimed.has(event.eventId)) {
             if (logging) yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
             yield* metrics.record("duplicates", event.event)
+            yield* endSpan(item, "duplicate")
             continue
           }
           const ms = now - startedAt
@@ -160,6 +173,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           }
           yield* metrics.record("processed", event.event)
           yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
+          yield* endSpan(item, "processed")
         }
       })
 
@@ -176,7 +190,15 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             yield* deadLetterPoison(delivery, decoded.left)
             continue
           }
-          const item: Item = { delivery, event: decoded.right, attempt: attemptOf(delivery.headers, cfg.maxRetries) }
+          const event = decoded.right
+          const attempt = attemptOf(delivery.headers, cfg.maxRetries)
+          const span = yield* Effect.makeSpan(`Worker.handle ${event.event}`, {
+            parent: Option.getOrUndefined(parentFromHeaders(delivery.headers)),
+            kind: "consumer",
+            captureStackTrace: false,
+            attributes: { "messaging.message.id": event.eventId, "opsdesk.event": event.event, "opsdesk.attempt": attempt }
+          })
+          const item: Item = { delivery, event, attempt, span }
           if (seen.has(item.event.eventId)) inBatchDuplicates.push(item)
           else {
             seen.set(item.event.eventId, item)
@@ -209,6 +231,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           yield* Effect.logInfo(`⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`).pipe(annotate(item))
           yield* metrics.record("duplicates", item.event.event)
           yield* item.delivery.ack
+          yield* endSpan(item, "duplicate")
         }
       }).pipe(
         // A bug must not strand messages in the prefetch window: give them back.

@@ -1,0 +1,63 @@
+/**
+ * OpenTelemetry through @effect/opentelemetry, one layer per process.
+ *
+ * - Metrics: every Effect `Metric` is read by an OpenTelemetry Prometheus
+ *   exporter (pull). The worker serves it on its own small HTTP port
+ *   (WORKER_METRICS_PORT, 9464; 0 turns it off); the API mounts the same
+ *   handler at `GET /metrics`.
+ * - Traces: off by default. They are exported over OTLP/HTTP when the standard
+ *   variables ask for it (OTEL_TRACES_EXPORTER=otlp, or an
+ *   OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); the exporter reads the rest of its
+ *   OTEL_* settings itself. OTEL_SDK_DISABLED=true turns everything off.
+ *   Effect's own spans (HTTP requests, the outbox, the relay, the worker) are
+ *   always created; the trace context travels in the outbox row and the AMQP
+ *   headers as W3C `traceparent`.
+ */
+import { NodeSdk } from "@effect/opentelemetry"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"
+import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { Config, Context, Effect, Layer, Option } from "effect"
+
+export class PrometheusMetrics extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>() {}
+
+const OtelConfig = Config.all({
+  disabled: Config.boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
+  tracesExporter: Config.string("OTEL_TRACES_EXPORTER").pipe(Config.withDefault("")),
+  endpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  tracesEndpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  serviceName: Config.option(Config.string("OTEL_SERVICE_NAME"))
+})
+
+/**
+ * The SDK for one process. `metricsPort` > 0 makes the exporter serve
+ * `/metrics` itself on that port; `extraSpanProcessors` lets tests capture spans.
+ */
+export const layer = (options: {
+  readonly serviceName: string
+  readonly metricsPort?: number
+  readonly extraSpanProcessors?: ReadonlyArray<SpanProcessor>
+}) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const cfg = yield* OtelConfig
+      const exporter = new PrometheusExporter(
+        options.metricsPort && options.metricsPort > 0
+          ? { port: options.metricsPort, host: "0.0.0.0" }
+          : { preventServerStart: true }
+      )
+      const exportTraces = !cfg.disabled &&
+        (cfg.tracesExporter.split(",").includes("otlp") || Option.isSome(cfg.endpoint) || Option.isSome(cfg.tracesEndpoint))
+      const processors: Array<SpanProcessor> = [...(options.extraSpanProcessors ?? [])]
+      if (exportTraces) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()))
+      if (exportTraces) yield* Effect.logInfo("Exporting traces over OTLP")
+      const sdk = cfg.disabled
+        ? Layer.empty
+        : NodeSdk.layer(() => ({
+          resource: { serviceName: Option.getOrElse(cfg.serviceName, () => options.serviceName) },
+          metricReader: exporter,
+          ...(processors.length > 0 ? { spanProcessor: processors } : {})
+        }))
+      return Layer.merge(sdk, Layer.succeed(PrometheusMetrics, exporter))
+    })
+  )
