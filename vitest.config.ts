@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config"
+import { TEST_DATABASE_URL } from "./test/support/testDatabase.js"
 
 export default defineConfig({
   test: {
@@ -6,7 +7,7 @@ export default defineConfig({
     globalSetup: ["test/globalSetup.ts"],
     // Tests get their own database, so a development API/worker on `opsdesk` never touches their rows.
     env: {
-      DATABASE_URL: process.env.TEST_DATABASE_URL ?? "postgres://root@127.0.0.1:5432/opsdesk_test",
+      DATABASE_URL: TEST_DATABASE_URL,
       LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
       // A worker started by a test must not fight a running one for the metrics port.
       WORKER_METRICS_PORT: "0"

@@ -5,9 +5,10 @@
  * consumes a test's rows. Each test file applies migrations itself.
  */
 import pg from "pg"
+import { TEST_DATABASE_URL } from "./support/testDatabase.js"
 
 export default async function setup() {
-  const url = new URL(process.env.DATABASE_URL!)
+  const url = new URL(TEST_DATABASE_URL)
   const name = url.pathname.slice(1)
   const admin = new URL(url)
   admin.pathname = "/postgres"
