@@ -19,6 +19,11 @@ export class Redis extends Context.Tag("OpsDesk/Infra/Redis")<Redis, {
   readonly use: <A>(f: (client: IORedis) => Promise<A>) => Effect.Effect<A, RedisError>
 }>() {}
 
+/**
+ * Each command's bound, enforced by ioredis itself (`commandTimeout`): an
+ * Effect-level timeout forks a fiber per command and cost several times the
+ * command on the API's cached-listing path.
+ */
 const COMMAND_TIMEOUT = Duration.seconds(2)
 
 export const make = (url: string) =>
@@ -30,6 +35,7 @@ export const make = (url: string) =>
           enableOfflineQueue: false,
           maxRetriesPerRequest: 1,
           connectTimeout: 2000,
+          commandTimeout: Duration.toMillis(COMMAND_TIMEOUT),
           retryStrategy: (times) => Math.min(times * 200, 2000)
         })
       ),
@@ -48,9 +54,7 @@ export const make = (url: string) =>
       }
     })
     const use = <A>(f: (client: IORedis) => Promise<A>) =>
-      Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ cause }) }).pipe(
-        Effect.timeoutFail({ duration: COMMAND_TIMEOUT, onTimeout: () => new RedisError({ cause: "timeout" }) })
-      )
+      Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ cause }) })
     return Redis.of({ client, use })
   })
 
