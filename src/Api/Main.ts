@@ -1,0 +1,23 @@
+/** The API process's layer graph, composed once: HTTP server + outbox relay. */
+import { HttpServer } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import { PublisherLive } from "../Broker/Publisher.js"
+import { TicketListCacheLive } from "../Cache/TicketListCache.js"
+import { HttpLive, NodeServerLive } from "../Http/Server.js"
+import { RedisLive } from "../Infra/Redis.js"
+import { RelayLive } from "../Outbox/Relay.js"
+import { PgLive, runMigrations } from "../Sql.js"
+import { ensureAdmin } from "../Users/Admin.js"
+
+/** Schema first, then the bootstrap admin; the server listens only after both. */
+export const MigrateOnStart = Layer.effectDiscard(Effect.zipRight(runMigrations, ensureAdmin))
+
+export const ApiAppLive = Layer.mergeAll(
+  HttpLive.pipe(HttpServer.withLogAddress, Layer.provide(NodeServerLive)),
+  RelayLive
+).pipe(
+  Layer.provide(MigrateOnStart),
+  Layer.provide([TicketListCacheLive(), PublisherLive]),
+  Layer.provide([PgLive, RedisLive]),
+  Layer.tap(() => Effect.logInfo("API started"))
+)

@@ -1,0 +1,36 @@
+/**
+ * Authentication: the public login endpoint (its own group, so no bearer
+ * middleware applies to it) and the bearer middleware every other group uses.
+ */
+import { HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { Unauthorized } from "../Http/Errors.js"
+import { CurrentUser } from "./CurrentUser.js"
+
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("OpsDesk/Auth/Authentication", {
+  failure: Unauthorized,
+  provides: CurrentUser,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+export const LoginRequest = Schema.Struct({
+  username: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  password: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+})
+
+export const LoginResponse = Schema.Struct({
+  accessToken: Schema.String,
+  tokenType: Schema.Literal("Bearer"),
+  expiresIn: Schema.Int.annotations({ description: "Seconds until the token expires" })
+})
+
+export class AuthApi extends HttpApiGroup.make("auth")
+  .add(
+    HttpApiEndpoint.post("login", "/login")
+      .setPayload(LoginRequest)
+      .addSuccess(LoginResponse)
+      .addError(Unauthorized)
+      .annotate(OpenApi.Summary, "Exchange a username and password for a bearer token")
+  )
+  .prefix("/v1/auth")
+{}

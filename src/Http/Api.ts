@@ -1,0 +1,18 @@
+/** The whole HTTP API, one group per feature. */
+import { HttpApi, OpenApi } from "@effect/platform"
+import { AuthApi } from "../Auth/Api.js"
+import { MessagesApi } from "../Messages/Api.js"
+import { TicketsApi } from "../Tickets/Api.js"
+import { UsersApi } from "../Users/Api.js"
+import { HealthApi } from "./HealthApi.js"
+
+export class Api extends HttpApi.make("opsdesk")
+  .add(HealthApi)
+  .add(AuthApi)
+  .add(UsersApi)
+  .add(TicketsApi)
+  .add(MessagesApi)
+  .annotate(OpenApi.Title, "OpsDesk API")
+  .annotate(OpenApi.Version, "1.0.0")
+  .annotate(OpenApi.Description, "Helpdesk tickets and messages. Every write emits a domain event through the transactional outbox.")
+{}

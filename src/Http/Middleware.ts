@@ -1,0 +1,109 @@
+/**
+ * Request guards around the whole API, so that no input a client can send
+ * yields a 500 or an empty body:
+ * - a declared body over 64 KiB → 413 before anything is read; a chunked one
+ *   is read here, up to the limit, and over it → 413 as well (the platform's
+ *   reader would destroy the socket instead of answering; `MaxBodySize`, set
+ *   on the server layer, stays as the backstop);
+ * - a body that is not JSON (`Content-Type` other than application/json) → 415;
+ * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
+ *   as a defect);
+ * - an unknown route → 404 JSON;
+ * - any other defect → 500 JSON, logged at error level with its cause.
+ * Typed errors pass through untouched: HttpApi encodes them afterwards.
+ */
+import { HttpApiBuilder, HttpServerError, type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Cause, Effect, Option } from "effect"
+import type { IncomingMessage } from "node:http"
+
+export const BODY_LIMIT = 64 * 1024
+
+const errorResponse = (status: number, tag: string, message: string, headers?: Record<string, string>) =>
+  HttpServerResponse.unsafeJson({ _tag: tag, message }, { status, ...(headers ? { headers } : {}) })
+
+// Responses are immutable values: build the fixed ones once.
+const PAYLOAD_TOO_LARGE = errorResponse(413, "PayloadTooLarge", `request body exceeds ${BODY_LIMIT} bytes`, { connection: "close" })
+const UNSUPPORTED_MEDIA_TYPE = errorResponse(415, "UnsupportedMediaType", "request body must be application/json")
+const MALFORMED_BODY = errorResponse(400, "BadRequest", "request body is not valid JSON")
+const ROUTE_NOT_FOUND = errorResponse(404, "NotFound", "no such route")
+const INTERNAL_ERROR = errorResponse(500, "InternalServerError", "internal server error")
+
+const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
+
+const isTooLarge = (error: HttpServerError.RequestError) =>
+  error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+
+const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<never>) => {
+  const failure: Option.Option<unknown> = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    return HttpServerError.isServerError(error) && error._tag === "RouteNotFound"
+      ? Effect.succeed(ROUTE_NOT_FOUND)
+      : Effect.failCause(cause)
+  }
+  const defect = Cause.dieOption(cause)
+  if (Option.isNone(defect)) return Effect.failCause(cause) // interrupted
+  const error = defect.value
+  if (HttpServerError.isServerError(error) && error._tag === "RequestError") {
+    return Effect.succeed(isTooLarge(error) ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
+  }
+  return Effect.as(
+    Effect.logError(`${request.method} ${request.url} failed`, cause),
+    INTERNAL_ERROR
+  )
+}
+
+/**
+ * Reads a body sent without Content-Length to its end, keeping at most
+ * BODY_LIMIT bytes; `undefined` when it was longer (or the client broke off).
+ */
+const readChunked = (incoming: IncomingMessage) =>
+  Effect.async<string | undefined>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    incoming.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= BODY_LIMIT) chunks.push(chunk)
+      else chunks.length = 0
+    })
+    incoming.once("end", () => resume(Effect.succeed(size > BODY_LIMIT ? undefined : Buffer.concat(chunks).toString("utf8"))))
+    incoming.once("error", () => resume(Effect.succeed(undefined)))
+  })
+
+/** The same request, its body already read: HttpApi's `json` reads `text`. */
+const withText = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
+  Object.create(request, { text: { value: Effect.succeed(text) } })
+
+export const guard = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const run = Effect.catchAllCause(app, (cause) => recover(request, cause))
+    if (!hasBody(request.method)) return run
+    const headers = request.headers
+    const type = headers["content-type"]
+    if (type !== undefined && !type.toLowerCase().includes("application/json")) return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
+    const length = headers["content-length"]
+    if (length !== undefined) return Number(length) > BODY_LIMIT ? Effect.succeed(PAYLOAD_TOO_LARGE) : run
+    if (headers["transfer-encoding"] === undefined) return run
+    return Effect.flatMap(readChunked(NodeHttpServerRequest.toIncomingMessage(request)), (text) =>
+      text === undefined
+        ? Effect.succeed(PAYLOAD_TOO_LARGE)
+        : Effect.provideService(run, HttpServerRequest.HttpServerRequest, withText(request, text)))
+  })
+
+export const RequestGuardLive = HttpApiBuilder.middleware(guard)
+
+/**
+ * Outermost: logs what still failed after the response was sent (a response
+ * that could not be encoded, say). The platform re-raises after answering,
+ * with the answer as a defect in the cause: client disconnects (499) and
+ * other answers below 500 are not errors.
+ */
+export const logUnhandled = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.tapErrorCause(app, (cause) => {
+    const answered = Cause.find(cause, (c) =>
+      Cause.isDieType(c) && HttpServerResponse.isServerResponse(c.defect) ? Option.some(c.defect) : Option.none())
+    if (Option.isSome(answered) && answered.value.status < 500) return Effect.void
+    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    return Effect.logError("Unhandled HTTP failure", cause)
+  })

@@ -1,0 +1,48 @@
+/**
+ * Keyset pagination. A cursor is an opaque base64url string over the last
+ * row's sort key, `<created_at with microseconds, UTC>|<id>`; the timestamp is
+ * read from PostgreSQL with `CURSOR_TS` so no precision is lost.
+ */
+import { Option, Schema } from "effect"
+
+export const DEFAULT_LIMIT = 20
+export const MAX_LIMIT = 100
+
+export const Limit = Schema.NumberFromString.pipe(
+  Schema.int(),
+  Schema.between(1, MAX_LIMIT, { message: () => `limit must be an integer from 1 to ${MAX_LIMIT}` })
+).annotations({ description: `Page size, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })
+
+export const Cursor = Schema.String.pipe(Schema.maxLength(256)).annotations({
+  description: "Opaque cursor from a previous page's `nextCursor`"
+})
+
+/** SQL expression rendering `created_at` as the cursor's timestamp. */
+export const CURSOR_TS = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+
+export interface Position {
+  readonly ts: string
+  readonly id: string
+}
+
+const TS_RE = /^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export const encodeCursor = (position: Position): string => Buffer.from(`${position.ts}|${position.id}`).toString("base64url")
+
+/** None for anything `encodeCursor` could not have produced. */
+export const decodeCursor = (cursor: string): Option.Option<Position> => {
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) return Option.none()
+  const text = Buffer.from(cursor, "base64url").toString("utf8")
+  const bar = text.indexOf("|")
+  if (bar < 0) return Option.none()
+  const ts = text.slice(0, bar)
+  const id = text.slice(bar + 1)
+  const match = TS_RE.exec(ts)
+  if (match === null || !UUID_RE.test(id)) return Option.none()
+  // A real calendar instant in PostgreSQL's range (rejects 2024-02-31, month 13, year 0).
+  const year = Number(match[1])
+  const date = new Date(ts.slice(0, 23) + "Z")
+  if (year < 1 || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 23) !== ts.slice(0, 23)) return Option.none()
+  return Option.some({ ts, id: id.toLowerCase() })
+}

@@ -1,0 +1,82 @@
+/**
+ * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs, the
+ * request guards, and the Node HTTP server with a bounded shutdown.
+ */
+import {
+  FileSystem,
+  HttpApiBuilder,
+  HttpApiScalar,
+  HttpIncomingMessage,
+  HttpMiddleware,
+  HttpServer
+} from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer, Option } from "effect"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
+import { HttpPort } from "../Config.js"
+import { HttpMessagesLive } from "../Messages/Http.js"
+import { HttpTicketsLive } from "../Tickets/Http.js"
+import { HttpUsersLive } from "../Users/Http.js"
+import { Api } from "./Api.js"
+import { HttpHealthLive } from "./Health.js"
+import { BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
+
+export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
+  Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive]),
+  Layer.provide(AuthenticationLive)
+)
+
+/** Request bodies are read with this limit (platform default: unlimited). */
+const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(BODY_LIMIT)))
+
+/** Everything but the listening server (tests bring NodeHttpServer.layerTest). */
+export const HttpLive = HttpApiBuilder.serve(logUnhandled).pipe(
+  Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(RequestGuardLive),
+  Layer.provide(HttpApiLive),
+  Layer.provide(MaxBodySizeLive),
+  // No span per request: nothing exports traces, and it is measurable on the hot path.
+  HttpMiddleware.withTracerDisabledWhen(() => true)
+)
+
+/** How long shutdown waits for open connections before cutting them. */
+export const SHUTDOWN_GRACE_MS = 5000
+
+const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server is starting or stopping" })
+
+/**
+ * NodeHttpServer on PORT, with two fixes to v3's lifecycle:
+ * - it listens before the API attaches its request handler, and a request
+ *   in between would hang forever; until then (and again during shutdown)
+ *   a fallback answers 503. Once the API's handler is there, the fallback
+ *   removes itself on the first request.
+ * - its finalizer waits on `server.close()`, which lasts as long as any
+ *   client keeps a connection open; the finalizer added here runs first
+ *   and bounds that wait.
+ */
+export const NodeServerLive = Layer.scoped(
+  HttpServer.HttpServer,
+  Effect.gen(function*() {
+    const port = yield* HttpPort
+    const server = createServer()
+    const fallback = (_req: IncomingMessage, res: ServerResponse) => {
+      if (server.listenerCount("request") > 1) {
+        server.off("request", fallback)
+        return
+      }
+      res.writeHead(503, { "content-type": "application/json", connection: "close" }).end(UNAVAILABLE)
+    }
+    server.on("request", fallback)
+    const httpServer = yield* NodeHttpServer.make(() => server, { port })
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        server.on("request", fallback)
+        server.closeIdleConnections()
+        setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref()
+      })
+    )
+    return httpServer
+  })
+).pipe(Layer.provideMerge(NodeHttpServer.layerContext))

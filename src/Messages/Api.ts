@@ -1,0 +1,25 @@
+import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { Authentication } from "../Auth/Api.js"
+import { NotFound, ValidationError } from "../Http/Errors.js"
+import { TicketIdPath } from "../Tickets/Domain.js"
+import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "./Domain.js"
+
+export class MessagesApi extends HttpApiGroup.make("messages")
+  .add(
+    HttpApiEndpoint.post("sendMessage", "/v1/messages")
+      .setPayload(SendMessageRequest)
+      .addSuccess(Message, { status: 201 })
+      .addError(NotFound)
+      .annotate(OpenApi.Summary, "Post a message on a ticket the caller can see (emits message.sent)")
+  )
+  .add(
+    HttpApiEndpoint.get("listMessages", "/v1/tickets/:id/messages")
+      .setPath(TicketIdPath)
+      .setUrlParams(ListMessagesParams)
+      .addSuccess(MessagePage)
+      .addError(NotFound)
+      .addError(ValidationError)
+      .annotate(OpenApi.Summary, "A ticket's messages, oldest first, keyset-paginated")
+  )
+  .middleware(Authentication)
+{}

@@ -1,0 +1,66 @@
+/**
+ * Messages on tickets. Posting writes the message, its audit row and the
+ * `message.sent` outbox event (exactly the seed's payload) in one transaction.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
+import type { Actor } from "../Auth/CurrentUser.js"
+import { makeEvent, type MessageSent } from "../Domain/Events.js"
+import { NotFound, ValidationError } from "../Http/Errors.js"
+import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
+import { appendEvent } from "../Outbox/Outbox.js"
+import { requireVisible } from "../Tickets/Policy.js"
+import { TicketsRepo } from "../Tickets/Repo.js"
+import type { ListMessagesParams, MessagePage, SendMessageRequest } from "./Domain.js"
+import { MessagesRepo, toMessage } from "./Repo.js"
+
+export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const tickets = yield* TicketsRepo
+    const repo = yield* MessagesRepo
+
+    const visibleTicket = (actor: Actor, id: string) =>
+      tickets.findById(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
+          onSome: (row) => requireVisible(actor, row)
+        }))
+      )
+
+    const send = Effect.fn("Messages.send")(function*(actor: Actor, input: SendMessageRequest) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const ticket = yield* visibleTicket(actor, input.ticketId)
+        const message = yield* repo.insert({ ticketId: ticket.id, authorId: actor.id, content: input.content })
+        yield* appendEvent(makeEvent<MessageSent>("message.sent", {
+          id: message.id,
+          ticketId: message.ticketId,
+          authorId: message.authorId,
+          content: message.content,
+          sentAt: message.createdAt
+        }))
+        return message
+      })).pipe(Effect.catchTag("SqlError", Effect.die))
+    })
+
+    const list = Effect.fn("Messages.list")(function*(actor: Actor, ticketId: string, params: ListMessagesParams) {
+      const after = params.cursor === undefined ? undefined : Option.getOrUndefined(decodeCursor(params.cursor))
+      if (params.cursor !== undefined && after === undefined) {
+        return yield* new ValidationError({ field: "cursor", message: "cursor is not valid" })
+      }
+      yield* visibleTicket(actor, ticketId)
+      const limit = params.limit ?? DEFAULT_LIMIT
+      const rows = yield* repo.list(ticketId, after, limit)
+      const page = rows.length > limit ? rows.slice(0, limit) : rows
+      const last = page[page.length - 1]
+      const result: MessagePage = {
+        items: page.map(toMessage),
+        nextCursor: rows.length > limit && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null
+      }
+      return result
+    })
+
+    return { send, list } as const
+  }),
+  dependencies: [TicketsRepo.Default, MessagesRepo.Default]
+}) {}

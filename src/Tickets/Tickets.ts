@@ -1,0 +1,208 @@
+/**
+ * The ticket use cases. Every write runs in one transaction that also writes
+ * its audit row and its outbox event; nothing here talks to RabbitMQ.
+ * Listings are cached per caller scope (`staff` or `customer:<id>`) in Redis;
+ * the worker invalidates them on ticket events.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
+import { randomUUID } from "node:crypto"
+import { recordAudit } from "../Audit/Audit.js"
+import { type Actor, isStaff } from "../Auth/CurrentUser.js"
+import { TicketListCache } from "../Cache/TicketListCache.js"
+import {
+  makeEvent,
+  type TicketCreated,
+  type TicketField,
+  type TicketStatus,
+  type TicketStatusChanged,
+  type TicketUpdated
+} from "../Domain/Events.js"
+import { Conflict, NotFound, Unauthorized, ValidationError } from "../Http/Errors.js"
+import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
+import { FOREIGN_KEY_VIOLATION, sqlState } from "../Http/SqlState.js"
+import { appendEvent } from "../Outbox/Outbox.js"
+import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
+import { canAssign, canMoveTo, requireVisible } from "./Policy.js"
+import { FIELD_ORDER, type TicketChanges, type TicketRow, TicketsRepo, toTicket } from "./Repo.js"
+
+export const invalidCursor = new ValidationError({ field: "cursor", message: "cursor is not valid" })
+
+/** The cache key part for a listing: every filter, the limit and the cursor, in a fixed order. */
+export const listQueryKey = (params: ListTicketsParams): string =>
+  `status=${params.status ?? ""}&assigneeId=${params.assigneeId ?? ""}&priority=${params.priority ?? ""}` +
+  `&limit=${params.limit ?? DEFAULT_LIMIT}&cursor=${params.cursor ?? ""}`
+
+export const listScope = (actor: Actor): string => (isStaff(actor) ? "staff" : `customer:${actor.id}`)
+
+export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const repo = yield* TicketsRepo
+    const cache = yield* TicketListCache
+
+    const create = Effect.fn("Tickets.create")(function*(actor: Actor, input: CreateTicketRequest) {
+      const now = new Date()
+      const at = now.toISOString()
+      const ticket: Ticket = {
+        id: randomUUID(),
+        title: input.title,
+        description: input.description,
+        status: "open",
+        priority: input.priority ?? "medium",
+        ownerId: actor.id,
+        assigneeId: null,
+        createdAt: at,
+        updatedAt: at
+      }
+      const event = makeEvent<TicketCreated>("ticket.created", {
+        id: ticket.id,
+        title: ticket.title,
+        description: ticket.description,
+        status: ticket.status,
+        priority: ticket.priority,
+        ownerId: ticket.ownerId,
+        assigneeId: ticket.assigneeId,
+        createdAt: ticket.createdAt
+      }, now)
+      // One statement is one transaction: the ticket, its audit row and its
+      // outbox event commit together or not at all. An explicit BEGIN/COMMIT
+      // around it would add two round trips on the API's busiest write.
+      yield* repo.insertWithEvent(ticket, event).pipe(
+        Effect.catchTag("SqlError", (e) =>
+          // The owner vanished after the token was issued.
+          sqlState(e) === FOREIGN_KEY_VIOLATION
+            ? Effect.fail(new Unauthorized({ message: "the user of this token no longer exists" }))
+            : Effect.die(e))
+      )
+      return ticket
+    })
+
+    /** The ticket if the actor may see it; otherwise NotFound, as if it did not exist. */
+    const findVisible = (actor: Actor, id: string) =>
+      repo.findById(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
+          onSome: (row) => requireVisible(actor, row)
+        }))
+      )
+
+    const get = Effect.fn("Tickets.get")(function*(actor: Actor, id: string) {
+      return toTicket(yield* findVisible(actor, id))
+    })
+
+    const lockVisible = (actor: Actor, id: string) =>
+      repo.lockById(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
+          onSome: (row) => requireVisible(actor, row)
+        }))
+      )
+
+    /**
+     * The listing as JSON text, exactly as it is cached: a hit is returned
+     * without decoding or re-encoding anything. The hottest path of the API,
+     * so deliberately without a span of its own (a span costs about as much
+     * as the rest of a cache hit's own work).
+     */
+    const listJson = (actor: Actor, params: ListTicketsParams) => Effect.gen(function*() {
+      const after = params.cursor === undefined ? undefined : Option.getOrUndefined(decodeCursor(params.cursor))
+      if (params.cursor !== undefined && after === undefined) return yield* invalidCursor
+      const lookup = yield* cache.lookup(listScope(actor), listQueryKey(params))
+      if (Option.isSome(lookup.hit)) return lookup.hit.value
+      const limit = params.limit ?? DEFAULT_LIMIT
+      const rows = yield* repo.list({
+        ownerId: isStaff(actor) ? undefined : actor.id,
+        status: params.status,
+        assigneeId: params.assigneeId,
+        priority: params.priority,
+        after,
+        limit
+      })
+      const page = rows.length > limit ? rows.slice(0, limit) : rows
+      const last = page[page.length - 1]
+      const nextCursor = rows.length > limit && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null
+      const json = JSON.stringify({ items: page.map(toTicket), nextCursor })
+      yield* lookup.store(json)
+      return json
+    })
+
+    const validateAssignee = (assigneeId: string) =>
+      repo.roleOf(assigneeId).pipe(
+        Effect.flatMap((role) =>
+          Option.isSome(role) && role.value !== "customer"
+            ? Effect.void
+            : Effect.fail(new ValidationError({ field: "assigneeId", message: "assigneeId must be an existing agent or admin" }))
+        )
+      )
+
+    const update = Effect.fn("Tickets.update")(function*(actor: Actor, id: string, patch: UpdateTicketRequest) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* lockVisible(actor, id)
+        if (patch.assigneeId !== undefined) yield* canAssign(actor)
+        const changes = diff(current, patch)
+        const changedFields = FIELD_ORDER.filter((f) => f in changes)
+        if (changedFields.length === 0) return toTicket(current)
+        if (changes.assigneeId !== undefined && changes.assigneeId !== null) yield* validateAssignee(changes.assigneeId)
+        const now = new Date()
+        const updated = yield* repo.update(id, changes, now)
+        yield* recordAudit({
+          actorId: actor.id,
+          action: "ticket.update",
+          entity: "ticket",
+          entityId: id,
+          changes: Object.fromEntries(changedFields.map((f) => [f, { from: current[f], to: updated[f] }]))
+        })
+        yield* appendEvent(makeEvent<TicketUpdated>("ticket.updated", {
+          id,
+          ownerId: updated.ownerId,
+          assigneeId: updated.assigneeId,
+          changedFields,
+          updatedBy: actor.id,
+          updatedAt: updated.updatedAt.toISOString()
+        }, now))
+        return toTicket(updated)
+      })).pipe(Effect.catchTag("SqlError", Effect.die))
+    })
+
+    const changeStatus = Effect.fn("Tickets.changeStatus")(function*(actor: Actor, id: string, to: TicketStatus) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* lockVisible(actor, id)
+        yield* canMoveTo(actor, to)
+        const from = current.status
+        if (!canTransition(from, to)) {
+          return yield* new Conflict({ message: `cannot change status from ${from} to ${to}` })
+        }
+        const now = new Date()
+        const updated = yield* repo.setStatus(id, to, now)
+        yield* recordAudit({ actorId: actor.id, action: "ticket.status_change", entity: "ticket", entityId: id, changes: { from, to } })
+        yield* appendEvent(makeEvent<TicketStatusChanged>("ticket.status_changed", {
+          id,
+          from,
+          to,
+          changedBy: actor.id,
+          changedAt: now.toISOString(),
+          ownerId: updated.ownerId,
+          assigneeId: updated.assigneeId
+        }, now))
+        return toTicket(updated)
+      })).pipe(Effect.catchTag("SqlError", Effect.die))
+    })
+
+    return { create, get, findVisible, listJson, update, changeStatus } as const
+  }),
+  dependencies: [TicketsRepo.Default]
+}) {}
+
+/** Only the fields whose value actually changes. */
+const diff = (current: TicketRow, patch: UpdateTicketRequest): TicketChanges => {
+  const changes: { -readonly [K in TicketField]?: TicketChanges[K] } = {}
+  if (patch.title !== undefined && patch.title !== current.title) changes.title = patch.title
+  if (patch.description !== undefined && patch.description !== current.description) changes.description = patch.description
+  if (patch.priority !== undefined && patch.priority !== current.priority) changes.priority = patch.priority
+  if (patch.assigneeId !== undefined) {
+    const assigneeId = patch.assigneeId === null ? null : patch.assigneeId.toLowerCase()
+    if (assigneeId !== current.assigneeId) changes.assigneeId = assigneeId
+  }
+  return changes
+}

@@ -1,0 +1,7 @@
+/** Who may do what with users: only admins create users. */
+import { Effect } from "effect"
+import type { Actor } from "../Auth/CurrentUser.js"
+import { Forbidden } from "../Http/Errors.js"
+
+export const canCreateUser = (actor: Actor): Effect.Effect<void, Forbidden> =>
+  actor.role === "admin" ? Effect.void : Effect.fail(new Forbidden({ message: "only admins may create users" }))

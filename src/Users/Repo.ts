@@ -1,0 +1,76 @@
+/**
+ * SQL for users. Database failures are defects here (a 500), except the one
+ * conflict a client can cause: a taken username (SQLSTATE 23505), which
+ * becomes a typed 409.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
+import { recordAudit } from "../Audit/Audit.js"
+import type { Role } from "../Auth/CurrentUser.js"
+import { Conflict } from "../Http/Errors.js"
+import { sqlState, UNIQUE_VIOLATION } from "../Http/SqlState.js"
+import type { User } from "./Domain.js"
+
+interface UserRow {
+  readonly id: string
+  readonly username: string
+  readonly role: Role
+  readonly createdAt: Date
+}
+
+interface CredentialsRow extends UserRow {
+  readonly passwordHash: string
+}
+
+const toUser = (row: UserRow): User => ({
+  id: row.id,
+  username: row.username,
+  role: row.role,
+  createdAt: row.createdAt.toISOString()
+})
+
+export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const findCredentials = (username: string) =>
+      sql<CredentialsRow>`SELECT id, username, role, password_hash, created_at FROM users WHERE username = ${username}`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0])),
+        Effect.orDie,
+        Effect.withSpan("UsersRepo.findCredentials")
+      )
+
+    const findById = (id: string) =>
+      sql<UserRow>`SELECT id, username, role, created_at FROM users WHERE id = ${id}`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toUser)),
+        Effect.orDie,
+        Effect.withSpan("UsersRepo.findById")
+      )
+
+    /** Inserts the user and its audit row in one transaction. */
+    const insert = (input: { readonly username: string; readonly passwordHash: string; readonly role: Role }, actorId: string | null) =>
+      sql.withTransaction(
+        Effect.gen(function*() {
+          const [row] = yield* sql<UserRow>`INSERT INTO users (username, password_hash, role)
+            VALUES (${input.username}, ${input.passwordHash}, ${input.role}) RETURNING id, username, role, created_at`
+          const user = toUser(row!)
+          yield* recordAudit({
+            actorId,
+            action: "user.create",
+            entity: "user",
+            entityId: user.id,
+            changes: { username: user.username, role: user.role }
+          })
+          return user
+        })
+      ).pipe(
+        Effect.catchTag("SqlError", (e) =>
+          sqlState(e) === UNIQUE_VIOLATION
+            ? Effect.fail(new Conflict({ message: `username '${input.username}' is already taken` }))
+            : Effect.die(e)),
+        Effect.withSpan("UsersRepo.insert")
+      )
+
+    return { findCredentials, findById, insert } as const
+  })
+}) {}
