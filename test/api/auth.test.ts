@@ -1,0 +1,135 @@
+/**
+ * Login and bearer authentication: credentials, the admin bootstrap, and
+ * every way a token can be wrong (missing, malformed, tampered, alg none,
+ * wrong key, wrong issuer, expired, unknown subject).
+ */
+import { expect, layer } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SignJWT, UnsecuredJWT } from "jose"
+import { LoginResponse } from "../../src/Auth/Api.js"
+import { resolveSecret } from "../../src/Auth/Tokens.js"
+import { User } from "../../src/Users/Domain.js"
+import { call, decode, get, post } from "./support/Client.js"
+import { cleanupUsers, makeFixtures, PASSWORD } from "./support/Fixtures.js"
+import { apiTestLayer } from "./support/Layers.js"
+
+const key = (secret: string) => new TextEncoder().encode(secret)
+
+const sign = (claims: Record<string, unknown>, secret: string, options: { sub: string; exp?: number; iss?: string }) =>
+  Effect.promise(() =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(options.sub)
+      .setIssuer(options.iss ?? "opsdesk")
+      .setIssuedAt()
+      .setExpirationTime(options.exp ?? Math.floor(Date.now() / 1000) + 600)
+      .sign(key(secret))
+  )
+
+const expectUnauthorized = (token: string | undefined, headers?: Record<string, string>) =>
+  Effect.gen(function*() {
+    const r = yield* call("GET", "/v1/users/me", { token, headers })
+    expect(r.status, token).toBe(401)
+    expect(r.body).toMatchObject({ _tag: "Unauthorized" })
+    expect(typeof (r.body as { message: unknown }).message).toBe("string")
+  })
+
+layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("authentication", (it) => {
+  it.scoped("login returns a bearer token that authenticates the user", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("agent")
+      const r = yield* post("/v1/auth/login", { username: user.username, password: PASSWORD })
+      expect(r.status).toBe(200)
+      const login = decode(LoginResponse, r)
+      expect(login.tokenType).toBe("Bearer")
+      expect(login.expiresIn).toBe(3600)
+      const me = yield* get("/v1/users/me", login.accessToken)
+      expect(me.status).toBe(200)
+      expect(decode(User, me)).toMatchObject({ id: user.id, username: user.username, role: "agent" })
+      expect(me.text).not.toContain("password")
+    }))
+
+  it.effect("the bootstrap admin admin/admin123 exists after start-up", () =>
+    Effect.gen(function*() {
+      const r = yield* post("/v1/auth/login", { username: "admin", password: "admin123" })
+      expect(r.status).toBe(200)
+      const me = yield* get("/v1/users/me", decode(LoginResponse, r).accessToken)
+      expect(me.body).toMatchObject({ username: "admin", role: "admin" })
+    }))
+
+  it.scoped("a wrong password and an unknown user get the same 401", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("customer")
+      const wrong = yield* post("/v1/auth/login", { username: user.username, password: "not-the-password" })
+      const unknown = yield* post("/v1/auth/login", { username: `nobody_${user.username}`, password: PASSWORD })
+      expect(wrong.status).toBe(401)
+      expect(unknown.status).toBe(401)
+      expect(wrong.text).toBe(unknown.text)
+      expect(wrong.body).toEqual({ _tag: "Unauthorized", message: "Invalid username or password" })
+    }))
+
+  it.effect("a login without both fields is 400", () =>
+    Effect.gen(function*() {
+      for (const body of [{ username: "admin" }, { password: "admin123" }, {}, { username: "", password: "x" }]) {
+        const r = yield* post("/v1/auth/login", body)
+        expect(r.status, JSON.stringify(body)).toBe(400)
+      }
+    }))
+
+  it.effect("no Authorization header, or not a Bearer one, is 401", () =>
+    Effect.gen(function*() {
+      yield* expectUnauthorized(undefined)
+      yield* expectUnauthorized(undefined, { authorization: "Basic YWRtaW46YWRtaW4xMjM=" })
+      yield* expectUnauthorized(undefined, { authorization: "Bearer" })
+      yield* expectUnauthorized("not.a.jwt")
+      yield* expectUnauthorized("garbage")
+    }))
+
+  it.scoped("a tampered, alg none, wrong-key, wrong-issuer, expired or malformed-claims token is 401", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("customer")
+      const secret = yield* resolveSecret
+      // Sanity: a token signed like the API's works.
+      const good = yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id })
+      expect((yield* get("/v1/users/me", good)).status).toBe(200)
+
+      // Tampered: promote the payload to admin, keep the signature.
+      const [header, , signature] = user.token.split(".")
+      const forged = Buffer.from(JSON.stringify({ sub: user.id, username: user.username, role: "admin", iss: "opsdesk", exp: 9999999999 })).toString("base64url")
+      yield* expectUnauthorized(`${header}.${forged}.${signature}`)
+      // Tampered signature.
+      yield* expectUnauthorized(user.token.slice(0, -2) + (user.token.endsWith("AA") ? "BB" : "AA"))
+      // alg: none.
+      yield* expectUnauthorized(new UnsecuredJWT({ username: user.username, role: "admin" }).setSubject(user.id).setIssuer("opsdesk").setExpirationTime("1h").encode())
+      // Wrong key.
+      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, `${secret}-other`, { sub: user.id }))
+      // Wrong issuer.
+      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id, iss: "someone-else" }))
+      // Expired.
+      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id, exp: Math.floor(Date.now() / 1000) - 60 }))
+      // Signed, but the claims are not ours.
+      yield* expectUnauthorized(yield* sign({ username: user.username, role: "superuser" }, secret, { sub: user.id }))
+      yield* expectUnauthorized(yield* sign({ role: "customer" }, secret, { sub: user.id }))
+      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: "not-a-uuid" }))
+    }))
+
+  it.scoped("a valid token of a user deleted since is 401 on /me and on writes", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("customer")
+      yield* cleanupUsers([user.id])
+      yield* expectUnauthorized(user.token)
+      const r = yield* post("/v1/tickets", { title: "orphan", description: "owner is gone" }, user.token)
+      expect(r.status).toBe(401)
+    }))
+
+  it.effect("the public User schema has no password field", () =>
+    Effect.sync(() => {
+      expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "createdAt"])
+      expect(Schema.is(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" })).toBe(true)
+      expect(Schema.encodeSync(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" } as typeof User.Type)).not.toHaveProperty("passwordHash")
+    }))
+})

@@ -1,0 +1,93 @@
+/**
+ * The ticket-list cache in Redis: a listing is stored per caller scope and
+ * query, and a hit is answered with the stored bytes (not re-read from the
+ * database). The API never invalidates; the worker does (simulated here).
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { GENERATION_KEY, KEY_PREFIX, TicketListCache, TicketListCacheLive } from "../../src/Cache/TicketListCache.js"
+import { Redis } from "../../src/Infra/Redis.js"
+import { listQueryKey } from "../../src/Tickets/Tickets.js"
+import { TicketPage } from "../../src/Tickets/Domain.js"
+import { decode, get, post } from "./support/Client.js"
+import { makeFixtures } from "./support/Fixtures.js"
+import { apiTestLayer } from "./support/Layers.js"
+
+const generation = Effect.flatMap(Redis, (redis) => redis.use((c) => c.get(GENERATION_KEY))).pipe(Effect.orDie)
+
+/**
+ * Runs `body` until no invalidation (another process's worker, say) bumped
+ * the cache generation while it ran.
+ */
+const withStableGeneration = <A, E, R>(body: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    for (let attempt = 1; ; attempt++) {
+      const before = yield* generation
+      const result = yield* body
+      if ((yield* generation) === before || attempt === 5) return result
+    }
+  })
+
+layer(apiTestLayer(TicketListCacheLive()), { excludeTestServices: true, timeout: "60 seconds" })("ticket list cache", (it) => {
+  it.scoped("a second identical listing is answered from Redis, byte for byte, under the caller's scope", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const sql = yield* SqlClient.SqlClient
+      const redis = yield* Redis
+      const customer = yield* fx.user("customer")
+      yield* post("/v1/tickets", { title: "first", description: "d" }, customer.token)
+
+      yield* withStableGeneration(Effect.gen(function*() {
+        const first = yield* get("/v1/tickets?limit=10", customer.token)
+        expect(first.status).toBe(200)
+        const g = yield* generation
+        const key = `${KEY_PREFIX}${g ?? "0"}:customer:${customer.id}:${listQueryKey({ limit: 10 })}`
+        expect(yield* redis.use((c) => c.get(key)).pipe(Effect.orDie)).toBe(first.text)
+
+        // A row the API did not write (so nothing invalidated): the cached page does not show it...
+        yield* sql`INSERT INTO tickets (title, description, owner_id) VALUES ('behind the cache', 'd', ${customer.id})`
+        const second = yield* get("/v1/tickets?limit=10", customer.token)
+        expect(second.status).toBe(200)
+        expect(second.headers["content-type"]).toContain("application/json")
+        expect(second.text).toBe(first.text)
+        // ...while another query is a miss and does.
+        const other = decode(TicketPage, yield* get("/v1/tickets?limit=11", customer.token))
+        expect(other.items.map((t) => t.title)).toEqual(["behind the cache", "first"])
+      }))
+    }))
+
+  it.scoped("scopes never mix: another customer's identical query is answered from their own data", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const alice = yield* fx.user("customer")
+      const bob = yield* fx.user("customer")
+      yield* post("/v1/tickets", { title: "alice's", description: "d" }, alice.token)
+      yield* post("/v1/tickets", { title: "bob's", description: "d" }, bob.token)
+      const a = decode(TicketPage, yield* get("/v1/tickets", alice.token))
+      const b = decode(TicketPage, yield* get("/v1/tickets", bob.token))
+      expect(a.items.map((t) => t.title)).toEqual(["alice's"])
+      expect(b.items.map((t) => t.title)).toEqual(["bob's"])
+      expect(decode(TicketPage, yield* get("/v1/tickets", alice.token)).items.map((t) => t.title)).toEqual(["alice's"])
+    }))
+
+  it.scoped("after the worker's invalidation the next listing comes from the database again", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const customer = yield* fx.user("customer")
+      const cache = yield* TicketListCache
+      yield* post("/v1/tickets", { title: "one", description: "d" }, customer.token)
+      expect(decode(TicketPage, yield* get("/v1/tickets", customer.token)).items).toHaveLength(1)
+      yield* post("/v1/tickets", { title: "two", description: "d" }, customer.token)
+      yield* cache.invalidateAll.pipe(Effect.orDie)
+      expect(decode(TicketPage, yield* get("/v1/tickets", customer.token)).items.map((t) => t.title)).toEqual(["two", "one"])
+    }))
+
+  it.scoped("an invalid cursor is rejected before the cache is consulted", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const customer = yield* fx.user("customer")
+      const r = yield* get("/v1/tickets?cursor=bogus", customer.token)
+      expect(r.status).toBe(400)
+    }))
+})

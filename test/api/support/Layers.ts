@@ -1,0 +1,45 @@
+/**
+ * The API under test: the real HttpLive (handlers, middleware, guards) on
+ * NodeHttpServer.layerTest, against the real PostgreSQL (DATABASE_URL, the
+ * tests' own database) and Redis. RabbitMQ is not needed: the publisher is a
+ * fake whose connectivity a test can switch (for /ready), and the outbox relay
+ * is left out, so outbox rows stay where the tests can read them.
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { Context, Effect, Layer, Option, Ref } from "effect"
+import { MigrateOnStart } from "../../../src/Api/Main.js"
+import { Tokens } from "../../../src/Auth/Tokens.js"
+import { Publisher } from "../../../src/Broker/Publisher.js"
+import { TicketListCache } from "../../../src/Cache/TicketListCache.js"
+import { HttpLive } from "../../../src/Http/Server.js"
+import { RedisLive } from "../../../src/Infra/Redis.js"
+import { PgLive } from "../../../src/Sql.js"
+
+/** Always a miss, never stores: listings come straight from the database. */
+export const PassThroughCache = Layer.succeed(
+  TicketListCache,
+  TicketListCache.of({
+    lookup: () => Effect.succeed({ hit: Option.none(), store: () => Effect.void }),
+    invalidateAll: Effect.succeed(0)
+  })
+)
+
+/** Whether the fake publisher reports itself connected. */
+export class PublisherConnected extends Context.Tag("test/PublisherConnected")<PublisherConnected, Ref.Ref<boolean>>() {}
+
+export const FakePublisher = Layer.effectContext(
+  Effect.gen(function*() {
+    const connected = yield* Ref.make(true)
+    const publisher = Publisher.of({ publishAll: () => Effect.void, isConnected: Ref.get(connected) })
+    return Context.make(PublisherConnected, connected).pipe(Context.add(Publisher, publisher))
+  })
+)
+
+/** The API with the given ticket-list cache (default: none, every listing from the database). */
+export const apiTestLayer = <E = never, R = never>(cache: Layer.Layer<TicketListCache, E, R> = PassThroughCache) =>
+  HttpLive.pipe(
+    Layer.provide(MigrateOnStart),
+    Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default)),
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(Layer.merge(PgLive, RedisLive))
+  )

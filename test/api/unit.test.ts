@@ -1,0 +1,182 @@
+/**
+ * Pure pieces, no server: Schema round trips over generated values (every
+ * domain event and every request/response Schema), cursors, passwords, the
+ * status machine, and the JWT secret rules.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, Exit, Option, Schema } from "effect"
+import { LoginRequest, LoginResponse } from "../../src/Auth/Api.js"
+import { hashPassword, verifyPassword } from "../../src/Auth/Password.js"
+import { resolveSecret, Tokens } from "../../src/Auth/Tokens.js"
+import { DEFAULT_JWT_SECRET } from "../../src/Config.js"
+import { decodeEventJson, DomainEvent, MessageSent, TicketCreated, TicketStatus, TicketStatusChanged, TicketUpdated } from "../../src/Domain/Events.js"
+import { decodeCursor, encodeCursor } from "../../src/Http/Pagination.js"
+import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "../../src/Messages/Domain.js"
+import {
+  canTransition,
+  ChangeStatusRequest,
+  CreateTicketRequest,
+  ListTicketsParams,
+  Ticket,
+  TicketPage,
+  TRANSITIONS,
+  UpdateTicketRequest
+} from "../../src/Tickets/Domain.js"
+import { CreateUserRequest, User } from "../../src/Users/Domain.js"
+
+const withEnv = (values: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(values))))
+
+/** encode → JSON text → parse → decode gives back the value. */
+const roundTrips = <A, I>(schema: Schema.Schema<A, I>) => (value: A) => {
+  const wire = JSON.parse(JSON.stringify(Schema.encodeSync(schema)(value)))
+  expect(Schema.decodeUnknownSync(schema)(wire)).toEqual(value)
+}
+
+const numRuns = { fastCheck: { numRuns: 50 } }
+
+describe("Schema round trips (property)", () => {
+  it.prop("every domain event survives the wire and decodeEventJson", { event: DomainEvent }, ({ event }) => {
+    roundTrips(DomainEvent)(event)
+    expect(decodeEventJson(JSON.stringify(Schema.encodeSync(DomainEvent)(event)))).toEqual(Either.right(event))
+  }, numRuns)
+
+  it.prop("each event Schema on its own", {
+    created: TicketCreated,
+    updated: TicketUpdated,
+    status: TicketStatusChanged,
+    sent: MessageSent
+  }, ({ created, sent, status, updated }) => {
+    roundTrips(TicketCreated)(created)
+    roundTrips(TicketUpdated)(updated)
+    roundTrips(TicketStatusChanged)(status)
+    roundTrips(MessageSent)(sent)
+  }, numRuns)
+
+  it.prop("request Schemas", {
+    login: LoginRequest,
+    user: CreateUserRequest,
+    create: CreateTicketRequest,
+    update: UpdateTicketRequest,
+    status: ChangeStatusRequest,
+    list: ListTicketsParams,
+    message: SendMessageRequest,
+    messages: ListMessagesParams
+  }, (values) => {
+    roundTrips(LoginRequest)(values.login)
+    roundTrips(CreateUserRequest)(values.user)
+    roundTrips(CreateTicketRequest)(values.create)
+    roundTrips(UpdateTicketRequest)(values.update)
+    roundTrips(ChangeStatusRequest)(values.status)
+    roundTrips(ListTicketsParams)(values.list)
+    roundTrips(SendMessageRequest)(values.message)
+    roundTrips(ListMessagesParams)(values.messages)
+  }, numRuns)
+
+  it.prop("response Schemas", {
+    login: LoginResponse,
+    user: User,
+    ticket: Ticket,
+    page: TicketPage,
+    message: Message,
+    messages: MessagePage
+  }, (values) => {
+    roundTrips(LoginResponse)(values.login)
+    roundTrips(User)(values.user)
+    roundTrips(Ticket)(values.ticket)
+    roundTrips(TicketPage)(values.page)
+    roundTrips(Message)(values.message)
+    roundTrips(MessagePage)(values.messages)
+  }, numRuns)
+
+  it("`normal` decodes to medium; an empty patch is rejected", () => {
+    expect(Schema.decodeUnknownSync(CreateTicketRequest)({ title: "t", description: "", priority: "normal" }).priority).toBe("medium")
+    expect(Either.isLeft(Schema.decodeUnknownEither(UpdateTicketRequest)({}))).toBe(true)
+  })
+})
+
+describe("cursors", () => {
+  it.prop("encode then decode gives the position back", {
+    ms: Schema.Int.pipe(Schema.between(0, 253402300799999)),
+    micro: Schema.Int.pipe(Schema.between(0, 999)),
+    id: Schema.UUID
+  }, ({ id, micro, ms }) => {
+    const ts = new Date(ms).toISOString().slice(0, 23) + String(micro).padStart(3, "0") + "Z"
+    expect(decodeCursor(encodeCursor({ ts, id }))).toEqual(Option.some({ ts, id: id.toLowerCase() }))
+  }, numRuns)
+
+  it.prop("decoding never throws on arbitrary input", { s: Schema.String }, ({ s }) => {
+    expect(Option.isOption(decodeCursor(s))).toBe(true)
+  }, { fastCheck: { numRuns: 200 } })
+
+  it("rejects impossible instants", () => {
+    const id = crypto.randomUUID()
+    for (const ts of ["2024-02-31T00:00:00.000000Z", "2024-13-01T00:00:00.000000Z", "0000-01-01T00:00:00.000000Z", "2024-01-01T25:00:00.000000Z"]) {
+      expect(decodeCursor(Buffer.from(`${ts}|${id}`).toString("base64url")), ts).toEqual(Option.none())
+    }
+  })
+})
+
+describe("status machine", () => {
+  it("allows exactly open→in_progress→resolved→closed and resolved|closed→open", () => {
+    const allowed = TicketStatus.literals.flatMap((from) =>
+      TicketStatus.literals.filter((to) => canTransition(from, to)).map((to) => `${from}>${to}`)
+    )
+    expect(allowed.sort()).toEqual(["closed>open", "in_progress>resolved", "open>in_progress", "resolved>closed", "resolved>open"])
+    for (const s of TicketStatus.literals) expect(TRANSITIONS[s]).not.toContain(s)
+  })
+})
+
+describe("passwords", () => {
+  it.effect("hash embeds parameters and salt; verify accepts only the password", () =>
+    Effect.gen(function*() {
+      const hash = yield* hashPassword("hunter2-hunter2")
+      expect(hash).toMatch(/^scrypt\$16384\$8\$1\$[\w-]{22}\$[\w-]{43}$/)
+      expect(yield* hashPassword("hunter2-hunter2")).not.toBe(hash)
+      expect(yield* verifyPassword("hunter2-hunter2", hash)).toBe(true)
+      expect(yield* verifyPassword("hunter2-hunter3", hash)).toBe(false)
+      for (const broken of ["", "plain", "scrypt$1$1$1$a$b", "scrypt$99999999$8$1$abc$def", hash.replace("$8$", "$x$")]) {
+        expect(yield* verifyPassword("hunter2-hunter2", broken), broken).toBe(false)
+      }
+    }))
+})
+
+describe("JWT secret", () => {
+  it.effect("production refuses a missing, empty or default secret", () =>
+    Effect.gen(function*() {
+      const envs: Array<Record<string, string>> = [
+        { NODE_ENV: "production" },
+        { NODE_ENV: "production", JWT_SECRET: "" },
+        { NODE_ENV: "production", JWT_SECRET: DEFAULT_JWT_SECRET }
+      ]
+      for (const env of envs) {
+        const exit = yield* Effect.exit(resolveSecret.pipe(withEnv(env)))
+        expect(Exit.isFailure(exit), JSON.stringify(env)).toBe(true)
+        expect(String(exit)).toContain("InsecureJwtSecret")
+      }
+      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "production", JWT_SECRET: "a-real-secret-from-the-vault" }))).toBe("a-real-secret-from-the-vault")
+    }))
+
+  it.effect("development falls back to the default secret", () =>
+    Effect.gen(function*() {
+      expect(yield* resolveSecret.pipe(withEnv({}))).toBe(DEFAULT_JWT_SECRET)
+      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "development", JWT_SECRET: "mine" }))).toBe("mine")
+    }))
+
+  it.effect("tokens issued under one secret verify only under it; lifetime comes from JWT_EXPIRES_IN_SECONDS", () =>
+    Effect.gen(function*() {
+      const actor = { id: crypto.randomUUID(), username: "someone", role: "agent" as const }
+      const issued = yield* Effect.flatMap(Tokens, (t) => t.issue(actor)).pipe(
+        Effect.provide(Tokens.Default),
+        withEnv({ JWT_SECRET: "secret-one", JWT_EXPIRES_IN_SECONDS: "120" })
+      )
+      expect(issued.expiresIn).toBe(120)
+      const exp = JSON.parse(Buffer.from(issued.accessToken.split(".")[1]!, "base64url").toString()).exp
+      expect(exp - Math.floor(Date.now() / 1000)).toBeGreaterThan(100)
+      expect(exp - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(120)
+      const verifyWith = (secret: string) =>
+        Effect.flatMap(Tokens, (t) => t.verify(issued.accessToken)).pipe(Effect.provide(Tokens.Default), withEnv({ JWT_SECRET: secret }), Effect.either)
+      expect(yield* verifyWith("secret-one")).toEqual(Either.right(actor))
+      expect(Either.isLeft(yield* verifyWith("secret-two"))).toBe(true)
+    }))
+})
