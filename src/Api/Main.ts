@@ -5,6 +5,7 @@ import { PublisherLive } from "../Broker/Publisher.js"
 import { TicketListCacheLive } from "../Cache/TicketListCache.js"
 import { HttpLive, NodeServerLive } from "../Http/Server.js"
 import { RedisLive } from "../Infra/Redis.js"
+import * as Otel from "../Observability/Otel.js"
 import { RelayLive } from "../Outbox/Relay.js"
 import { PgLive, runMigrations } from "../Sql.js"
 import { ensureAdmin } from "../Users/Admin.js"
@@ -17,6 +18,7 @@ export const ApiAppLive = Layer.mergeAll(
   RelayLive
 ).pipe(
   Layer.provide(MigrateOnStart),
+  Layer.provide(Otel.layer({ serviceName: "opsdesk-api" })),
   Layer.provide([TicketListCacheLive(), PublisherLive]),
   Layer.provide([PgLive, RedisLive]),
   Layer.tap(() => Effect.logInfo("API started"))

@@ -1,6 +1,7 @@
 /**
- * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs, the
- * request guards, and the Node HTTP server with a bounded shutdown.
+ * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs,
+ * Prometheus metrics at /metrics, the request guards, and the Node HTTP
+ * server with a bounded shutdown.
  */
 import {
   FileSystem,
@@ -20,6 +21,7 @@ import { HttpTicketsLive } from "../Tickets/Http.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
 import { HttpHealthLive } from "./Health.js"
+import { MetricsRouteLive } from "./Metrics.js"
 import { BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
@@ -34,6 +36,7 @@ const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.so
 export const HttpLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(MetricsRouteLive),
   Layer.provide(RequestGuardLive),
   Layer.provide(HttpApiLive),
   Layer.provide(MaxBodySizeLive),

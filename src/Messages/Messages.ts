@@ -6,7 +6,8 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
 import { makeEvent, type MessageSent } from "../Domain/Events.js"
-import { NotFound, ValidationError } from "../Http/Errors.js"
+import { NotFound, Unauthorized, ValidationError } from "../Http/Errors.js"
+import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Http/SqlState.js"
 import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
 import { appendEvent } from "../Outbox/Outbox.js"
 import { requireVisible } from "../Tickets/Policy.js"
@@ -40,7 +41,13 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
           sentAt: message.createdAt
         }))
         return message
-      })).pipe(Effect.catchTag("SqlError", Effect.die))
+      })).pipe(
+        Effect.catchTag("SqlError", (e) =>
+          // The author vanished after the token was issued.
+          sqlState(e) === FOREIGN_KEY_VIOLATION && sqlConstraint(e) === "messages_author_id_fkey"
+            ? Effect.fail(new Unauthorized({ message: "the user of this token no longer exists" }))
+            : Effect.die(e))
+      )
     })
 
     const list = Effect.fn("Messages.list")(function*(actor: Actor, ticketId: string, params: ListMessagesParams) {

@@ -68,9 +68,11 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
     /**
      * The ticket, its audit row and its outbox event in ONE statement (one
      * round trip): data-modifying CTEs all run, atomically, or none does.
-     * The outbox insert mirrors `appendEvent` (same columns and NOTIFY).
+     * The outbox insert mirrors `appendEvent` (same columns, trace headers
+     * and NOTIFY); the NOTIFY payload is not empty, since an empty one never
+     * reaches the relay's LISTEN (@effect/sql-pg drops it).
      */
-    const insertWithEvent = (ticket: Ticket, event: TicketCreated): Effect.Effect<void, SqlError> =>
+    const insertWithEvent = (ticket: Ticket, event: TicketCreated, headers: Readonly<Record<string, string>>): Effect.Effect<void, SqlError> =>
       sql`WITH t AS (
           INSERT INTO tickets (id, title, description, status, priority, owner_id, assignee_id, created_at, updated_at)
           VALUES (${ticket.id}, ${ticket.title}, ${ticket.description}, ${ticket.status}, ${ticket.priority},
@@ -83,9 +85,9 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
       }::jsonb FROM t
         ), o AS (
           INSERT INTO outbox (event_id, event_type, envelope, headers)
-          SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::jsonb, '{}'::jsonb FROM t
+          SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb FROM t
         )
-        SELECT pg_notify(${OUTBOX_CHANNEL}, '') FROM t`.pipe(Effect.asVoid, Effect.withSpan("TicketsRepo.insertWithEvent"))
+        SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event}) FROM t`.pipe(Effect.asVoid, Effect.withSpan("TicketsRepo.insertWithEvent"))
 
     const findById = (id: string) =>
       sql<TicketRow>`SELECT ${columns} FROM tickets WHERE id = ${id}`.pipe(

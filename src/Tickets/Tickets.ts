@@ -21,6 +21,7 @@ import {
 import { Conflict, NotFound, Unauthorized, ValidationError } from "../Http/Errors.js"
 import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
 import { FOREIGN_KEY_VIOLATION, sqlState } from "../Http/SqlState.js"
+import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { appendEvent } from "../Outbox/Outbox.js"
 import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
 import { canAssign, canMoveTo, requireVisible } from "./Policy.js"
@@ -68,7 +69,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
       // One statement is one transaction: the ticket, its audit row and its
       // outbox event commit together or not at all. An explicit BEGIN/COMMIT
       // around it would add two round trips on the API's busiest write.
-      yield* repo.insertWithEvent(ticket, event).pipe(
+      yield* repo.insertWithEvent(ticket, event, yield* currentTraceHeaders).pipe(
         Effect.catchTag("SqlError", (e) =>
           // The owner vanished after the token was issued.
           sqlState(e) === FOREIGN_KEY_VIOLATION

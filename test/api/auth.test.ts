@@ -126,6 +126,21 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
       expect(r.status).toBe(401)
     }))
 
+  it.scoped("a deleted agent's still-valid token cannot post messages (401, nothing written)", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const owner = yield* fx.user("customer")
+      const agent = yield* fx.user("agent")
+      const ticket = yield* post("/v1/tickets", { title: "needs help", description: "d" }, owner.token)
+      const ticketId = (ticket.body as { id: string }).id
+      yield* cleanupUsers([agent.id])
+      const r = yield* post("/v1/messages", { ticketId, content: "from beyond" }, agent.token)
+      expect(r.status).toBe(401)
+      expect(r.body).toMatchObject({ _tag: "Unauthorized" })
+      const messages = yield* get(`/v1/tickets/${ticketId}/messages`, owner.token)
+      expect((messages.body as { items: Array<unknown> }).items).toHaveLength(0)
+    }))
+
   it.effect("the public User schema has no password field", () =>
     Effect.sync(() => {
       expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "createdAt"])

@@ -61,6 +61,15 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       expect(docs.headers["content-type"]).toContain("text/html")
     }))
 
+  it.effect("GET /metrics serves the process's metrics in Prometheus text format", () =>
+    Effect.gen(function*() {
+      yield* get("/health")
+      const r = yield* get("/metrics")
+      expect(r.status).toBe(200)
+      expect(r.headers["content-type"]).toContain("text/plain")
+      expect(r.text).toMatch(/^# (HELP|TYPE) /m)
+    }))
+
   it.effect("unknown routes and methods are 404 JSON", () =>
     Effect.gen(function*() {
       for (const [method, path] of [["GET", "/nope"], ["DELETE", "/v1/tickets"], ["GET", "/v1"]] as const) {

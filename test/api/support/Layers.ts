@@ -13,6 +13,7 @@ import { Publisher } from "../../../src/Broker/Publisher.js"
 import { TicketListCache } from "../../../src/Cache/TicketListCache.js"
 import { HttpLive } from "../../../src/Http/Server.js"
 import { RedisLive } from "../../../src/Infra/Redis.js"
+import * as Otel from "../../../src/Observability/Otel.js"
 import { PgLive } from "../../../src/Sql.js"
 
 /** Always a miss, never stores: listings come straight from the database. */
@@ -39,7 +40,7 @@ export const FakePublisher = Layer.effectContext(
 export const apiTestLayer = <E = never, R = never>(cache: Layer.Layer<TicketListCache, E, R> = PassThroughCache) =>
   HttpLive.pipe(
     Layer.provide(MigrateOnStart),
-    Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default)),
+    Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Layer.merge(PgLive, RedisLive))
   )
