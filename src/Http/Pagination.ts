@@ -3,7 +3,8 @@
  * row's sort key, `<created_at with microseconds, UTC>|<id>`; the timestamp is
  * read from PostgreSQL with `CURSOR_TS` so no precision is lost.
  */
-import { Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
+import { ValidationError } from "./Errors.js"
 
 export const DEFAULT_LIMIT = 20
 export const MAX_LIMIT = 100
@@ -45,4 +46,28 @@ export const decodeCursor = (cursor: string): Option.Option<Position> => {
   const date = new Date(ts.slice(0, 23) + "Z")
   if (year < 1 || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 23) !== ts.slice(0, 23)) return Option.none()
   return Option.some({ ts, id: id.toLowerCase() })
+}
+
+const INVALID_CURSOR = new ValidationError({ field: "cursor", message: "cursor is not valid" })
+
+/** Where a page starts: nowhere in particular without a cursor; a 400 for a cursor we did not issue. */
+export const positionOf = (cursor: string | undefined): Effect.Effect<Position | undefined, ValidationError> => {
+  if (cursor === undefined) return Effect.succeed(undefined)
+  const position = decodeCursor(cursor)
+  return Option.isSome(position) ? Effect.succeed(position.value) : Effect.fail(INVALID_CURSOR)
+}
+
+/**
+ * A page from rows fetched with `LIMIT limit + 1`: the extra row only tells
+ * that another page follows, and `nextCursor` points after the page's last row.
+ */
+export const toPage = <Row extends { readonly id: string; readonly cursorTs: string }, A>(
+  rows: ReadonlyArray<Row>,
+  limit: number,
+  f: (row: Row) => A
+): { readonly items: ReadonlyArray<A>; readonly nextCursor: string | null } => {
+  const more = rows.length > limit
+  const page = more ? rows.slice(0, limit) : rows
+  const last = page[page.length - 1]
+  return { items: page.map(f), nextCursor: more && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null }
 }

@@ -3,14 +3,14 @@
  * `message.sent` outbox event (exactly the seed's payload) in one transaction.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
 import { makeEvent, type MessageSent } from "../Domain/Events.js"
-import { NotFound, Unauthorized, ValidationError } from "../Http/Errors.js"
+import { Unauthorized } from "../Http/Errors.js"
 import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Http/SqlState.js"
-import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
+import { DEFAULT_LIMIT, positionOf, toPage } from "../Http/Pagination.js"
 import { appendEvent } from "../Outbox/Outbox.js"
-import { requireVisible } from "../Tickets/Policy.js"
+import { visibleOrNotFound } from "../Tickets/Policy.js"
 import { TicketsRepo } from "../Tickets/Repo.js"
 import type { ListMessagesParams, MessagePage, SendMessageRequest } from "./Domain.js"
 import { MessagesRepo, toMessage } from "./Repo.js"
@@ -21,13 +21,7 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
     const tickets = yield* TicketsRepo
     const repo = yield* MessagesRepo
 
-    const visibleTicket = (actor: Actor, id: string) =>
-      tickets.findById(id).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
-          onSome: (row) => requireVisible(actor, row)
-        }))
-      )
+    const visibleTicket = (actor: Actor, id: string) => Effect.flatMap(tickets.findById(id), visibleOrNotFound(actor, id))
 
     const send = Effect.fn("Messages.send")(function*(actor: Actor, input: SendMessageRequest) {
       return yield* sql.withTransaction(Effect.gen(function*() {
@@ -51,20 +45,11 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
     })
 
     const list = Effect.fn("Messages.list")(function*(actor: Actor, ticketId: string, params: ListMessagesParams) {
-      const after = params.cursor === undefined ? undefined : Option.getOrUndefined(decodeCursor(params.cursor))
-      if (params.cursor !== undefined && after === undefined) {
-        return yield* new ValidationError({ field: "cursor", message: "cursor is not valid" })
-      }
+      const after = yield* positionOf(params.cursor)
       yield* visibleTicket(actor, ticketId)
       const limit = params.limit ?? DEFAULT_LIMIT
-      const rows = yield* repo.list(ticketId, after, limit)
-      const page = rows.length > limit ? rows.slice(0, limit) : rows
-      const last = page[page.length - 1]
-      const result: MessagePage = {
-        items: page.map(toMessage),
-        nextCursor: rows.length > limit && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null
-      }
-      return result
+      const page: MessagePage = toPage(yield* repo.list(ticketId, after, limit), limit, toMessage)
+      return page
     })
 
     return { send, list } as const

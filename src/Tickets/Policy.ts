@@ -7,7 +7,7 @@
  * - Customers may only reopen (resolved|closed → open) or close
  *   (resolved → closed) their own tickets.
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { TicketStatus } from "../Domain/Events.js"
 import { type Actor, isStaff } from "../Auth/CurrentUser.js"
 import { Forbidden, NotFound } from "../Http/Errors.js"
@@ -18,6 +18,11 @@ export const canSee = (actor: Actor, ticket: { readonly ownerId: string }): bool
 
 export const requireVisible = <T extends { readonly id: string; readonly ownerId: string }>(actor: Actor, ticket: T) =>
   canSee(actor, ticket) ? Effect.succeed(ticket) : Effect.fail(NotFound.entity("ticket", ticket.id))
+
+/** For a lookup by id: NotFound when there is no such ticket or the actor may not see it. */
+export const visibleOrNotFound = (actor: Actor, id: string) =>
+<T extends { readonly id: string; readonly ownerId: string }>(found: Option.Option<T>) =>
+  Option.isSome(found) ? requireVisible(actor, found.value) : Effect.fail(NotFound.entity("ticket", id))
 
 export const canAssign = (actor: Actor): Effect.Effect<void, Forbidden> =>
   isStaff(actor) ? Effect.void : Effect.fail(new Forbidden({ message: "customers may not assign tickets" }))

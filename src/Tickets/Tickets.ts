@@ -18,16 +18,14 @@ import {
   type TicketStatusChanged,
   type TicketUpdated
 } from "../Domain/Events.js"
-import { Conflict, NotFound, Unauthorized, ValidationError } from "../Http/Errors.js"
-import { decodeCursor, DEFAULT_LIMIT, encodeCursor } from "../Http/Pagination.js"
+import { Conflict, Unauthorized, ValidationError } from "../Http/Errors.js"
+import { DEFAULT_LIMIT, positionOf, toPage } from "../Http/Pagination.js"
 import { FOREIGN_KEY_VIOLATION, sqlState } from "../Http/SqlState.js"
 import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { appendEvent } from "../Outbox/Outbox.js"
 import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
-import { canAssign, canMoveTo, requireVisible } from "./Policy.js"
+import { canAssign, canMoveTo, visibleOrNotFound } from "./Policy.js"
 import { FIELD_ORDER, type TicketChanges, type TicketRow, TicketsRepo, toTicket } from "./Repo.js"
-
-export const invalidCursor = new ValidationError({ field: "cursor", message: "cursor is not valid" })
 
 /** The cache key part for a listing: every filter, the limit and the cursor, in a fixed order. */
 export const listQueryKey = (params: ListTicketsParams): string =>
@@ -80,25 +78,13 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
     })
 
     /** The ticket if the actor may see it; otherwise NotFound, as if it did not exist. */
-    const findVisible = (actor: Actor, id: string) =>
-      repo.findById(id).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
-          onSome: (row) => requireVisible(actor, row)
-        }))
-      )
+    const findVisible = (actor: Actor, id: string) => Effect.flatMap(repo.findById(id), visibleOrNotFound(actor, id))
 
     const get = Effect.fn("Tickets.get")(function*(actor: Actor, id: string) {
       return toTicket(yield* findVisible(actor, id))
     })
 
-    const lockVisible = (actor: Actor, id: string) =>
-      repo.lockById(id).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(NotFound.entity("ticket", id)),
-          onSome: (row) => requireVisible(actor, row)
-        }))
-      )
+    const lockVisible = (actor: Actor, id: string) => Effect.flatMap(repo.lockById(id), visibleOrNotFound(actor, id))
 
     /**
      * The listing as JSON text, exactly as it is cached: a hit is returned
@@ -107,8 +93,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
      * as the rest of a cache hit's own work).
      */
     const listJson = (actor: Actor, params: ListTicketsParams) => Effect.gen(function*() {
-      const after = params.cursor === undefined ? undefined : Option.getOrUndefined(decodeCursor(params.cursor))
-      if (params.cursor !== undefined && after === undefined) return yield* invalidCursor
+      const after = yield* positionOf(params.cursor)
       const lookup = yield* cache.lookup(listScope(actor), listQueryKey(params))
       if (Option.isSome(lookup.hit)) return lookup.hit.value
       const limit = params.limit ?? DEFAULT_LIMIT
@@ -120,10 +105,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
         after,
         limit
       })
-      const page = rows.length > limit ? rows.slice(0, limit) : rows
-      const last = page[page.length - 1]
-      const nextCursor = rows.length > limit && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null
-      const json = JSON.stringify({ items: page.map(toTicket), nextCursor })
+      const json = JSON.stringify(toPage(rows, limit, toTicket))
       yield* lookup.store(json)
       return json
     })
