@@ -1,0 +1,144 @@
+/**
+ * Pure parts of the consumer: the attempt counter read from the retry headers,
+ * the broker-held retry delays, and body decoding.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Arbitrary, Duration, FastCheck as fc } from "effect"
+import { DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
+import { attemptOf, decodeDelivery, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Worker/Delivery.js"
+import { brokerDelays } from "../../src/Worker/RetryPolicy.js"
+import { encodeBody } from "../layers/MemoryBroker.js"
+
+const maxRetriesArb = fc.integer({ min: 0, max: 10 })
+const headerName = fc.constantFrom(RETRY_HEADER, SEED_RETRY_HEADER)
+
+describe("attemptOf", () => {
+  const cases: ReadonlyArray<{ readonly name: string; readonly headers: Readonly<Record<string, unknown>>; readonly expected: number }> = [
+    { name: "missing", headers: {}, expected: 0 },
+    { name: "opsdesk header", headers: { [RETRY_HEADER]: 2 }, expected: 2 },
+    { name: "seed header", headers: { [SEED_RETRY_HEADER]: 1 }, expected: 1 },
+    { name: "opsdesk header wins over the seed's", headers: { [RETRY_HEADER]: 1, [SEED_RETRY_HEADER]: 3 }, expected: 1 },
+    { name: "seed header when ours is null", headers: { [RETRY_HEADER]: null, [SEED_RETRY_HEADER]: 2 }, expected: 2 },
+    { name: "zero", headers: { [RETRY_HEADER]: 0 }, expected: 0 },
+    { name: "negative", headers: { [RETRY_HEADER]: -1 }, expected: 0 },
+    { name: "very negative", headers: { [SEED_RETRY_HEADER]: -1e9 }, expected: 0 },
+    { name: "fraction floors", headers: { [RETRY_HEADER]: 2.9 }, expected: 2 },
+    { name: "numeric string", headers: { [RETRY_HEADER]: "2" }, expected: 2 },
+    { name: "numeric string with spaces", headers: { [SEED_RETRY_HEADER]: " 1 " }, expected: 1 },
+    { name: "negative string", headers: { [RETRY_HEADER]: "-2" }, expected: 0 },
+    { name: "decimal string", headers: { [RETRY_HEADER]: "1.5" }, expected: 0 },
+    { name: "non-numeric string", headers: { [RETRY_HEADER]: "three" }, expected: 0 },
+    { name: "empty string", headers: { [RETRY_HEADER]: "" }, expected: 0 },
+    { name: "NaN", headers: { [RETRY_HEADER]: Number.NaN }, expected: 0 },
+    { name: "boolean", headers: { [RETRY_HEADER]: true }, expected: 0 },
+    { name: "object", headers: { [RETRY_HEADER]: { n: 2 } }, expected: 0 },
+    { name: "array", headers: { [SEED_RETRY_HEADER]: [2] }, expected: 0 },
+    { name: "bigint", headers: { [RETRY_HEADER]: 2n }, expected: 2 },
+    { name: "huge number clamps", headers: { [RETRY_HEADER]: 1e12 }, expected: 3 },
+    { name: "huge numeric string clamps", headers: { [RETRY_HEADER]: "99999999999999999999" }, expected: 3 },
+    { name: "huge bigint clamps", headers: { [RETRY_HEADER]: 10n ** 30n }, expected: 3 },
+    { name: "Number.MAX_VALUE clamps", headers: { [SEED_RETRY_HEADER]: Number.MAX_VALUE }, expected: 3 }
+  ]
+  it.each(cases)("$name", ({ expected, headers }) => {
+    expect(attemptOf(headers, 3)).toBe(expected)
+  })
+
+  it.prop("is always an integer in [0, maxRetries]", [fc.dictionary(fc.constantFrom(RETRY_HEADER, SEED_RETRY_HEADER, "other"), fc.anything()), maxRetriesArb], ([headers, max]) => {
+    const n = attemptOf(headers, max)
+    expect(Number.isInteger(n)).toBe(true)
+    expect(n).toBeGreaterThanOrEqual(0)
+    expect(n).toBeLessThanOrEqual(max)
+  }, { fastCheck: { numRuns: 200 } })
+
+  it.prop("reads a non-negative integer (number or digits) and clamps it to maxRetries", [headerName, fc.nat(), fc.boolean(), maxRetriesArb], ([name, n, asString, max]) => {
+    expect(attemptOf({ [name]: asString ? String(n) : n }, max)).toBe(Math.min(n, max))
+  }, { fastCheck: { numRuns: 200 } })
+
+  it.prop("negative and non-numeric values count as 0", [
+    headerName,
+    fc.oneof(
+      fc.integer({ max: -1 }),
+      fc.double({ max: -Number.MIN_VALUE, noNaN: true }),
+      fc.string().filter((s) => !/^\s*\d+\s*$/.test(s)),
+      fc.constant(Number.NaN)
+    ),
+    maxRetriesArb
+  ], ([name, value, max]) => {
+    expect(attemptOf({ [name]: value }, max)).toBe(0)
+  }, { fastCheck: { numRuns: 200 } })
+
+  // BUG (src/Worker/Delivery.ts, attemptOf): the doc promises "absurdly large ones are clamped so the message
+  // simply has no retries left", but a value that overflows to Infinity (the number itself, a digit string
+  // longer than ~309 digits, a bigint above ~1.8e308) is caught by `!Number.isFinite(n)` and counts as 0: the
+  // message gets a fresh set of retries. Fix: `if (Number.isNaN(n) || n < 0) return 0` (Math.min clamps Infinity).
+  // These are `it.fails` so the suite stays green; flip them to `it` once the fix lands.
+  it.fails("BUG: Infinity clamps to maxRetries", () => {
+    expect(attemptOf({ [RETRY_HEADER]: Number.POSITIVE_INFINITY }, 3)).toBe(3)
+  })
+  it.fails("BUG: a 400-digit retry count clamps to maxRetries", () => {
+    expect(attemptOf({ [SEED_RETRY_HEADER]: "9".repeat(400) }, 3)).toBe(3)
+  })
+  it.fails("BUG: a bigint beyond Number.MAX_VALUE clamps to maxRetries", () => {
+    expect(attemptOf({ [RETRY_HEADER]: 10n ** 400n }, 3)).toBe(3)
+  })
+})
+
+describe("brokerDelays", () => {
+  it("is the seed's schedule by default: 1000, 2000, 4000", () => {
+    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 3 })).toEqual([1000, 2000, 4000])
+  })
+
+  it("caps at the maximum delay", () => {
+    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 7 })).toEqual([
+      1000, 2000, 4000, 8000, 16_000, 30_000, 30_000
+    ])
+  })
+
+  it("is empty with MAX_RETRIES = 0", () => {
+    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 0 })).toEqual([])
+  })
+
+  it.prop("delay n is min(initial * 2^n, max), one per retry", [
+    fc.integer({ min: 1, max: 5000 }),
+    fc.integer({ min: 0, max: 100_000 }),
+    fc.integer({ min: 0, max: 12 })
+  ], ([initial, extra, maxRetries]) => {
+    const max = initial + extra
+    const delays = brokerDelays({ retryInitialDelay: Duration.millis(initial), retryMaxDelay: Duration.millis(max), maxRetries })
+    expect(delays).toEqual(Array.from({ length: maxRetries }, (_, n) => Math.min(initial * 2 ** n, max)))
+  }, { fastCheck: { numRuns: 100 } })
+})
+
+const deliveryOf = (body: Uint8Array): Delivery => ({
+  queue: "q",
+  routingKey: "rk",
+  body,
+  messageId: undefined,
+  headers: {},
+  ack: undefined as never,
+  requeue: undefined as never,
+  retryLater: () => undefined as never,
+  deadLetter: () => undefined as never
+})
+
+describe("decodeDelivery", () => {
+  it.prop("round-trips every valid event", [Arbitrary.make(DomainEvent)], ([event]) => {
+    const decoded = decodeDelivery(deliveryOf(encodeBody(JSON.stringify(event))))
+    expect(decoded._tag).toBe("Right")
+    if (decoded._tag === "Right") expect(decoded.right).toEqual(event)
+  }, { fastCheck: { numRuns: 100 } })
+
+  it.prop("rejects random bytes with a short reason", [fc.uint8Array({ maxLength: 200 })], ([bytes]) => {
+    const decoded = decodeDelivery(deliveryOf(bytes))
+    expect(decoded._tag).toBe("Left")
+    if (decoded._tag === "Left") {
+      expect(decoded.left.length).toBeGreaterThan(0)
+      expect(decoded.left.length).toBeLessThanOrEqual(1000)
+    }
+  }, { fastCheck: { numRuns: 100 } })
+
+  it.prop("names an unknown event type", [Arbitrary.make(DomainEvent), fc.string().filter((s) => !(EVENT_NAMES as ReadonlyArray<string>).includes(s))], ([event, name]) => {
+    const decoded = decodeDelivery(deliveryOf(encodeBody(JSON.stringify({ ...event, event: name }))))
+    expect(decoded).toMatchObject({ _tag: "Left", left: expect.stringMatching(/^Unknown event type/) })
+  }, { fastCheck: { numRuns: 50 } })
+})
