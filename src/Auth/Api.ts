@@ -5,6 +5,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { Unauthorized } from "../Http/Errors.js"
+import { StorableText } from "../Http/Schemas.js"
 import { CurrentUser } from "./CurrentUser.js"
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("OpsDesk/Auth/Authentication", {
@@ -14,7 +15,7 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Ops
 }) {}
 
 export const LoginRequest = Schema.Struct({
-  username: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  username: StorableText.pipe(Schema.minLength(1), Schema.maxLength(64)),
   password: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 })
 

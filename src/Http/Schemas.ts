@@ -3,3 +3,11 @@ import { Schema } from "effect"
 
 /** Timestamps travel as ISO-8601 strings in UTC, as in the domain events. */
 export const Timestamp = Schema.String.annotations({ format: "date-time", description: "ISO-8601 timestamp (UTC)" })
+
+// NUL (PostgreSQL text cannot hold it) or a UTF-16 surrogate without its pair (jsonb rejects it).
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Free text that PostgreSQL can store as text and as jsonb. */
+export const StorableText = Schema.String.pipe(
+  Schema.filter((s) => !UNSTORABLE.test(s), { message: () => "must not contain NUL characters or unpaired surrogates" })
+)

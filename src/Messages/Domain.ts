@@ -1,9 +1,9 @@
 /** Messages on a ticket, as the API shows them, and the requests about them. */
 import { Schema } from "effect"
 import { Cursor, Limit } from "../Http/Pagination.js"
-import { Timestamp } from "../Http/Schemas.js"
+import { StorableText, Timestamp } from "../Http/Schemas.js"
 
-export const Content = Schema.String.pipe(
+export const Content = StorableText.pipe(
   Schema.maxLength(10_000),
   Schema.filter((s) => s.trim().length > 0, { message: () => "content must not be blank" })
 )

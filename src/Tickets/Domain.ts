@@ -2,13 +2,13 @@
 import { Schema } from "effect"
 import { TicketPriority, TicketStatus } from "../Domain/Events.js"
 import { Cursor, Limit } from "../Http/Pagination.js"
-import { Timestamp } from "../Http/Schemas.js"
+import { StorableText, Timestamp } from "../Http/Schemas.js"
 
-export const Title = Schema.String.pipe(
+export const Title = StorableText.pipe(
   Schema.maxLength(200),
   Schema.filter((s) => s.trim().length > 0, { message: () => "title must not be blank" })
 )
-export const Description = Schema.String.pipe(Schema.maxLength(10_000))
+export const Description = StorableText.pipe(Schema.maxLength(10_000))
 
 /**
  * Accepted on input: the four priorities, plus `normal` as an alias of

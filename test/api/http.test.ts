@@ -5,7 +5,8 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Effect, FastCheck, Ref } from "effect"
-import { call, get, post } from "./support/Client.js"
+import { Ticket } from "../../src/Tickets/Domain.js"
+import { call, decode, get, patch, post } from "./support/Client.js"
 import { makeFixtures } from "./support/Fixtures.js"
 import { apiTestLayer, PublisherConnected } from "./support/Layers.js"
 
@@ -191,6 +192,29 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
         expect(r.status, qs).toBeLessThan(500)
         const m = yield* get(`/v1/tickets/${id}/messages?${qs}`, user.token)
         expect(m.status, qs).toBeLessThan(500)
+      }
+    }))
+
+  it.scoped("any text in any string field (NUL, lone surrogates, emoji...): never a 5xx; accepted text is stored verbatim (property)", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const agent = yield* fx.user("agent")
+      const text = FastCheck.string({ unit: "binary", maxLength: 30 })
+      const samples = FastCheck.sample(FastCheck.record({ title: text, description: text, content: text, username: text }), 40)
+      // Make sure the nasty cases are there whatever the sample.
+      samples.push({ title: "a\u0000b", description: "d", content: "\ud800", username: "x\u0000" })
+      samples.push({ title: "ok \ud83d\ude00", description: "\udc00 alone", content: "fine", username: "\ud800" })
+      for (const s of samples) {
+        const what = JSON.stringify(s)
+        const created = yield* post("/v1/tickets", { title: s.title, description: s.description }, agent.token)
+        expect(created.status, what).toBeLessThan(500)
+        if (created.status === 201) {
+          const back = decode(Ticket, yield* get(`/v1/tickets/${decode(Ticket, created).id}`, agent.token))
+          expect([back.title, back.description], what).toEqual([s.title, s.description])
+          expect((yield* post("/v1/messages", { ticketId: back.id, content: s.content }, agent.token)).status, what).toBeLessThan(500)
+          expect((yield* patch(`/v1/tickets/${back.id}`, { description: s.content }, agent.token)).status, what).toBeLessThan(500)
+        }
+        expect((yield* post("/v1/auth/login", { username: s.username, password: s.title })).status, what).toBeLessThan(500)
       }
     }))
 })
