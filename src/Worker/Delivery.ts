@@ -51,7 +51,7 @@ export interface Delivery {
 export const attemptOf = (headers: Readonly<Record<string, unknown>>, maxRetries: number): number => {
   const raw = headers[RETRY_HEADER] ?? headers[SEED_RETRY_HEADER]
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : typeof raw === "bigint" ? Number(raw) : 0
-  if (!Number.isFinite(n) || n < 0) return 0
+  if (Number.isNaN(n) || n < 0) return 0 // Infinity is clamped below
   return Math.min(Math.floor(n), maxRetries)
 }
 

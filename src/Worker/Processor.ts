@@ -82,15 +82,23 @@ export const makeProcessor = (cfg: WorkerConfig) =>
     const annotate = (item: Item) =>
       Effect.annotateLogs({ event: item.event.event, eventId: item.event.eventId, attempt: item.attempt })
 
-    const settleFailure = (what: string) => (e: { readonly message: string }) =>
-      Effect.logWarning(`Could not ${what} (${e.message}); leaving the message unacked for redelivery`)
+    /**
+     * The copy (retry or DLQ) could not be confirmed, so the original must not
+     * be acked. It goes back to its queue after a pause instead of holding a
+     * prefetch slot until the connection drops (a no-op if the channel is gone).
+     */
+    const settleFailure = (delivery: Delivery, what: string) => (e: { readonly message: string }) =>
+      Effect.logWarning(`Could not ${what} (${e.message}); the message goes back to its queue`).pipe(
+        Effect.zipRight(Effect.forkDaemon(Effect.delay(delivery.requeue, "1 second"))),
+        Effect.asVoid
+      )
 
     const deadLetterPoison = (delivery: Delivery, reason: string) =>
       Effect.logError(`☠️  Poison message on ${delivery.queue} (messageId: ${delivery.messageId ?? "none"}), sending to DLQ: ${reason}`).pipe(
         Effect.zipRight(delivery.deadLetter({ kind: "poison", reason, attempts: 1 })),
         Effect.zipRight(delivery.ack),
         Effect.zipRight(metrics.record("poison", delivery.routingKey)),
-        Effect.catchTag("BrokerError", settleFailure("dead-letter a poison message"))
+        Effect.catchTag("BrokerError", settleFailure(delivery, "dead-letter a poison message"))
       )
 
     /** Tier 2: a broker-held delayed retry, or the DLQ once the retries are spent. */
@@ -104,7 +112,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           Effect.zipRight(delivery.retryLater({ delayMs, attempt: attempt + 1, error })),
           Effect.zipRight(delivery.ack),
           Effect.zipRight(metrics.record("retried", event.event)),
-          Effect.catchTag("BrokerError", settleFailure("schedule the retry")),
+          Effect.catchTag("BrokerError", settleFailure(delivery, "schedule the retry")),
           Effect.zipRight(endSpan(item, "retried", error)),
           annotate(item)
         )
@@ -114,7 +122,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         Effect.zipRight(delivery.deadLetter({ kind: "failed", reason: error, attempts: attempt + 1 })),
         Effect.zipRight(delivery.ack),
         Effect.zipRight(metrics.record("failed", event.event)),
-        Effect.catchTag("BrokerError", settleFailure("dead-letter the message")),
+        Effect.catchTag("BrokerError", settleFailure(delivery, "dead-letter the message")),
         Effect.zipRight(endSpan(item, "dead-lettered", error)),
         annotate(item)
       )
@@ -129,22 +137,26 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         Effect.either,
         Effect.flatMap(Either.match({
           onLeft: (error) =>
-            items.length > 1
+            // A rejected statement: split so one bad event cannot hold back the rest.
+            // The database still away after the hold: every event takes a retry.
+            items.length > 1 && !error.transient
               ? Effect.forEach(items, (item) => commit([item], startedAt), { discard: true })
-              : fail(items[0]!, error.message),
+              : Effect.forEach(items, (item) => fail(item, error.message), { discard: true }),
           onRight: (claimed) => finish(items, claimed, startedAt)
         }))
       )
 
-    const finish = (items: ReadonlyArray<Planned>, claimed: ReadonlySet<string>, startedAt: number) =>
+    const finish = (items: ReadonlyArray<Planned>, claimed: ReadonlySet<string>, startedAt: number): Effect.Effect<void> =>
       Effect.gen(function*() {
         let removed = Option.none<number>()
         if (items.some((i) => i.plan.invalidatesListings)) {
           const result = yield* Effect.either(invalidate)
           if (Either.isLeft(result)) {
-            // Effects are committed; a retry will be a duplicate, and duplicates invalidate again.
-            yield* Effect.forEach(items, (item) => fail(item, `Cache invalidation failed: ${result.left.message}`), { discard: true })
-            return
+            // Effects are committed. The ticket events take a retry (a duplicate
+            // then, and duplicates invalidate again); the others are done.
+            const error = `Cache invalidation failed: ${result.left.message}`
+            yield* Effect.forEach(items.filter((i) => i.plan.invalidatesListings), (item) => fail(item, error), { discard: true })
+            return yield* finish(items.filter((i) => !i.plan.invalidatesListings), claimed, startedAt)
           }
           removed = Option.some(result.right)
         }

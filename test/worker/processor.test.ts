@@ -668,7 +668,7 @@ describe("Processor", () => {
   // 7. Unconfirmed retry / DLQ publishes.
   // -------------------------------------------------------------------------------------------
 
-  it.effect.prop("(7) an unconfirmed retry or DLQ publish leaves the original unacked; it comes back and nothing is lost or doubled", {
+  it.effect.prop("(7) an unconfirmed retry or DLQ publish never acks the original; it is requeued, comes back, and nothing is lost or doubled", {
     event: eventArb,
     maxRetries: fc.integer({ min: 1, max: 3 }),
     retryFailures: fc.integer({ min: 1, max: 3 }),
@@ -682,20 +682,22 @@ describe("Processor", () => {
       yield* w.broker.failNextDeadLetter(dlqFailures)
       yield* w.broker.publishEvent(event)
 
-      // The first attempt: the retry copy is not confirmed, so the original is neither acked nor copied.
+      // The first attempt: the retry copy is not confirmed, so the original is not acked or copied;
+      // after a pause it goes back to its queue (rather than holding a prefetch slot).
       const first = yield* w.broker.take(1)
       yield* driven(w.processBatch(first))
       let b = yield* w.broker.get
-      expect([...b.deliveries.values()].map((d) => [d.status, d.publishFailed])).toEqual([["unacked", true]])
+      expect([...b.deliveries.values()].map((d) => [d.status, d.publishFailed])).toEqual([["requeued", true]])
       expect(b.retry).toEqual([])
-      expect(b.unacked.size).toBe(1)
+      expect(b.unacked.size).toBe(0)
       expect((yield* w.metrics.totals).retried).toBe(0)
 
       yield* w.run()
       b = yield* w.broker.get
       expect(opsOf(b, "retryLater-failed")).toHaveLength(retryFailures)
       expect(opsOf(b, "deadLetter-failed")).toHaveLength(dlqFailures)
-      expect(b.crashes).toBe(retryFailures + dlqFailures)
+      // Each unconfirmed copy sent the original back: requeued after the pause, or redelivered by a crash first.
+      expect(opsOf(b, "requeue").length + b.crashes).toBe(retryFailures + dlqFailures)
       // Not doubled: one confirmed retry per attempt, one DLQ copy.
       expect(retriesOf(b).map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
       expect(b.dlq).toHaveLength(1)
@@ -705,7 +707,7 @@ describe("Processor", () => {
       expect({ retried: totals.retried, failed: totals.failed }).toEqual({ retried: maxRetries, failed: 1 })
     })), { fastCheck: { numRuns: 25 } })
 
-  it.effect("(7) an unconfirmed DLQ publish of poison leaves it unacked; it is dead-lettered once on redelivery", () =>
+  it.effect("(7) an unconfirmed DLQ publish of poison requeues it; it is dead-lettered once on redelivery", () =>
     inWorld(Effect.gen(function*() {
       const w = yield* world(testConfig())
       yield* w.broker.failNextDeadLetter(1)
@@ -713,7 +715,7 @@ describe("Processor", () => {
       const first = yield* w.broker.take(1)
       yield* driven(w.processBatch(first))
       let b = yield* w.broker.get
-      expect(b.unacked.size).toBe(1)
+      expect(opsOf(b, "requeue")).toHaveLength(1)
       expect(b.dlq).toEqual([])
       yield* w.run()
       b = yield* w.broker.get
