@@ -17,5 +17,6 @@ export const appendEvent = (event: DomainEvent, extraHeaders: Readonly<Record<st
     const headers = { ...(yield* currentTraceHeaders), ...extraHeaders }
     yield* sql`INSERT INTO outbox (event_id, event_type, envelope, headers)
       VALUES (${event.eventId}, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb)`
-    yield* sql`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`
+    // A non-empty payload: @effect/sql-pg's listen drops empty notifications.
+    yield* sql`SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event})`
   }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))
