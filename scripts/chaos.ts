@@ -82,6 +82,8 @@ const freePort = () =>
 interface Proc {
   readonly child: ChildProcess
   readonly exited: Promise<number | null>
+  /** Resolves once the process logged that it is consuming (worker) or listening (api). */
+  readonly ready: Promise<void>
 }
 
 const stats = { duplicates: 0, retried: 0, workerStarts: 0 }
@@ -94,6 +96,8 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
   })
   children.add(child)
   child.once("exit", () => children.delete(child))
+  let markReady: () => void = () => undefined
+  const ready = new Promise<void>((r) => (markReady = r))
   let buf = ""
   child.stdout!.on("data", (d: Buffer) => {
     buf += d.toString()
@@ -105,11 +109,12 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
       try {
         const entry = JSON.parse(line) as { message?: unknown; logLevel?: string }
         const message = Array.isArray(entry.message) ? entry.message.join(" ") : String(entry.message ?? "")
+        if (message.startsWith("Worker consuming") || message.startsWith("API started")) markReady()
         if (message.includes("already processed, skipping")) stats.duplicates++
         if (message.startsWith("🔄 Retrying")) stats.retried++
-        if (entry.logLevel === "ERROR" || entry.logLevel === "FATAL") {
-          if (!message.startsWith("☠️") && !message.startsWith("❌")) log(`${name}: ${message.slice(0, 300)}`)
-        }
+        const level = entry.logLevel ?? ""
+        const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") || message.includes("Redis connection error")
+        if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) log(`${name}: ${message.slice(0, 300)}`)
       } catch {
         if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${name}: ${line.slice(0, 300)}`)
       }
@@ -117,7 +122,7 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
   })
   child.stderr!.on("data", (d: Buffer) => log(`${name} stderr: ${d.toString().trim().slice(0, 500)}`))
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, exited }
+  return { child, exited, ready }
 }
 
 // ------------------------------------------------------------------- HTTP ---
@@ -197,6 +202,7 @@ interface Fault {
   readonly run: () => Promise<void>
 }
 const injected: Array<string> = []
+const faultErrors: Array<string> = []
 
 let worker: Proc
 const workerEnv = () => ({
@@ -239,6 +245,7 @@ const faults = (): Array<Fault> => [
   ...[1, 2, 3].map((n): Fault => ({
     name: `worker SIGKILL #${n}`,
     run: async () => {
+      await worker.ready
       worker.child.kill("SIGKILL")
       await worker.exited
       await sleep(300)
@@ -248,6 +255,8 @@ const faults = (): Array<Fault> => [
   {
     name: "worker SIGTERM",
     run: async () => {
+      // A signal before the runtime installed its handlers would just kill it: wait until it consumes.
+      await worker.ready
       worker.child.kill("SIGTERM")
       const code = await worker.exited
       if (code !== 0) throw new Error(`worker exited with ${code} on SIGTERM`)
@@ -334,8 +343,13 @@ const main = async () => {
     for (const f of planned) {
       await sleep(Math.max(0, t0 + f.at - Date.now()))
       log(`fault: ${f.name}`)
-      await f.run()
-      injected.push(f.name)
+      try {
+        await f.run()
+        injected.push(f.name)
+      } catch (e) {
+        log(`fault ${f.name} went wrong: ${e instanceof Error ? e.message : String(e)}`)
+        faultErrors.push(`${f.name}: ${e instanceof Error ? e.message : String(e)}`)
+      }
     }
     faultsDone = true
   })()
@@ -439,6 +453,9 @@ const main = async () => {
   }
   channel.nackAll(true)
   const dlqPoison = dlqMessages.filter((m) => m.properties.headers?.["opsdesk-error-kind"] === "poison").length
+  // A worker killed between the DLQ copy's confirm and the original's ack dead-letters that message
+  // again on redelivery (at-least-once): count distinct messages, by body and original queue.
+  const dlqDistinct = new Set(dlqMessages.map((m) => `${String(m.properties.headers?.["opsdesk-original-queue"])}:${m.content.toString("base64")}`)).size
 
   // Every cached listing matches the database: ask twice per user (the second is served from the cache).
   let staleListings = 0
@@ -463,7 +480,7 @@ const main = async () => {
   await Promise.all([worker.exited, api.exited])
 
   const checks: Array<[string, boolean]> = [
-    ["every fault kind injected", injected.length === planned.length],
+    ["every fault kind injected", injected.length === planned.length && faultErrors.length === 0],
     ["no API write failed (after retries)", writes.failed === 0],
     ["every outbox event published", totals!.unpublished === 0],
     ["every event processed (lost = 0)", totals!.lost === 0],
@@ -471,7 +488,7 @@ const main = async () => {
     ["no notification doubled", notes!.doubled === 0],
     ["one notification per ticket.created", notes!.createdMissing === 0],
     ["no notification without an event", notes!.strangers === 0],
-    ["DLQ holds exactly the poison messages", dlqMessages.length === poisonCount && dlqPoison === poisonCount],
+    ["DLQ holds exactly the poison messages", dlqDistinct === poisonCount && dlqPoison === dlqMessages.length],
     ["every cached listing matches the database", staleListings === 0]
   ]
   const rows: Array<[string, string]> = [
@@ -484,7 +501,7 @@ const main = async () => {
     ["retried", String(stats.retried)],
     ["lost", String(totals!.lost)],
     ["effects doubled", String(totals!.doubled + notes!.doubled)],
-    ["DLQ count (poison injected)", `${dlqMessages.length} (${poisonCount})`],
+    ["DLQ count: distinct / copies (poison injected)", `${dlqDistinct} / ${dlqMessages.length} (${poisonCount})`],
     ["worker starts", String(stats.workerStarts)],
     ["end-to-end lag p50 / p99 / max", `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`],
     ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]

@@ -74,7 +74,14 @@ export const PublisherLive = Layer.scoped(
         Ref.get(current).pipe(
           Effect.flatMap(Option.match({
             onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
-            onSome: (channel) => publishBatch(channel, messages)
+            onSome: (channel) =>
+              publishBatch(channel, messages).pipe(
+                // A connection that dies mid-publish may never answer: do not hold the caller (and its row locks) forever.
+                Effect.timeoutFail({
+                  duration: "15 seconds",
+                  onTimeout: () => new BrokerError({ message: "RabbitMQ did not confirm the publish within 15 s" })
+                })
+              )
           }))
         ),
       isConnected: Effect.map(Ref.get(current), Option.isSome)

@@ -10,7 +10,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Effect, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { Cause, Clock, Effect, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
 import { OutboxConfig } from "../Config.js"
 import { EXCHANGE } from "../Broker/Topology.js"
@@ -108,8 +108,10 @@ export const RelayLive = Layer.scopedDiscard(
     let lastWarning = 0
     const loop = drain.pipe(
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
-      Effect.catchAll((e) =>
+      // Any failure, even a defect, must not end the relay: log, back off, go on.
+      Effect.catchAllCause((cause) =>
         Effect.suspend(() => {
+          const e = Cause.squash(cause)
           const now = Date.now()
           failingSince ??= now
           const warn = now - failingSince > 3000 && now - lastWarning > 5000
