@@ -26,7 +26,7 @@ import { Clock, Data, Duration, Effect, Either } from "effect"
 import type { Channel, ConfirmChannel, GetMessage, Message, Options } from "amqplib"
 import { AmqpUrl, QueueType, WorkerConfig } from "../Config.js"
 import { BrokerError, openChannel, openConfirmChannel, openConnection } from "../Broker/Amqp.js"
-import { declareTopology, DLQ, EXCHANGE, type TopologyError } from "../Broker/Topology.js"
+import { declareTopology, DLQ, EXCHANGE, QUEUES, type TopologyError } from "../Broker/Topology.js"
 import { brokerDelays } from "../Worker/RetryPolicy.js"
 import { makeLazyConnection } from "./Connection.js"
 import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type Selector, toEntry } from "./Entry.js"
@@ -34,6 +34,14 @@ import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type S
 export type DlqError = BrokerError | TopologyError
 
 export class DlqNotFound extends Data.TaggedError("DlqNotFound")<{ readonly message: string }> {}
+
+/** One queue's state as RabbitMQ reports it (passive declare). */
+export interface QueueDepth {
+  readonly queue: string
+  /** Ready messages (not those delivered and unacked). */
+  readonly messages: number
+  readonly consumers: number
+}
 
 export interface ListOptions {
   /** At most this many entries (default 50). */
@@ -205,6 +213,13 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
 
     const depth: Effect.Effect<number, DlqError> = Effect.scoped(Effect.flatMap(channel, depthOf)).pipe(Effect.withSpan("Dlq.depth"))
 
+    /** The four event queues, then the DLQ, read on one channel. */
+    const queueDepths: Effect.Effect<ReadonlyArray<QueueDepth>, DlqError> = Effect.scoped(Effect.flatMap(channel, (ch) =>
+      Effect.forEach([...QUEUES, DLQ], (queue) =>
+        Effect.tryPromise({ try: () => ch.checkQueue(queue), catch: broker(`Cannot read ${queue}`) }).pipe(
+          Effect.map((q): QueueDepth => ({ queue, messages: q.messageCount, consumers: q.consumerCount }))
+        )))).pipe(Effect.withSpan("Dlq.queueDepths"))
+
     const list = Effect.fn("Dlq.list")(function*(options: ListOptions = {}) {
       const limit = Math.max(1, options.limit ?? DEFAULT_LIST_LIMIT)
       const now = yield* Clock.currentTimeMillis
@@ -327,6 +342,8 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
     return {
       /** Messages in the DLQ (ready ones; those borrowed by a concurrent operation are not counted). */
       depth,
+      /** Depth and consumers of the four event queues and the DLQ (the ops dashboard's queue panel). */
+      queueDepths,
       /** The first `limit` entries, in queue order, without removing anything. */
       list,
       /** Republishes the selected messages to their original routing keys; poison and unroutable ones stay. */
