@@ -2,6 +2,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { AuthApi } from "../Auth/Api.js"
 import { MessagesApi } from "../Messages/Api.js"
+import { OpsApi } from "../Ops/Api.js"
 import { TicketsApi } from "../Tickets/Api.js"
 import { UsersApi } from "../Users/Api.js"
 import { HealthApi } from "./HealthApi.js"
@@ -12,6 +13,7 @@ export class Api extends HttpApi.make("opsdesk")
   .add(UsersApi)
   .add(TicketsApi)
   .add(MessagesApi)
+  .add(OpsApi)
   .annotate(OpenApi.Title, "OpsDesk API")
   .annotate(OpenApi.Version, "1.0.0")
   .annotate(OpenApi.Description, "Helpdesk tickets and messages. Every write emits a domain event through the transactional outbox.")

@@ -17,6 +17,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
 import { HttpPort } from "../Config.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
+import { HttpOpsLive } from "../Ops/Http.js"
+import { OpsPageRouteLive } from "../Ops/Page.js"
 import { HttpTicketsLive } from "../Tickets/Http.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
@@ -25,7 +27,7 @@ import { MetricsRouteLive } from "./Metrics.js"
 import { BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive]),
+  Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive, HttpOpsLive]),
   Layer.provide(AuthenticationLive)
 )
 
@@ -37,6 +39,7 @@ export const HttpLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(MetricsRouteLive),
+  Layer.provide(OpsPageRouteLive),
   Layer.provide(RequestGuardLive),
   Layer.provide(HttpApiLive),
   Layer.provide(MaxBodySizeLive),

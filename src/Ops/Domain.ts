@@ -1,0 +1,117 @@
+/** What the ops dashboard's endpoints answer, as Schemas (they are in /openapi.json). */
+import { HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+import { DlqEntry } from "../Dlq/Entry.js"
+import { Timestamp } from "../Http/Schemas.js"
+
+/** 503: RabbitMQ (or whatever an action needs) did not answer. */
+export class Unavailable extends Schema.TaggedError<Unavailable>()(
+  "Unavailable",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503, description: "RabbitMQ is unreachable or did not answer in time" })
+) {}
+
+/** Every panel says whether its source answered; when not, `error` says why and the numbers are empty. */
+const panel = {
+  available: Schema.Boolean,
+  error: Schema.NullOr(Schema.String)
+}
+
+export const QueueDepth = Schema.Struct({
+  queue: Schema.String,
+  messages: Schema.Int.annotations({ description: "Ready messages" }),
+  consumers: Schema.Int
+})
+
+export const QueuesPanel = Schema.Struct({ ...panel, items: Schema.Array(QueueDepth) }).annotations({
+  description: "The four event queues and tickets.dlq, read from RabbitMQ"
+})
+
+export const OutboxPanel = Schema.Struct({
+  ...panel,
+  backlog: Schema.Int.annotations({ description: "Outbox events not yet published" }),
+  oldestUnpublishedSeconds: Schema.NullOr(Schema.Number).annotations({ description: "Age of the oldest of them; null when there is none" })
+})
+
+export const WorkerCounters = Schema.Struct({
+  processed: Schema.Number,
+  failed: Schema.Number.annotations({ description: "Dead-lettered after their retries" }),
+  retried: Schema.Number,
+  duplicates: Schema.Number,
+  poison: Schema.Number.annotations({ description: "Dead-lettered at once: the body never decoded" }),
+  deadLettered: Schema.Number.annotations({ description: "failed + poison" })
+})
+export type WorkerCounters = typeof WorkerCounters.Type
+
+export const WorkerEventStats = Schema.Struct({
+  event: Schema.String,
+  ...WorkerCounters.fields,
+  avgProcessingMs: Schema.NullOr(Schema.Number),
+  avgLagMs: Schema.NullOr(Schema.Number).annotations({ description: "From the event's occurredAt to its processing" })
+})
+export type WorkerEventStats = typeof WorkerEventStats.Type
+
+export const WorkerPanel = Schema.Struct({
+  ...panel,
+  url: Schema.String.annotations({ description: "The worker's Prometheus endpoint (WORKER_METRICS_URL)" }),
+  scrapedAt: Schema.NullOr(Timestamp),
+  events: Schema.Array(WorkerEventStats),
+  totals: WorkerCounters
+}).annotations({ description: "Counters since the worker started; rates are computed by the page from successive polls" })
+
+export const DlqPanel = Schema.Struct({
+  ...panel,
+  depth: Schema.NullOr(Schema.Int),
+  limit: Schema.Int,
+  entries: Schema.Array(DlqEntry)
+})
+
+export const Overview = Schema.Struct({
+  generatedAt: Timestamp,
+  queues: QueuesPanel,
+  outbox: OutboxPanel,
+  worker: WorkerPanel,
+  dlq: DlqPanel
+})
+export type Overview = typeof Overview.Type
+
+const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
+
+export const OverviewParams = Schema.Struct({
+  dlqLimit: Schema.optional(Limit).annotations({ description: "DLQ entries to include (1..500, default 50)" })
+})
+
+export const DlqListParams = Schema.Struct({
+  limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" }),
+  event: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
+    description: "Only entries of this event type"
+  })
+})
+
+export const DlqList = Schema.Struct({ depth: Schema.Int, entries: Schema.Array(DlqEntry) })
+
+/** A DLQ entry's id, as listed. */
+export const EntryId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+
+export const ReplayRequest = Schema.Union(
+  Schema.Struct({ id: EntryId }),
+  Schema.Struct({ all: Schema.Literal(true) })
+).annotations({ description: "`{ id }` replays one entry; `{ all: true }` every replayable entry" })
+
+export const ReplayResponse = Schema.Struct({
+  total: Schema.Int.annotations({ description: "DLQ depth when the replay started" }),
+  scanned: Schema.Int,
+  matched: Schema.Int,
+  replayed: Schema.Int,
+  skipped: Schema.Int,
+  skippedMessages: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    event: Schema.NullOr(Schema.String),
+    eventId: Schema.NullOr(Schema.String),
+    reason: Schema.String
+  }))
+})
+
+export const DiscardRequest = Schema.Struct({ id: EntryId })
+export const DiscardResponse = Schema.Struct({ discarded: Schema.String })
+export const PurgeResponse = Schema.Struct({ purged: Schema.Int })
