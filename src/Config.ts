@@ -39,9 +39,12 @@ export const BrokerReconnect = Config.all({
 })
 
 export const WorkerConfig = Config.all({
-  prefetch: positiveInt("PREFETCH", 200),
-  batchSize: positiveInt("WORKER_BATCH_SIZE", 100),
-  concurrency: positiveInt("WORKER_CONCURRENCY", 4),
+  // Defaults chosen by `npm run bench` (README, Benchmarks).
+  prefetch: positiveInt("PREFETCH", 1000),
+  batchSize: positiveInt("WORKER_BATCH_SIZE", 500),
+  concurrency: positiveInt("WORKER_CONCURRENCY", 2),
+  /** `each`: the seed's lines for every event; `auto`: those up to 20 events a batch, one summary line above; `batch`: summaries only; `none`. */
+  logEvents: Config.literal("auto", "each", "batch", "none")("LOG_EVENTS").pipe(Config.withDefault("auto" as const)),
   maxRetries: nonNegativeInt("MAX_RETRIES", 3),
   retryInitialDelay: millis("RETRY_INITIAL_DELAY_MS", 1000),
   retryMaxDelay: millis("RETRY_MAX_DELAY_MS", 30_000),
@@ -86,3 +89,25 @@ export const AdminCredentials = Config.all({
   username: Config.string("ADMIN_USERNAME").pipe(Config.withDefault("admin")),
   password: Config.redacted(Config.string("ADMIN_PASSWORD").pipe(Config.withDefault("admin123")))
 })
+
+/**
+ * Failed-login throttling (src/Auth/LoginThrottle.ts). After `maxFailures`
+ * failures for one username (or `maxFailuresPerIp` from one client address)
+ * within `windowSeconds`, logins for it answer 429 for `lockoutBaseSeconds`,
+ * doubling with each further failure up to `lockoutMaxSeconds`. Counters live
+ * in Redis under `keyPrefix`.
+ */
+export const LoginThrottleConfig = Config.all({
+  maxFailures: positiveInt("LOGIN_MAX_FAILURES", 5),
+  maxFailuresPerIp: positiveInt("LOGIN_MAX_FAILURES_PER_IP", 50),
+  lockoutBaseSeconds: positiveInt("LOGIN_LOCKOUT_BASE_SECONDS", 30),
+  lockoutMaxSeconds: positiveInt("LOGIN_LOCKOUT_MAX_SECONDS", 900),
+  windowSeconds: positiveInt("LOGIN_FAILURE_WINDOW_SECONDS", 900),
+  keyPrefix: Config.string("LOGIN_THROTTLE_PREFIX").pipe(Config.withDefault("opsdesk:login:"))
+}).pipe(
+  Config.validate({
+    message: "LOGIN_LOCKOUT_MAX_SECONDS must be >= LOGIN_LOCKOUT_BASE_SECONDS",
+    validation: (c) => c.lockoutMaxSeconds >= c.lockoutBaseSeconds
+  })
+)
+export type LoginThrottleConfig = Config.Config.Success<typeof LoginThrottleConfig>

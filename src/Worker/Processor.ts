@@ -52,6 +52,11 @@ interface Planned extends Item {
 /** Skips building the per-event lines when Info is filtered out (LOG_LEVEL=warn, benchmarks). */
 const infoEnabled = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (min) => LogLevel.greaterThanEqual(LogLevel.Info, min))
 
+/** With LOG_EVENTS=auto, batches up to this size log every event's lines. */
+const AUTO_LOG_LIMIT = 20
+
+const count = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1)
+
 export type ProcessBatch = (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
 
 export const makeProcessor = (cfg: WorkerConfig) =>
@@ -163,13 +168,16 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         // Settle first, then report: acks are what the broker is waiting for.
         for (const item of items) yield* item.delivery.ack
         const now = yield* Clock.currentTimeMillis
-        const logging = yield* infoEnabled
+        // The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line.
+        const logging = (yield* infoEnabled) && (cfg.logEvents === "each" || (cfg.logEvents === "auto" && items.length <= AUTO_LOG_LIMIT))
+        const processed = new Map<string, number>()
+        const duplicates = new Map<string, number>()
         for (const item of items) {
           const { delivery, event, plan } = item
           const messageId = delivery.messageId ?? event.eventId
           if (!claimed.has(event.eventId)) {
             if (logging) yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
-            yield* metrics.record("duplicates", event.event)
+            count(duplicates, event.event)
             yield* endSpan(item, "duplicate")
             continue
           }
@@ -183,9 +191,21 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             lines.push(`✅ Processed ${event.event} in ${ms}ms (messageId: ${messageId})`)
             yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
           }
-          yield* metrics.record("processed", event.event)
+          count(processed, event.event)
           yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
           yield* endSpan(item, "processed")
+        }
+        // Counters once per event type and batch, not once per event.
+        for (const [type, n] of processed) yield* metrics.record("processed", type, n)
+        for (const [type, n] of duplicates) yield* metrics.record("duplicates", type, n)
+        if (!logging && cfg.logEvents !== "none" && (yield* infoEnabled)) {
+          const parts = [...processed].map(([type, n]) => `${type} ${n}`).join(", ")
+          const dupes = [...duplicates.values()].reduce((a, b) => a + b, 0)
+          yield* Effect.logInfo(
+            `✅ Processed ${items.length - dupes} event(s) in ${now - startedAt}ms (${parts || "none"})` +
+              (dupes > 0 ? `, ⏭️  ${dupes} duplicate(s) skipped` : "") +
+              (Option.isSome(removed) ? `, 🗑️  invalidated ${removed.value} cache key(s)` : "")
+          )
         }
       })
 

@@ -19,6 +19,7 @@ export const testConfig = (overrides: Partial<WorkerConfig> = {}): WorkerConfig 
   prefetch: 50,
   batchSize: 5,
   concurrency: 1,
+  logEvents: "each",
   maxRetries: 3,
   retryInitialDelay: Duration.millis(1000),
   retryMaxDelay: Duration.millis(30_000),
