@@ -30,7 +30,7 @@ header.bar { display: flex; align-items: center; gap: 16px; padding: 12px 24px; 
 .dot.ok { background: #3ccf7d; } .dot.warn { background: #f0b43c; } .dot.bad { background: #ff5d63; }
 .user { display: flex; align-items: center; gap: 10px; color: #dfe5f2; font-size: 13px; }
 main { max-width: 1280px; margin: 0 auto; padding: 20px 24px 40px; }
-.banner { max-width: 1280px; margin: 16px auto 0; padding: 10px 14px; border-radius: 8px; border: 1px solid; }
+.banner { margin: 0 0 18px; padding: 10px 14px; border-radius: 8px; border: 1px solid; }
 .banner.error { background: var(--bad-bg); border-color: #f3b8bb; color: #8c1d22; }
 .banner.success { background: var(--ok-bg); border-color: #a9dfc0; color: #14643a; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin-bottom: 18px; box-shadow: 0 1px 2px rgba(20, 30, 60, .04); }
@@ -44,17 +44,18 @@ main { max-width: 1280px; margin: 0 auto; padding: 20px 24px 40px; }
 .tile .value { font-size: 28px; font-weight: 600; margin-top: 4px; font-variant-numeric: tabular-nums; }
 .tile .note { color: var(--muted); font-size: 12px; min-height: 17px; }
 .tile.alert .value { color: var(--bad); }
-.columns { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 2fr); gap: 18px; }
+.columns { display: grid; grid-template-columns: minmax(0, 5fr) minmax(0, 9fr); gap: 18px; }
+.table-wrap { overflow-x: auto; }
 table { width: 100%; border-collapse: collapse; }
-th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 500; font-size: 12px; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; }
+th, td { text-align: left; padding: 7px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { color: var(--muted); font-weight: 500; font-size: 11px; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; }
 tbody tr:last-child td { border-bottom: none; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td .rate { display: block; color: var(--muted); font-size: 11px; }
 tr.total td { font-weight: 600; border-top: 2px solid var(--line); }
 tr.hot td { background: var(--bad-bg); }
 .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
-.ellipsis { max-width: 150px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ellipsis { max-width: 280px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .err-text { color: #8c1d22; max-width: 340px; word-break: break-word; }
 .chip { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; background: var(--chip); color: var(--ink); }
 .chip.failed { background: var(--warn-bg); color: #8a5700; }
@@ -90,8 +91,8 @@ const BODY = `
   <div class="status" id="status"><span class="dot" id="status-dot"></span><span id="status-text">Not signed in</span></div>
   <div class="user" id="user" hidden><span id="user-name"></span><button type="button" class="ghost" id="logout">Sign out</button></div>
 </header>
-<div id="banner" class="banner" role="alert" hidden></div>
 <main>
+  <div id="banner" class="banner" role="alert" hidden></div>
   <section class="card login" id="login-view" hidden>
     <h1>Sign in</h1>
     <p class="muted">The operations dashboard is for administrators.</p>
@@ -115,19 +116,19 @@ const BODY = `
       <section class="card" id="queues-card">
         <div class="card-head"><h2>Queues</h2><span class="hint">RabbitMQ</span></div>
         <div class="panel-error" hidden></div>
-        <table>
+        <div class="table-wrap"><table>
           <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Consumers</th></tr></thead>
           <tbody id="queues-body"></tbody>
-        </table>
+        </table></div>
       </section>
 
       <section class="card" id="worker-card">
         <div class="card-head"><h2>Worker</h2><span class="hint" id="worker-url"></span></div>
         <div class="panel-error" hidden></div>
-        <table>
+        <div class="table-wrap"><table>
           <thead><tr><th>Event</th><th class="num">Processed</th><th class="num">Failed</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th><th class="num">Avg time</th><th class="num">Avg lag</th></tr></thead>
           <tbody id="worker-body"></tbody>
-        </table>
+        </table></div>
       </section>
     </div>
 
@@ -140,10 +141,10 @@ const BODY = `
         </div>
       </div>
       <div class="panel-error" hidden></div>
-      <table>
+      <div class="table-wrap"><table>
         <thead><tr><th>Event</th><th>Event ID</th><th>Routing key</th><th class="num">Attempts</th><th>Kind</th><th>Error</th><th class="num">Age</th><th></th></tr></thead>
         <tbody id="dlq-body"></tbody>
-      </table>
+      </table></div>
     </section>
   </div>
 </main>
@@ -534,6 +535,7 @@ export const PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>OpsDesk &middot; Operations</title>
+<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%233056d3'/%3E%3C/svg%3E">
 <style>${STYLE}</style>
 </head>
 <body>${BODY}<noscript><p class="banner error">The ops dashboard needs JavaScript.</p></noscript>
