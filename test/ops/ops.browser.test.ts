@@ -1,0 +1,294 @@
+/**
+ * The ops dashboard end to end, in headless Chromium (Debian's `chromium`,
+ * driven by playwright-core; no browser is downloaded). In this process: the
+ * API (real HttpLive on a real port), the real worker (WorkerLive with a
+ * fault switch) and one OpenTelemetry SDK whose Prometheus exporter serves
+ * the process's metrics on its own port, exactly as the worker's does; the
+ * dashboard scrapes it through WORKER_METRICS_URL. PostgreSQL is the tests'
+ * database; RabbitMQ a vhost of this file's own.
+ *
+ * Scenario: a message.sent event fails on every attempt and lands in the
+ * DLQ; an admin signs in, sees it with its reason, the fault is fixed, they
+ * click Replay, and the row disappears while the worker's processed count
+ * goes up (and processed_events has the row).
+ *
+ * Chromium must be there (CI installs it in .ci/run): without it this test
+ * fails, it is never skipped. CHROMIUM_PATH overrides /usr/bin/chromium.
+ */
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer, Ref } from "effect"
+import type { ConfirmChannel } from "amqplib"
+import { existsSync } from "node:fs"
+import { chromium, type Browser, type Page } from "playwright-core"
+import { MigrateOnStart } from "../../src/Api/Main.js"
+import { Tokens } from "../../src/Auth/Tokens.js"
+import { declareTopology, DLQ, EXCHANGE } from "../../src/Broker/Topology.js"
+import { TicketListCacheLive } from "../../src/Cache/TicketListCache.js"
+import type { DomainEvent } from "../../src/Domain/Events.js"
+import { FatalLive } from "../../src/Fatal.js"
+import { HttpLive } from "../../src/Http/Server.js"
+import type { Overview } from "../../src/Ops/Domain.js"
+import { RedisLive } from "../../src/Infra/Redis.js"
+import * as Otel from "../../src/Observability/Otel.js"
+import { PgLive } from "../../src/Sql.js"
+import { WorkerLive } from "../../src/Worker/Consumer.js"
+import { EventStoreLive } from "../../src/Worker/EventStore.js"
+import { Faults, HandlerError } from "../../src/Worker/Faults.js"
+import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
+import { makeFixtures, PASSWORD } from "../api/support/Fixtures.js"
+import { FakePublisher, PassThroughCache } from "../api/support/Layers.js"
+import { depth, reset } from "../dlq/support.js"
+import { configFrom, countRows, deleteEventRows, messageSent, waitUntil, withAmqp, withVhost } from "../support/Env.js"
+import { freePort, serverUrl } from "./support.js"
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync"
+]
+const SCREENSHOT = "/tmp/ops.png"
+
+const NOTHING = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, deadLettered: 0 }
+/** An overview with RabbitMQ and the worker away. */
+const DEGRADED: Overview = {
+  generatedAt: new Date().toISOString(),
+  queues: { available: false, error: "Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:5672", items: [] },
+  outbox: { available: true, error: null, backlog: 3, oldestUnpublishedSeconds: 75 },
+  worker: {
+    available: false,
+    error: "worker metrics unavailable: connect ECONNREFUSED 127.0.0.1:9464",
+    url: "http://127.0.0.1:9464/metrics",
+    scrapedAt: null,
+    events: [],
+    totals: NOTHING
+  },
+  dlq: { available: false, error: "Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:5672", depth: null, limit: 50, entries: [] }
+}
+
+/** Event types whose handler fails on every attempt. */
+class BrokenEvents extends Context.Tag("test/ops/BrokenEvents")<BrokenEvents, Ref.Ref<ReadonlySet<string>>>() {}
+
+const FaultSwitch = Layer.effectContext(
+  Effect.gen(function*() {
+    const broken = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const faults = Faults.of({
+      enabled: true,
+      check: (event) =>
+        Effect.flatMap(Ref.get(broken), (set) =>
+          set.has(event.event) ? Effect.fail(new HandlerError({ message: `Simulated failure: ${event.event} handler is broken` })) : Effect.void)
+    })
+    return Context.make(BrokenEvents, broken).pipe(Context.add(Faults, faults))
+  })
+)
+
+const launchBrowser = Effect.acquireRelease(
+  Effect.suspend(() =>
+    existsSync(CHROMIUM)
+      ? Effect.promise(() => chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }))
+      : Effect.dieMessage(
+        `Chromium is not installed at ${CHROMIUM}: install it with 'apt-get install -y chromium' (.ci/run does) or set CHROMIUM_PATH. ` +
+          "The ops dashboard's browser test does not skip."
+      )
+  ),
+  (browser) => Effect.promise(() => browser.close())
+)
+
+class E2E extends Context.Tag("test/ops/E2E")<E2E, {
+  readonly baseUrl: string
+  readonly channel: ConfirmChannel
+  readonly browser: Browser
+}>() {}
+
+/** API + worker in this process, sharing PostgreSQL, Redis and the SDK (whose exporter serves :metricsPort/metrics). */
+const TestEnv = Layer.scopedContext(
+  Effect.gen(function*() {
+    const { url } = yield* withVhost("opsui")
+    const { channel } = yield* withAmqp(url)
+    yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [100] })
+    const metricsPort = yield* freePort
+    const config = configFrom({
+      AMQP_URL: url,
+      WORKER_METRICS_URL: `http://127.0.0.1:${metricsPort}/metrics`,
+      MAX_RETRIES: 1,
+      RETRY_INITIAL_DELAY_MS: 100,
+      RETRY_MAX_DELAY_MS: 100,
+      IMMEDIATE_RETRIES: 0,
+      METRICS_INTERVAL_MS: 600_000,
+      AMQP_RECONNECT_INITIAL_MS: 100,
+      AMQP_RECONNECT_MAX_MS: 500
+    })
+    const api = HttpLive.pipe(
+      Layer.provideMerge(Layer.mergeAll(PassThroughCache, FakePublisher, Tokens.Default)),
+      Layer.provideMerge(NodeHttpServer.layerTest)
+    )
+    const worker = WorkerLive.pipe(Layer.provide(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), WorkerMetricsLive, FatalLive)))
+    const app = Layer.mergeAll(api, worker).pipe(
+      Layer.provideMerge(FaultSwitch),
+      Layer.provide(MigrateOnStart),
+      Layer.provide(Otel.layer({ serviceName: "opsdesk-ops-e2e", metricsPort })),
+      Layer.provideMerge(Layer.merge(PgLive, RedisLive))
+    )
+    const ctx = yield* Layer.build(app).pipe(Effect.withConfigProvider(config))
+    const baseUrl = yield* serverUrl.pipe(Effect.provideService(HttpServer.HttpServer, Context.get(ctx, HttpServer.HttpServer)))
+    const browser = yield* launchBrowser
+    return Context.add(ctx, E2E, { baseUrl, channel, browser })
+  })
+)
+
+const publish = (channel: ConfirmChannel, event: DomainEvent) =>
+  Effect.promise(async () => {
+    channel.publish(EXCHANGE, event.event, Buffer.from(JSON.stringify(event)), {
+      persistent: true,
+      contentType: "application/json",
+      messageId: event.eventId
+    })
+    await channel.waitForConfirms()
+  })
+
+/** A page in a fresh context; console errors and failed requests are collected (a CSP violation shows up there). */
+const openPage = (browser: Browser) =>
+  Effect.gen(function*() {
+    const context = yield* Effect.acquireRelease(
+      Effect.promise(() => browser.newContext({ viewport: { width: 1360, height: 900 } })),
+      (c) => Effect.promise(() => c.close())
+    )
+    const page = yield* Effect.promise(() => context.newPage())
+    const problems: Array<string> = []
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(m.text())
+    })
+    page.on("pageerror", (e) => problems.push(e.message))
+    page.on("dialog", (d) => void d.accept())
+    return { page, problems }
+  })
+
+const ui = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+const signIn = (page: Page, username: string) =>
+  ui(async () => {
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-submit")
+  })
+
+/** The count in a worker table cell (`worker-<counter>-<event>`). */
+const workerCount = (page: Page, counter: string, event: string) =>
+  ui(async () => Number((await page.textContent(`[data-testid="worker-${counter}-${event}"] .count`))?.replace(/,/g, "") ?? NaN))
+
+layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashboard in a browser", (it) => {
+  it.scoped("an admin sees a dead-lettered event with its reason, replays it after the fix, and watches it processed", () =>
+    Effect.gen(function*() {
+      const { baseUrl, browser, channel } = yield* E2E
+      const broken = yield* BrokenEvents
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const agent = yield* fx.user("agent")
+      const event = messageSent()
+      yield* Effect.addFinalizer(() => deleteEventRows([event.eventId]))
+      const { page, problems } = yield* openPage(browser)
+
+      // Not signed in: the login form. An agent is turned away with a message.
+      yield* ui(() => page.goto(`${baseUrl}/ops`))
+      yield* ui(() => page.waitForSelector("#login-view:not([hidden])"))
+      yield* ui(() => page.screenshot({ path: "/tmp/ops-login.png" }))
+      yield* signIn(page, agent.username)
+      yield* ui(() => page.waitForSelector("#login-error:not([hidden])"))
+      expect(yield* ui(() => page.textContent("#login-error"))).toContain("admins only")
+      expect(yield* ui(() => page.isHidden("#dashboard"))).toBe(true)
+
+      // A wrong password says so.
+      yield* ui(async () => {
+        await page.fill("#username", admin.username)
+        await page.fill("#password", "not-the-password")
+        await page.click("#login-submit")
+        await page.waitForFunction(() => document.querySelector("#login-error")?.textContent === "Wrong username or password.")
+      })
+
+      // The admin gets the dashboard: five queues, the worker's metrics scraped from its exporter.
+      yield* signIn(page, admin.username)
+      yield* ui(() => page.waitForSelector("#dashboard:not([hidden])"))
+      yield* ui(() => page.waitForSelector("[data-testid='worker-processed-message.sent']"))
+      expect(yield* ui(() => page.locator("#queues-body tr").count())).toBe(5)
+      expect(yield* ui(() => page.textContent("#user-name"))).toBe(admin.username)
+      expect(yield* ui(() => page.isHidden("#worker-card .panel-error"))).toBe(true)
+      expect(yield* ui(() => page.textContent("#worker-url"))).toContain("/metrics")
+      const processedBefore = yield* workerCount(page, "processed", "message.sent")
+      const deadBefore = yield* workerCount(page, "deadLettered", "message.sent")
+
+      // message.sent's handler is broken: the event is retried once, then dead-lettered.
+      yield* Ref.set(broken, new Set(["message.sent"]))
+      yield* publish(channel, event)
+      const row = `#dlq-body tr[data-event-id="${event.eventId}"]`
+      yield* ui(() => page.waitForSelector(row, { timeout: 20_000 }))
+      expect(yield* ui(() => page.textContent(`${row} [data-testid=dlq-error]`))).toBe("Simulated failure: message.sent handler is broken")
+      const cells = yield* ui(() => page.locator(`${row} td`).allTextContents())
+      expect(cells.slice(0, 5)).toEqual(["message.sent", event.eventId, "message.sent", "2", "failed"])
+      yield* ui(() => page.waitForFunction(() => document.querySelector("[data-testid=dlq-depth]")?.textContent === "1"))
+      yield* ui(() =>
+        page.waitForFunction(
+          (n) => Number(document.querySelector("[data-testid='worker-deadLettered-message.sent'] .count")?.textContent) === n,
+          deadBefore + 1
+        )
+      )
+      expect(yield* countRows("processed_events", [event.eventId])).toBe(0)
+      // One more poll, so the rates have a previous sample.
+      yield* Effect.sleep("2200 millis")
+      yield* ui(() => page.screenshot({ path: SCREENSHOT, fullPage: true }))
+
+      // Fixed; Replay: the row goes away, the worker processes it, the count goes up.
+      yield* Ref.set(broken, new Set())
+      yield* ui(() => page.click(`${row} button[data-action=replay]`))
+      yield* ui(() => page.waitForSelector("#banner.success:not([hidden])"))
+      expect(yield* ui(() => page.textContent("#banner"))).toBe("Replayed 1 message.")
+      yield* ui(() => page.waitForSelector(row, { state: "detached", timeout: 10_000 }))
+      yield* waitUntil("the replayed event to be processed", Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1))
+      yield* ui(() =>
+        page.waitForFunction(
+          (n) => Number(document.querySelector("[data-testid='worker-processed-message.sent'] .count")?.textContent) === n,
+          processedBefore + 1,
+          { timeout: 10_000 }
+        )
+      )
+      expect(yield* ui(() => page.textContent("#dlq-body"))).toContain("The dead-letter queue is empty.")
+      expect(yield* depth(channel, DLQ)).toBe(0)
+      yield* ui(() => page.screenshot({ path: "/tmp/ops-after.png", fullPage: true }))
+
+      // Sources down: each panel says why. The API failing: a message, the last data stays, and it recovers.
+      yield* ui(() => page.route("**/ops/api/overview", (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(DEGRADED) })))
+      yield* ui(() => page.waitForFunction(() => document.querySelector("#worker-body")?.textContent === "worker metrics unavailable"))
+      expect(yield* ui(() => page.textContent("#queues-card .panel-error"))).toBe(DEGRADED.queues.error)
+      expect(yield* ui(() => page.textContent("#worker-card .panel-error"))).toBe(DEGRADED.worker.error)
+      expect(yield* ui(() => page.textContent("[data-testid=outbox-oldest]"))).toBe("oldest unpublished: 1m 15s")
+      expect(yield* ui(() => page.textContent("#status-text"))).toContain("3 sources unavailable")
+      yield* ui(() => page.screenshot({ path: "/tmp/ops-degraded.png", fullPage: true }))
+      yield* ui(() => page.unroute("**/ops/api/overview"))
+      yield* ui(() =>
+        page.route("**/ops/api/overview", (route) =>
+          route.fulfill({ status: 500, contentType: "application/json", body: JSON.stringify({ _tag: "InternalServerError", message: "internal server error" }) }))
+      )
+      yield* ui(() => page.waitForSelector("#banner.error:not([hidden])"))
+      expect(yield* ui(() => page.textContent("#banner"))).toBe("internal server error")
+      expect(yield* ui(() => page.textContent("#status-text"))).toBe("Update failed")
+      expect(yield* ui(() => page.isVisible("#dashboard"))).toBe(true)
+      yield* ui(() => page.unroute("**/ops/api/overview"))
+      yield* ui(() => page.waitForSelector("#banner", { state: "hidden" }))
+      yield* ui(() => page.waitForFunction(() => document.querySelector("#status-text")?.textContent?.startsWith("Updated") === true))
+
+      // Signing out forgets the token.
+      yield* ui(() => page.click("#logout"))
+      yield* ui(() => page.waitForSelector("#login-view:not([hidden])"))
+      expect(yield* ui(() => page.evaluate(() => sessionStorage.length))).toBe(0)
+
+      // The agent's refused sign-in logged a 403; nothing else went wrong (no CSP violation, no script error).
+      expect(problems.filter((p) => !/status of (40[13]|500)/.test(p))).toEqual([])
+    }))
+})

@@ -1,0 +1,304 @@
+/**
+ * The ops dashboard's endpoints through the real HTTP server, PostgreSQL and
+ * RabbitMQ (a vhost of this file's own). The worker's Prometheus endpoint is
+ * a stand-in whose answer each test sets; the real one is scraped in
+ * ops.browser.test.ts.
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import type { ConfirmChannel } from "amqplib"
+import { DLQ, declareTopology, EXCHANGE, QUEUES, queueFor } from "../../src/Broker/Topology.js"
+import { DlqList, Overview, ReplayResponse } from "../../src/Ops/Domain.js"
+import { call, decode, get, post } from "../api/support/Client.js"
+import { makeFixtures } from "../api/support/Fixtures.js"
+import { apiTestLayer } from "../api/support/Layers.js"
+import { bodyOf, deadLetter, depth, drain, reset } from "../dlq/support.js"
+import { configFrom, messageSent, ticketCreated, withAmqp, withVhost } from "../support/Env.js"
+import { type FakeMetrics, fakeMetricsServer, workerMetricsText } from "./support.js"
+
+class TestBroker extends Context.Tag("test/ops/TestBroker")<TestBroker, { readonly channel: ConfirmChannel; readonly worker: FakeMetrics }>() {}
+
+/** The API under test, its Dlq on this file's vhost and its scrape pointed at the stand-in. */
+const TestEnv = Layer.scopedContext(
+  Effect.gen(function*() {
+    const { url } = yield* withVhost("ops")
+    const { channel } = yield* withAmqp(url)
+    yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
+    const worker = yield* fakeMetricsServer
+    const api = yield* Layer.build(apiTestLayer()).pipe(
+      Effect.withConfigProvider(configFrom({ AMQP_URL: url, WORKER_METRICS_URL: worker.url }))
+    )
+    return Context.add(api, TestBroker, { channel, worker })
+  })
+)
+
+const publish = (channel: ConfirmChannel, event: { readonly event: string; readonly eventId: string }) =>
+  Effect.promise(async () => {
+    channel.publish(EXCHANGE, event.event, Buffer.from(JSON.stringify(event)), { persistent: true, messageId: event.eventId })
+    await channel.waitForConfirms()
+  })
+
+const OPS_ENDPOINTS = [
+  ["GET", "/ops/api/overview", undefined],
+  ["GET", "/ops/api/dlq", undefined],
+  ["POST", "/ops/api/dlq/replay", { all: true }],
+  ["POST", "/ops/api/dlq/discard", { id: "0123456789abcdef" }],
+  ["POST", "/ops/api/dlq/purge", undefined]
+] as const
+
+layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashboard API", (it) => {
+  it.scoped("no token is 401 and a non-admin is 403 on every endpoint; nothing in the DLQ is touched", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      yield* deadLetter(channel, messageSent())
+      const fx = yield* makeFixtures
+      const agent = yield* fx.user("agent")
+      const customer = yield* fx.user("customer")
+      for (const [method, path, json] of OPS_ENDPOINTS) {
+        const anonymous = yield* call(method, path, { json })
+        expect(anonymous.status, `${method} ${path}`).toBe(401)
+        expect(anonymous.body).toMatchObject({ _tag: "Unauthorized" })
+        for (const user of [agent, customer]) {
+          const r = yield* call(method, path, { json, token: user.token })
+          expect(r.status, `${user.role} ${method} ${path}`).toBe(403)
+          expect(r.body).toMatchObject({ _tag: "Forbidden" })
+        }
+      }
+      expect(yield* depth(channel)).toBe(1)
+    }))
+
+  it.scoped("the overview shows queue depths, the outbox backlog, the worker's counters and the DLQ", () =>
+    Effect.gen(function*() {
+      const { channel, worker } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+
+      yield* publish(channel, ticketCreated())
+      yield* publish(channel, ticketCreated())
+      yield* publish(channel, messageSent())
+      const dead = messageSent()
+      yield* deadLetter(channel, dead, { error: "Handler exploded: boom", attempts: 4 })
+
+      // An unpublished outbox row an hour old.
+      const sql = yield* SqlClient.SqlClient
+      const stale = ticketCreated()
+      yield* Effect.acquireRelease(
+        sql`INSERT INTO outbox (event_id, event_type, envelope, created_at)
+          VALUES (${stale.eventId}, ${stale.event}, ${JSON.stringify(stale)}::jsonb, now() - interval '1 hour')`,
+        () => sql`DELETE FROM outbox WHERE event_id = ${stale.eventId}`.pipe(Effect.orDie)
+      )
+
+      yield* worker.answer(200, workerMetricsText([
+        { name: "opsdesk_worker_processed_total", event: "ticket.created", value: 40 },
+        { name: "opsdesk_worker_processed_total", event: "message.sent", value: 2 },
+        { name: "opsdesk_worker_failed_total", event: "message.sent", value: 3 },
+        { name: "opsdesk_worker_poison_total", event: "message.sent", value: 1 },
+        { name: "opsdesk_worker_retried_total", event: "message.sent", value: 9 },
+        { name: "opsdesk_worker_duplicates_total", event: "ticket.created", value: 5 },
+        { name: "opsdesk_worker_processing_seconds_sum", event: "ticket.created", value: 0.2 },
+        { name: "opsdesk_worker_processing_seconds_count", event: "ticket.created", value: 40 }
+      ]))
+
+      const r = yield* get("/ops/api/overview", admin.token)
+      expect(r.status).toBe(200)
+      const o = decode(Overview, r)
+
+      expect(o.queues).toMatchObject({ available: true, error: null })
+      const depths = Object.fromEntries(o.queues.items.map((q) => [q.queue, q.messages]))
+      expect(Object.keys(depths)).toEqual([...QUEUES, DLQ])
+      expect(depths).toMatchObject({ "ticket.created.queue": 2, "message.sent.queue": 1, "ticket.updated.queue": 0, [DLQ]: 1 })
+      expect(o.queues.items.every((q) => q.consumers === 0)).toBe(true)
+
+      expect(o.outbox.available).toBe(true)
+      expect(o.outbox.backlog).toBeGreaterThanOrEqual(1)
+      expect(o.outbox.oldestUnpublishedSeconds).toBeGreaterThanOrEqual(3599)
+
+      expect(o.worker).toMatchObject({ available: true, error: null, url: worker.url })
+      const byEvent = Object.fromEntries(o.worker.events.map((e) => [e.event, e]))
+      expect(Object.keys(byEvent).sort()).toEqual(["message.sent", "ticket.created", "ticket.status_changed", "ticket.updated"])
+      expect(byEvent["message.sent"]).toMatchObject({ processed: 2, failed: 3, poison: 1, deadLettered: 4, retried: 9, duplicates: 0, avgProcessingMs: null })
+      expect(byEvent["ticket.created"]).toMatchObject({ processed: 40, duplicates: 5, deadLettered: 0 })
+      expect(byEvent["ticket.created"]!.avgProcessingMs).toBeCloseTo(5, 5)
+      expect(byEvent["ticket.updated"]).toMatchObject({ processed: 0, deadLettered: 0 })
+      expect(o.worker.totals).toEqual({ processed: 42, failed: 3, retried: 9, duplicates: 5, poison: 1, deadLettered: 4 })
+
+      expect(o.dlq).toMatchObject({ available: true, depth: 1, limit: 50 })
+      expect(o.dlq.entries).toHaveLength(1)
+      expect(o.dlq.entries[0]).toMatchObject({ eventId: dead.eventId, error: "Handler exploded: boom", attempts: 4, kind: "failed" })
+
+      // Looking changed nothing.
+      expect(yield* depth(channel, queueFor("ticket.created"))).toBe(2)
+      expect(yield* depth(channel)).toBe(1)
+    }))
+
+  it.scoped("an unreachable worker shows as 'worker metrics unavailable'; the other panels still answer", () =>
+    Effect.gen(function*() {
+      const { channel, worker } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      yield* worker.answer(503, "down for maintenance")
+      const o = decode(Overview, yield* get("/ops/api/overview", admin.token))
+      expect(o.worker.available).toBe(false)
+      expect(o.worker.error).toMatch(/^worker metrics unavailable/)
+      expect(o.worker.totals.processed).toBe(0)
+      expect(o.queues.available).toBe(true)
+      expect(o.outbox.available).toBe(true)
+      expect(o.dlq).toMatchObject({ available: true, depth: 0, entries: [] })
+    }))
+
+  it.scoped("the DLQ listing shows each message's reason: event, eventId, routing key, attempts, kind, error and age", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const failed = messageSent()
+      yield* deadLetter(channel, failed, { error: "Simulated failure", attempts: 3, failedAt: new Date(Date.now() - 120_000) })
+      yield* deadLetter(channel, { event: "ticket.updated", body: "{not json" }, { error: "Body is not valid JSON" })
+      yield* deadLetter(channel, ticketCreated())
+
+      const r = yield* get("/ops/api/dlq?limit=2", admin.token)
+      expect(r.status).toBe(200)
+      const list = decode(DlqList, r)
+      expect(list.depth).toBe(3)
+      expect(list.entries).toHaveLength(2)
+      const [first, poison] = list.entries
+      expect(first).toMatchObject({
+        event: "message.sent",
+        eventId: failed.eventId,
+        originalRoutingKey: "message.sent",
+        originalQueue: "message.sent.queue",
+        attempts: 3,
+        kind: "failed",
+        error: "Simulated failure",
+        replayable: true
+      })
+      expect(first!.ageSeconds).toBeGreaterThanOrEqual(119)
+      expect(poison).toMatchObject({ kind: "poison", error: "Body is not valid JSON", replayable: false })
+
+      const filtered = decode(DlqList, yield* get("/ops/api/dlq?event=ticket.created", admin.token))
+      expect(filtered.entries.map((e) => e.event)).toEqual(["ticket.created"])
+      expect((yield* get("/ops/api/dlq?limit=0", admin.token)).status).toBe(400)
+      expect(yield* depth(channel)).toBe(3)
+    }))
+
+  it.scoped("replaying one message moves it back to its original queue; a poison one is 409, a gone one 404", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const target = messageSent()
+      const other = ticketCreated()
+      yield* deadLetter(channel, other)
+      yield* deadLetter(channel, target)
+      yield* deadLetter(channel, { event: "message.sent", body: "nope" })
+      const entries = decode(DlqList, yield* get("/ops/api/dlq", admin.token)).entries
+      const id = entries.find((e) => e.eventId === target.eventId)!.id
+      const poisonId = entries.find((e) => e.kind === "poison")!.id
+
+      const r = yield* post("/ops/api/dlq/replay", { id }, admin.token)
+      expect(r.status).toBe(200)
+      expect(decode(ReplayResponse, r)).toMatchObject({ matched: 1, replayed: 1, skipped: 0 })
+      const [copy, ...more] = yield* drain(channel, queueFor("message.sent"))
+      expect(more).toHaveLength(0)
+      expect(bodyOf(copy!)).toBe(JSON.stringify(target))
+      expect(copy!.properties.messageId).toBe(target.eventId)
+
+      const poison = yield* post("/ops/api/dlq/replay", { id: poisonId }, admin.token)
+      expect(poison.status).toBe(409)
+      expect(poison.body).toMatchObject({ _tag: "Conflict" })
+      expect((poison.body as { message: string }).message).toContain("poison")
+
+      const gone = yield* post("/ops/api/dlq/replay", { id }, admin.token)
+      expect(gone.status).toBe(404)
+      expect(gone.body).toMatchObject({ _tag: "NotFound" })
+
+      const left = decode(DlqList, yield* get("/ops/api/dlq", admin.token)).entries
+      expect(left.map((e) => e.kind)).toEqual(["failed", "poison"])
+      expect(left[0]!.eventId).toBe(other.eventId)
+
+      const sql = yield* SqlClient.SqlClient
+      const audit = yield* sql<{ action: string; entityId: string }>`SELECT action, entity_id FROM audit_log WHERE actor_id = ${admin.id} ORDER BY id`
+      expect(audit).toEqual([{ action: "dlq.replay", entityId: id }, { action: "dlq.replay", entityId: poisonId }])
+    }))
+
+  it.scoped("discarding removes that message only; discarding it again is 404", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const keep = messageSent()
+      const drop = messageSent()
+      yield* deadLetter(channel, keep)
+      yield* deadLetter(channel, drop)
+      const entries = decode(DlqList, yield* get("/ops/api/dlq", admin.token)).entries
+      const id = entries.find((e) => e.eventId === drop.eventId)!.id
+
+      const r = yield* post("/ops/api/dlq/discard", { id }, admin.token)
+      expect(r.status).toBe(200)
+      expect(r.body).toEqual({ discarded: id })
+      expect((yield* post("/ops/api/dlq/discard", { id }, admin.token)).status).toBe(404)
+      expect((yield* post("/ops/api/dlq/discard", { id: "" }, admin.token)).status).toBe(400)
+
+      const left = yield* drain(channel, DLQ)
+      expect(left.map((m) => m.properties.messageId)).toEqual([keep.eventId])
+      expect(yield* depth(channel, queueFor("message.sent"))).toBe(0)
+    }))
+
+  it.scoped("replay all republishes every replayable message; purge empties the DLQ", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      yield* deadLetter(channel, ticketCreated())
+      yield* deadLetter(channel, messageSent())
+      yield* deadLetter(channel, { event: "message.sent", body: "nope" })
+
+      const all = decode(ReplayResponse, yield* post("/ops/api/dlq/replay", { all: true }, admin.token))
+      expect(all).toMatchObject({ total: 3, replayed: 2, skipped: 1 })
+      expect(all.skippedMessages[0]!.reason).toContain("poison")
+      expect(yield* depth(channel, queueFor("ticket.created"))).toBe(1)
+      expect(yield* depth(channel, queueFor("message.sent"))).toBe(1)
+      expect(yield* depth(channel)).toBe(1)
+
+      yield* deadLetter(channel, ticketCreated())
+      const purge = yield* post("/ops/api/dlq/purge", undefined, admin.token)
+      expect(purge.status).toBe(200)
+      expect(purge.body).toEqual({ purged: 2 })
+      expect(yield* depth(channel)).toBe(0)
+      yield* reset(channel)
+    }))
+
+  it.scoped("GET /ops serves the page without a token, self-contained, with a strict CSP; the endpoints are in /openapi.json", () =>
+    Effect.gen(function*() {
+      const page = yield* get("/ops")
+      expect(page.status).toBe(200)
+      expect(page.headers["content-type"]).toContain("text/html")
+      const csp = page.headers["content-security-policy"] ?? ""
+      expect(csp).toContain("default-src 'none'")
+      expect(csp).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/)
+      expect(csp).toContain("connect-src 'self'")
+      expect(page.text).toContain("<title>OpsDesk &middot; Operations</title>")
+      expect(page.text).toContain("/ops/api/overview")
+      // Nothing is loaded from elsewhere.
+      expect(page.text).not.toMatch(/\b(src|href)=["']?https?:/i)
+      expect(page.text).not.toMatch(/<script\s+src|<link\s+rel="stylesheet"/i)
+
+      const spec = (yield* get("/openapi.json")).body as { paths: Record<string, unknown> }
+      expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining([
+        "/ops/api/overview",
+        "/ops/api/dlq",
+        "/ops/api/dlq/replay",
+        "/ops/api/dlq/discard",
+        "/ops/api/dlq/purge"
+      ]))
+      expect(Object.keys(spec.paths)).not.toContain("/ops")
+    }))
+})
