@@ -16,7 +16,7 @@ export class Faults extends Context.Tag("OpsDesk/Worker/Faults")<Faults, {
 }>() {}
 
 /** Stable per event: the same event fails (or not) on every worker and redelivery. */
-const bucket = (eventId: string) => {
+export const faultBucket = (eventId: string) => {
   let h = 0
   for (let i = 0; i < eventId.length; i++) h = (h * 31 + eventId.charCodeAt(i)) | 0
   return Math.abs(h) % 10_000
@@ -39,7 +39,7 @@ export const FaultsLive = Layer.effect(
     return Faults.of({
       enabled: true,
       check: (event, attempt) =>
-        always.has(event.event) || (attempt === 0 && bucket(event.eventId) < percent * 100)
+        always.has(event.event) || (attempt === 0 && faultBucket(event.eventId) < percent * 100)
           ? Effect.fail(new HandlerError({ message: "Simulated failure" }))
           : Effect.void
     })

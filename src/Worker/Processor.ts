@@ -25,7 +25,7 @@ import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
 import { TicketListCache } from "../Cache/TicketListCache.js"
 import { attemptOf, decodeDelivery, type Delivery } from "./Delivery.js"
 import { EventStore, type StoreError } from "./EventStore.js"
-import { Faults } from "./Faults.js"
+import { Faults, type HandlerError } from "./Faults.js"
 import { plan, type Plan, type Watchers } from "./Handlers.js"
 import { WorkerMetrics } from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -54,6 +54,16 @@ const infoEnabled = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (m
 
 /** With LOG_EVENTS=auto, batches up to this size log every event's lines. */
 const AUTO_LOG_LIMIT = 20
+
+/** Fails with `first` the first time (the try already made), then runs `effect`: for retrying a failure we already have. */
+const againAfter = <A, E, R>(first: E, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  let tried = false
+  return Effect.suspend(() => {
+    if (tried) return effect
+    tried = true
+    return Effect.fail(first)
+  })
+}
 
 const count = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1)
 
@@ -240,23 +250,34 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         // 2. Plan.
         const ticketIds = items.flatMap((i) => (i.event.event === "message.sent" ? [i.event.payload.ticketId] : []))
         const watchers = yield* Effect.either(holdWhileTransient(store.watchers(ticketIds)))
+        const watchersOf = Either.getOrElse(watchers, (): Watchers => new Map())
         const planned: Array<Planned> = []
+        const stumbled: Array<{ readonly item: Item; readonly error: HandlerError }> = []
         for (const item of items) {
           if (item.event.event === "message.sent" && Either.isLeft(watchers)) {
             yield* fail(item, watchers.left.message)
             continue
           }
           if (faults.enabled !== false) {
-            const checked = yield* Effect.either(Effect.retry(faults.check(item.event, item.attempt), immediate))
+            const checked = yield* Effect.either(faults.check(item.event, item.attempt))
             if (Either.isLeft(checked)) {
-              yield* fail(item, checked.left.message)
+              stumbled.push({ item, error: checked.left })
               continue
             }
           }
-          planned.push({ ...item, plan: plan(item.event, Either.getOrElse(watchers, (): Watchers => new Map())) })
+          planned.push({ ...item, plan: plan(item.event, watchersOf) })
         }
-        // 3 and 4.
+        // 3 and 4: the events that went through do not wait for the ones that stumbled.
         if (planned.length > 0) yield* commit(planned, startedAt)
+        // Tier 1 for the ones that stumbled, all at once: quick in-process retries, then their
+        // own commit, or tier 2 (a broker-held retry) if they keep failing.
+        yield* Effect.forEach(stumbled, ({ error, item }) =>
+          Effect.either(Effect.retry(againAfter(error, faults.check(item.event, item.attempt)), immediate)).pipe(
+            Effect.flatMap(Either.match({
+              onLeft: (error) => fail(item, error.message),
+              onRight: () => commit([{ ...item, plan: plan(item.event, watchersOf) }], startedAt)
+            }))
+          ), { concurrency: "unbounded", discard: true })
         // Copies of an event already in this batch: settled after the first, as duplicates.
         for (const item of inBatchDuplicates) {
           if (isTicketEvent(item.event)) yield* Effect.ignore(invalidate)
