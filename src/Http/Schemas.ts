@@ -11,3 +11,14 @@ const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF
 export const StorableText = Schema.String.pipe(
   Schema.filter((s) => !UNSTORABLE.test(s), { message: () => "must not contain NUL characters or unpaired surrogates" })
 )
+
+/**
+ * A secret (a password) as a request carries it, `min` to `max` characters.
+ * Its messages never quote the value, so a 400 does not echo a password back
+ * (nor into whatever logs the response on the way).
+ */
+export const SecretString = (what: string, min: number, max: number) =>
+  Schema.String.annotations({ message: () => `${what} must be a string` }).pipe(
+    Schema.minLength(min, { message: () => `${what} must be at least ${min} character(s) long` }),
+    Schema.maxLength(max, { message: () => `${what} must be at most ${max} characters long` })
+  )

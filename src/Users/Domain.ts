@@ -1,7 +1,7 @@
 /** Users as the API shows them (never with the password hash) and the requests about them. */
 import { Schema } from "effect"
 import { Role } from "../Auth/CurrentUser.js"
-import { Timestamp } from "../Http/Schemas.js"
+import { SecretString, Timestamp } from "../Http/Schemas.js"
 
 export const Username = Schema.String.pipe(
   Schema.minLength(3),
@@ -9,7 +9,7 @@ export const Username = Schema.String.pipe(
   Schema.pattern(/^[a-zA-Z0-9_.-]+$/, { message: () => "username may only contain letters, digits, '_', '.' and '-'" })
 )
 
-export const Password = Schema.String.pipe(Schema.minLength(8), Schema.maxLength(200))
+export const Password = SecretString("password", 8, 200)
 
 export const User = Schema.Struct({
   id: Schema.UUID,
