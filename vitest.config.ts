@@ -10,7 +10,9 @@ export default defineConfig({
       DATABASE_URL: TEST_DATABASE_URL,
       LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
       // A worker started by a test must not fight a running one for the metrics port.
-      WORKER_METRICS_PORT: "0"
+      WORKER_METRICS_PORT: "0",
+      // Failed-login counters of this run only: never the development API's (same Redis), nor an earlier run's.
+      LOGIN_THROTTLE_PREFIX: `opsdesk-test:${process.pid}-${Date.now()}:login:`
     },
     // Integration suites share one PostgreSQL, Redis and RabbitMQ; files run
     // one at a time so broker vhosts, cache keys and the outbox never race.

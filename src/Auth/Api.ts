@@ -4,8 +4,8 @@
  */
 import { HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { Unauthorized } from "../Http/Errors.js"
-import { StorableText } from "../Http/Schemas.js"
+import { TooManyAttempts, Unauthorized } from "../Http/Errors.js"
+import { SecretString, StorableText } from "../Http/Schemas.js"
 import { CurrentUser } from "./CurrentUser.js"
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("OpsDesk/Auth/Authentication", {
@@ -16,7 +16,7 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Ops
 
 export const LoginRequest = Schema.Struct({
   username: StorableText.pipe(Schema.minLength(1), Schema.maxLength(64)),
-  password: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+  password: SecretString("password", 1, 200)
 })
 
 export const LoginResponse = Schema.Struct({
@@ -31,7 +31,12 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .setPayload(LoginRequest)
       .addSuccess(LoginResponse)
       .addError(Unauthorized)
+      .addError(TooManyAttempts)
       .annotate(OpenApi.Summary, "Exchange a username and password for a bearer token")
+      .annotate(
+        OpenApi.Description,
+        "Repeated failures for a username (or from one address) lock it for a while: 429 with `Retry-After`, the right password included"
+      )
   )
   .prefix("/v1/auth")
 {}

@@ -1,9 +1,11 @@
-import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Effect, Exit, Layer, Option, Redacted } from "effect"
 import { Api } from "../Http/Api.js"
-import { Unauthorized } from "../Http/Errors.js"
+import { type TooManyAttempts, Unauthorized } from "../Http/Errors.js"
 import { UsersRepo } from "../Users/Repo.js"
 import { Authentication } from "./Api.js"
+import type { Actor } from "./CurrentUser.js"
+import { LoginThrottle, LoginThrottleLive } from "./LoginThrottle.js"
 import { hashPassword, verifyPassword } from "./Password.js"
 import { Tokens } from "./Tokens.js"
 
@@ -28,20 +30,41 @@ export const HttpAuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
   Effect.gen(function*() {
     const repo = yield* UsersRepo
     const tokens = yield* Tokens
+    const throttle = yield* LoginThrottle
     // Unknown usernames are checked against this hash, so both paths cost one scrypt.
     const dummyHash = yield* hashPassword("opsdesk-dummy-password-for-timing")
     const rejected = new Unauthorized({ message: "Invalid username or password" })
-    return handlers.handle("login", ({ payload }) =>
-      repo.findCredentials(payload.username).pipe(
+
+    /** The user if the password is theirs; None for a wrong password or an unknown username. */
+    const authenticate = (username: string, password: string) =>
+      repo.findCredentials(username).pipe(
         Effect.flatMap(Option.match({
-          onNone: () => Effect.zipRight(verifyPassword(payload.password, dummyHash), Effect.fail(rejected)),
+          onNone: () => Effect.as(verifyPassword(password, dummyHash), Option.none<Actor>()),
           onSome: (user) =>
-            verifyPassword(payload.password, user.passwordHash).pipe(
-              Effect.flatMap((ok) =>
-                ok ? tokens.issue({ id: user.id, username: user.username, role: user.role }) : Effect.fail(rejected)
-              )
-            )
-        })),
-        Effect.withSpan("Auth.login")
-      ))
-  })).pipe(Layer.provide([UsersRepo.Default, Tokens.Default]))
+            Effect.map(verifyPassword(password, user.passwordHash), (ok) =>
+              ok ? Option.some<Actor>({ id: user.id, username: user.username, role: user.role }) : Option.none<Actor>())
+        }))
+      )
+
+    /** 429s carry `Retry-After`, so clients need not parse the body. */
+    const retryAfter = (e: TooManyAttempts) =>
+      HttpApp.appendPreResponseHandler((_request, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(e.retryAfterSeconds)))
+      )
+
+    return handlers.handle("login", ({ payload }) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const attempt = { username: payload.username, ip: Option.getOrUndefined(request.remoteAddress) }
+        const admitted = yield* throttle.begin(attempt).pipe(Effect.tapError(retryAfter))
+        // Admitted attempts count as failures until they succeed; one that dies (a 503) is taken back.
+        const user = yield* authenticate(payload.username, payload.password).pipe(
+          Effect.onExit(Exit.match({
+            onFailure: () => admitted.abandoned,
+            onSuccess: (found) => (Option.isSome(found) ? admitted.succeeded : Effect.void)
+          }))
+        )
+        if (Option.isNone(user)) return yield* Effect.fail(rejected)
+        return yield* tokens.issue(user.value)
+      }).pipe(Effect.withSpan("Auth.login")))
+  })).pipe(Layer.provide([UsersRepo.Default, Tokens.Default, LoginThrottleLive]))

@@ -40,3 +40,13 @@ export class Conflict extends Schema.TaggedError<Conflict>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 409, description: "The request conflicts with the current state" })
 ) {}
+
+/** 429 while a username (or client address) is locked out after repeated failed logins. */
+export class TooManyAttempts extends Schema.TaggedError<TooManyAttempts>()(
+  "TooManyAttempts",
+  { message: Schema.String, retryAfterSeconds: Schema.Int },
+  HttpApiSchema.annotations({
+    status: 429,
+    description: "Too many failed logins: retry after `retryAfterSeconds` (also in the `Retry-After` header)"
+  })
+) {}

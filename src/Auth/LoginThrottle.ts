@@ -1,0 +1,255 @@
+/**
+ * Throttling of failed logins, to slow password guessing without locking the
+ * real user out for good.
+ *
+ * Two counters of recent failures: one per username (known or not, so the
+ * throttle does not reveal which usernames exist) and one per client address
+ * (catches one client spraying a password over many usernames; its threshold
+ * is higher, since many users may share an address). An attempt is counted as
+ * a failure when it is admitted — check and count are one atomic step, so a
+ * burst of concurrent guesses cannot all slip in before the first one fails —
+ * and taken back if it succeeds or ends without an answer on the password
+ * (with the lock it set, if any). A
+ * count is forgotten `windowSeconds` after the last one. The `maxFailures`-th
+ * failure locks the username (or address) for `lockoutBaseSeconds`, and each
+ * further one for twice as long as the one before, up to `lockoutMaxSeconds`.
+ * While locked, every login for it is answered 429 without checking the
+ * password — the right one too, so a guess learns nothing — and nothing is
+ * counted, so a lock always ends. A successful login resets its username's
+ * counter; the address keeps its count of earlier failures (a client with one
+ * valid account must not wipe its record between guesses at others).
+ *
+ * Counters live in Redis (atomic Lua scripts, one round trip per step, keys
+ * expire on their own). When Redis is unreachable the throttle falls back to a
+ * bounded in-memory map, so the API keeps answering logins.
+ */
+import { Clock, Context, Effect, Layer } from "effect"
+import { LoginThrottleConfig } from "../Config.js"
+import { TooManyAttempts } from "../Http/Errors.js"
+import { Redis, type RedisError } from "../Infra/Redis.js"
+
+export interface LoginAttempt {
+  readonly username: string
+  /** The client's address; `undefined` when the transport does not tell. */
+  readonly ip: string | undefined
+}
+
+/** An admitted attempt; exactly one of these settles it (or neither, for a wrong password). */
+export interface Admitted {
+  /** The password was right: the username's counter is reset, the address's count of this attempt taken back. */
+  readonly succeeded: Effect.Effect<void>
+  /** The attempt ended without an answer on the password (a 5xx, a disconnect): its counts are taken back. */
+  readonly abandoned: Effect.Effect<void>
+}
+
+export class LoginThrottle extends Context.Tag("OpsDesk/Auth/LoginThrottle")<LoginThrottle, {
+  /**
+   * Admits an attempt, counting it as a failure until it is settled
+   * otherwise; fails with TooManyAttempts (counting nothing) while the
+   * username or the address is locked. Check and count are one atomic step,
+   * so concurrent guesses cannot all slip in before the first is counted.
+   */
+  readonly begin: (attempt: LoginAttempt) => Effect.Effect<Admitted, TooManyAttempts>
+}>() {}
+
+export interface Counter {
+  readonly failKey: string
+  readonly lockKey: string
+  readonly threshold: number
+}
+
+/** Lockout set by the `failures`-th counted attempt, in seconds (0: none). */
+export const lockoutSeconds = (cfg: LoginThrottleConfig, failures: number, threshold: number): number =>
+  failures < threshold ? 0 : Math.min(cfg.lockoutBaseSeconds * 2 ** Math.min(failures - threshold, 30), cfg.lockoutMaxSeconds)
+
+/** `::ffff:1.2.3.4` and `1.2.3.4` are the same client. */
+const normalizeIp = (ip: string) => (ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip)
+
+/** What `begin` found: the longest lock in force (ms, 0 if none), else which counters this attempt locked. */
+interface Begun {
+  readonly lockedForMs: number
+  readonly setLocks: ReadonlyArray<boolean>
+}
+
+/** The storage behind the throttle: Redis, or memory while Redis is away. */
+interface Store<E> {
+  /** When nothing is locked, counts the attempt on every counter (locking those that reach their threshold). */
+  readonly begin: (counters: ReadonlyArray<Counter>) => Effect.Effect<Begun, E>
+  /** Takes one counted attempt back, and lifts the locks that attempt set (`setLocks`, per counter). */
+  readonly refund: (counters: ReadonlyArray<Counter>, setLocks: ReadonlyArray<boolean>) => Effect.Effect<void, E>
+  readonly reset: (counter: Counter) => Effect.Effect<void, E>
+}
+
+const keysOf = (counters: ReadonlyArray<Counter>) => counters.flatMap((c) => [c.failKey, c.lockKey])
+
+// KEYS: fail1, lock1, fail2, lock2, ...; ARGV: base, cap, window, threshold1, threshold2, ...
+// Returns { longest lock in ms } when locked, else { 0, set1, set2, ... } (1 where this attempt set the lock).
+const BEGIN = `
+local longest = 0
+for i = 2, #KEYS, 2 do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl > longest then longest = ttl end
+end
+if longest > 0 then return { longest } end
+local base, cap, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local result = { 0 }
+for i = 1, #KEYS, 2 do
+  local threshold = tonumber(ARGV[3 + (i + 1) / 2])
+  local failures = redis.call('INCR', KEYS[i])
+  local lock = 0
+  if failures >= threshold then
+    lock = math.floor(math.min(base * 2 ^ math.min(failures - threshold, 30), cap))
+    redis.call('SET', KEYS[i + 1], '1', 'EX', lock)
+  end
+  redis.call('EXPIRE', KEYS[i], window + lock)
+  result[#result + 1] = lock > 0 and 1 or 0
+end
+return result`
+
+// KEYS: fail1, lock1, ...; ARGV: 1 where the refunded attempt set that counter's lock.
+const REFUND = `
+for i = 1, #KEYS, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+  if ARGV[(i + 1) / 2] == '1' then redis.call('DEL', KEYS[i + 1]) end
+end
+return 1`
+
+const redisStore = (redis: Context.Tag.Service<Redis>, cfg: LoginThrottleConfig): Store<RedisError> => ({
+  begin: (counters) =>
+    redis.use((c) =>
+      c.eval(
+        BEGIN,
+        counters.length * 2,
+        ...keysOf(counters),
+        cfg.lockoutBaseSeconds,
+        cfg.lockoutMaxSeconds,
+        cfg.windowSeconds,
+        ...counters.map((k) => k.threshold)
+      ) as Promise<Array<number>>
+    ).pipe(Effect.map(([lockedForMs = 0, ...set]): Begun => ({ lockedForMs, setLocks: set.map((s) => s === 1) }))),
+  refund: (counters, setLocks) =>
+    counters.length === 0
+      ? Effect.void
+      : redis.use((c) => c.eval(REFUND, counters.length * 2, ...keysOf(counters), ...setLocks.map((s) => (s ? "1" : "0")))).pipe(
+        Effect.asVoid
+      ),
+  reset: (counter) => redis.use((c) => c.del(counter.failKey, counter.lockKey)).pipe(Effect.asVoid)
+})
+
+/** Most counters the in-memory fallback keeps; the least recently used go first beyond it. */
+const MEMORY_LIMIT = 10_000
+
+interface MemoryEntry {
+  readonly failures: number
+  /** Epoch ms after which the counter is forgotten. */
+  readonly expiresAt: number
+  /** Epoch ms until which its key is locked. */
+  readonly lockedUntil: number
+}
+
+/** The Redis scripts' rules over a Map (keyed by fail key), for when Redis is away. */
+export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
+  const entries = new Map<string, MemoryEntry>()
+  const live = (key: string, now: number) => {
+    const entry = entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt > now) return entry
+    entries.delete(key)
+    return undefined
+  }
+  const put = (key: string, entry: MemoryEntry, now: number) => {
+    // Re-inserted, so the Map's order is the order of last use.
+    entries.delete(key)
+    entries.set(key, entry)
+    if (entries.size <= MEMORY_LIMIT) return
+    for (const [k, e] of entries) if (e.expiresAt <= now) entries.delete(k)
+    for (const k of entries.keys()) {
+      if (entries.size <= MEMORY_LIMIT) break
+      entries.delete(k)
+    }
+  }
+  return {
+    begin: (counters) =>
+      Effect.map(Clock.currentTimeMillis, (now): Begun => {
+        const lockedForMs = Math.max(0, ...counters.map((c) => (live(c.failKey, now)?.lockedUntil ?? 0) - now))
+        if (lockedForMs > 0) return { lockedForMs, setLocks: [] }
+        const setLocks = counters.map((counter) => {
+          const failures = (live(counter.failKey, now)?.failures ?? 0) + 1
+          const lock = lockoutSeconds(cfg, failures, counter.threshold)
+          put(counter.failKey, {
+            failures,
+            expiresAt: now + (cfg.windowSeconds + lock) * 1000,
+            lockedUntil: lock > 0 ? now + lock * 1000 : 0
+          }, now)
+          return lock > 0
+        })
+        return { lockedForMs: 0, setLocks }
+      }),
+    refund: (counters, setLocks) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        counters.forEach((counter, i) => {
+          const entry = live(counter.failKey, now)
+          if (entry === undefined) return
+          entries.set(counter.failKey, {
+            ...entry,
+            failures: Math.max(0, entry.failures - 1),
+            lockedUntil: setLocks[i] === true ? 0 : entry.lockedUntil
+          })
+        })
+      }),
+    reset: (counter) => Effect.sync(() => void entries.delete(counter.failKey))
+  }
+}
+
+export const make = (cfg: LoginThrottleConfig) =>
+  Effect.gen(function*() {
+    const redis = yield* Redis
+    const primary = redisStore(redis, cfg)
+    const fallback = memoryStore(cfg)
+
+    let lastWarning = 0
+    const warn = (e: RedisError) =>
+      Effect.suspend(() => {
+        const now = Date.now()
+        if (now - lastWarning < 5000) return Effect.void
+        lastWarning = now
+        return Effect.logWarning(`Login throttle: Redis unavailable, counting in memory: ${e.message}`)
+      })
+    /** Redis first; with Redis away, the in-memory store answers. */
+    const withFallback = <A>(f: <E>(store: Store<E>) => Effect.Effect<A, E>): Effect.Effect<A> =>
+      f(primary).pipe(Effect.catchAll((e) => Effect.zipRight(warn(e), f(fallback))))
+
+    const countersOf = (attempt: LoginAttempt): ReadonlyArray<Counter> => {
+      const user: Counter = {
+        failKey: `${cfg.keyPrefix}fail:user:${attempt.username}`,
+        lockKey: `${cfg.keyPrefix}lock:user:${attempt.username}`,
+        threshold: cfg.maxFailures
+      }
+      if (attempt.ip === undefined) return [user]
+      const ip = normalizeIp(attempt.ip)
+      return [user, { failKey: `${cfg.keyPrefix}fail:ip:${ip}`, lockKey: `${cfg.keyPrefix}lock:ip:${ip}`, threshold: cfg.maxFailuresPerIp }]
+    }
+
+    return LoginThrottle.of({
+      begin: (attempt) => {
+        const counters = countersOf(attempt)
+        const [user, ...addresses] = counters
+        return withFallback((store) => store.begin(counters)).pipe(
+          Effect.flatMap(({ lockedForMs, setLocks }): Effect.Effect<Admitted, TooManyAttempts> => {
+            if (lockedForMs > 0) {
+              const retryAfterSeconds = Math.max(1, Math.ceil(lockedForMs / 1000))
+              return Effect.fail(
+                new TooManyAttempts({ message: `Too many failed logins; try again in ${retryAfterSeconds} s`, retryAfterSeconds })
+              )
+            }
+            return Effect.succeed({
+              succeeded: withFallback((store) => Effect.zipRight(store.reset(user!), store.refund(addresses, setLocks.slice(1)))),
+              abandoned: withFallback((store) => store.refund(counters, setLocks))
+            })
+          })
+        )
+      }
+    })
+  })
+
+export const LoginThrottleLive = Layer.effect(LoginThrottle, Effect.flatMap(LoginThrottleConfig, make))
