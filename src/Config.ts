@@ -24,6 +24,8 @@ export const DatabaseUrl = Config.redacted(
   Config.string("DATABASE_URL").pipe(Config.withDefault("postgres://root@127.0.0.1:5432/opsdesk"))
 )
 export const DatabasePoolSize = positiveInt("DATABASE_POOL_SIZE", 10)
+/** Longest wait for a pooled connection (a new one, or a free one); beyond it a request fails with 503 instead of hanging. */
+export const DatabaseConnectTimeout = millis("DATABASE_CONNECT_TIMEOUT_MS", 5000)
 export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
 export const AmqpUrl = Config.redacted(
   Config.string("AMQP_URL").pipe(Config.withDefault("amqp://guest:guest@127.0.0.1:5672"))

@@ -10,7 +10,7 @@ import { Config, Effect, Layer, Schedule, String as Str } from "effect"
 import { readdir, readFile } from "node:fs/promises"
 import { fileURLToPath } from "node:url"
 import * as Path from "node:path"
-import { DatabasePoolSize, DatabaseUrl } from "./Config.js"
+import { DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "./Config.js"
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta.url))
 
@@ -18,6 +18,8 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta
 export const PgLive = PgClient.layerConfig({
   url: DatabaseUrl,
   maxConnections: DatabasePoolSize,
+  // Without it, a database that accepts TCP but never answers (partition, paused server) hangs requests forever.
+  connectTimeout: DatabaseConnectTimeout,
   applicationName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk")),
   transformQueryNames: Config.succeed(Str.camelToSnake),
   transformResultNames: Config.succeed(Str.snakeToCamel),

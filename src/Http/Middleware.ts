@@ -9,13 +9,17 @@
  * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
  *   as a defect);
  * - an unknown route → 404 JSON;
+ * - PostgreSQL unreachable (a connection-class SQL error, see
+ *   `isTransientSqlError`) → 503 with `Retry-After: 1`, logged at warning level;
  * - any other defect → 500 JSON, logged at error level with its cause.
  * Typed errors pass through untouched: HttpApi encodes them afterwards.
  */
 import { HttpApiBuilder, HttpServerError, type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
+import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option } from "effect"
 import type { IncomingMessage } from "node:http"
+import { isTransientSqlError } from "../Worker/EventStore.js"
 
 export const BODY_LIMIT = 64 * 1024
 
@@ -28,11 +32,17 @@ const UNSUPPORTED_MEDIA_TYPE = errorResponse(415, "UnsupportedMediaType", "reque
 const MALFORMED_BODY = errorResponse(400, "BadRequest", "request body is not valid JSON")
 const ROUTE_NOT_FOUND = errorResponse(404, "NotFound", "no such route")
 const INTERNAL_ERROR = errorResponse(500, "InternalServerError", "internal server error")
+const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the database is unavailable; retry shortly", { "retry-after": "1" })
 
 const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
 
 const isTooLarge = (error: HttpServerError.RequestError) =>
   error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+
+const describeSqlError = (error: SqlError) => {
+  const cause: unknown = error.cause
+  return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message
+}
 
 const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<never>) => {
   const failure: Option.Option<unknown> = Cause.failureOption(cause)
@@ -47,6 +57,9 @@ const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Caus
   const error = defect.value
   if (HttpServerError.isServerError(error) && error._tag === "RequestError") {
     return Effect.succeed(isTooLarge(error) ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
+  }
+  if (error instanceof SqlError && isTransientSqlError(error)) {
+    return Effect.as(Effect.logWarning(`${request.method} ${request.url}: database unavailable (${describeSqlError(error)})`), SERVICE_UNAVAILABLE)
   }
   return Effect.as(
     Effect.logError(`${request.method} ${request.url} failed`, cause),
