@@ -18,7 +18,7 @@
  *  confirmed by the broker before the original is acked; if it cannot be, the
  *  original stays unacked and comes back.
  */
-import { Clock, Effect, Either, Exit, FiberRef, LogLevel, Option, type Tracer } from "effect"
+import { Clock, Effect, Either, Exit, FiberRef, LogLevel, Option, Schedule, type Tracer } from "effect"
 import { parentFromHeaders } from "../Observability/TraceContext.js"
 import type { WorkerConfig } from "../Config.js"
 import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
@@ -51,6 +51,9 @@ interface Planned extends Item {
 
 /** Skips building the per-event lines when Info is filtered out (LOG_LEVEL=warn, benchmarks). */
 const infoEnabled = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (min) => LogLevel.greaterThanEqual(LogLevel.Info, min))
+
+/** Batches up to this size give a failing event tier-1 (in-process) retries; bigger ones send it straight to tier 2. */
+const IMMEDIATE_RETRY_MAX_BATCH = 20
 
 /** With LOG_EVENTS=auto, batches up to this size log every event's lines. */
 const AUTO_LOG_LIMIT = 20
@@ -271,8 +274,11 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         if (planned.length > 0) yield* commit(planned, startedAt)
         // Tier 1 for the ones that stumbled, all at once: quick in-process retries, then their
         // own commit, or tier 2 (a broker-held retry) if they keep failing.
+        // In a big batch (a backlog) those retries would hold up every event in it for their
+        // delays: there the stumbled go straight to tier 2, which waits in the broker instead.
+        const tier1: Schedule.Schedule<unknown, HandlerError> = items.length <= IMMEDIATE_RETRY_MAX_BATCH ? immediate : Schedule.stop
         yield* Effect.forEach(stumbled, ({ error, item }) =>
-          Effect.either(Effect.retry(againAfter(error, faults.check(item.event, item.attempt)), immediate)).pipe(
+          Effect.either(Effect.retry(againAfter(error, faults.check(item.event, item.attempt)), tier1)).pipe(
             Effect.flatMap(Either.match({
               onLeft: (error) => fail(item, error.message),
               onRight: () => commit([{ ...item, plan: plan(item.event, watchersOf) }], startedAt)
