@@ -1,0 +1,174 @@
+/**
+ * SQL injection through every filter, path and body field: each answer is a
+ * 4xx, or a normal 2xx that stored the text literally; no statement runs
+ * that the API did not write (no rows changed or lost beyond the test's own,
+ * no table dropped, no `pg_sleep`).
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import { Message, MessagePage } from "../../src/Messages/Domain.js"
+import { Ticket } from "../../src/Tickets/Domain.js"
+import { User } from "../../src/Users/Domain.js"
+import { call, decode, get, patch, post, type Reply } from "../api/support/Client.js"
+import { makeFixtures, PASSWORD, suffix } from "../api/support/Fixtures.js"
+import { apiWithOwnThrottle, NO_THROTTLE } from "../support/LoginThrottle.js"
+
+const CLASSICS = [
+  "' OR 1=1 --",
+  "' OR '1'='1",
+  "\"; DROP TABLE tickets; --",
+  "'); DROP TABLE users; --",
+  "'; DELETE FROM messages; --",
+  "1; SELECT pg_sleep(5)",
+  "'; SELECT pg_sleep(5); --",
+  "' UNION SELECT id, password_hash, role, created_at FROM users --",
+  "admin'--",
+  "' OR ''='",
+  "'||(SELECT password_hash FROM users LIMIT 1)||'",
+  "$$; DROP TABLE outbox; $$",
+  "\\'; TRUNCATE audit_log; --",
+  "%' OR '1'='1' --",
+  "1) OR (1=1",
+  "open' OR status IS NOT NULL --",
+  "00000000-0000-0000-0000-000000000000' OR '1'='1",
+  "'::text; UPDATE users SET role = 'admin'; --",
+  "E'\\x27'; COPY users TO '/tmp/x'; --",
+  "/* */ OR /* */ 1=1"
+]
+
+/** Classic payloads, alone or around random text, and random strings of SQL metacharacters. */
+const payload = fc.oneof(
+  fc.constantFrom(...CLASSICS),
+  fc.tuple(fc.string({ maxLength: 8 }), fc.constantFrom(...CLASSICS), fc.string({ maxLength: 8 })).map(([a, b, c]) => `${a}${b}${c}`),
+  fc.stringOf(fc.constantFrom("'", "\"", ";", "-", "-", "/", "*", "\\", "%", "_", "(", ")", "=", " ", "O", "R", "1", "$"), { minLength: 1, maxLength: 30 })
+)
+
+const VALID_TS = "2030-01-01T00:00:00.000000Z"
+/** Cursors shaped like ours around a payload (base64url of `<ts>|<id>`), and the payload itself. */
+const cursorsFor = (p: string) => [
+  p,
+  Buffer.from(p).toString("base64url"),
+  Buffer.from(`${VALID_TS}|${crypto.randomUUID()}${p}`).toString("base64url"),
+  Buffer.from(`${VALID_TS}${p}|${crypto.randomUUID()}`).toString("base64url")
+]
+
+/**
+ * What a successful injection would change: the tables that exist, and the
+ * rows of sentinel users (with their tickets, messages and audit rows) that no
+ * request of the test touches. Other suites may write to the same database
+ * meanwhile, so only rows this test owns are compared.
+ */
+const fingerprint = (userIds: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ digest: string }>`SELECT concat_ws('|',
+        (SELECT string_agg(concat_ws(',', id, username, role, password_hash, created_at), ';' ORDER BY id) FROM users WHERE id IN ${sql.in(userIds)}),
+        (SELECT string_agg(concat_ws(',', id, title, description, status, priority, owner_id, assignee_id, updated_at), ';' ORDER BY id)
+          FROM tickets WHERE owner_id IN ${sql.in(userIds)}),
+        (SELECT string_agg(concat_ws(',', id, ticket_id, author_id, content), ';' ORDER BY id) FROM messages WHERE author_id IN ${sql.in(userIds)}),
+        (SELECT count(*) FROM audit_log WHERE actor_id IN ${sql.in(userIds)}),
+        (SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public')
+      ) AS digest`.pipe(Effect.map((rows) => rows[0]!.digest), Effect.orDie))
+
+/** Checks a reply: a 4xx with a JSON error, or the success status; never slow (no pg_sleep ran). */
+const expectAnswer = (r: Reply, allowed: ReadonlyArray<number>, what: string, startedAt: number) => {
+  expect(allowed, `${what} → ${r.status} ${r.text.slice(0, 200)}`).toContain(r.status)
+  if (r.status >= 400) expect(r.body, what).toMatchObject({ _tag: expect.any(String), message: expect.any(String) })
+  expect(Date.now() - startedAt, `${what} took too long`).toBeLessThan(2500)
+}
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.sync(() => Date.now()), (startedAt) => Effect.map(effect, (a) => [a, startedAt] as const))
+
+/**
+ * One payload through every filter, path and field, between a fingerprint of
+ * sentinel rows before and after. `credentials` adds the scrypt-heavy part
+ * (creating a user with the payload in its password, then logging in).
+ */
+const probe = (p: string, options: { readonly credentials: boolean }) =>
+  Effect.gen(function*() {
+    const fx = yield* makeFixtures
+    const admin = yield* fx.user("admin")
+    const customer = yield* fx.user("customer")
+    // Sentinels: an admin and a customer with a ticket and a message, which no request below touches.
+    const sentinels = [yield* fx.user("admin"), yield* fx.user("customer")]
+    const sentinelTicket = decode(Ticket, yield* post("/v1/tickets", { title: "sentinel", description: "d" }, sentinels[1]!.token))
+    expect((yield* post("/v1/messages", { ticketId: sentinelTicket.id, content: "sentinel" }, sentinels[0]!.token)).status).toBe(201)
+    const before = yield* fingerprint(sentinels.map((u) => u.id))
+    const q = encodeURIComponent(p)
+
+    // Query parameters: each is an enum, a UUID, an integer or one of our cursors, so always a 400.
+    for (const param of ["status", "priority", "assigneeId", "limit"]) {
+      const [r, t] = yield* timed(get(`/v1/tickets?${param}=${q}`, admin.token))
+      expectAnswer(r, [400], `?${param}=${p}`, t)
+    }
+    for (const cursor of cursorsFor(p)) {
+      const [r, t] = yield* timed(get(`/v1/tickets?cursor=${encodeURIComponent(cursor)}`, customer.token))
+      expectAnswer(r, [400], `?cursor=${cursor}`, t)
+    }
+
+    // Body fields that are free text: stored and read back verbatim.
+    const [created, t1] = yield* timed(post("/v1/tickets", { title: p, description: p }, customer.token))
+    const blank = p.trim().length === 0
+    expectAnswer(created, blank ? [400] : [201], `ticket ${p}`, t1)
+    const ticket = decode(Ticket, blank ? yield* post("/v1/tickets", { title: "t", description: p }, customer.token) : created)
+    expect([ticket.title, ticket.description].slice(blank ? 1 : 0)).toEqual([p, p].slice(blank ? 1 : 0))
+    const [edited, t2] = yield* timed(patch(`/v1/tickets/${ticket.id}`, { description: `${p}!` }, customer.token))
+    expectAnswer(edited, [200], `patch ${p}`, t2)
+    expect(decode(Ticket, yield* get(`/v1/tickets/${ticket.id}`, admin.token)).description).toBe(`${p}!`)
+    const [sent, t3] = yield* timed(post("/v1/messages", { ticketId: ticket.id, content: p }, customer.token))
+    expectAnswer(sent, blank ? [400] : [201], `message ${p}`, t3)
+    if (!blank) {
+      expect(decode(Message, sent).content).toBe(p)
+      const [page, t4] = yield* timed(get(`/v1/tickets/${ticket.id}/messages?limit=5`, customer.token))
+      expectAnswer(page, [200], "messages", t4)
+      expect(decode(MessagePage, page).items.map((m) => m.content)).toEqual([p])
+    }
+
+    // Fields that are enums or ids: a 400.
+    for (const [what, r] of [
+      ["status", yield* timed(post(`/v1/tickets/${ticket.id}/status`, { status: p }, admin.token))],
+      ["priority", yield* timed(patch(`/v1/tickets/${ticket.id}`, { priority: p }, admin.token))],
+      ["assigneeId", yield* timed(patch(`/v1/tickets/${ticket.id}`, { assigneeId: p }, admin.token))],
+      ["ticketId", yield* timed(post("/v1/messages", { ticketId: p, content: "x" }, customer.token))],
+      ["messages ?limit", yield* timed(get(`/v1/tickets/${ticket.id}/messages?limit=${q}`, customer.token))],
+      ["messages ?cursor", yield* timed(get(`/v1/tickets/${ticket.id}/messages?cursor=${q}`, customer.token))]
+    ] as const) expectAnswer(r[0], [400], `${what} = ${p}`, r[1])
+
+    // Path ids: 400 (not a UUID), or 404 where the text changes the route itself.
+    for (const path of [`/v1/tickets/${q}`, `/v1/tickets/${q}/messages`]) {
+      const [r, t] = yield* timed(get(path, admin.token))
+      expectAnswer(r, [400, 404], path, t)
+    }
+    const [status, t5] = yield* timed(call("POST", `/v1/tickets/${q}/status`, { token: admin.token, json: { status: "closed" } }))
+    expectAnswer(status, [400, 404], "status path", t5)
+
+    // Credentials: an unknown username (401, or 400 if too long); a password is just bytes to hash.
+    const [login, t6] = yield* timed(post("/v1/auth/login", { username: p, password: p }))
+    expectAnswer(login, p.length > 64 ? [400] : [401], `login ${p}`, t6)
+    const [user, t7] = yield* timed(post("/v1/users", { username: p, password: PASSWORD, role: "agent" }, admin.token))
+    expectAnswer(user, [400], `username ${p}`, t7)
+    if (options.credentials) {
+      const username = `sqli_${suffix()}`
+      const password = `pw ${p}`.padEnd(8, ".").slice(0, 200)
+      const [made, t8] = yield* timed(post("/v1/users", { username, password, role: "customer" }, admin.token))
+      expectAnswer(made, [201], `password ${p}`, t8)
+      yield* fx.track(decode(User, made).id)
+      expect((yield* post("/v1/auth/login", { username, password })).status).toBe(200)
+      expect((yield* post("/v1/auth/login", { username, password: `${password}x` })).status).toBe(401)
+    }
+    // No table dropped, no sentinel row changed or deleted.
+    expect(yield* fingerprint(sentinels.map((u) => u.id))).toBe(before)
+  }).pipe(Effect.scoped)
+
+layer(apiWithOwnThrottle("sqli", NO_THROTTLE), { excludeTestServices: true, timeout: "60 seconds" })("SQL injection", (it) => {
+  it.effect("each classic payload through every filter, path and field: a 4xx or the literal text stored; the tables are intact", () =>
+    Effect.forEach(CLASSICS, (p) => probe(p, { credentials: false }), { discard: true }))
+
+  it.effect.prop(
+    "generated payloads, credentials included: the same",
+    { p: payload },
+    ({ p }) => probe(p, { credentials: true }),
+    { fastCheck: { numRuns: 10 } }
+  )
+})
