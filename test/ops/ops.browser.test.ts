@@ -123,7 +123,9 @@ const TestEnv = Layer.scopedContext(
       IMMEDIATE_RETRIES: 0,
       METRICS_INTERVAL_MS: 600_000,
       AMQP_RECONNECT_INITIAL_MS: 100,
-      AMQP_RECONNECT_MAX_MS: 500
+      AMQP_RECONNECT_MAX_MS: 500,
+      // This file's own failed-login counters: other files' failures from 127.0.0.1 must not lock the browser out.
+      LOGIN_THROTTLE_PREFIX: `opsdesk-test:ops-e2e:${process.pid}-${Date.now()}:login:`
     })
     const api = HttpLive.pipe(
       Layer.provideMerge(Layer.mergeAll(PassThroughCache, FakePublisher, Tokens.Default)),
