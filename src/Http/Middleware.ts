@@ -7,7 +7,9 @@
  *   on the server layer, stays as the backstop);
  * - a body that is not JSON (`Content-Type` other than application/json) → 415;
  * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
- *   as a defect);
+ *   as a defect); JSON nested deeper than MAX_JSON_DEPTH → 400 before it is
+ *   decoded (a few KiB of `[[[[…` otherwise overflow the stack while the
+ *   Schema error that quotes it is formatted: a 500);
  * - an unknown route → 404 JSON;
  * - PostgreSQL unreachable (a connection-class SQL error, see
  *   `isTransientSqlError`) → 503 with `Retry-After: 1`, logged at warning level;
@@ -18,7 +20,8 @@ import { HttpApiBuilder, HttpServerError, type HttpApp, HttpServerRequest, HttpS
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option } from "effect"
-import type { IncomingMessage } from "node:http"
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import { isTransientSqlError } from "../Worker/EventStore.js"
 
 export const BODY_LIMIT = 64 * 1024
@@ -31,8 +34,30 @@ const PAYLOAD_TOO_LARGE = errorResponse(413, "PayloadTooLarge", `request body ex
 const UNSUPPORTED_MEDIA_TYPE = errorResponse(415, "UnsupportedMediaType", "request body must be application/json")
 const MALFORMED_BODY = errorResponse(400, "BadRequest", "request body is not valid JSON")
 const ROUTE_NOT_FOUND = errorResponse(404, "NotFound", "no such route")
+const HOST_REQUIRED = errorResponse(400, "BadRequest", "HTTP/1.1 requests need a Host header", { connection: "close" })
+const TOO_DEEP = errorResponse(400, "BadRequest", "request body is nested too deeply")
 const INTERNAL_ERROR = errorResponse(500, "InternalServerError", "internal server error")
 const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the database is unavailable; retry shortly", { "retry-after": "1" })
+
+/** No request of the API nests more than a few levels; 64 leaves room for any client. */
+export const MAX_JSON_DEPTH = 64
+
+/** Whether JSON text nests arrays and objects deeper than MAX_JSON_DEPTH (one pass, strings skipped). */
+export const nestedTooDeep = (text: string): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
+}
 
 const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
 
@@ -88,20 +113,29 @@ const readChunked = (incoming: IncomingMessage) =>
 const withText = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
   Object.create(request, { text: { value: Effect.succeed(text) } })
 
+/** RFC 9112: an HTTP/1.1 request without Host is a 400 (NodeServerLive turns off Node's own, bodyless, check). */
+const missingHost = (request: HttpServerRequest.HttpServerRequest) =>
+  request.headers.host === undefined && NodeHttpServerRequest.toIncomingMessage(request).httpVersion === "1.1"
+
 export const guard = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    if (missingHost(request)) return Effect.succeed(HOST_REQUIRED)
     const run = Effect.catchAllCause(app, (cause) => recover(request, cause))
     if (!hasBody(request.method)) return run
     const headers = request.headers
     const type = headers["content-type"]
     if (type !== undefined && !type.toLowerCase().includes("application/json")) return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
+    const checked = (text: string) => (nestedTooDeep(text) ? Effect.succeed(TOO_DEEP) : run)
     const length = headers["content-length"]
-    if (length !== undefined) return Number(length) > BODY_LIMIT ? Effect.succeed(PAYLOAD_TOO_LARGE) : run
+    if (length !== undefined) {
+      // The platform caches the text, so HttpApi's own read does not read the body again.
+      return Number(length) > BODY_LIMIT ? Effect.succeed(PAYLOAD_TOO_LARGE) : Effect.matchEffect(request.text, { onFailure: () => run, onSuccess: checked })
+    }
     if (headers["transfer-encoding"] === undefined) return run
     return Effect.flatMap(readChunked(NodeHttpServerRequest.toIncomingMessage(request)), (text) =>
       text === undefined
         ? Effect.succeed(PAYLOAD_TOO_LARGE)
-        : Effect.provideService(run, HttpServerRequest.HttpServerRequest, withText(request, text)))
+        : Effect.provideService(checked(text), HttpServerRequest.HttpServerRequest, withText(request, text)))
   })
 
 export const RequestGuardLive = HttpApiBuilder.middleware(guard)
@@ -120,3 +154,43 @@ export const logUnhandled = (app: HttpApp.Default): HttpApp.Default =>
     if (Cause.isInterruptedOnly(cause)) return Effect.void
     return Effect.logError("Unhandled HTTP failure", cause)
   })
+
+const protocolError = (status: number, tag: string, message: string) => {
+  const body = JSON.stringify({ _tag: tag, message })
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `connection: close\r\n\r\n${body}`
+}
+const HEADERS_TOO_LARGE = protocolError(431, "RequestHeaderFieldsTooLarge", "request headers exceed 16 KiB")
+const REQUEST_TIMEOUT = protocolError(408, "RequestTimeout", "the request took too long to arrive")
+const CHUNK_EXTENSIONS_TOO_LARGE = protocolError(413, "PayloadTooLarge", "chunk extensions are too large")
+const MALFORMED_REQUEST = protocolError(400, "BadRequest", "malformed HTTP request")
+const EXPECTATION_FAILED = JSON.stringify({ _tag: "ExpectationFailed", message: "only `Expect: 100-continue` is supported" })
+
+/**
+ * Requests that Node's HTTP parser rejects before the API sees them (a
+ * malformed request line, header or Content-Length, headers over 16 KiB) and
+ * unsupported `Expect` headers: answered, like every other error, with a
+ * JSON `{ _tag, message }` body, where Node sends a bare status line. Same
+ * statuses and conditions as Node's own handler.
+ */
+export const answerProtocolErrorsAsJson = (server: Server) => {
+  server.on("clientError", (error: Error & { readonly code?: string }, socket: Duplex) => {
+    const inFlight = (socket as Duplex & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
+    if (error.code === "ECONNRESET" || !socket.writable || inFlight?.headersSent === true) {
+      socket.destroy()
+      return
+    }
+    socket.end(
+      error.code === "HPE_HEADER_OVERFLOW"
+        ? HEADERS_TOO_LARGE
+        : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? REQUEST_TIMEOUT
+        : error.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+        ? CHUNK_EXTENSIONS_TOO_LARGE
+        : MALFORMED_REQUEST
+    )
+  })
+  server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
+    response.writeHead(417, { "content-type": "application/json", connection: "close" }).end(EXPECTATION_FAILED)
+  })
+}

@@ -24,7 +24,7 @@ import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
 import { HttpHealthLive } from "./Health.js"
 import { MetricsRouteLive } from "./Metrics.js"
-import { BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
+import { answerProtocolErrorsAsJson, BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive, HttpOpsLive]),
@@ -66,7 +66,9 @@ export const NodeServerLive = Layer.scoped(
   HttpServer.HttpServer,
   Effect.gen(function*() {
     const port = yield* HttpPort
-    const server = createServer()
+    // Node's own Host check answers a bare 400; the request guard answers it as JSON instead.
+    const server = createServer({ requireHostHeader: false })
+    answerProtocolErrorsAsJson(server)
     const fallback = (_req: IncomingMessage, res: ServerResponse) => {
       if (server.listenerCount("request") > 1) {
         server.off("request", fallback)
