@@ -6,6 +6,13 @@
  * which halves verification throughput). Claims: `sub` (user id), `username`,
  * `role`, `iss`, `iat`, `exp`. Only HS256 is accepted, so `alg: none` and
  * tokens signed with any other algorithm or key are rejected.
+ *
+ * Verified tokens are remembered by their exact string, for their remaining
+ * lifetime, in a small LRU (as API gateways do): a client sends the same token
+ * with every request, and a WebCrypto check costs about a third of a cached
+ * listing's CPU. Only a token that passed every check is stored, and any change
+ * to a token (a tampered signature or claim) changes the string, so it misses
+ * and is verified in full. The expiry is checked again on every hit.
  */
 import { Data, Effect, Option, Redacted } from "effect"
 import { jwtVerify, SignJWT } from "jose"
@@ -20,6 +27,43 @@ const ISSUER = "opsdesk"
 const ALGORITHMS = ["HS256"]
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const isRole = (u: unknown): u is Role => u === "admin" || u === "agent" || u === "customer"
+
+/** How many verified tokens are remembered (a few MB at most). */
+export const VERIFIED_TOKEN_CACHE_SIZE = 10_000
+
+interface Verified {
+  readonly actor: Actor
+  /** `exp`, in seconds since the epoch. */
+  readonly exp: number
+}
+
+/**
+ * A least-recently-used map of verified tokens: a Map keeps insertion order,
+ * so a hit is moved to the end and the first key is the eviction candidate.
+ */
+export const makeVerifiedCache = (capacity: number) => {
+  const entries = new Map<string, Verified>()
+  return {
+    /** The actor of a token verified before and not yet expired at `nowSeconds`. */
+    get: (token: string, nowSeconds: number): Actor | undefined => {
+      const hit = entries.get(token)
+      if (hit === undefined) return undefined
+      entries.delete(token)
+      // jose's rule: expired once `exp` <= now (no clock tolerance).
+      if (hit.exp <= nowSeconds) return undefined
+      entries.set(token, hit)
+      return hit.actor
+    },
+    set: (token: string, verified: Verified): void => {
+      entries.delete(token)
+      entries.set(token, verified)
+      if (entries.size > capacity) entries.delete(entries.keys().next().value!)
+    },
+    get size() {
+      return entries.size
+    }
+  }
+}
 
 export interface IssuedToken {
   readonly accessToken: string
@@ -63,14 +107,26 @@ export class Tokens extends Effect.Service<Tokens>()("OpsDesk/Auth/Tokens", {
           .sign(key)
       ).pipe(Effect.map((accessToken) => ({ accessToken, tokenType: "Bearer" as const, expiresIn: expiresInSeconds })))
 
-    const verify = (token: string): Effect.Effect<Actor, Unauthorized> =>
+    const verified = makeVerifiedCache(VERIFIED_TOKEN_CACHE_SIZE)
+
+    const verifyInFull = (token: string): Effect.Effect<Actor, Unauthorized> =>
       Effect.tryPromise({ try: () => jwtVerify(token, key, { algorithms: ALGORITHMS, issuer: ISSUER }), catch: () => invalid }).pipe(
-        Effect.flatMap(({ payload }) =>
-          typeof payload.sub === "string" && UUID_RE.test(payload.sub) && typeof payload.username === "string" && isRole(payload.role)
-            ? Effect.succeed<Actor>({ id: payload.sub, username: payload.username, role: payload.role })
-            : Effect.fail(invalid)
-        )
+        Effect.flatMap(({ payload }) => {
+          if (typeof payload.sub !== "string" || !UUID_RE.test(payload.sub) || typeof payload.username !== "string" || !isRole(payload.role)) {
+            return Effect.fail(invalid)
+          }
+          const actor: Actor = { id: payload.sub, username: payload.username, role: payload.role }
+          // Ours always expire; one without `exp` is still accepted, as before, but not remembered.
+          if (typeof payload.exp === "number") verified.set(token, { actor, exp: payload.exp })
+          return Effect.succeed(actor)
+        })
       )
+
+    const verify = (token: string): Effect.Effect<Actor, Unauthorized> =>
+      Effect.suspend(() => {
+        const actor = verified.get(token, Math.floor(Date.now() / 1000))
+        return actor === undefined ? verifyInFull(token) : Effect.succeed(actor)
+      })
 
     return { issue, verify } as const
   })
