@@ -9,9 +9,13 @@
  *   variables ask for it (OTEL_TRACES_EXPORTER=otlp, or an
  *   OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); the exporter reads the rest of its
  *   OTEL_* settings itself. OTEL_SDK_DISABLED=true turns everything off.
- *   Effect's own spans (HTTP requests, the outbox, the relay, the worker) are
- *   always created; the trace context travels in the outbox row and the AMQP
- *   headers as W3C `traceparent`.
+ *   Extra span processors (tests) turn tracing on as well. The decision is
+ *   the `Tracing` service: when traces go somewhere, every span is recorded
+ *   (a span per HTTP request, the outbox write, the relay's publish, the
+ *   worker's handling) and the trace context travels in the outbox row and
+ *   the AMQP headers as W3C `traceparent`. When they go nowhere, Effect's
+ *   tracer is switched off for the whole process: spans cost CPU on every
+ *   request and nobody would read them.
  */
 import { NodeSdk } from "@effect/opentelemetry"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
@@ -20,6 +24,9 @@ import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace
 import { Config, Context, Effect, Layer, Option } from "effect"
 
 export class PrometheusMetrics extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>() {}
+
+/** Whether this process records and exports spans (see the module comment). */
+export class Tracing extends Context.Tag("OpsDesk/Observability/Tracing")<Tracing, { readonly enabled: boolean }>() {}
 
 const OtelConfig = Config.all({
   disabled: Config.boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
@@ -51,13 +58,20 @@ export const layer = (options: {
       const processors: Array<SpanProcessor> = [...(options.extraSpanProcessors ?? [])]
       if (exportTraces) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()))
       if (exportTraces) yield* Effect.logInfo("Exporting traces over OTLP")
+      const tracing = !cfg.disabled && processors.length > 0
       const sdk = cfg.disabled
         ? Layer.empty
         : NodeSdk.layer(() => ({
           resource: { serviceName: Option.getOrElse(cfg.serviceName, () => options.serviceName) },
           metricReader: exporter,
-          ...(processors.length > 0 ? { spanProcessor: processors } : {})
+          ...(tracing ? { spanProcessor: processors } : {})
         }))
-      return Layer.merge(sdk, Layer.succeed(PrometheusMetrics, exporter))
+      return Layer.mergeAll(
+        sdk,
+        Layer.succeed(PrometheusMetrics, exporter),
+        Layer.succeed(Tracing, { enabled: tracing }),
+        // Spans become no-ops (and carry no trace context) in every layer this one is provided to.
+        tracing ? Layer.empty : Layer.setTracerEnabled(false)
+      )
     })
   )

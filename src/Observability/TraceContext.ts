@@ -7,12 +7,20 @@
 import { Headers, HttpTraceContext } from "@effect/platform"
 import { Effect, Option, type Tracer } from "effect"
 
+const TRACE_ID = /^[0-9a-f]{32}$/
+const SPAN_ID = /^[0-9a-f]{16}$/
+
+/**
+ * `{ traceparent }` naming the span; nothing for a span without real ids
+ * (with tracing off, Effect's spans are no-ops whose ids read "noop").
+ */
 export const traceHeadersOf = (span: Tracer.Span): Record<string, string> => {
+  if (!TRACE_ID.test(span.traceId) || !SPAN_ID.test(span.spanId)) return {}
   const traceparent = HttpTraceContext.toHeaders(span)["traceparent"]
   return traceparent === undefined ? {} : { traceparent }
 }
 
-/** `{ traceparent }` of the current span, or nothing outside a span. */
+/** `{ traceparent }` of the current span, or nothing outside a (recorded) span. */
 export const currentTraceHeaders: Effect.Effect<Record<string, string>> = Effect.map(
   Effect.option(Effect.currentSpan),
   Option.match({ onNone: () => ({}), onSome: traceHeadersOf })

@@ -9,6 +9,7 @@ import { Effect, Option } from "effect"
 import type { Role } from "../Auth/CurrentUser.js"
 import type { TicketCreated, TicketField, TicketPriority, TicketStatus } from "../Domain/Events.js"
 import { CURSOR_TS, type Position } from "../Http/Pagination.js"
+import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { OUTBOX_CHANNEL } from "../Outbox/Outbox.js"
 import type { Ticket } from "./Domain.js"
 
@@ -69,11 +70,14 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
      * The ticket, its audit row and its outbox event in ONE statement (one
      * round trip): data-modifying CTEs all run, atomically, or none does.
      * The outbox insert mirrors `appendEvent` (same columns, trace headers
-     * and NOTIFY); the NOTIFY payload is not empty, since an empty one never
+     * and NOTIFY): the row's `traceparent` names this span, the outbox write,
+     * so the relay's publish and the worker's handling continue the request's
+     * trace. The NOTIFY payload is not empty, since an empty one never
      * reaches the relay's LISTEN (@effect/sql-pg drops it).
      */
-    const insertWithEvent = (ticket: Ticket, event: TicketCreated, headers: Readonly<Record<string, string>>): Effect.Effect<void, SqlError> =>
-      sql`WITH t AS (
+    const insertWithEvent = (ticket: Ticket, event: TicketCreated): Effect.Effect<void, SqlError> =>
+      Effect.flatMap(currentTraceHeaders, (headers) =>
+        sql`WITH t AS (
           INSERT INTO tickets (id, title, description, status, priority, owner_id, assignee_id, created_at, updated_at)
           VALUES (${ticket.id}, ${ticket.title}, ${ticket.description}, ${ticket.status}, ${ticket.priority},
             ${ticket.ownerId}, NULL, ${ticket.createdAt}::timestamptz, ${ticket.createdAt}::timestamptz)
@@ -81,13 +85,16 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         ), a AS (
           INSERT INTO audit_log (actor_id, action, entity, entity_id, changes)
           SELECT ${ticket.ownerId}::uuid, 'ticket.create', 'ticket', t.id::text, ${
-        JSON.stringify({ title: ticket.title, description: ticket.description, priority: ticket.priority, status: ticket.status })
-      }::jsonb FROM t
+          JSON.stringify({ title: ticket.title, description: ticket.description, priority: ticket.priority, status: ticket.status })
+        }::jsonb FROM t
         ), o AS (
           INSERT INTO outbox (event_id, event_type, envelope, headers)
           SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb FROM t
         )
-        SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event}) FROM t`.pipe(Effect.asVoid, Effect.withSpan("TicketsRepo.insertWithEvent"))
+        SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event}) FROM t`).pipe(
+        Effect.asVoid,
+        Effect.withSpan("TicketsRepo.insertWithEvent", { attributes: { event: event.event, eventId: event.eventId } })
+      )
 
     const findById = (id: string) =>
       sql<TicketRow>`SELECT ${columns} FROM tickets WHERE id = ${id}`.pipe(

@@ -21,7 +21,6 @@ import {
 import { Conflict, Unauthorized, ValidationError } from "../Http/Errors.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Http/Pagination.js"
 import { FOREIGN_KEY_VIOLATION, sqlState } from "../Http/SqlState.js"
-import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { appendEvent } from "../Outbox/Outbox.js"
 import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
 import { canAssign, canMoveTo, visibleOrNotFound } from "./Policy.js"
@@ -67,7 +66,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
       // One statement is one transaction: the ticket, its audit row and its
       // outbox event commit together or not at all. An explicit BEGIN/COMMIT
       // around it would add two round trips on the API's busiest write.
-      yield* repo.insertWithEvent(ticket, event, yield* currentTraceHeaders).pipe(
+      yield* repo.insertWithEvent(ticket, event).pipe(
         Effect.catchTag("SqlError", (e) =>
           // The owner vanished after the token was issued.
           sqlState(e) === FOREIGN_KEY_VIOLATION
