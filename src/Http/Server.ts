@@ -7,6 +7,7 @@ import {
   FileSystem,
   HttpApiBuilder,
   HttpApiScalar,
+  type HttpApp,
   HttpIncomingMessage,
   HttpMiddleware,
   HttpServer
@@ -19,12 +20,15 @@ import { HttpPort } from "../Config.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
 import { HttpOpsLive } from "../Ops/Http.js"
 import { OpsPageRouteLive } from "../Ops/Page.js"
+import { Tracing } from "../Observability/Otel.js"
+import { makeHotRoutes } from "../Tickets/HotRoutes.js"
 import { HttpTicketsLive } from "../Tickets/Http.js"
+import { Tickets } from "../Tickets/Tickets.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
 import { HttpHealthLive } from "./Health.js"
 import { MetricsRouteLive } from "./Metrics.js"
-import { answerProtocolErrorsAsJson, BODY_LIMIT, logUnhandled, RequestGuardLive } from "./Middleware.js"
+import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive, HttpOpsLive]),
@@ -34,17 +38,34 @@ export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
 /** Request bodies are read with this limit (platform default: unlimited). */
 const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(BODY_LIMIT)))
 
-/** Everything but the listening server (tests bring NodeHttpServer.layerTest). */
-export const HttpLive = HttpApiBuilder.serve(logUnhandled).pipe(
+/**
+ * The API-level middleware, spelled out so its order is explicit: the request
+ * guards (Middleware.ts) around the fast path of the two hottest ticket
+ * routes (Tickets/HotRoutes.ts), which hands every other request to HttpApi.
+ */
+const GuardedHotRoutesLive = HttpApiBuilder.middleware(
+  Effect.map(makeHotRoutes, (hotRoutes) => (app: HttpApp.Default) => guard(hotRoutes(app)))
+).pipe(Layer.provide([Tickets.Default, AuthenticationLive]))
+
+const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(MetricsRouteLive),
   Layer.provide(OpsPageRouteLive),
-  Layer.provide(RequestGuardLive),
+  Layer.provide(GuardedHotRoutesLive),
   Layer.provide(HttpApiLive),
-  Layer.provide(MaxBodySizeLive),
-  // No span per request: nothing exports traces, and it is measurable on the hot path.
-  HttpMiddleware.withTracerDisabledWhen(() => true)
+  Layer.provide(MaxBodySizeLive)
+)
+
+/**
+ * Everything but the listening server (tests bring NodeHttpServer.layerTest).
+ * A span per request (honouring an incoming `traceparent`) only when traces
+ * are exported (Observability/Otel.ts decides): otherwise it is work on every
+ * request for nobody.
+ */
+export const HttpLive = Layer.unwrapEffect(
+  Effect.map(Tracing, ({ enabled }) =>
+    enabled ? HttpServeLive : HttpMiddleware.withTracerDisabledWhen(HttpServeLive, () => true))
 )
 
 /** How long shutdown waits for open connections before cutting them. */
