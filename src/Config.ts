@@ -71,8 +71,13 @@ export const WorkerMetricsPort = Config.integer("WORKER_METRICS_PORT").pipe(
 
 export const OutboxConfig = Config.all({
   batchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
-  pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)
+  pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000),
+  /** After a wake-up, the relay waits this long so one batch takes every event written meanwhile. */
+  coalesce: nonNegativeInt("OUTBOX_COALESCE_MS", 10).pipe(Config.map(Duration.millis))
 })
+
+/** Whether the API process runs the outbox relay (`OUTBOX_RELAY=off`: another process publishes). */
+export const OutboxRelayEnabled = Config.boolean("OUTBOX_RELAY").pipe(Config.withDefault(true))
 export type OutboxConfig = Config.Config.Success<typeof OutboxConfig>
 
 /** `NODE_ENV`; only `production` turns on the strict start-up checks (JWT secret). */

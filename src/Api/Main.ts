@@ -3,6 +3,7 @@ import { HttpServer } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { PublisherLive } from "../Broker/Publisher.js"
 import { TicketListCacheLive } from "../Cache/TicketListCache.js"
+import { OutboxRelayEnabled } from "../Config.js"
 import { HttpLive, NodeServerLive } from "../Http/Server.js"
 import { RedisLive } from "../Infra/Redis.js"
 import * as Otel from "../Observability/Otel.js"
@@ -13,9 +14,15 @@ import { ensureAdmin } from "../Users/Admin.js"
 /** Schema first, then the bootstrap admin; the server listens only after both. */
 export const MigrateOnStart = Layer.effectDiscard(Effect.zipRight(runMigrations, ensureAdmin))
 
+/** The relay, unless OUTBOX_RELAY=off (then another process must publish the outbox). */
+const RelayUnlessOffLive = Layer.unwrapEffect(
+  Effect.map(OutboxRelayEnabled, (enabled) =>
+    enabled ? RelayLive : Layer.effectDiscard(Effect.logWarning("OUTBOX_RELAY=off: this process publishes no events")))
+)
+
 export const ApiAppLive = Layer.mergeAll(
   HttpLive.pipe(HttpServer.withLogAddress, Layer.provide(NodeServerLive)),
-  RelayLive
+  RelayUnlessOffLive
 ).pipe(
   Layer.provide(MigrateOnStart),
   Layer.provide(Otel.layer({ serviceName: "opsdesk-api" })),

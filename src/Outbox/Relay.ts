@@ -3,14 +3,18 @@
  * publisher and marks them published only after the broker confirmed them.
  *
  * It wakes on LISTEN/NOTIFY and also polls every OUTBOX_POLL_INTERVAL_MS as a
- * fallback (a missed notification, a broker that just came back). Rows are
+ * fallback (a missed notification, a broker that just came back). Every write
+ * notifies, so under load a wake-up per event would mean a transaction and a
+ * broker round trip per event, competing with the requests for the pool and
+ * the CPU: after a wake-up the relay waits OUTBOX_COALESCE_MS (10) and then
+ * publishes everything written meanwhile in one batch. Rows are
  * taken with FOR UPDATE SKIP LOCKED, so several relays never publish the same
  * row at once; a crash between confirm and commit re-publishes the batch, which
  * the worker's idempotency absorbs (at-least-once on the wire).
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Effect, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
 import { OutboxConfig } from "../Config.js"
 import { EXCHANGE } from "../Broker/Topology.js"
@@ -123,6 +127,8 @@ export const RelayLive = Layer.scopedDiscard(
         })
       ),
       Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
+      // Coalesce: the batch after this pause covers every notification received during it.
+      Effect.zipRight(Duration.isZero(cfg.coalesce) ? Effect.void : Effect.zipRight(Effect.sleep(cfg.coalesce), Queue.takeAll(wake))),
       Effect.forever
     )
     yield* Effect.forkScoped(loop)
