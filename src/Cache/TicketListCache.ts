@@ -9,10 +9,12 @@
  * even if it is written late.
  */
 import { Context, Effect, Layer, Option, Ref } from "effect"
+import { createHash } from "node:crypto"
 import { Redis, type RedisError } from "../Infra/Redis.js"
 
 export interface CacheLookup {
-  readonly hit: Option.Option<string>
+  /** The stored JSON as bytes, sent as they are (no decode and re-encode of ~8 KB per hit). */
+  readonly hit: Option.Option<Uint8Array>
   /** Stores a freshly computed value under the generation read by the lookup. */
   readonly store: (value: string) => Effect.Effect<void>
 }
@@ -32,6 +34,21 @@ const entryKey = (generation: string, scope: string, query: string) => `${KEY_PR
 const LOOKUP = `
 local g = redis.call('GET', KEYS[1]) or '0'
 return { g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2]) }`
+
+const LOOKUP_SHA = createHash("sha1").update(LOOKUP).digest("hex")
+
+/**
+ * The lookup by its SHA (EVALSHA): Redis neither receives nor hashes the
+ * script on every listing. After a Redis restart or SCRIPT FLUSH the script
+ * is sent once more (EVAL caches it again).
+ */
+const lookupScript = (client: Redis["Type"]["client"], scopedQuery: string) =>
+  // `callBuffer`: the reply's strings arrive as Buffers.
+  (client.callBuffer("evalsha", [LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery]) as Promise<[Buffer, Buffer | null]>).catch((e: unknown) =>
+    e instanceof Error && e.message.startsWith("NOSCRIPT")
+      ? client.callBuffer("eval", [LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery]) as Promise<[Buffer, Buffer | null]>
+      : Promise.reject(e)
+  )
 
 const INVALIDATE = `
 local g = redis.call('GET', KEYS[1]) or '0'
@@ -59,10 +76,11 @@ export const makeRedis = (ttlSeconds: number) =>
     const miss = (store: CacheLookup["store"]): CacheLookup => ({ hit: Option.none(), store })
     return TicketListCache.of({
       lookup: (scope, query) =>
-        redis.use((c) => c.eval(LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, `${scope}:${query}`) as Promise<[string, string | null]>).pipe(
-          Effect.map(([generation, value]): CacheLookup => ({
+        redis.use((c) => lookupScript(c, `${scope}:${query}`)).pipe(
+          Effect.map(([generationBytes, value]): CacheLookup => ({
             hit: Option.fromNullable(value),
             store: (v) => {
+              const generation = generationBytes.toString()
               const key = entryKey(generation, scope, query)
               return redis.use((c) =>
                 c.multi().set(key, v, "EX", ttlSeconds).sadd(indexKey(generation), key).expire(indexKey(generation), ttlSeconds * 2).exec()
@@ -83,7 +101,7 @@ export const makeMemory = Effect.gen(function*() {
   return TicketListCache.of({
     lookup: (scope, query) =>
       Ref.get(state).pipe(Effect.map(({ entries, generation }) => ({
-        hit: Option.fromNullable(entries.get(`${scope}:${query}`)),
+        hit: Option.map(Option.fromNullable(entries.get(`${scope}:${query}`)), (v) => Buffer.from(v)),
         store: (v: string) =>
           Ref.update(state, (s) => {
             if (s.generation !== generation) return s

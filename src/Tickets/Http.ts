@@ -5,9 +5,8 @@ import { Api } from "../Http/Api.js"
 import type { CreateTicketRequest, ListTicketsParams } from "./Domain.js"
 import { Tickets } from "./Tickets.js"
 
-/** The listing is already JSON text (from the cache or freshly built): send it as is. */
-const jsonText = (body: string) =>
-  HttpServerResponse.raw(body, { contentType: "application/json", contentLength: Buffer.byteLength(body) })
+/** The listing is already JSON (the cached bytes, or freshly built): send it as is. */
+const jsonBytes = (body: Uint8Array) => HttpServerResponse.uint8Array(body, { contentType: "application/json" })
 
 /**
  * The answers of the two hottest endpoints, shared by their HttpApi handlers
@@ -17,7 +16,7 @@ export const ticketResponses = (tickets: Tickets) => ({
   // Built by the service, hence valid: answered without a Schema encode pass.
   create: (actor: Actor, payload: CreateTicketRequest) =>
     Effect.map(tickets.create(actor, payload), (ticket) => HttpServerResponse.unsafeJson(ticket, { status: 201 })),
-  list: (actor: Actor, urlParams: ListTicketsParams) => Effect.map(tickets.listJson(actor, urlParams), jsonText)
+  list: (actor: Actor, urlParams: ListTicketsParams) => Effect.map(tickets.listJson(actor, urlParams), jsonBytes)
 })
 
 export const HttpTicketsLive = HttpApiBuilder.group(Api, "tickets", (handlers) =>

@@ -86,12 +86,12 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
     const lockVisible = (actor: Actor, id: string) => Effect.flatMap(repo.lockById(id), visibleOrNotFound(actor, id))
 
     /**
-     * The listing as JSON text, exactly as it is cached: a hit is returned
+     * The listing as JSON bytes, exactly as they are cached: a hit is returned
      * without decoding or re-encoding anything. The hottest path of the API,
      * so deliberately without a span of its own (a span costs about as much
      * as the rest of a cache hit's own work).
      */
-    const listJson = (actor: Actor, params: ListTicketsParams) => Effect.gen(function*() {
+    const listJson = (actor: Actor, params: ListTicketsParams): Effect.Effect<Uint8Array, ValidationError> => Effect.gen(function*() {
       const after = yield* positionOf(params.cursor)
       const lookup = yield* cache.lookup(listScope(actor), listQueryKey(params))
       if (Option.isSome(lookup.hit)) return lookup.hit.value
@@ -106,7 +106,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
       })
       const json = JSON.stringify(toPage(rows, limit, toTicket))
       yield* lookup.store(json)
-      return json
+      return Buffer.from(json)
     })
 
     const validateAssignee = (assigneeId: string) =>
