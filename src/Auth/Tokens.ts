@@ -128,6 +128,13 @@ export class Tokens extends Effect.Service<Tokens>()("OpsDesk/Auth/Tokens", {
         return actor === undefined ? verifyInFull(token) : Effect.succeed(actor)
       })
 
-    return { issue, verify } as const
+    /**
+     * The actor of a token that passed `verify` before and has not expired,
+     * without any other work; `undefined` otherwise (then call `verify`). For
+     * the cached-listing shortcut (Tickets/HotRoutes.ts).
+     */
+    const remembered = (token: string): Actor | undefined => verified.get(token, Math.floor(Date.now() / 1000))
+
+    return { issue, verify, remembered } as const
   })
 }) {}

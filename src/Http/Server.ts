@@ -16,6 +16,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
+import { Tokens } from "../Auth/Tokens.js"
 import { HttpPort } from "../Config.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
 import { HttpOpsLive } from "../Ops/Http.js"
@@ -45,7 +46,7 @@ const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.so
  */
 const GuardedHotRoutesLive = HttpApiBuilder.middleware(
   Effect.map(makeHotRoutes, (hotRoutes) => (app: HttpApp.Default) => guard(hotRoutes(app)))
-).pipe(Layer.provide([Tickets.Default, AuthenticationLive]))
+).pipe(Layer.provide([Tickets.Default, Tokens.Default, AuthenticationLive]))
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
