@@ -3,6 +3,7 @@
  * `{ event, eventId, occurredAt, payload }`. The routing key is the event name.
  */
 import { Either, ParseResult, Schema } from "effect"
+import { MAX_JSON_DEPTH, nestedTooDeep } from "./Json.js"
 
 export const TicketStatus = Schema.Literal("open", "in_progress", "resolved", "closed")
 export type TicketStatus = typeof TicketStatus.Type
@@ -98,6 +99,7 @@ const isEventName = (u: unknown): u is EventName => typeof u === "string" && Obj
  * problem: not JSON, unknown event, or the failing fields of its Schema.
  */
 export const decodeEventJson = (body: string): Either.Either<DomainEvent, string> => {
+  if (nestedTooDeep(body)) return Either.left(`Body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`)
   let json: unknown
   try {
     json = JSON.parse(body)
@@ -106,12 +108,18 @@ export const decodeEventJson = (body: string): Either.Either<DomainEvent, string
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) return Either.left("Body is not a JSON object")
   const name = (json as { event?: unknown }).event
-  if (!isEventName(name)) return Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
-  const decode: (u: unknown) => Either.Either<DomainEvent, ParseResult.ParseError> = decoders[name]
-  return decode(json).pipe(
-    Either.mapLeft((error) =>
-      `Invalid ${name}: ` +
-      ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+  try {
+    if (!isEventName(name)) return Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
+    const decode: (u: unknown) => Either.Either<DomainEvent, ParseResult.ParseError> = decoders[name]
+    return decode(json).pipe(
+      Either.mapLeft((error) =>
+        `Invalid ${name}: ` +
+        ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+      )
     )
-  )
+  } catch (e) {
+    // Never a throw (describing a value can overflow the stack, say): that would fail the whole
+    // batch, again on every redelivery, instead of dead-lettering this one message.
+    return Either.left(`Invalid ${isEventName(name) ? name : "event"}: the body cannot be described (${e instanceof Error ? e.message : String(e)})`)
+  }
 }

@@ -7,7 +7,7 @@
  *   on the server layer, stays as the backstop);
  * - a body that is not JSON (`Content-Type` other than application/json) → 415;
  * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
- *   as a defect); JSON nested deeper than MAX_JSON_DEPTH → 400 before it is
+ *   as a defect); JSON nested deeper than MAX_JSON_DEPTH (src/Domain/Json.ts) → 400 before it is
  *   decoded (a few KiB of `[[[[…` otherwise overflow the stack while the
  *   Schema error that quotes it is formatted: a 500);
  * - an unknown route → 404 JSON;
@@ -22,6 +22,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option } from "effect"
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
+import { nestedTooDeep } from "../Domain/Json.js"
 import { isTransientSqlError } from "../Worker/EventStore.js"
 
 export const BODY_LIMIT = 64 * 1024
@@ -38,26 +39,6 @@ const HOST_REQUIRED = errorResponse(400, "BadRequest", "HTTP/1.1 requests need a
 const TOO_DEEP = errorResponse(400, "BadRequest", "request body is nested too deeply")
 const INTERNAL_ERROR = errorResponse(500, "InternalServerError", "internal server error")
 const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the database is unavailable; retry shortly", { "retry-after": "1" })
-
-/** No request of the API nests more than a few levels; 64 leaves room for any client. */
-export const MAX_JSON_DEPTH = 64
-
-/** Whether JSON text nests arrays and objects deeper than MAX_JSON_DEPTH (one pass, strings skipped). */
-export const nestedTooDeep = (text: string): boolean => {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++ // backslash: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > MAX_JSON_DEPTH) return true
-    } else if (c === 0x5d || c === 0x7d) depth--
-  }
-  return false
-}
 
 const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
 

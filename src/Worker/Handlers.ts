@@ -26,13 +26,20 @@ export type Watchers = ReadonlyMap<string, ReadonlyArray<string>>
 const unique = (ids: ReadonlyArray<string | null>, except?: string) =>
   [...new Set(ids.filter((id): id is string => id !== null && id !== except))]
 
+/**
+ * PostgreSQL text cannot hold NUL: an event from another publisher may carry
+ * one (the API refuses them), and the notification would then fail its commit
+ * on every attempt, into the DLQ. It is replaced, as an unpaired surrogate is.
+ */
+const storable = (text: string) => (text.includes("\u0000") ? text.replace(/\u0000/g, "\uFFFD") : text)
+
 export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
   const note = (recipientId: string, channel: NotificationRow["channel"], body: string): NotificationRow => ({
     eventId: event.eventId,
     eventType: event.event,
     recipientId,
     channel,
-    body
+    body: storable(body)
   })
   switch (event.event) {
     case "ticket.created": {
