@@ -94,7 +94,8 @@ const headerValue = fc.oneof(
   fc.boolean(),
   fc.constant(null),
   fc.array(fc.integer(), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 2 }),
+  // (A key "!" would be amqplib's type annotation, not a table.)
+  fc.dictionary(fc.string({ maxLength: 5 }).filter((k) => k !== "!"), fc.integer(), { maxKeys: 2 }),
   fc.constant({ "!": "timestamp", value: 1_700_000_000 }),
   fc.constant(Buffer.from("bytes"))
 )
