@@ -44,9 +44,9 @@ const LOOKUP_SHA = createHash("sha1").update(LOOKUP).digest("hex")
  */
 const lookupScript = (client: Redis["Type"]["client"], scopedQuery: string) =>
   // `callBuffer`: the reply's strings arrive as Buffers.
-  (client.callBuffer("evalsha", [LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery]) as Promise<[Buffer, Buffer | null]>).catch((e: unknown) =>
+  (client.callBuffer("evalsha", LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<[Buffer, Buffer | null]>).catch((e: unknown) =>
     e instanceof Error && e.message.startsWith("NOSCRIPT")
-      ? client.callBuffer("eval", [LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery]) as Promise<[Buffer, Buffer | null]>
+      ? client.callBuffer("eval", LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<[Buffer, Buffer | null]>
       : Promise.reject(e)
   )
 
