@@ -80,7 +80,7 @@ const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server i
  *   in between would hang forever; until then (and again during shutdown)
  *   a fallback answers 503. Once the API's handler is there, the fallback
  *   removes itself on the first request.
- * - its finalizer waits on `server.close()`, which lasts as long as any
+ * - its finalizer waits on `server.close()`, which lasts as long as some
  *   client keeps a connection open; the finalizer added here runs first
  *   and bounds that wait.
  */
