@@ -30,6 +30,7 @@ import { Api } from "./Api.js"
 import { HttpHealthLive } from "./Health.js"
 import { MetricsRouteLive } from "./Metrics.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
+import { measured } from "./RequestMetrics.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive, HttpOpsLive]),
@@ -45,7 +46,7 @@ const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.so
  * routes (Tickets/HotRoutes.ts), which hands every other request to HttpApi.
  */
 const GuardedHotRoutesLive = HttpApiBuilder.middleware(
-  Effect.map(makeHotRoutes, (hotRoutes) => (app: HttpApp.Default) => guard(hotRoutes(app)))
+  Effect.map(makeHotRoutes, (hotRoutes) => (app: HttpApp.Default) => measured(guard(hotRoutes(app))))
 ).pipe(Layer.provide([Tickets.Default, Tokens.Default, AuthenticationLive]))
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(

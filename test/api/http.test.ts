@@ -69,6 +69,15 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       expect(r.status).toBe(200)
       expect(r.headers["content-type"]).toContain("text/plain")
       expect(r.text).toMatch(/^# (HELP|TYPE) /m)
+      // HTTP requests by route and status, with a latency histogram; unknown paths collapse to "other".
+      yield* get(`/v1/tickets/${crypto.randomUUID()}`)
+      yield* get("/no/such/path/for/metrics")
+      const again = yield* get("/metrics")
+      expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*method="GET"[^}]*route="\/health"[^}]*status="200"[^}]*\} [1-9]/)
+      expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*route="\/v1\/tickets\/:id"[^}]*status="401"/)
+      expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*route="other"[^}]*status="404"/)
+      expect(again.text).not.toContain("/no/such/path")
+      expect(again.text).toMatch(/opsdesk_http_request_duration_seconds_bucket\{/)
     }))
 
   it.effect("unknown routes and methods are 404 JSON", () =>

@@ -1,0 +1,76 @@
+/**
+ * HTTP request metrics: `opsdesk_http_requests_total{method,route,status}`
+ * and `opsdesk_http_request_duration_seconds{method,route}`. The route label is
+ * the path with ids replaced by `:id`, and only known routes keep their name
+ * (anything else is `other`), so random paths cannot blow up the label set.
+ */
+import { type HttpApp, HttpApiSchema, HttpServerError, HttpServerRequest } from "@effect/platform"
+import { Cause, Effect, Metric, MetricBoundaries, Option, SchemaAST } from "effect"
+
+export const httpRequests = Metric.counter("opsdesk_http_requests_total", { description: "HTTP requests answered", incremental: true })
+export const httpDuration = Metric.histogram(
+  "opsdesk_http_request_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
+  "Time to answer an HTTP request"
+)
+
+const KNOWN_ROUTES = new Set([
+  "/health", "/ready", "/metrics", "/openapi.json", "/docs", "/ops",
+  "/v1/auth/login", "/v1/users", "/v1/users/me", "/v1/messages",
+  "/v1/tickets", "/v1/tickets/:id", "/v1/tickets/:id/status", "/v1/tickets/:id/messages",
+  "/ops/api/overview", "/ops/api/dlq", "/ops/api/dlq/replay", "/ops/api/dlq/discard", "/ops/api/dlq/purge"
+])
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+
+export const routeOf = (url: string): string => {
+  const path = (url.split("?")[0] ?? "").replace(UUID, ":id").replace(/\/+$/, "") || "/"
+  return KNOWN_ROUTES.has(path) ? path : "other"
+}
+
+const METHODS = new Set(["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"])
+
+/** The status HttpApi answers for a failure: its error class's annotation, else what the server renders. */
+const statusOf = (cause: Cause.Cause<unknown>): number => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
+    const ast = (failure.value.constructor as { readonly ast?: unknown }).ast
+    if (SchemaAST.isTypeLiteral(ast as SchemaAST.AST) || SchemaAST.isTransformation(ast as SchemaAST.AST)) {
+      return HttpApiSchema.getStatusErrorAST(ast as SchemaAST.AST)
+    }
+  }
+  return HttpServerError.causeResponseStripped(cause)[0].status
+}
+
+/** Tagged metrics, built once per label set (tagging allocates and hashes a key). */
+const tagged = new Map<string, { readonly count: Metric.Metric.Counter<number>; readonly time: Metric.Metric.Histogram<number> }>()
+const metricsFor = (method: string, route: string, status: number) => {
+  const key = `${method} ${route} ${status}`
+  let m = tagged.get(key)
+  if (m === undefined) {
+    m = {
+      count: httpRequests.pipe(Metric.tagged("method", method), Metric.tagged("route", route), Metric.tagged("status", String(status))),
+      time: httpDuration.pipe(Metric.tagged("method", method), Metric.tagged("route", route))
+    }
+    tagged.set(key, m)
+  }
+  return m
+}
+
+/**
+ * Wraps the whole app. Errors that HttpApi encodes further out (401s from its
+ * security middleware, typed endpoint errors) are counted with the status the
+ * server will answer, as `HttpServerError.causeResponseStripped` computes it.
+ */
+export const measured = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const started = performance.now()
+    const record = (status: number) => {
+      const method = METHODS.has(request.method) ? request.method : "other"
+      const m = metricsFor(method, routeOf(request.url), status)
+      return Effect.zipRight(Metric.increment(m.count), Metric.update(m.time, (performance.now() - started) / 1000))
+    }
+    return app.pipe(
+      Effect.tap((response) => record(response.status)),
+      Effect.tapErrorCause((cause) => record(statusOf(cause)))
+    )
+  })
