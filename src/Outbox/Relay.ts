@@ -6,8 +6,9 @@
  * fallback (a missed notification, a broker that just came back). Every write
  * notifies, so under load a wake-up per event would mean a transaction and a
  * broker round trip per event, competing with the requests for the pool and
- * the CPU: after a wake-up the relay waits OUTBOX_COALESCE_MS (10) and then
- * publishes everything written meanwhile in one batch. Rows are
+ * the CPU: while busy (its last batch had more than one row), after a wake-up
+ * the relay waits OUTBOX_COALESCE_MS (10) and then publishes everything
+ * written meanwhile in one batch; a lone write is published at once. Rows are
  * taken with FOR UPDATE SKIP LOCKED, so several relays never publish the same
  * row at once; a crash between confirm and commit re-publishes the batch, which
  * the worker's idempotency absorbs (at-least-once on the wire).
@@ -103,14 +104,18 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.forkScoped
     )
 
+    // Rows published by the last drain: more than one means writes are arriving faster than the relay wakes.
+    let lastDrained = 0
     const drain: Effect.Effect<void, unknown, SqlClient.SqlClient | Publisher> = publishBatch(cfg.batchSize).pipe(
+      Effect.tap((n) => Effect.sync(() => (lastDrained += n))),
       Effect.flatMap((n) => (n === cfg.batchSize ? drain : Effect.void))
     )
     // Warn about a stuck relay only once the condition has lasted a few seconds
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
     let lastWarning = 0
-    const loop = drain.pipe(
+    const loop = Effect.sync(() => (lastDrained = 0)).pipe(
+      Effect.zipRight(drain),
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
       // Any failure, even a defect, must not end the relay: log, back off, go on.
       Effect.catchAllCause((cause) =>
@@ -127,8 +132,11 @@ export const RelayLive = Layer.scopedDiscard(
         })
       ),
       Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
-      // Coalesce: the batch after this pause covers every notification received during it.
-      Effect.zipRight(Duration.isZero(cfg.coalesce) ? Effect.void : Effect.zipRight(Effect.sleep(cfg.coalesce), Queue.takeAll(wake))),
+      // Coalesce, only while busy (a lone write is published at once): the batch after
+      // this pause covers every notification received during it.
+      Effect.zipRight(Effect.suspend(() =>
+        lastDrained <= 1 || Duration.isZero(cfg.coalesce) ? Effect.void : Effect.zipRight(Effect.sleep(cfg.coalesce), Queue.takeAll(wake))
+      )),
       Effect.forever
     )
     yield* Effect.forkScoped(loop)
