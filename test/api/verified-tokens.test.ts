@@ -1,0 +1,47 @@
+/**
+ * The verified-token LRU (src/Auth/Tokens.ts): a remembered token is still
+ * refused once it expires, a changed token is never a hit, and the cache
+ * stays within its capacity, evicting the least recently used token.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Exit } from "effect"
+import { makeVerifiedCache, Tokens } from "../../src/Auth/Tokens.js"
+
+const actor = (id: string) => ({ id, username: `user-${id}`, role: "agent" as const })
+
+describe("verified-token cache", () => {
+  it("a hit is checked against its expiry; capacity evicts the least recently used", () => {
+    const cache = makeVerifiedCache(2)
+    cache.set("a", { actor: actor("a"), exp: 100 })
+    cache.set("b", { actor: actor("b"), exp: 100 })
+    expect(cache.get("a", 99)?.id).toBe("a") // "a" is now the most recently used
+    cache.set("c", { actor: actor("c"), exp: 100 })
+    expect(cache.size).toBe(2)
+    expect(cache.get("b", 99)).toBeUndefined() // evicted
+    expect(cache.get("c", 99)?.id).toBe("c")
+    // jose's rule: expired once exp <= now; an expired entry is dropped.
+    expect(cache.get("a", 100)).toBeUndefined()
+    expect(cache.get("a", 50)).toBeUndefined()
+  })
+
+  it.live("Tokens: a remembered token is refused once it expires; a tampered one is verified in full and refused", () =>
+    Effect.gen(function*() {
+      const tokens = yield* Tokens
+      const { accessToken } = yield* tokens.issue(actor(crypto.randomUUID()))
+      expect((yield* tokens.verify(accessToken)).username).toMatch(/^user-/)
+      expect(tokens.remembered(accessToken)).toBeDefined()
+
+      const [header, payload, signature] = accessToken.split(".")
+      const tampered = `${header}.${payload}.${signature!.slice(0, -2)}${signature!.endsWith("AA") ? "BB" : "AA"}`
+      expect(tokens.remembered(tampered)).toBeUndefined()
+      expect(Exit.isFailure(yield* Effect.exit(tokens.verify(tampered)))).toBe(true)
+
+      // Lifetime 1 s: `exp` is at most 2 s away.
+      yield* Effect.sleep("2100 millis")
+      expect(tokens.remembered(accessToken)).toBeUndefined()
+      expect(Exit.isFailure(yield* Effect.exit(tokens.verify(accessToken)))).toBe(true)
+    }).pipe(
+      Effect.provide(Tokens.Default),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "1"]])))
+    ), { timeout: 10_000 })
+})
