@@ -99,23 +99,25 @@ const isEventName = (u: unknown): u is EventName => typeof u === "string" && Obj
  * problem: not JSON, unknown event, or the failing fields of its Schema.
  */
 export const decodeEventJson = (body: string): Either.Either<DomainEvent, string> => {
-  if (nestedTooDeep(body)) return Either.left(`Body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`)
+  // The depth check runs only on the way to a rejection: a body that decodes was not walked
+  // recursively (extra properties are ignored), and the check costs as much as JSON.parse.
+  const tooDeep = () => nestedTooDeep(body) ? Either.left(`Body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`) : undefined
   let json: unknown
   try {
     json = JSON.parse(body)
   } catch (e) {
-    return Either.left(`Body is not valid JSON (${e instanceof Error ? e.message : String(e)})`)
+    return tooDeep() ?? Either.left(`Body is not valid JSON (${e instanceof Error ? e.message : String(e)})`)
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return Either.left("Body is not a JSON object")
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return tooDeep() ?? Either.left("Body is not a JSON object")
   const name = (json as { event?: unknown }).event
   try {
-    if (!isEventName(name)) return Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
+    if (!isEventName(name)) return tooDeep() ?? Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
     const decode: (u: unknown) => Either.Either<DomainEvent, ParseResult.ParseError> = decoders[name]
-    return decode(json).pipe(
-      Either.mapLeft((error) =>
-        `Invalid ${name}: ` +
-        ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
-      )
+    const decoded = decode(json)
+    if (Either.isRight(decoded)) return Either.right(decoded.right)
+    return tooDeep() ?? Either.left(
+      `Invalid ${name}: ` +
+        ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
     )
   } catch (e) {
     // Never a throw (describing a value can overflow the stack, say): that would fail the whole

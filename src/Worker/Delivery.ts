@@ -55,5 +55,11 @@ export const attemptOf = (headers: Readonly<Record<string, unknown>>, maxRetries
   return Math.min(Math.floor(n), maxRetries)
 }
 
-export const decodeDelivery = (delivery: Delivery): Either.Either<DomainEvent, string> =>
-  decodeEventJson(Buffer.from(delivery.body).toString("utf8")).pipe(Either.mapLeft((reason) => reason.slice(0, 1000)))
+/** The body as text, without copying it (amqplib hands us a Buffer already). */
+const bodyText = (body: Uint8Array): string =>
+  (Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength)).toString("utf8")
+
+export const decodeDelivery = (delivery: Delivery): Either.Either<DomainEvent, string> => {
+  const decoded = decodeEventJson(bodyText(delivery.body))
+  return Either.isRight(decoded) ? decoded : Either.left(decoded.left.slice(0, 1000))
+}

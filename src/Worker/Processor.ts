@@ -27,23 +27,28 @@ import { attemptOf, decodeDelivery, type Delivery } from "./Delivery.js"
 import { EventStore, type StoreError } from "./EventStore.js"
 import { Faults, type HandlerError } from "./Faults.js"
 import { plan, type Plan, type Watchers } from "./Handlers.js"
-import { WorkerMetrics } from "./Metrics.js"
+import { type Timing, WorkerMetrics } from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
 interface Item {
   readonly delivery: Delivery
   readonly event: DomainEvent
   readonly attempt: number
-  /** `Worker.handle <event>`, a child of the relay's publish span (from the AMQP `traceparent`). */
-  readonly span: Tracer.Span
+  /**
+   * `Worker.handle <event>`, a child of the relay's publish span (from the AMQP `traceparent`).
+   * Only when the tracer is on: off (the default), a span per event would be pure cost.
+   */
+  readonly span: Tracer.Span | undefined
+}
+
+const closeSpan = (item: Item, now: bigint, outcome: string, failure?: string) => {
+  if (item.span === undefined) return
+  item.span.attribute("opsdesk.outcome", outcome)
+  item.span.end(now, failure === undefined ? Exit.void : Exit.fail(failure))
 }
 
 const endSpan = (item: Item, outcome: string, failure?: string) =>
-  Effect.flatMap(Clock.currentTimeNanos, (now) =>
-    Effect.sync(() => {
-      item.span.attribute("opsdesk.outcome", outcome)
-      item.span.end(now, failure === undefined ? Exit.void : Exit.fail(failure))
-    }))
+  item.span === undefined ? Effect.void : Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => closeSpan(item, now, outcome, failure)))
 
 interface Planned extends Item {
   readonly plan: Plan
@@ -179,19 +184,22 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           removed = Option.some(result.right)
         }
         // Settle first, then report: acks are what the broker is waiting for.
-        for (const item of items) yield* item.delivery.ack
+        yield* Effect.forEach(items, (item) => item.delivery.ack, { discard: true })
         const now = yield* Clock.currentTimeMillis
+        const nowNanos = yield* Clock.currentTimeNanos
         // The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line.
         const logging = (yield* infoEnabled) && (cfg.logEvents === "each" || (cfg.logEvents === "auto" && items.length <= AUTO_LOG_LIMIT))
         const processed = new Map<string, number>()
         const duplicates = new Map<string, number>()
+        const timings: Array<Timing> = []
+        // Plain code per event; Effects only where there is something to log.
         for (const item of items) {
           const { delivery, event, plan } = item
           const messageId = delivery.messageId ?? event.eventId
           if (!claimed.has(event.eventId)) {
             if (logging) yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
             count(duplicates, event.event)
-            yield* endSpan(item, "duplicate")
+            closeSpan(item, nowNanos, "duplicate")
             continue
           }
           const ms = now - startedAt
@@ -205,9 +213,10 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
           }
           count(processed, event.event)
-          yield* metrics.timing(event.event, ms, now - Date.parse(event.occurredAt))
-          yield* endSpan(item, "processed")
+          timings.push({ eventType: event.event, millis: ms, lagMillis: now - Date.parse(event.occurredAt) })
+          closeSpan(item, nowNanos, "processed")
         }
+        yield* metrics.timings(timings)
         // Counters once per event type and batch, not once per event.
         for (const [type, n] of processed) yield* metrics.record("processed", type, n)
         for (const [type, n] of duplicates) yield* metrics.record("duplicates", type, n)
@@ -225,6 +234,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
     const processBatch: ProcessBatch = (deliveries) =>
       Effect.gen(function*() {
         const startedAt = yield* Clock.currentTimeMillis
+        const tracing = yield* FiberRef.get(FiberRef.currentTracerEnabled)
         // 1. Decode; the first copy of an event in the batch is the one that runs.
         const items: Array<Item> = []
         const seen = new Map<string, Item>()
@@ -237,12 +247,14 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           }
           const event = decoded.right
           const attempt = attemptOf(delivery.headers, cfg.maxRetries)
-          const span = yield* Effect.makeSpan(`Worker.handle ${event.event}`, {
-            parent: Option.getOrUndefined(parentFromHeaders(delivery.headers)),
-            kind: "consumer",
-            captureStackTrace: false,
-            attributes: { "messaging.message.id": event.eventId, "opsdesk.event": event.event, "opsdesk.attempt": attempt }
-          })
+          const span = tracing
+            ? yield* Effect.makeSpan(`Worker.handle ${event.event}`, {
+              parent: Option.getOrUndefined(parentFromHeaders(delivery.headers)),
+              kind: "consumer",
+              captureStackTrace: false,
+              attributes: { "messaging.message.id": event.eventId, "opsdesk.event": event.event, "opsdesk.attempt": attempt }
+            })
+            : undefined
           const item: Item = { delivery, event, attempt, span }
           if (seen.has(item.event.eventId)) inBatchDuplicates.push(item)
           else {
