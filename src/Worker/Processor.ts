@@ -296,13 +296,25 @@ export const makeProcessor = (cfg: WorkerConfig) =>
               onRight: () => commit([{ ...item, plan: plan(item.event, watchersOf) }], startedAt)
             }))
           ), { concurrency: "unbounded", discard: true })
-        // Copies of an event already in this batch: settled after the first, as duplicates.
-        for (const item of inBatchDuplicates) {
-          if (isTicketEvent(item.event)) yield* Effect.ignore(invalidate)
-          yield* Effect.logInfo(`⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`).pipe(annotate(item))
-          yield* metrics.record("duplicates", item.event.event)
-          yield* item.delivery.ack
-          yield* endSpan(item, "duplicate")
+        // Copies of an event already in this batch: settled after the first, as duplicates, with one
+        // more invalidation for all of them (the first copy's may have failed).
+        if (inBatchDuplicates.length > 0) {
+          if (inBatchDuplicates.some((i) => isTicketEvent(i.event))) yield* Effect.ignore(invalidate)
+          yield* Effect.forEach(inBatchDuplicates, (item) => item.delivery.ack, { discard: true })
+          const logging = (yield* infoEnabled) && (cfg.logEvents === "each" || (cfg.logEvents === "auto" && deliveries.length <= AUTO_LOG_LIMIT))
+          const now = yield* Clock.currentTimeNanos
+          const counts = new Map<string, number>()
+          for (const item of inBatchDuplicates) {
+            if (logging) {
+              yield* Effect.logInfo(`⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`).pipe(annotate(item))
+            }
+            count(counts, item.event.event)
+            closeSpan(item, now, "duplicate")
+          }
+          for (const [type, n] of counts) yield* metrics.record("duplicates", type, n)
+          if (!logging && cfg.logEvents !== "none" && (yield* infoEnabled)) {
+            yield* Effect.logInfo(`⏭️  ${inBatchDuplicates.length} duplicate cop${inBatchDuplicates.length === 1 ? "y" : "ies"} within the batch skipped`)
+          }
         }
       }).pipe(
         // A bug must not strand messages in the prefetch window: give them back.
