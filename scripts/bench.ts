@@ -3,7 +3,7 @@
  * broker's ceiling and a bare HTTP server, measured in one run on the same
  * services, compared as ratios.
  *
- *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10]
+ *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10] [--profile]
  *
  * ../shared/bench may be read-only: it is copied into .bench/baseline and
  * installed there from its own lockfile. Everything runs in the RabbitMQ vhost
@@ -35,8 +35,11 @@ const ONLY = new Set(arg("only", "drain,publish,api,e2e").split(","))
 const API_DURATION = arg("api-duration", "10")
 const E2E_RATE = Number(arg("e2e-rate", "500"))
 const E2E_SECONDS = Number(arg("e2e-seconds", "30"))
+/** --profile: OpsDesk's processes write V8 CPU profiles to .bench/profiles (open them in Chrome DevTools). */
+const PROFILE = argv.includes("--profile")
 
 const ROOT = resolve(import.meta.dirname, "..")
+const NODE_ARGS = PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, ".bench/profiles")}`] : []
 const SHARED = resolve(ROOT, "../shared/bench")
 const SCRATCH = join(ROOT, ".bench/baseline")
 const PG_BASE = process.env.BENCH_PG_BASE ?? "postgres://root@127.0.0.1:5432"
@@ -261,7 +264,7 @@ const drainOpsDesk = async (
   // The events the worker's fault injection will fail once (the same stable hash): the rate is
   // measured over the others, which must not wait for them.
   const failing = failPct > 0 ? pub.ids.filter((id) => faultBucket(id) < failPct * 100).length : 0
-  const r = run(process.execPath, ["dist/bin/worker.js"], {
+  const r = run(process.execPath, [...NODE_ARGS, "dist/bin/worker.js"], {
     env: {
       AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, WORKER_METRICS_PORT: "0",
       ...(failPct > 0 ? { WORKER_FAULT_FIRST_ATTEMPT_PERCENT: String(failPct) } : {}),
@@ -327,19 +330,23 @@ const publishBench = async (n: number) => {
   for (let i = 0; i < n; i += 1000) {
     const chunk = Array.from({ length: Math.min(1000, n - i) }, (_, k) => makeEvent(EVENTS[(i + k) % 4]!))
     await db.query(
-      "INSERT INTO outbox (event_id, event_type, envelope) SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
+      "INSERT INTO outbox (event_id, event_type, envelope) SELECT * FROM unnest($1::uuid[], $2::text[], $3::json[])",
       [chunk.map((e) => e.eventId), chunk.map((e) => e.event), chunk.map((e) => JSON.stringify(e))]
     )
   }
   await db.query("SELECT pg_notify('opsdesk_outbox', 'bench')")
-  const t0 = performance.now()
+  // Timed on the database's clock, from just before the commit to the last row marked published
+  // (the relay stamps published_at after the broker's confirm); polled only every 200 ms, since a
+  // tight count(*) loop would take PostgreSQL CPU from the relay.
+  const { rows: [start] } = await db.query<{ t: Date }>("SELECT clock_timestamp() AS t")
   await db.query("COMMIT")
   for (;;) {
     const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
     if (rows[0]!.n === 0) break
-    await sleep(20)
+    await sleep(200)
   }
-  const relay = Math.round(n / ((performance.now() - t0) / 1000))
+  const { rows: [end] } = await db.query<{ t: Date }>("SELECT max(published_at) AS t FROM outbox")
+  const relay = Math.round(n / ((end!.t.getTime() - start!.t.getTime()) / 1000))
   await stop(api.proc)
   await db.query("TRUNCATE outbox")
   await db.end()
@@ -350,7 +357,7 @@ const publishBench = async (n: number) => {
 // -------------------------------------------------------------------- api ---
 const startApi = async (env: Record<string, string> = {}) => {
   const port = await freePort()
-  const proc = run(process.execPath, ["dist/bin/api.js"], {
+  const proc = run(process.execPath, [...NODE_ARGS, "dist/bin/api.js"], {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, PORT: String(port), LOG_LEVEL: "warn", ...env }
   })
   const url = `http://127.0.0.1:${port}`
@@ -389,7 +396,7 @@ const e2eBench = async () => {
   await db.query("TRUNCATE processed_events, notifications")
   await prepublish(0, 0)
   const api = await startApi()
-  const worker = run(process.execPath, ["dist/bin/worker.js"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
+  const worker = run(process.execPath, [...NODE_ARGS, "dist/bin/worker.js"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
   await sleep(2000)
   const since = new Date()
   const total = E2E_RATE * E2E_SECONDS

@@ -70,7 +70,7 @@ export const WorkerMetricsPort = Config.integer("WORKER_METRICS_PORT").pipe(
 )
 
 export const OutboxConfig = Config.all({
-  batchSize: positiveInt("OUTBOX_BATCH_SIZE", 500),
+  batchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
   pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000),
   /** After a wake-up, the relay waits this long so one batch takes every event written meanwhile. */
   coalesce: nonNegativeInt("OUTBOX_COALESCE_MS", 10).pipe(Config.map(Duration.millis))

@@ -4,7 +4,7 @@
  * declaring the topology each time). A publish while disconnected fails at
  * once with BrokerError; the caller keeps its rows and tries again.
  */
-import { Context, Deferred, Effect, Layer, Option, Ref } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option, Ref } from "effect"
 import type { ConfirmChannel, Options } from "amqplib"
 import { AmqpUrl, BrokerReconnect, QueueType, WorkerConfig } from "../Config.js"
 import { brokerDelays } from "../Worker/RetryPolicy.js"
@@ -22,29 +22,39 @@ export interface OutgoingMessage {
 export class Publisher extends Context.Tag("OpsDesk/Broker/Publisher")<Publisher, {
   /** Publishes every message and waits until the broker confirmed all of them. */
   readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<void, BrokerError>
+  /**
+   * Sends every message now and returns the wait for their confirms, so a
+   * caller can send the next batch while the broker confirms this one.
+   */
+  readonly send: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<Effect.Effect<void, BrokerError>, BrokerError>
   readonly isConnected: Effect.Effect<boolean>
 }>() {}
 
-/** Sends a batch on a confirm channel; succeeds once every message is acked by the broker. */
-export const publishBatch = (channel: ConfirmChannel, messages: ReadonlyArray<OutgoingMessage>) =>
-  Effect.async<void, BrokerError>((resume) => {
+/** A connection that dies mid-publish may never answer: the wait for confirms is bounded. */
+const CONFIRM_TIMEOUT = "15 seconds"
+
+/** Sends a batch on a confirm channel; the returned effect succeeds once every message is acked by the broker. */
+export const sendBatch = (channel: ConfirmChannel, messages: ReadonlyArray<OutgoingMessage>) =>
+  Effect.gen(function*() {
+    const confirmed = yield* Deferred.make<void, BrokerError>()
     let pending = messages.length
-    let failed = false
-    if (pending === 0) return resume(Effect.void)
+    if (pending === 0) return Effect.void
     const done = (err: unknown) => {
-      if (failed) return
-      if (err) {
-        failed = true
-        return resume(Effect.fail(new BrokerError({ message: `Publish not confirmed: ${String(err)}`, cause: err })))
-      }
-      if (--pending === 0) resume(Effect.void)
+      if (err) Deferred.unsafeDone(confirmed, Exit.fail(new BrokerError({ message: `Publish not confirmed: ${String(err)}`, cause: err })))
+      else if (--pending === 0) Deferred.unsafeDone(confirmed, Exit.void)
     }
-    try {
-      for (const m of messages) channel.publish(m.exchange, m.routingKey, m.content, m.options, done)
-    } catch (cause) {
-      failed = true
-      resume(Effect.fail(new BrokerError({ message: `Publish failed: ${String(cause)}`, cause })))
-    }
+    yield* Effect.try({
+      try: () => {
+        for (const m of messages) channel.publish(m.exchange, m.routingKey, m.content, m.options, done)
+      },
+      catch: (cause) => new BrokerError({ message: `Publish failed: ${String(cause)}`, cause })
+    })
+    return Deferred.await(confirmed).pipe(
+      Effect.timeoutFail({
+        duration: CONFIRM_TIMEOUT,
+        onTimeout: () => new BrokerError({ message: `RabbitMQ did not confirm the publish within ${CONFIRM_TIMEOUT}` })
+      })
+    )
   })
 
 export const PublisherLive = Layer.scoped(
@@ -69,21 +79,16 @@ export const PublisherLive = Layer.scoped(
       Effect.forkScoped
     )
 
+    const send = (messages: ReadonlyArray<OutgoingMessage>) =>
+      Ref.get(current).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
+          onSome: (channel) => sendBatch(channel, messages)
+        }))
+      )
     return Publisher.of({
-      publishAll: (messages) =>
-        Ref.get(current).pipe(
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
-            onSome: (channel) =>
-              publishBatch(channel, messages).pipe(
-                // A connection that dies mid-publish may never answer: do not hold the caller (and its row locks) forever.
-                Effect.timeoutFail({
-                  duration: "15 seconds",
-                  onTimeout: () => new BrokerError({ message: "RabbitMQ did not confirm the publish within 15 s" })
-                })
-              )
-          }))
-        ),
+      send,
+      publishAll: (messages) => Effect.flatten(send(messages)),
       isConnected: Effect.map(Ref.get(current), Option.isSome)
     })
   })

@@ -16,7 +16,7 @@ export const appendEvent = (event: DomainEvent, extraHeaders: Readonly<Record<st
     // The trace context of the write travels with the event (see Observability/TraceContext).
     const headers = { ...(yield* currentTraceHeaders), ...extraHeaders }
     yield* sql`INSERT INTO outbox (event_id, event_type, envelope, headers)
-      VALUES (${event.eventId}, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb)`
+      VALUES (${event.eventId}, ${event.event}, ${JSON.stringify(event)}::json, ${JSON.stringify(headers)}::jsonb)`
     // A non-empty payload: @effect/sql-pg's listen drops empty notifications.
     yield* sql`SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event})`
   }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))

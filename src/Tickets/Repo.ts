@@ -89,7 +89,7 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         }::jsonb FROM t
         ), o AS (
           INSERT INTO outbox (event_id, event_type, envelope, headers)
-          SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::jsonb, ${JSON.stringify(headers)}::jsonb FROM t
+          SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::json, ${JSON.stringify(headers)}::jsonb FROM t
         )
         SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event}) FROM t`).pipe(
         Effect.asVoid,

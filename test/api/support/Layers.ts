@@ -31,7 +31,7 @@ export class PublisherConnected extends Context.Tag("test/PublisherConnected")<P
 export const FakePublisher = Layer.effectContext(
   Effect.gen(function*() {
     const connected = yield* Ref.make(true)
-    const publisher = Publisher.of({ publishAll: () => Effect.void, isConnected: Ref.get(connected) })
+    const publisher = Publisher.of({ publishAll: () => Effect.void, send: () => Effect.succeed(Effect.void), isConnected: Ref.get(connected) })
     return Context.make(PublisherConnected, connected).pipe(Context.add(Publisher, publisher))
   })
 )
