@@ -1,11 +1,19 @@
 # One image for the API, the worker and the migrate step (the command picks).
+# Build stage: type-check and bundle (npm run build → dist/*.mjs, every dependency inside).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY scripts/build.mjs ./scripts/build.mjs
+COPY src ./src
+RUN npx tsc --noEmit && npm run build
+
+# Runtime: the bundles and the SQL migrations; no node_modules, no TypeScript loader.
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-COPY tsconfig.json ./
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 USER node
-CMD ["node", "--import", "tsx", "src/bin/api.ts"]
+CMD ["node", "dist/api.mjs"]

@@ -149,10 +149,10 @@ const setup = async () => {
     processed_at timestamp DEFAULT now() NOT NULL, processor_name text NOT NULL,
     CONSTRAINT processed_events_event_id_unique UNIQUE (event_id))`)
   await seed.end()
-  // OpsDesk runs as it does in production: compiled to dist/ (npm run build), plain node.
+  // OpsDesk runs as it does in production: the bundles of npm run build, plain node.
   log("building dist/ (npm run build)")
   await exec("npm", ["run", "build"], { cwd: ROOT, timeout: 300_000 })
-  const migrate = run(process.execPath, ["dist/bin/migrate.js"], { env: { DATABASE_URL: OPSDESK_DB } })
+  const migrate = run(process.execPath, ["dist/migrate.mjs"], { env: { DATABASE_URL: OPSDESK_DB } })
   if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`)
   await exec("bash", ["-c", `rabbitmqctl -q add_vhost ${VHOST} 2>/dev/null; rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`])
 }
@@ -264,7 +264,7 @@ const drainOpsDesk = async (
   // The events the worker's fault injection will fail once (the same stable hash): the rate is
   // measured over the others, which must not wait for them.
   const failing = failPct > 0 ? pub.ids.filter((id) => faultBucket(id) < failPct * 100).length : 0
-  const r = run(process.execPath, [...NODE_ARGS, "dist/bin/worker.js"], {
+  const r = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
     env: {
       AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, WORKER_METRICS_PORT: "0",
       ...(failPct > 0 ? { WORKER_FAULT_FIRST_ATTEMPT_PERCENT: String(failPct) } : {}),
@@ -357,7 +357,7 @@ const publishBench = async (n: number) => {
 // -------------------------------------------------------------------- api ---
 const startApi = async (env: Record<string, string> = {}) => {
   const port = await freePort()
-  const proc = run(process.execPath, [...NODE_ARGS, "dist/bin/api.js"], {
+  const proc = run(process.execPath, [...NODE_ARGS, "dist/api.mjs"], {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, PORT: String(port), LOG_LEVEL: "warn", ...env }
   })
   const url = `http://127.0.0.1:${port}`
@@ -396,12 +396,13 @@ const e2eBench = async () => {
   await db.query("TRUNCATE processed_events, notifications")
   await prepublish(0, 0)
   const api = await startApi()
-  const worker = run(process.execPath, [...NODE_ARGS, "dist/bin/worker.js"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
+  const worker = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
   await sleep(2000)
   const since = new Date()
   const total = E2E_RATE * E2E_SECONDS
   const t0 = performance.now()
   let failed = 0
+  const failures = new Map<string, number>()
   const inflight: Array<Promise<void>> = []
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / E2E_RATE
@@ -413,22 +414,34 @@ const e2eBench = async () => {
         headers: { "content-type": "application/json", authorization: `Bearer ${api.token}` },
         body: JSON.stringify({ title: `e2e ${i}`, description: "latency probe" })
       }).then((r) => {
-        if (r.status !== 201) failed++
+        if (r.status !== 201) {
+          failed++
+          failures.set(String(r.status), (failures.get(String(r.status)) ?? 0) + 1)
+        }
         return r.arrayBuffer().then(() => undefined)
-      }, () => void failed++)
+      }, (e: unknown) => {
+        failed++
+        const key = e instanceof Error ? String((e.cause as { code?: string } | undefined)?.code ?? e.message) : String(e)
+        failures.set(key, (failures.get(key) ?? 0) + 1)
+      })
     )
   }
   await Promise.all(inflight)
   const achieved = total / ((performance.now() - t0) / 1000)
   await sleep(3000)
   // From the API's transaction (outbox.created_at) to the worker's claim (processed_at).
-  const { rows } = await db.query<{ ms: number }>(`
-    SELECT extract(epoch FROM (p.processed_at - o.created_at)) * 1000 AS ms
+  // Also split at the broker's confirm (published_at): the relay's share, and the broker's plus the worker's.
+  const { rows } = await db.query<{ ms: number; relayMs: number }>(`
+    SELECT extract(epoch FROM (p.processed_at - o.created_at)) * 1000 AS ms,
+           extract(epoch FROM (o.published_at - o.created_at)) * 1000 AS "relayMs"
     FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text WHERE o.created_at >= $1`, [since])
   const lags = rows.map((r) => Number(r.ms))
+  const relayLags = rows.map((r) => Number(r.relayMs))
+  log(`e2e: commit -> broker confirm p50 ${percentile(relayLags, 50).toFixed(1)} ms, p99 ${percentile(relayLags, 99).toFixed(1)} ms`)
   await stop(worker)
   await stop(api.proc)
   await db.end()
+  if (failures.size > 0) log(`e2e failures: ${[...failures].map(([k, n]) => `${k} x${n}`).join(", ")}`)
   return { writes: total, failed, achievedRate: Math.round(achieved), processed: lags.length, p50: percentile(lags, 50), p99: percentile(lags, 99), max: Math.max(...lags) }
 }
 

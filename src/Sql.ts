@@ -26,15 +26,32 @@ export const PgLive = PgClient.layerConfig({
   // JSON columns (event envelopes, audit changes) are stored and read verbatim.
   transformJson: Config.succeed(false)
 }).pipe(
-  // A database that is still starting (compose, CI) should not kill the process.
+  // A database that is still starting (compose, CI) should not kill the process; one that
+  // answered and refused (no such database, wrong password) will not change its mind.
   Layer.retry(
     Schedule.exponential("200 millis").pipe(
       Schedule.union(Schedule.spaced("5 seconds")),
       Schedule.intersect(Schedule.recurs(10)),
-      Schedule.tapOutput(() => Effect.logWarning("PostgreSQL not reachable yet, retrying"))
+      Schedule.whileInput((error: unknown) => !refusedConnection(error)),
+      Schedule.tapInput((error: unknown) =>
+        refusedConnection(error) ? Effect.void : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
+      )
     )
-  )
+  ),
+  Layer.tapError((error) => Effect.logError(`Cannot use PostgreSQL: ${connectFailure(error)}`))
 )
+
+const pgCode = (error: unknown): unknown => (error as { cause?: { code?: unknown } } | undefined)?.cause?.code
+
+/** SQLSTATE 3D000 (no such database), 28000 / 28P01 (authentication). */
+const refusedConnection = (error: unknown) => ["3D000", "28000", "28P01"].includes(String(pgCode(error)))
+
+/** The driver's own reason, with what to do about the commonest one. */
+const connectFailure = (error: unknown): string => {
+  const cause = (error as { cause?: unknown } | undefined)?.cause
+  const reason = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error)
+  return pgCode(error) === "3D000" ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)` : reason
+}
 
 /** Reads `migrations/NNNN_name.sql`; each file runs as one multi-statement query. */
 export const sqlFileLoader = (dir: string): Migrator.Loader =>

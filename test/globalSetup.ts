@@ -1,13 +1,16 @@
 /**
- * Runs once before the suite: makes sure the test database exists. Tests use
+ * Runs once before the suite: builds dist/ (the production bundles, which some
+ * tests start as child processes), and makes sure the test database exists. Tests use
  * their own database (TEST_DATABASE_URL, default `opsdesk_test`), so an API or
  * worker running on the development database (`opsdesk`) never publishes or
  * consumes a test's rows. Each test file applies migrations itself.
  */
+import { execFileSync } from "node:child_process"
 import pg from "pg"
 import { TEST_DATABASE_URL } from "./support/testDatabase.js"
 
 export default async function setup() {
+  execFileSync(process.execPath, ["scripts/build.mjs"], { stdio: "inherit" })
   const url = new URL(TEST_DATABASE_URL)
   const name = url.pathname.slice(1)
   const admin = new URL(url)

@@ -1,4 +1,4 @@
-/** API entrypoint: `node --import tsx src/bin/api.ts` (npm run start:api). */
+/** API entrypoint: `node dist/api.mjs` once built (npm run start:api), or `tsx src/bin/api.ts`. */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { ApiAppLive } from "../Api/Main.js"

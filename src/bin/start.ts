@@ -37,7 +37,8 @@ const run = (name: string, file: string) =>
 
 Effect.gen(function*() {
   yield* runMigrations.pipe(Effect.provide(PgLive))
-  const ext = import.meta.url.endsWith(".ts") ? "ts" : "js"
+  // Beside this file: the sources under tsx (npm run dev), or the bundles in dist/ (npm start).
+  const ext = import.meta.url.endsWith(".ts") ? "ts" : "mjs"
   // If one of them dies, the other is stopped too (Effect.all interrupts it).
   yield* Effect.all([run("api", `./api.${ext}`), run("worker", `./worker.${ext}`)], { concurrency: "unbounded", discard: true }).pipe(
     Effect.catchAll(({ code, name }) =>

@@ -1,4 +1,4 @@
-/** Worker entrypoint: `node --import tsx src/bin/worker.ts` (npm run start:worker). */
+/** Worker entrypoint: `node dist/worker.mjs` once built (npm run start:worker), or `tsx src/bin/worker.ts`. */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { FatalLive, runUntilFatal } from "../Fatal.js"

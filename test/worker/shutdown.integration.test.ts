@@ -1,5 +1,6 @@
 /**
- * The real worker entrypoint as a child process: SIGTERM mid-load stops it
+ * The real worker entrypoint as a child process, as production runs it (the
+ * bundle test/globalSetup.ts builds): SIGTERM mid-load stops it
  * cleanly (exit 0, the seed's log line), and after a restart every event has
  * been processed exactly once: nothing lost, nothing doubled.
  */
@@ -14,7 +15,7 @@ const N = 1500
 const spawnWorker = (url: string) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, ["--import", "tsx", "src/bin/worker.ts"], {
+      const child = spawn(process.execPath, ["dist/worker.mjs"], {
         env: {
           ...process.env,
           AMQP_URL: url,
