@@ -42,7 +42,7 @@ export const BrokerReconnect = Config.all({
 
 export const WorkerConfig = Config.all({
   // Defaults chosen by `npm run bench` (README, Benchmarks).
-  prefetch: positiveInt("PREFETCH", 1000),
+  prefetch: positiveInt("PREFETCH", 250),
   batchSize: positiveInt("WORKER_BATCH_SIZE", 500),
   concurrency: positiveInt("WORKER_CONCURRENCY", 2),
   /** `each`: the seed's lines for every event; `auto`: those up to 20 events a batch, one summary line above; `batch`: summaries only; `none`. */
@@ -71,9 +71,7 @@ export const WorkerMetricsPort = Config.integer("WORKER_METRICS_PORT").pipe(
 
 export const OutboxConfig = Config.all({
   batchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
-  pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000),
-  /** After a wake-up, the relay waits this long so one batch takes every event written meanwhile. */
-  coalesce: nonNegativeInt("OUTBOX_COALESCE_MS", 10).pipe(Config.map(Duration.millis))
+  pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)
 })
 
 /** Whether the API process runs the outbox relay (`OUTBOX_RELAY=off`: another process publishes). */

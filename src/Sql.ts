@@ -1,5 +1,6 @@
 /**
- * PostgreSQL: one pool per process (`PgLive`), and the migrator that applies
+ * PostgreSQL: the process's pool (`PgLive`), a small pool of its own for the
+ * API's outbox relay (`pgPool`), and the migrator that applies
  * the plain `.sql` files in `migrations/`. The stock file-system loaders only
  * read `NNNN_name.ts/js` modules, so a small `.sql` loader lives here.
  */
@@ -14,10 +15,10 @@ import { DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "./Config.
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta.url))
 
-/** Row names are snake_case in SQL and camelCase in TypeScript. */
-export const PgLive = PgClient.layerConfig({
+/** A pool of `maxConnections`. Row names are snake_case in SQL and camelCase in TypeScript. */
+export const pgPool = (maxConnections: Config.Config<number>) => PgClient.layerConfig({
   url: DatabaseUrl,
-  maxConnections: DatabasePoolSize,
+  maxConnections,
   // Without it, a database that accepts TCP but never answers (partition, paused server) hangs requests forever.
   connectTimeout: DatabaseConnectTimeout,
   applicationName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk")),
@@ -40,6 +41,9 @@ export const PgLive = PgClient.layerConfig({
   ),
   Layer.tapError((error) => Effect.logError(`Cannot use PostgreSQL: ${connectFailure(error)}`))
 )
+
+/** The process's pool: DATABASE_POOL_SIZE connections. */
+export const PgLive = pgPool(DatabasePoolSize)
 
 const pgCode = (error: unknown): unknown => (error as { cause?: { code?: unknown } } | undefined)?.cause?.code
 

@@ -1,23 +1,29 @@
 /** The API process's layer graph, composed once: HTTP server + outbox relay. */
 import { HttpServer } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Config, Effect, Layer } from "effect"
 import { PublisherLive } from "../Broker/Publisher.js"
 import { TicketListCacheLive } from "../Cache/TicketListCache.js"
 import { OutboxRelayEnabled } from "../Config.js"
 import { HttpLive, NodeServerLive } from "../Http/Server.js"
 import { RedisLive } from "../Infra/Redis.js"
 import * as Otel from "../Observability/Otel.js"
-import { RelayLive } from "../Outbox/Relay.js"
-import { PgLive, runMigrations } from "../Sql.js"
+import { PIPELINE_DEPTH, RelayLive } from "../Outbox/Relay.js"
+import { PgLive, pgPool, runMigrations } from "../Sql.js"
 import { ensureAdmin } from "../Users/Admin.js"
 
 /** Schema first, then the bootstrap admin; the server listens only after both. */
 export const MigrateOnStart = Layer.effectDiscard(Effect.zipRight(runMigrations, ensureAdmin))
 
-/** The relay, unless OUTBOX_RELAY=off (then another process must publish the outbox). */
+/**
+ * The relay, unless OUTBOX_RELAY=off (then another process must publish the outbox).
+ * It has connections of its own (its batches in flight and the backlog gauge): under a
+ * burst of writes the requests fill the main pool, and events must not queue behind them.
+ */
 const RelayUnlessOffLive = Layer.unwrapEffect(
   Effect.map(OutboxRelayEnabled, (enabled) =>
-    enabled ? RelayLive : Layer.effectDiscard(Effect.logWarning("OUTBOX_RELAY=off: this process publishes no events")))
+    enabled
+      ? RelayLive.pipe(Layer.provide(pgPool(Config.succeed(PIPELINE_DEPTH + 1))))
+      : Layer.effectDiscard(Effect.logWarning("OUTBOX_RELAY=off: this process publishes no events")))
 )
 
 export const ApiAppLive = Layer.mergeAll(

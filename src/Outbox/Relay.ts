@@ -3,21 +3,22 @@
  * publisher and marks them published only after the broker confirmed them.
  *
  * It wakes on LISTEN/NOTIFY and also polls every OUTBOX_POLL_INTERVAL_MS as a
- * fallback (a missed notification, a broker that just came back). Every write
- * notifies, so under load a wake-up per event would mean a transaction and a
- * broker round trip per event, competing with the requests for the pool and
- * the CPU: while busy (its last batch had more than one row), after a wake-up
- * the relay waits OUTBOX_COALESCE_MS (10) and then publishes everything
- * written meanwhile in one batch; a lone write is published at once. Rows are
- * taken with FOR UPDATE SKIP LOCKED, so several relays never publish the same
- * row at once. A backlog goes out two batches at a time: the next batch is
- * claimed and sent (in outbox order) while the broker confirms the previous
- * one, whose transaction then marks it published; a crash between confirm and commit re-publishes the batch, which
- * the worker's idempotency absorbs (at-least-once on the wire).
+ * fallback (a missed notification, a broker that just came back). Each
+ * wake-up starts a batch as soon as one of its two pipeline slots is free: a
+ * lone write is published at once, and under load the wake-ups that arrive
+ * while both slots are busy coalesce into the next batch, which takes
+ * everything written meanwhile (up to OUTBOX_BATCH_SIZE; a full batch starts
+ * the next at once). So a backlog goes out two batches at a time: the next
+ * batch is claimed and sent (in outbox order) while the broker confirms the
+ * previous one, whose transaction then marks it published. Rows are taken
+ * with FOR UPDATE SKIP LOCKED, so batches (and several relays) never publish
+ * the same row at once; a crash between confirm and commit re-publishes the
+ * batch, which the worker's idempotency absorbs (at-least-once on the wire).
+ * The relay has a small connection pool of its own (see Api/Main.ts).
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Duration, Effect, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { Cause, Clock, Effect, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
 import { OutboxConfig } from "../Config.js"
 import { EXCHANGE } from "../Broker/Topology.js"
@@ -64,7 +65,7 @@ export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): O
 })
 
 /** Batches in flight at once: one waiting for its confirms while the next is claimed and sent. */
-const PIPELINE_DEPTH = 2
+export const PIPELINE_DEPTH = 2
 
 /**
  * Publishes one batch; returns how many rows it published. `sending` orders
@@ -130,27 +131,16 @@ export const RelayLive = Layer.scopedDiscard(
       Effect.forkScoped
     )
 
-    // Rows published by the last drain: more than one means writes are arriving faster than the relay wakes.
-    let lastDrained = 0
     const sending = yield* Effect.makeSemaphore(1)
-    const batch = publishBatch(cfg.batchSize, sending).pipe(Effect.tap((n) => Effect.sync(() => (lastDrained += n))))
-    /** Batches until one is not full. */
-    const drainLoop: Effect.Effect<void, unknown, SqlClient.SqlClient | Publisher> = batch.pipe(
-      Effect.flatMap((n) => (n === cfg.batchSize ? drainLoop : Effect.void))
-    )
-    // One batch; if it was full there is a backlog, drained by PIPELINE_DEPTH loops at once.
-    const drain = batch.pipe(
-      Effect.flatMap((n) =>
-        n < cfg.batchSize ? Effect.void : Effect.forEach(Array.from({ length: PIPELINE_DEPTH }), () => drainLoop, { concurrency: "unbounded", discard: true })
-      )
-    )
+    const slots = yield* Effect.makeSemaphore(PIPELINE_DEPTH)
     // Warn about a stuck relay only once the condition has lasted a few seconds
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
     let lastWarning = 0
-    const loop = Effect.sync(() => (lastDrained = 0)).pipe(
-      Effect.zipRight(drain),
+    const batch = publishBatch(cfg.batchSize, sending).pipe(
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
+      // A full batch means more is waiting: go on at once.
+      Effect.flatMap((n) => (n === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
       // Any failure, even a defect, must not end the relay: log, back off, go on.
       Effect.catchAllCause((cause) =>
         Effect.suspend(() => {
@@ -164,13 +154,14 @@ export const RelayLive = Layer.scopedDiscard(
             Effect.sleep("200 millis")
           )
         })
-      ),
-      Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
-      // Coalesce, only while busy (a lone write is published at once): the batch after
-      // this pause covers every notification received during it.
-      Effect.zipRight(Effect.suspend(() =>
-        lastDrained <= 1 || Duration.isZero(cfg.coalesce) ? Effect.void : Effect.zipRight(Effect.sleep(cfg.coalesce), Queue.takeAll(wake))
-      )),
+      )
+    )
+    // A batch per wake-up (a NOTIFY, a full batch, or the poll), as soon as a pipeline slot is free:
+    // a lone write goes out at once, and while both slots are busy the wake-ups coalesce (the
+    // queue keeps one) into the next batch, which takes everything written meanwhile.
+    const loop = Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval)).pipe(
+      Effect.zipRight(slots.take(1)),
+      Effect.zipRight(Effect.forkScoped(Effect.ensuring(batch, slots.release(1)))),
       Effect.forever
     )
     yield* Effect.forkScoped(loop)
