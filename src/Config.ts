@@ -42,7 +42,7 @@ export const BrokerReconnect = Config.all({
 
 export const WorkerConfig = Config.all({
   // Defaults chosen by `npm run bench` (README, Benchmarks).
-  prefetch: positiveInt("PREFETCH", 250),
+  prefetch: positiveInt("PREFETCH", 1000),
   batchSize: positiveInt("WORKER_BATCH_SIZE", 500),
   concurrency: positiveInt("WORKER_CONCURRENCY", 2),
   /** `each`: the seed's lines for every event; `auto`: those up to 20 events a batch, one summary line above; `batch`: summaries only; `none`. */

@@ -57,6 +57,17 @@ const metricsFor = (method: string, route: string, status: number) => {
 }
 
 /**
+ * Counts one answered request, in one synchronous step: what Metric.increment
+ * and Metric.update do, minus their two Effects (these metrics carry no
+ * ambient labels). `started` is a `performance.now()` reading.
+ */
+export const recordRequest = (method: string, route: string, status: number, started: number) => {
+  const m = metricsFor(METHODS.has(method) ? method : "other", route, status)
+  m.count.unsafeUpdate(1, [])
+  m.time.unsafeUpdate((performance.now() - started) / 1000, [])
+}
+
+/**
  * Wraps the whole app. Errors that HttpApi encodes further out (401s from its
  * security middleware, typed endpoint errors) are counted with the status the
  * server will answer, as `HttpServerError.causeResponseStripped` computes it.
@@ -64,11 +75,7 @@ const metricsFor = (method: string, route: string, status: number) => {
 export const measured = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const started = performance.now()
-    const record = (status: number) => {
-      const method = METHODS.has(request.method) ? request.method : "other"
-      const m = metricsFor(method, routeOf(request.url), status)
-      return Effect.zipRight(Metric.increment(m.count), Metric.update(m.time, (performance.now() - started) / 1000))
-    }
+    const record = (status: number) => Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
     return app.pipe(
       Effect.tap((response) => record(response.status)),
       Effect.tapErrorCause((cause) => record(statusOf(cause)))

@@ -13,7 +13,7 @@ import {
   HttpServer
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
 import { Tokens } from "../Auth/Tokens.js"
@@ -30,6 +30,7 @@ import { Api } from "./Api.js"
 import { HttpHealthLive } from "./Health.js"
 import { MetricsRouteLive } from "./Metrics.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
+import { installShortcut, NodeShortcut } from "./NodeShortcut.js"
 import { measured } from "./RequestMetrics.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
@@ -46,7 +47,15 @@ const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.so
  * routes (Tickets/HotRoutes.ts), which hands every other request to HttpApi.
  */
 const GuardedHotRoutesLive = HttpApiBuilder.middleware(
-  Effect.map(makeHotRoutes, (hotRoutes) => (app: HttpApp.Default) => measured(guard(hotRoutes(app))))
+  Effect.gen(function*() {
+    const { nodeShortcut, routes } = yield* makeHotRoutes
+    // With the real server (not the tests' layerTest) and no spans to record, cached listings
+    // are answered by node:http directly (Http/NodeShortcut.ts).
+    const server = yield* Effect.serviceOption(NodeShortcut)
+    const tracing = yield* Effect.serviceOption(Tracing)
+    if (Option.isSome(server) && !Option.exists(tracing, (t) => t.enabled)) server.value.register(nodeShortcut)
+    return (app: HttpApp.Default) => measured(guard(routes(app)))
+  })
 ).pipe(Layer.provide([Tickets.Default, Tokens.Default, AuthenticationLive]))
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
@@ -85,8 +94,7 @@ const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server i
  *   client keeps a connection open; the finalizer added here runs first
  *   and bounds that wait.
  */
-export const NodeServerLive = Layer.scoped(
-  HttpServer.HttpServer,
+export const NodeServerLive = Layer.scopedContext(
   Effect.gen(function*() {
     const port = yield* HttpPort
     // Node's own Host check answers a bare 400; the request guard answers it as JSON instead.
@@ -100,14 +108,16 @@ export const NodeServerLive = Layer.scoped(
       res.writeHead(503, { "content-type": "application/json", connection: "close" }).end(UNAVAILABLE)
     }
     server.on("request", fallback)
+    const shortcut = installShortcut(server)
     const httpServer = yield* NodeHttpServer.make(() => server, { port })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        shortcut.register(undefined)
         server.on("request", fallback)
         server.closeIdleConnections()
         setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref()
       })
     )
-    return httpServer
+    return Context.make(HttpServer.HttpServer, httpServer).pipe(Context.add(NodeShortcut, shortcut))
   })
 ).pipe(Layer.provideMerge(NodeHttpServer.layerContext))

@@ -41,10 +41,12 @@ import {
   HttpServerRequest,
   type HttpServerResponse
 } from "@effect/platform"
-import { type Context, Effect, Either, ParseResult, Schema } from "effect"
+import { type Context, Effect, Either, ParseResult, Runtime, Schema } from "effect"
 import { Authentication } from "../Auth/Api.js"
 import { Tokens } from "../Auth/Tokens.js"
 import { Api } from "../Http/Api.js"
+import type { Shortcut } from "../Http/NodeShortcut.js"
+import { recordRequest } from "../Http/RequestMetrics.js"
 import { CreateTicketRequest, ListTicketsParams } from "./Domain.js"
 import { ticketResponses } from "./Http.js"
 import { Tickets } from "./Tickets.js"
@@ -117,25 +119,51 @@ export const makeHotRoutes = Effect.gen(function*() {
   /** The full route of the two endpoints; anything else goes on to `api`. */
   const routed = (api: HttpApp.Default): HttpApp.Default => Effect.catchTag(app, "RouteNotFound", () => api)
 
-  /** The cached-listing shortcut's answer, or `undefined` when the request must take the full route. */
-  const listingShortcut = (request: HttpServerRequest.HttpServerRequest, fullRoute: HttpApp.Default) => {
-    if (request.method !== "GET" || !request.url.startsWith(listTickets.path)) return undefined
-    const rest = request.url.slice(listTickets.path.length)
+  /** Who asks for which listing, when the request qualifies for the shortcut (see above). */
+  const shortcutListing = (method: string, url: string, authorization: string | undefined) => {
+    if (method !== "GET" || !url.startsWith(listTickets.path)) return undefined
+    const rest = url.slice(listTickets.path.length)
     if (rest !== "" && rest[0] !== "?") return undefined
-    const header = request.headers.authorization
-    if (header === undefined || !BEARER.test(header)) return undefined
-    const actor = tokens.remembered(header.slice(BEARER_PREFIX_LENGTH).trim())
+    if (authorization === undefined || !BEARER.test(authorization)) return undefined
+    const actor = tokens.remembered(authorization.slice(BEARER_PREFIX_LENGTH).trim())
     if (actor === undefined) return undefined
     const params = plainParams(rest.slice(1))
     if (params === undefined) return undefined
     const urlParams = decodeListNow(params)
     if (Either.isLeft(urlParams)) return undefined
-    // Without a cursor the listing cannot fail; should it ever, the full route answers.
-    return Effect.catchAll(respond.list(actor, urlParams.right), () => fullRoute)
+    return { actor, params: urlParams.right }
   }
 
-  return (api: HttpApp.Default): HttpApp.Default => {
+  /** The cached-listing shortcut's answer, or `undefined` when the request must take the full route. */
+  const listingShortcut = (request: HttpServerRequest.HttpServerRequest, fullRoute: HttpApp.Default) => {
+    const listing = shortcutListing(request.method, request.url, request.headers.authorization)
+    // Without a cursor the listing cannot fail; should it ever, the full route answers.
+    return listing && Effect.catchAll(respond.list(listing.actor, listing.params), () => fullRoute)
+  }
+
+  /**
+   * The same shortcut one step earlier, in node:http (Http/NodeShortcut.ts), for a plain GET
+   * (a Host header, no body): what the request guards check of a GET holds. Any failure hands
+   * the request on to the server, which answers it in full.
+   */
+  const runListing = Runtime.runPromise(yield* Effect.runtime<never>())
+  const nodeShortcut: Shortcut = (request) => {
+    const length = request.headers["content-length"]
+    if (request.headers.host === undefined || (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined) {
+      return undefined
+    }
+    const listing = shortcutListing(request.method ?? "", request.url ?? "", request.headers.authorization)
+    if (listing === undefined) return undefined
+    const started = performance.now()
+    return runListing(tickets.listJson(listing.actor, listing.params)).then((body) => {
+      recordRequest("GET", listTickets.path, 200, started)
+      return body
+    })
+  }
+
+  const routes = (api: HttpApp.Default): HttpApp.Default => {
     const fullRoute = routed(api)
     return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => listingShortcut(request, fullRoute) ?? fullRoute)
   }
+  return { routes, nodeShortcut }
 })

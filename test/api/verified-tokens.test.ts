@@ -36,12 +36,13 @@ describe("verified-token cache", () => {
       expect(tokens.remembered(tampered)).toBeUndefined()
       expect(Exit.isFailure(yield* Effect.exit(tokens.verify(tampered)))).toBe(true)
 
-      // Lifetime 1 s: `exp` is at most 2 s away.
-      yield* Effect.sleep("2100 millis")
+      // Lifetime 2 s, in whole seconds: `exp` is 1 to 2 s away at issue (so the checks above cannot
+      // race it, as a 1 s lifetime issued at x.999 could), and at most 3 s away.
+      yield* Effect.sleep("3100 millis")
       expect(tokens.remembered(accessToken)).toBeUndefined()
       expect(Exit.isFailure(yield* Effect.exit(tokens.verify(accessToken)))).toBe(true)
     }).pipe(
       Effect.provide(Tokens.Default),
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "1"]])))
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "2"]])))
     ), { timeout: 10_000 })
 })

@@ -5,13 +5,15 @@
  * fake whose connectivity a test can switch (for /ready), and the outbox relay
  * is left out, so outbox rows stay where the tests can read them.
  */
-import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer, Option, Ref } from "effect"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+import { ConfigProvider, Context, Effect, Layer, Option, Ref } from "effect"
+import { createServer } from "node:net"
 import { MigrateOnStart } from "../../../src/Api/Main.js"
 import { Tokens } from "../../../src/Auth/Tokens.js"
 import { Publisher } from "../../../src/Broker/Publisher.js"
 import { TicketListCache } from "../../../src/Cache/TicketListCache.js"
-import { HttpLive } from "../../../src/Http/Server.js"
+import { HttpLive, NodeServerLive } from "../../../src/Http/Server.js"
 import { RedisLive } from "../../../src/Infra/Redis.js"
 import * as Otel from "../../../src/Observability/Otel.js"
 import { PgLive } from "../../../src/Sql.js"
@@ -44,3 +46,34 @@ export const apiTestLayer = <E = never, R = never>(cache: Layer.Layer<TicketList
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Layer.merge(PgLive, RedisLive))
   )
+
+const freePort = Effect.async<number>((resume) => {
+  const probe = createServer()
+  probe.listen(0, "127.0.0.1", () => {
+    const address = probe.address()
+    probe.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
+  })
+})
+
+/**
+ * Like `apiTestLayer`, but on the production server (NodeServerLive, on a free
+ * port) instead of layerTest: with its node:http shortcut for cached listings.
+ */
+export const apiProductionServerLayer = <E = never, R = never>(cache: Layer.Layer<TicketListCache, E, R>) =>
+  Layer.unwrapEffect(Effect.map(freePort, (port) =>
+    HttpLive.pipe(
+      Layer.provide(MigrateOnStart),
+      Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))),
+      Layer.provideMerge(
+        HttpServer.layerTestClient.pipe(
+          Layer.provide(NodeHttpClient.layerWithoutAgent),
+          Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: false })),
+          Layer.provideMerge(NodeServerLive.pipe(
+            Layer.provide(Layer.setConfigProvider(
+              ConfigProvider.fromMap(new Map([["PORT", String(port)]])).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+            ))
+          ))
+        )
+      ),
+      Layer.provideMerge(Layer.merge(PgLive, RedisLive))
+    )))
