@@ -282,20 +282,20 @@ export const makeProcessor = (cfg: WorkerConfig) =>
           }
           planned.push({ ...item, plan: plan(item.event, watchersOf) })
         }
-        // 3 and 4: the events that went through do not wait for the ones that stumbled.
-        if (planned.length > 0) yield* commit(planned, startedAt)
-        // Tier 1 for the ones that stumbled, all at once: quick in-process retries, then their
-        // own commit, or tier 2 (a broker-held retry) if they keep failing.
-        // In a big batch (a backlog) those retries would hold up every event in it for their
+        // 3 and 4 for the events that went through, and, alongside (so that neither waits for the
+        // other), tier 1 for the ones that stumbled, all at once: quick in-process retries, then
+        // their own commit, or tier 2 (a broker-held retry, confirmed by the broker) if they keep
+        // failing. In a big batch (a backlog) tier-1 retries would hold up the batch for their
         // delays: there the stumbled go straight to tier 2, which waits in the broker instead.
         const tier1: Schedule.Schedule<unknown, HandlerError> = items.length <= IMMEDIATE_RETRY_MAX_BATCH ? immediate : Schedule.stop
-        yield* Effect.forEach(stumbled, ({ error, item }) =>
+        const retried = Effect.forEach(stumbled, ({ error, item }) =>
           Effect.either(Effect.retry(againAfter(error, faults.check(item.event, item.attempt)), tier1)).pipe(
             Effect.flatMap(Either.match({
               onLeft: (error) => fail(item, error.message),
               onRight: () => commit([{ ...item, plan: plan(item.event, watchersOf) }], startedAt)
             }))
           ), { concurrency: "unbounded", discard: true })
+        yield* Effect.all([planned.length > 0 ? commit(planned, startedAt) : Effect.void, retried], { concurrency: "unbounded", discard: true })
         // Copies of an event already in this batch: settled after the first, as duplicates, with one
         // more invalidation for all of them (the first copy's may have failed).
         if (inBatchDuplicates.length > 0) {
