@@ -30,7 +30,7 @@ interface OutboxRow {
   readonly id: string
   readonly eventId: string
   readonly eventType: string
-  /** The envelope's JSON text, as PostgreSQL renders the jsonb column: sent as it is, never parsed here. */
+  /** The envelope's JSON text, stored verbatim (a `json` column): sent as it is, never parsed here. */
   readonly envelope: string
   readonly headers: Record<string, string> | null
   readonly createdAt: Date
