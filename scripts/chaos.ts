@@ -84,9 +84,11 @@ interface Proc {
   readonly exited: Promise<number | null>
   /** Resolves once the process logged that it is consuming (worker) or listening (api). */
   readonly ready: Promise<void>
+  /** Its last lines of output, for a report when it misbehaves. */
+  readonly recent: () => string
 }
 
-const stats = { duplicates: 0, retried: 0, workerStarts: 0 }
+const stats = { duplicates: 0, retried: 0, workerStarts: 0, stuckStarts: 0 }
 
 const children = new Set<ChildProcess>()
 const startProc = (name: "api" | "worker", env: Record<string, string>): Proc => {
@@ -99,7 +101,14 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
   let markReady: () => void = () => undefined
   const ready = new Promise<void>((r) => (markReady = r))
   let buf = ""
+  const recent: Array<string> = []
+  const remember = (text: string) => {
+    recent.push(text.slice(0, 300))
+    if (recent.length > 15) recent.shift()
+  }
+  child.stderr!.on("data", (d: Buffer) => remember(d.toString()))
   child.stdout!.on("data", (d: Buffer) => {
+    remember(d.toString())
     buf += d.toString()
     let i: number
     while ((i = buf.indexOf("\n")) >= 0) {
@@ -122,7 +131,7 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
   })
   child.stderr!.on("data", (d: Buffer) => log(`${name} stderr: ${d.toString().trim().slice(0, 500)}`))
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, exited, ready }
+  return { child, exited, ready, recent: () => recent.join("").trim() }
 }
 
 // ------------------------------------------------------------------- HTTP ---
@@ -212,11 +221,38 @@ const workerEnv = () => ({
   LOG_FORMAT: "json",
   LOG_LEVEL: "info",
   METRICS_INTERVAL_MS: "600000",
-  AMQP_RECONNECT_MAX_MS: "2000"
+  AMQP_RECONNECT_MAX_MS: "2000",
+  // No fixed port: other test files may run a worker at the same time.
+  WORKER_METRICS_PORT: "0"
 })
 const restartWorker = () => {
   stats.workerStarts++
   worker = startProc("worker", workerEnv())
+}
+
+/** How long a worker may take to start consuming before the harness treats the start as stuck. */
+const READY_TIMEOUT_MS = 60_000
+
+/**
+ * Waits until the current worker consumes. A start that exits or hangs instead
+ * is reported with the worker's last output and replaced, as a supervisor would
+ * (the books at the end still have to balance); the report counts such starts.
+ */
+const workerReady = async (): Promise<void> => {
+  for (;;) {
+    const current = worker
+    const outcome = await Promise.race([
+      current.ready.then(() => "ready" as const),
+      current.exited.then((code) => `exited with code ${code}` as const),
+      sleep(READY_TIMEOUT_MS).then(() => `not consuming after ${READY_TIMEOUT_MS / 1000}s` as const)
+    ])
+    if (outcome === "ready") return
+    stats.stuckStarts++
+    log(`worker start ${outcome}; its last output:\n${current.recent()}`)
+    current.child.kill("SIGKILL")
+    await current.exited
+    restartWorker()
+  }
 }
 
 let poisonCount = 0
@@ -245,7 +281,7 @@ const faults = (): Array<Fault> => [
   ...[1, 2, 3].map((n): Fault => ({
     name: `worker SIGKILL #${n}`,
     run: async () => {
-      await worker.ready
+      await workerReady()
       worker.child.kill("SIGKILL")
       await worker.exited
       await sleep(300)
@@ -256,7 +292,7 @@ const faults = (): Array<Fault> => [
     name: "worker SIGTERM",
     run: async () => {
       // A signal before the runtime installed its handlers would just kill it: wait until it consumes.
-      await worker.ready
+      await workerReady()
       worker.child.kill("SIGTERM")
       const code = await worker.exited
       if (code !== 0) throw new Error(`worker exited with ${code} on SIGTERM`)
@@ -503,6 +539,7 @@ const main = async () => {
     ["effects doubled", String(totals!.doubled + notes!.doubled)],
     ["DLQ count: distinct / copies (poison injected)", `${dlqDistinct} / ${dlqMessages.length} (${poisonCount})`],
     ["worker starts", String(stats.workerStarts)],
+    ["worker starts replaced (stuck or crashed)", String(stats.stuckStarts)],
     ["end-to-end lag p50 / p99 / max", `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`],
     ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]
   ]

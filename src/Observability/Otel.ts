@@ -21,7 +21,7 @@ import { NodeSdk } from "@effect/opentelemetry"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Config, Context, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option, Runtime } from "effect"
 
 export class PrometheusMetrics extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>() {}
 
@@ -48,10 +48,19 @@ export const layer = (options: {
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const cfg = yield* OtelConfig
+      const runtime = yield* Effect.runtime<never>()
       const exporter = new PrometheusExporter(
         options.metricsPort && options.metricsPort > 0
           ? { port: options.metricsPort, host: "0.0.0.0" }
-          : { preventServerStart: true }
+          : { preventServerStart: true },
+        // The exporter would otherwise swallow a port already in use: say it, and carry on without /metrics.
+        (error) => {
+          if (error) {
+            Runtime.runFork(runtime)(
+              Effect.logWarning(`Metrics endpoint not served: cannot listen on port ${options.metricsPort} (${error.message}); set WORKER_METRICS_PORT to a free port, or 0 to turn it off`)
+            )
+          }
+        }
       )
       const exportTraces = !cfg.disabled &&
         (cfg.tracesExporter.split(",").includes("otlp") || Option.isSome(cfg.endpoint) || Option.isSome(cfg.tracesEndpoint))

@@ -24,6 +24,7 @@ const spawnWorker = (url: string) =>
           WORKER_BATCH_SIZE: "1",
           WORKER_CONCURRENCY: "1",
           SHUTDOWN_TIMEOUT_MS: "5000",
+          WORKER_METRICS_PORT: "0",
           LOG_LEVEL: "Warning"
         },
         stdio: ["ignore", "pipe", "pipe"]
