@@ -264,7 +264,8 @@ const drainOpsDesk = async (
   const failPct = opts.failOncePercent ?? 0
   // The events the worker's fault injection will fail once (the same stable hash): the rate is
   // measured over the others, which must not wait for them.
-  const failing = failPct > 0 ? pub.ids.filter((id) => faultBucket(id) < failPct * 100).length : 0
+  const failingIds = failPct > 0 ? pub.ids.filter((id) => faultBucket(id) < failPct * 100) : []
+  const failing = failingIds.length
   const r = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
     env: {
       AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, WORKER_METRICS_PORT: "0",
@@ -275,7 +276,6 @@ const drainOpsDesk = async (
   // The rate from the first batch's commit to the last of the events that did not fail, read
   // afterwards from processed_at (each batch's transaction time). The database is only polled
   // every 250 ms for completion: a tight count(*) loop would take PostgreSQL CPU from the worker.
-  const failingIds = failPct > 0 ? pub.ids.filter((id) => faultBucket(id) < failPct * 100) : []
   let rss = 0
   const sampler = setInterval(() => (rss = Math.max(rss, rssMb(r.child.pid))), 20)
   const deadline = Date.now() + 300_000

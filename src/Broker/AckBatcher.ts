@@ -47,11 +47,6 @@ export class AckBatcher {
     this.settle(message, "sent")
   }
 
-  /** Messages settled and not yet acked (for tests and shutdown). */
-  get outstanding(): number {
-    return this.waiting + (this.pending === undefined ? 0 : 1)
-  }
-
   private settle(message: Message, state: State): void {
     this.above.set(message.fields.deliveryTag, { message, state, epoch: this.epoch })
     if (state === "waiting") this.waiting++

@@ -63,6 +63,15 @@ const IMMEDIATE_RETRY_MAX_BATCH = 20
 /** With LOG_EVENTS=auto, batches up to this size log every event's lines. */
 const AUTO_LOG_LIMIT = 20
 
+/** Per-event lines for a batch of this size, or (when Info is on and LOG_EVENTS is not none) one summary line. */
+const logMode = (cfg: WorkerConfig, batchSize: number) =>
+  Effect.map(infoEnabled, (info): "each" | "summary" | "none" =>
+    !info || cfg.logEvents === "none"
+      ? "none"
+      : cfg.logEvents === "each" || (cfg.logEvents === "auto" && batchSize <= AUTO_LOG_LIMIT)
+      ? "each"
+      : "summary")
+
 /** Fails with `first` the first time (the try already made), then runs `effect`: for retrying a failure we already have. */
 const againAfter = <A, E, R>(first: E, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
   let tried = false
@@ -188,7 +197,8 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         const now = yield* Clock.currentTimeMillis
         const nowNanos = yield* Clock.currentTimeNanos
         // The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line.
-        const logging = (yield* infoEnabled) && (cfg.logEvents === "each" || (cfg.logEvents === "auto" && items.length <= AUTO_LOG_LIMIT))
+        const mode = yield* logMode(cfg, items.length)
+        const logging = mode === "each"
         const processed = new Map<string, number>()
         const duplicates = new Map<string, number>()
         const timings: Array<Timing> = []
@@ -220,7 +230,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         // Counters once per event type and batch, not once per event.
         for (const [type, n] of processed) yield* metrics.record("processed", type, n)
         for (const [type, n] of duplicates) yield* metrics.record("duplicates", type, n)
-        if (!logging && cfg.logEvents !== "none" && (yield* infoEnabled)) {
+        if (mode === "summary") {
           const parts = [...processed].map(([type, n]) => `${type} ${n}`).join(", ")
           const dupes = [...duplicates.values()].reduce((a, b) => a + b, 0)
           yield* Effect.logInfo(
@@ -301,7 +311,8 @@ export const makeProcessor = (cfg: WorkerConfig) =>
         if (inBatchDuplicates.length > 0) {
           if (inBatchDuplicates.some((i) => isTicketEvent(i.event))) yield* Effect.ignore(invalidate)
           yield* Effect.forEach(inBatchDuplicates, (item) => item.delivery.ack, { discard: true })
-          const logging = (yield* infoEnabled) && (cfg.logEvents === "each" || (cfg.logEvents === "auto" && deliveries.length <= AUTO_LOG_LIMIT))
+          const mode = yield* logMode(cfg, deliveries.length)
+          const logging = mode === "each"
           const now = yield* Clock.currentTimeNanos
           const counts = new Map<string, number>()
           for (const item of inBatchDuplicates) {
@@ -312,7 +323,7 @@ export const makeProcessor = (cfg: WorkerConfig) =>
             closeSpan(item, now, "duplicate")
           }
           for (const [type, n] of counts) yield* metrics.record("duplicates", type, n)
-          if (!logging && cfg.logEvents !== "none" && (yield* infoEnabled)) {
+          if (mode === "summary") {
             yield* Effect.logInfo(`⏭️  ${inBatchDuplicates.length} duplicate cop${inBatchDuplicates.length === 1 ? "y" : "ies"} within the batch skipped`)
           }
         }
