@@ -4,8 +4,8 @@
  */
 import { HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { TooManyAttempts, Unauthorized } from "../Http/Errors.js"
-import { SecretString, StorableText } from "../Http/Schemas.js"
+import { TooManyAttempts, Unauthorized } from "../Kit/Errors.js"
+import { SecretString, StorableText } from "../Kit/Schemas.js"
 import { CurrentUser } from "./CurrentUser.js"
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("OpsDesk/Auth/Authentication", {

@@ -25,8 +25,9 @@
  */
 import { Clock, Context, Effect, Layer } from "effect"
 import { LoginThrottleConfig } from "../Config.js"
-import { TooManyAttempts } from "../Http/Errors.js"
-import { Redis, type RedisError } from "../Infra/Redis.js"
+import { TooManyAttempts } from "../Kit/Errors.js"
+import { rateLimitedWarning } from "../Kit/Warnings.js"
+import { Redis, type RedisError } from "../Store/Redis.js"
 
 export interface LoginAttempt {
   readonly username: string
@@ -207,14 +208,8 @@ export const make = (cfg: LoginThrottleConfig) =>
     const primary = redisStore(redis, cfg)
     const fallback = memoryStore(cfg)
 
-    let lastWarning = 0
-    const warn = (e: RedisError) =>
-      Effect.suspend(() => {
-        const now = Date.now()
-        if (now - lastWarning < 5000) return Effect.void
-        lastWarning = now
-        return Effect.logWarning(`Login throttle: Redis unavailable, counting in memory: ${e.message}`)
-      })
+    const warning = rateLimitedWarning()
+    const warn = (e: RedisError) => warning.warn(`Login throttle: Redis unavailable, counting in memory: ${e.message}`)
     /** Redis first; with Redis away, the in-memory store answers. */
     const withFallback = <A>(f: <E>(store: Store<E>) => Effect.Effect<A, E>): Effect.Effect<A> =>
       f(primary).pipe(Effect.catchAll((e) => Effect.zipRight(warn(e), f(fallback))))

@@ -18,7 +18,7 @@ import { Data, Effect, Option, Redacted } from "effect"
 import { jwtVerify, SignJWT } from "jose"
 import { webcrypto } from "node:crypto"
 import { DEFAULT_JWT_SECRET, JwtConfig, NodeEnv } from "../Config.js"
-import { Unauthorized } from "../Http/Errors.js"
+import { Unauthorized } from "../Kit/Errors.js"
 import type { Actor, Role } from "./CurrentUser.js"
 
 export class InsecureJwtSecret extends Data.TaggedError("InsecureJwtSecret")<{ readonly message: string }> {}

@@ -9,10 +9,9 @@ import { Data, Duration, Effect, Redacted, Schedule, type Scope } from "effect"
 import * as amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
 import type { TopologyError } from "./Topology.js"
+import { describe } from "../Kit/Cause.js"
 
 export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }> {}
-
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 export const openConnection = (url: Redacted.Redacted<string>, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
   Effect.acquireRelease(

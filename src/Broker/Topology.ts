@@ -11,6 +11,7 @@
 import { Data, Effect } from "effect"
 import type { Channel } from "amqplib"
 import { EVENT_NAMES, type EventName } from "../Domain/Events.js"
+import { describe } from "../Kit/Cause.js"
 
 export const EXCHANGE = "opsdesk.events"
 export const DLQ = "tickets.dlq"
@@ -29,8 +30,6 @@ export class TopologyError extends Data.TaggedError("TopologyError")<{ readonly 
 // Classic queues are declared without `x-queue-type`, so they match queues
 // declared by tools that never set it (the seed's worker, the bench scripts).
 const queueArgs = (type: QueueType): Record<string, unknown> => (type === "quorum" ? { "x-queue-type": "quorum" } : {})
-
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /**
  * Declares everything (idempotent). A queue that exists with other arguments

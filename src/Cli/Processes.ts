@@ -9,8 +9,7 @@
 import { Command } from "@effect/cli"
 import { Effect } from "effect"
 import { CliError } from "./CliError.js"
-
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+import { describe } from "../Kit/Cause.js"
 
 const entrypoint = (name: "api" | "worker" | "migrate", description: string, load: () => Promise<unknown>) =>
   Command.make(name, {}, () =>

@@ -30,6 +30,7 @@ import { declareTopology, DLQ, EXCHANGE, QUEUES, type TopologyError } from "../B
 import { brokerDelays } from "../Worker/RetryPolicy.js"
 import { makeLazyConnection } from "./Connection.js"
 import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type Selector, toEntry } from "./Entry.js"
+import { describe } from "../Kit/Cause.js"
 
 export type DlqError = BrokerError | TopologyError
 
@@ -86,8 +87,6 @@ const DEFAULT_LIST_LIMIT = 50
 const DEFAULT_WINDOW = 100
 const MAX_SKIPPED_DETAILS = 100
 const IDLE_TIME_TO_LIVE = "1 minute"
-
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 const broker = (what: string) => (cause: unknown) => new BrokerError({ message: `${what}: ${describe(cause)}`, cause })
 

@@ -15,7 +15,7 @@ import { Either, Schema } from "effect"
 import { createHash } from "node:crypto"
 import type { Message, Options } from "amqplib"
 import { EVENT_NAMES, type EventName } from "../Domain/Events.js"
-import { DLQ_HEADERS, RETRY_HEADER, SEED_RETRY_HEADER } from "../Worker/Delivery.js"
+import { DLQ_HEADERS, RETRY_HEADER, SEED_RETRY_HEADER } from "../Broker/Delivery.js"
 
 /** Added to a replayed copy: when it left the DLQ. */
 export const REPLAYED_AT_HEADER = "opsdesk-replayed-at"

@@ -1,6 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { NotFound, ValidationError } from "../Http/Errors.js"
+import { NotFound, ValidationError } from "../Kit/Errors.js"
 import { TicketIdPath } from "../Tickets/Domain.js"
 import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "./Domain.js"
 

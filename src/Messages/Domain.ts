@@ -1,7 +1,7 @@
 /** Messages on a ticket, as the API shows them, and the requests about them. */
 import { Schema } from "effect"
-import { Cursor, Limit } from "../Http/Pagination.js"
-import { StorableText, Timestamp } from "../Http/Schemas.js"
+import { Cursor, Limit } from "../Kit/Pagination.js"
+import { StorableText, Timestamp } from "../Kit/Schemas.js"
 
 export const Content = StorableText.pipe(
   Schema.maxLength(10_000),

@@ -1,7 +1,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { CurrentUser } from "../Auth/CurrentUser.js"
-import { Api } from "../Http/Api.js"
+import { Api } from "../App/Api.js"
 import { Messages } from "./Messages.js"
 
 export const HttpMessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>

@@ -1,7 +1,7 @@
 /** SQL for messages. Database failures are defects (500). */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import { CURSOR_TS, type Position } from "../Http/Pagination.js"
+import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
 import type { Message } from "./Domain.js"
 
 interface MessageRow {

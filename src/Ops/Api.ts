@@ -1,7 +1,7 @@
 /** The ops dashboard's JSON endpoints (admins only); the page itself is a plain route (Page.ts). */
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { Conflict, Forbidden, NotFound } from "../Http/Errors.js"
+import { Conflict, Forbidden, NotFound } from "../Kit/Errors.js"
 import {
   DiscardRequest,
   DiscardResponse,

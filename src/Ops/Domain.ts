@@ -2,7 +2,7 @@
 import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import { DlqEntry } from "../Dlq/Entry.js"
-import { Timestamp } from "../Http/Schemas.js"
+import { Timestamp } from "../Kit/Schemas.js"
 
 /** 503: RabbitMQ (or whatever an action needs) did not answer. */
 export class Unavailable extends Schema.TaggedError<Unavailable>()(

@@ -2,8 +2,8 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { type Actor, CurrentUser } from "../Auth/CurrentUser.js"
-import { Api } from "../Http/Api.js"
-import { Forbidden } from "../Http/Errors.js"
+import { Api } from "../App/Api.js"
+import { Forbidden } from "../Kit/Errors.js"
 import { Ops } from "./Ops.js"
 
 export const requireAdmin = (actor: Actor): Effect.Effect<Actor, Forbidden> =>

@@ -16,13 +16,14 @@ import { FetchHttpClient, HttpClient, HttpClientResponse } from "@effect/platfor
 import { SqlClient } from "@effect/sql"
 import { Config, DateTime, Effect } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
-import { recordAudit } from "../Audit/Audit.js"
+import { recordAudit } from "../Store/Audit.js"
 import { DLQ } from "../Broker/Topology.js"
 import { Dlq, type DlqError } from "../Dlq/Dlq.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
-import { Conflict, NotFound } from "../Http/Errors.js"
+import { Conflict, NotFound } from "../Kit/Errors.js"
 import { type Overview, Unavailable, type WorkerCounters, type WorkerEventStats } from "./Domain.js"
 import { parse, type Sample } from "./Prometheus.js"
+import { describe } from "../Kit/Cause.js"
 
 export const WorkerMetricsUrl = Config.string("WORKER_METRICS_URL").pipe(Config.withDefault("http://127.0.0.1:9464/metrics"))
 
@@ -30,11 +31,6 @@ export const DEFAULT_DLQ_LIMIT = 50
 const BROKER_READ_TIMEOUT = "6 seconds"
 const SQL_TIMEOUT = "5 seconds"
 const SCRAPE_TIMEOUT = "2 seconds"
-
-const describe = (cause: unknown): string =>
-  typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string" && cause.message !== ""
-    ? cause.message
-    : String(cause)
 
 const unavailable = (e: DlqError) => new Unavailable({ message: e.message })
 

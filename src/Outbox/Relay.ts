@@ -25,6 +25,7 @@ import { EXCHANGE } from "../Broker/Topology.js"
 import { type OutgoingMessage, Publisher } from "../Broker/Publisher.js"
 import { BrokerError } from "../Broker/Amqp.js"
 import { OUTBOX_CHANNEL } from "./Outbox.js"
+import { describe } from "../Kit/Cause.js"
 
 interface OutboxRow {
   readonly id: string
@@ -170,4 +171,3 @@ export const RelayLive = Layer.scopedDiscard(
   })
 )
 
-const describe = (e: unknown) => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))

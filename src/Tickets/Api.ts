@@ -1,6 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { Conflict, Forbidden, NotFound, ValidationError } from "../Http/Errors.js"
+import { Conflict, Forbidden, NotFound, ValidationError } from "../Kit/Errors.js"
 import {
   ChangeStatusRequest,
   CreateTicketRequest,

@@ -1,8 +1,8 @@
 /** Tickets as the API shows them, the requests about them, and the status machine. */
 import { Schema } from "effect"
 import { TicketPriority, TicketStatus } from "../Domain/Events.js"
-import { Cursor, Limit } from "../Http/Pagination.js"
-import { StorableText, Timestamp } from "../Http/Schemas.js"
+import { Cursor, Limit } from "../Kit/Pagination.js"
+import { StorableText, Timestamp } from "../Kit/Schemas.js"
 
 export const Title = StorableText.pipe(
   Schema.maxLength(200),

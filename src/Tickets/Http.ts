@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { type Actor, CurrentUser } from "../Auth/CurrentUser.js"
-import { Api } from "../Http/Api.js"
+import { Api } from "../App/Api.js"
 import type { CreateTicketRequest, ListTicketsParams } from "./Domain.js"
 import { Tickets } from "./Tickets.js"
 

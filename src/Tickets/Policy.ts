@@ -10,7 +10,7 @@
 import { Effect, Option } from "effect"
 import type { TicketStatus } from "../Domain/Events.js"
 import { type Actor, isStaff } from "../Auth/CurrentUser.js"
-import { Forbidden, NotFound } from "../Http/Errors.js"
+import { Forbidden, NotFound } from "../Kit/Errors.js"
 import { CUSTOMER_TARGETS } from "./Domain.js"
 
 export const canSee = (actor: Actor, ticket: { readonly ownerId: string }): boolean =>

@@ -7,9 +7,9 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
-import { recordAudit } from "../Audit/Audit.js"
+import { recordAudit } from "../Store/Audit.js"
 import { type Actor, isStaff } from "../Auth/CurrentUser.js"
-import { TicketListCache } from "../Cache/TicketListCache.js"
+import { TicketListCache } from "./ListCache.js"
 import {
   makeEvent,
   type TicketCreated,
@@ -18,9 +18,9 @@ import {
   type TicketStatusChanged,
   type TicketUpdated
 } from "../Domain/Events.js"
-import { Conflict, Unauthorized, ValidationError } from "../Http/Errors.js"
-import { DEFAULT_LIMIT, positionOf, toPage } from "../Http/Pagination.js"
-import { FOREIGN_KEY_VIOLATION, sqlState } from "../Http/SqlState.js"
+import { Conflict, Unauthorized, ValidationError } from "../Kit/Errors.js"
+import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
+import { FOREIGN_KEY_VIOLATION, sqlState } from "../Store/SqlState.js"
 import { appendEvent } from "../Outbox/Outbox.js"
 import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
 import { canAssign, canMoveTo, visibleOrNotFound } from "./Policy.js"

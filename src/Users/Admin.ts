@@ -6,7 +6,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Redacted } from "effect"
-import { recordAudit } from "../Audit/Audit.js"
+import { recordAudit } from "../Store/Audit.js"
 import { hashPassword } from "../Auth/Password.js"
 import { AdminCredentials } from "../Config.js"
 

@@ -1,6 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { Conflict, Forbidden } from "../Http/Errors.js"
+import { Conflict, Forbidden } from "../Kit/Errors.js"
 import { CreateUserRequest, User } from "./Domain.js"
 
 export class UsersApi extends HttpApiGroup.make("users")

@@ -1,7 +1,7 @@
 /** Users as the API shows them (never with the password hash) and the requests about them. */
 import { Schema } from "effect"
 import { Role } from "../Auth/CurrentUser.js"
-import { SecretString, Timestamp } from "../Http/Schemas.js"
+import { SecretString, Timestamp } from "../Kit/Schemas.js"
 
 export const Username = Schema.String.pipe(
   Schema.minLength(3),

@@ -1,7 +1,7 @@
 /** Who may do what with users: only admins create users. */
 import { Effect } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
-import { Forbidden } from "../Http/Errors.js"
+import { Forbidden } from "../Kit/Errors.js"
 
 export const canCreateUser = (actor: Actor): Effect.Effect<void, Forbidden> =>
   actor.role === "admin" ? Effect.void : Effect.fail(new Forbidden({ message: "only admins may create users" }))

@@ -5,10 +5,10 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import { recordAudit } from "../Audit/Audit.js"
+import { recordAudit } from "../Store/Audit.js"
 import type { Role } from "../Auth/CurrentUser.js"
-import { Conflict } from "../Http/Errors.js"
-import { sqlState, UNIQUE_VIOLATION } from "../Http/SqlState.js"
+import { Conflict } from "../Kit/Errors.js"
+import { sqlState, UNIQUE_VIOLATION } from "../Store/SqlState.js"
 import type { User } from "./Domain.js"
 
 interface UserRow {

@@ -6,6 +6,7 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, Data, Effect, Layer } from "effect"
+import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
 import type { NotificationRow, Plan, Watchers } from "./Handlers.js"
 
 export class StoreError extends Data.TaggedError("StoreError")<{
@@ -21,19 +22,8 @@ export class EventStore extends Context.Tag("OpsDesk/Worker/EventStore")<EventSt
   readonly commit: (processor: string, plans: ReadonlyArray<Plan>) => Effect.Effect<ReadonlySet<string>, StoreError>
 }>() {}
 
-/** SQLSTATE classes that mean "try again later": connection (08), resources (53), operator intervention (57), rollback (40). */
-const TRANSIENT_SQLSTATE = /^(08|53|57|40)/
-
-export const isTransientSqlError = (error: SqlError.SqlError): boolean => {
-  const cause = error.cause as { code?: unknown; message?: unknown } | undefined
-  const code = typeof cause?.code === "string" ? cause.code : undefined
-  if (code === undefined) return true // no SQLSTATE: the connection itself failed
-  if (/^[0-9A-Z]{5}$/.test(code)) return TRANSIENT_SQLSTATE.test(code)
-  return true // ECONNREFUSED, ECONNRESET, ETIMEDOUT, ...
-}
-
 const toStoreError = (what: string) => (error: SqlError.SqlError) =>
-  new StoreError({ message: `${what}: ${error.message}${error.cause instanceof Error ? ` (${error.cause.message})` : ""}`, transient: isTransientSqlError(error), cause: error })
+  new StoreError({ message: `${what}: ${describeSqlError(error)}`, transient: isTransientSqlError(error), cause: error })
 
 const COMMIT_SQL = `
 WITH claimed AS (

@@ -2,7 +2,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { LoggingLive } from "../Logging.js"
-import { PgLive, runMigrations } from "../Sql.js"
+import { PgLive, runMigrations } from "../Store/Sql.js"
 import { ensureAdmin } from "../Users/Admin.js"
 
 Effect.gen(function*() {

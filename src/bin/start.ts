@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { LoggingLive } from "../Logging.js"
-import { PgLive, runMigrations } from "../Sql.js"
+import { PgLive, runMigrations } from "../Store/Sql.js"
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 

@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import { FatalLive, runUntilFatal } from "../Fatal.js"
 import { LoggingLive } from "../Logging.js"
 import { ShutdownLog } from "../Shutdown.js"
-import { WorkerAppLive } from "../Worker/Main.js"
+import { WorkerAppLive } from "../App/WorkerProcess.js"
 
 runUntilFatal(Layer.launch(Layer.merge(WorkerAppLive, ShutdownLog))).pipe(
   Effect.provide(FatalLive),

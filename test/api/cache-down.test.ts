@@ -1,7 +1,7 @@
 /** With Redis unreachable the API keeps answering: listings come from the database, /ready says redis is down. */
 import { expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
-import { TicketListCacheLive } from "../../src/Cache/TicketListCache.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { TicketPage } from "../../src/Tickets/Domain.js"
 import { decode, get, post } from "./support/Client.js"
 import { makeFixtures } from "./support/Fixtures.js"

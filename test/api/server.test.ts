@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer, Scope } from "effect"
 import { createServer, request } from "node:http"
 import { connect } from "node:net"
-import { NodeServerLive, SHUTDOWN_GRACE_MS } from "../../src/Http/Server.js"
+import { NodeServerLive, SHUTDOWN_GRACE_MS } from "../../src/App/Server.js"
 
 const freePort = Effect.async<number>((resume) => {
   const probe = createServer().listen(0, "127.0.0.1", () => {

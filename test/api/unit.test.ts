@@ -10,7 +10,7 @@ import { hashPassword, verifyPassword } from "../../src/Auth/Password.js"
 import { resolveSecret, Tokens } from "../../src/Auth/Tokens.js"
 import { DEFAULT_JWT_SECRET } from "../../src/Config.js"
 import { decodeEventJson, DomainEvent, MessageSent, TicketCreated, TicketStatus, TicketStatusChanged, TicketUpdated } from "../../src/Domain/Events.js"
-import { decodeCursor, encodeCursor } from "../../src/Http/Pagination.js"
+import { decodeCursor, encodeCursor } from "../../src/Kit/Pagination.js"
 import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "../../src/Messages/Domain.js"
 import {
   canTransition,

@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import type { ConfirmChannel, GetMessage } from "amqplib"
 import { DLQ, QUEUES } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
-import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Worker/Delivery.js"
+import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Broker/Delivery.js"
 
 export interface DeadLetterOptions {
   readonly kind?: "poison" | "failed"

@@ -12,7 +12,7 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Context, Effect, FastCheck as fc, Layer } from "effect"
-import { BODY_LIMIT } from "../../src/Http/Middleware.js"
+import { BODY_LIMIT } from "../../src/App/Middleware.js"
 import { makeFixtures, PASSWORD, suffix, type TestUser } from "../api/support/Fixtures.js"
 import { apiWithOwnThrottle, NO_THROTTLE } from "../support/LoginThrottle.js"
 import { rawRequest, type RawReply, type RawRequest, serverPort } from "../support/RawHttp.js"

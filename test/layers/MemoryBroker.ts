@@ -24,7 +24,7 @@ import { Effect, Either, Ref } from "effect"
 import { BrokerError } from "../../src/Broker/Amqp.js"
 import { queueFor } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
-import { type Delivery, DLQ_HEADERS, type FailureKind, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Worker/Delivery.js"
+import { type Delivery, DLQ_HEADERS, type FailureKind, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Delivery.js"
 
 export interface BrokerMessage {
   /** Identity of this physical message; a copy (retry, DLQ) gets a new one. */

@@ -4,9 +4,9 @@
  * the processor from the MemoryBroker until the broker is empty.
  */
 import { Clock, Duration, Effect, Fiber, Layer, Logger, LogLevel, Option, TestClock } from "effect"
-import { TicketListCacheMemory } from "../../src/Cache/TicketListCache.js"
+import { TicketListCacheMemory } from "../../src/Tickets/ListCache.js"
 import type { WorkerConfig } from "../../src/Config.js"
-import type { Delivery } from "../../src/Worker/Delivery.js"
+import type { Delivery } from "../../src/Broker/Delivery.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
 import type { ProcessBatch } from "../../src/Worker/Processor.js"
 import { ControllableCacheLayer } from "./ControllableCache.js"

@@ -9,8 +9,8 @@ import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import * as amqp from "amqplib"
-import { RedisLive } from "../../src/Infra/Redis.js"
-import { PgLive, runMigrations } from "../../src/Sql.js"
+import { RedisLive } from "../../src/Store/Redis.js"
+import { PgLive, runMigrations } from "../../src/Store/Sql.js"
 import { makeEvent, type TicketCreated, type MessageSent } from "../../src/Domain/Events.js"
 
 const exec = promisify(execFile)

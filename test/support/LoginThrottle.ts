@@ -4,7 +4,7 @@
  * development API's) and are deleted when the file is done.
  */
 import { Effect, Layer } from "effect"
-import { Redis } from "../../src/Infra/Redis.js"
+import { Redis } from "../../src/Store/Redis.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { configFrom } from "./Env.js"
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Duration, FastCheck as fc } from "effect"
 import { DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
-import { attemptOf, decodeDelivery, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Worker/Delivery.js"
+import { attemptOf, decodeDelivery, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Delivery.js"
 import { brokerDelays } from "../../src/Worker/RetryPolicy.js"
 import { encodeBody } from "../layers/MemoryBroker.js"
 

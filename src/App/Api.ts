@@ -5,7 +5,7 @@ import { MessagesApi } from "../Messages/Api.js"
 import { OpsApi } from "../Ops/Api.js"
 import { TicketsApi } from "../Tickets/Api.js"
 import { UsersApi } from "../Users/Api.js"
-import { HealthApi } from "./HealthApi.js"
+import { HealthApi } from "../Health/Api.js"
 
 export class Api extends HttpApi.make("opsdesk")
   .add(HealthApi)

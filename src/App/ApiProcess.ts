@@ -2,13 +2,13 @@
 import { HttpServer } from "@effect/platform"
 import { Config, Effect, Layer } from "effect"
 import { PublisherLive } from "../Broker/Publisher.js"
-import { TicketListCacheLive } from "../Cache/TicketListCache.js"
+import { TicketListCacheLive } from "../Tickets/ListCache.js"
 import { OutboxRelayEnabled } from "../Config.js"
-import { HttpLive, NodeServerLive } from "../Http/Server.js"
-import { RedisLive } from "../Infra/Redis.js"
+import { HttpLive, NodeServerLive } from "./Server.js"
+import { RedisLive } from "../Store/Redis.js"
 import * as Otel from "../Observability/Otel.js"
 import { PIPELINE_DEPTH, RelayLive } from "../Outbox/Relay.js"
-import { PgLive, pgPool, runMigrations } from "../Sql.js"
+import { PgLive, pgPool, runMigrations } from "../Store/Sql.js"
 import { ensureAdmin } from "../Users/Admin.js"
 
 /** Schema first, then the bootstrap admin; the server listens only after both. */

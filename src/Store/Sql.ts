@@ -8,12 +8,17 @@ import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Effect, Layer, Schedule, String as Str } from "effect"
+import { existsSync } from "node:fs"
 import { readdir, readFile } from "node:fs/promises"
 import { fileURLToPath } from "node:url"
 import * as Path from "node:path"
-import { DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "./Config.js"
+import { DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "../Config.js"
+import { isRefusedConnection, sqlState } from "./SqlState.js"
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta.url))
+/** The project's `migrations/`: two folders up from this source file, one up from a bundle in dist/. */
+export const MIGRATIONS_DIR = [new URL("../../migrations", import.meta.url), new URL("../migrations", import.meta.url)]
+  .map((url) => fileURLToPath(url))
+  .find((dir) => existsSync(Path.join(dir, "0001_init.sql"))) ?? fileURLToPath(new URL("../migrations", import.meta.url))
 
 /** A pool of `maxConnections`. Row names are snake_case in SQL and camelCase in TypeScript. */
 export const pgPool = (maxConnections: Config.Config<number>) => PgClient.layerConfig({
@@ -33,9 +38,9 @@ export const pgPool = (maxConnections: Config.Config<number>) => PgClient.layerC
     Schedule.exponential("200 millis").pipe(
       Schedule.union(Schedule.spaced("5 seconds")),
       Schedule.intersect(Schedule.recurs(10)),
-      Schedule.whileInput((error: unknown) => !refusedConnection(error)),
+      Schedule.whileInput((error: unknown) => !isRefusedConnection(error)),
       Schedule.tapInput((error: unknown) =>
-        refusedConnection(error) ? Effect.void : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
+        isRefusedConnection(error) ? Effect.void : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
       )
     )
   ),
@@ -45,16 +50,11 @@ export const pgPool = (maxConnections: Config.Config<number>) => PgClient.layerC
 /** The process's pool: DATABASE_POOL_SIZE connections. */
 export const PgLive = pgPool(DatabasePoolSize)
 
-const pgCode = (error: unknown): unknown => (error as { cause?: { code?: unknown } } | undefined)?.cause?.code
-
-/** SQLSTATE 3D000 (no such database), 28000 / 28P01 (authentication). */
-const refusedConnection = (error: unknown) => ["3D000", "28000", "28P01"].includes(String(pgCode(error)))
-
 /** The driver's own reason, with what to do about the commonest one. */
 const connectFailure = (error: unknown): string => {
   const cause = (error as { cause?: unknown } | undefined)?.cause
   const reason = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error)
-  return pgCode(error) === "3D000" ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)` : reason
+  return sqlState(error) === "3D000" ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)` : reason
 }
 
 /** Reads `migrations/NNNN_name.sql`; each file runs as one multi-statement query. */

@@ -3,9 +3,10 @@
  * when the layer is released. Commands fail fast when Redis is away (no offline
  * queue), so callers can fall back instead of hanging.
  */
-import { Context, Data, Duration, Effect, Layer } from "effect"
+import { Context, Data, Duration, Effect, Layer, Runtime } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { RedisUrl } from "../Config.js"
+import { rateLimitedWarning } from "../Kit/Warnings.js"
 
 export class RedisError extends Data.TaggedError("RedisError")<{ readonly cause: unknown }> {
   override get message() {
@@ -45,14 +46,10 @@ export const make = (url: string) =>
         )
     )
     // ioredis emits 'error' on every failed reconnect; without a listener Node would crash.
-    let lastLogged = 0
-    client.on("error", (err: Error) => {
-      const now = Date.now()
-      if (now - lastLogged > 5000) {
-        lastLogged = now
-        Effect.runFork(Effect.logWarning(`Redis connection error: ${err.message}`))
-      }
-    })
+    // Logged through this layer's runtime, so the process's logger (LOG_FORMAT) applies.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const warning = rateLimitedWarning()
+    client.on("error", (err: Error) => void runFork(warning.warn(`Redis connection error: ${err.message}`)))
     const use = <A>(f: (client: IORedis) => Promise<A>) =>
       Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ cause }) })
     return Redis.of({ client, use })

@@ -23,7 +23,7 @@ import { Cause, Effect, Option } from "effect"
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { nestedTooDeep } from "../Domain/Json.js"
-import { isTransientSqlError } from "../Worker/EventStore.js"
+import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
 
 export const BODY_LIMIT = 64 * 1024
 
@@ -44,11 +44,6 @@ const hasBody = (method: string) => method === "POST" || method === "PATCH" || m
 
 const isTooLarge = (error: HttpServerError.RequestError) =>
   error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
-
-const describeSqlError = (error: SqlError) => {
-  const cause: unknown = error.cause
-  return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message
-}
 
 const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<never>) => {
   const failure: Option.Option<unknown> = Cause.failureOption(cause)

@@ -27,10 +27,10 @@ import { HttpTicketsLive } from "../Tickets/Http.js"
 import { Tickets } from "../Tickets/Tickets.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
-import { HttpHealthLive } from "./Health.js"
-import { MetricsRouteLive } from "./Metrics.js"
+import { HttpHealthLive } from "../Health/Http.js"
+import { MetricsRouteLive } from "./MetricsRoute.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
-import { installShortcut, NodeShortcut } from "./NodeShortcut.js"
+import { installShortcut, NodeShortcut } from "../Http/NodeShortcut.js"
 import { measured } from "./RequestMetrics.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(

@@ -6,7 +6,7 @@
  */
 import { type Effect, Either } from "effect"
 import { decodeEventJson, type DomainEvent } from "../Domain/Events.js"
-import type { BrokerError } from "../Broker/Amqp.js"
+import type { BrokerError } from "./Amqp.js"
 
 /**
  * The attempt counter travels in `opsdesk-retry-count`. The seed calls it

@@ -8,9 +8,9 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { Publisher } from "../Broker/Publisher.js"
-import { Redis } from "../Infra/Redis.js"
-import { Api } from "./Api.js"
-import { NotReady } from "./HealthApi.js"
+import { Redis } from "../Store/Redis.js"
+import { Api } from "../App/Api.js"
+import { NotReady } from "./Api.js"
 
 const CHECK_TIMEOUT = "1 second"
 

@@ -10,7 +10,8 @@
  */
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { createHash } from "node:crypto"
-import { Redis, type RedisError } from "../Infra/Redis.js"
+import { rateLimitedWarning } from "../Kit/Warnings.js"
+import { Redis, type RedisError } from "../Store/Redis.js"
 
 export interface CacheLookup {
   /** The stored JSON as bytes, sent as they are (no decode and re-encode of ~8 KB per hit). */
@@ -65,14 +66,8 @@ return removed`
 export const makeRedis = (ttlSeconds: number) =>
   Effect.gen(function*() {
     const redis = yield* Redis
-    let lastWarning = 0
-    const warn = (e: RedisError) =>
-      Effect.suspend(() => {
-        const now = Date.now()
-        if (now - lastWarning < 5000) return Effect.void
-        lastWarning = now
-        return Effect.logWarning(`Ticket list cache unavailable, serving from the database: ${e.message}`)
-      })
+    const warning = rateLimitedWarning()
+    const warn = (e: RedisError) => warning.warn(`Ticket list cache unavailable, serving from the database: ${e.message}`)
     const miss = (store: CacheLookup["store"]): CacheLookup => ({ hit: Option.none(), store })
     return TicketListCache.of({
       lookup: (scope, query) =>

@@ -2,13 +2,13 @@
 import { Effect, Layer } from "effect"
 import { WorkerMetricsPort } from "../Config.js"
 import * as Otel from "../Observability/Otel.js"
-import { TicketListCacheLive } from "../Cache/TicketListCache.js"
-import { RedisLive } from "../Infra/Redis.js"
-import { PgLive, runMigrations } from "../Sql.js"
-import { WorkerLive } from "./Consumer.js"
-import { EventStoreLive } from "./EventStore.js"
-import { FaultsLive } from "./Faults.js"
-import { WorkerMetricsLive } from "./Metrics.js"
+import { TicketListCacheLive } from "../Tickets/ListCache.js"
+import { RedisLive } from "../Store/Redis.js"
+import { PgLive, runMigrations } from "../Store/Sql.js"
+import { WorkerLive } from "../Worker/Consumer.js"
+import { EventStoreLive } from "../Worker/EventStore.js"
+import { FaultsLive } from "../Worker/Faults.js"
+import { WorkerMetricsLive } from "../Worker/Metrics.js"
 
 const MigrateOnStart = Layer.effectDiscard(runMigrations)
 
