@@ -66,8 +66,16 @@ interface Running {
   readonly result: () => Record<string, number | string> | undefined
 }
 
-const run = (cmd: string, args: ReadonlyArray<string>, opts: { cwd?: string; env?: Record<string, string> } = {}): Running => {
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] })
+const run = (
+  cmd: string,
+  args: ReadonlyArray<string>,
+  opts: { cwd?: string; env?: Record<string, string> } = {}
+): Running => {
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   children.add(child)
   let out = ""
   let result: Record<string, number | string> | undefined
@@ -85,10 +93,12 @@ const run = (cmd: string, args: ReadonlyArray<string>, opts: { cwd?: string; env
   child.stderr!.on("data", (d: Buffer) => {
     if (out.length < 200_000) out += d.toString()
   })
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => {
-    children.delete(child)
-    r(code)
-  }))
+  const exited = new Promise<number | null>((r) =>
+    child.once("exit", (code) => {
+      children.delete(child)
+      r(code)
+    })
+  )
   return { child, exited, output: () => out, result: () => result }
 }
 
@@ -129,10 +139,16 @@ const rssMb = (pid: number | undefined) => {
 
 // ------------------------------------------------------------------ setup ---
 const setup = async () => {
-  if (!existsSync(join(SCRATCH, "node_modules")) || readFileSync(join(SHARED, "package-lock.json"), "utf8") !== readFileSync(join(SCRATCH, "package-lock.json"), "utf8")) {
+  if (
+    !existsSync(join(SCRATCH, "node_modules")) ||
+    readFileSync(join(SHARED, "package-lock.json"), "utf8") !== readFileSync(join(SCRATCH, "package-lock.json"), "utf8")
+  ) {
     log(`copying ${SHARED} to ${SCRATCH} and installing its dependencies`)
     mkdirSync(SCRATCH, { recursive: true })
-    cpSync(SHARED, SCRATCH, { recursive: true, filter: (src) => !src.includes("node_modules") && !src.includes("/results") })
+    cpSync(SHARED, SCRATCH, {
+      recursive: true,
+      filter: (src) => !src.includes("node_modules") && !src.includes("/results")
+    })
     await exec("npm", ["ci", "--no-audit", "--no-fund"], { cwd: SCRATCH, timeout: 600_000 })
   }
   const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
@@ -155,7 +171,10 @@ const setup = async () => {
   await exec("npm", ["run", "build"], { cwd: ROOT, timeout: 300_000 })
   const migrate = run(process.execPath, ["dist/migrate.mjs"], { env: { DATABASE_URL: OPSDESK_DB } })
   if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`)
-  await exec("bash", ["-c", `rabbitmqctl -q add_vhost ${VHOST} 2>/dev/null; rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`])
+  await exec("bash", [
+    "-c",
+    `rabbitmqctl -q add_vhost ${VHOST} 2>/dev/null; rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`
+  ])
 }
 
 // ----------------------------------------------------------------- events ---
@@ -165,11 +184,28 @@ const uuid = () => crypto.randomUUID()
 const makeEvent = (event: (typeof EVENTS)[number]) => {
   const t = now()
   const payload = event === "ticket.created"
-    ? { id: uuid(), title: "t", description: "d", status: "open", priority: "low", ownerId: uuid(), assigneeId: null, createdAt: t }
+    ? {
+      id: uuid(),
+      title: "t",
+      description: "d",
+      status: "open",
+      priority: "low",
+      ownerId: uuid(),
+      assigneeId: null,
+      createdAt: t
+    }
     : event === "ticket.updated"
     ? { id: uuid(), ownerId: uuid(), assigneeId: null, changedFields: ["title"], updatedBy: uuid(), updatedAt: t }
     : event === "ticket.status_changed"
-    ? { id: uuid(), from: "open", to: "in_progress", changedBy: uuid(), changedAt: t, ownerId: uuid(), assigneeId: null }
+    ? {
+      id: uuid(),
+      from: "open",
+      to: "in_progress",
+      changedBy: uuid(),
+      changedAt: t,
+      ownerId: uuid(),
+      assigneeId: null
+    }
     : { id: uuid(), ticketId: uuid(), authorId: uuid(), content: "b", sentAt: t }
   return { event, eventId: uuid(), occurredAt: t, payload }
 }
@@ -203,7 +239,14 @@ const prepublish = (n: number, dupes: number) =>
       const body = Buffer.from(JSON.stringify(e))
       const times = dupes > 0 && Math.floor((i + 1) * dupes) > Math.floor(i * dupes) ? 2 : 1
       for (let k = 0; k < times; k++) {
-        if (!ch.publish("opsdesk.events", e.event, body, { persistent: true, contentType: "application/json", messageId: e.eventId, type: e.event })) {
+        if (
+          !ch.publish("opsdesk.events", e.event, body, {
+            persistent: true,
+            contentType: "application/json",
+            messageId: e.eventId,
+            type: e.event
+          })
+        ) {
           await new Promise((r) => ch.once("drain", r))
         }
         published++
@@ -231,12 +274,19 @@ interface DrainResult {
   readonly rssMb?: number
 }
 
-const drainBaseline = async (variant: "seed-worker" | "raw-limit" | "raw-limit-multi", n: number): Promise<DrainResult> => {
+const drainBaseline = async (
+  variant: "seed-worker" | "raw-limit" | "raw-limit-multi",
+  n: number
+): Promise<DrainResult> => {
   const db = new pg.Client({ connectionString: SEED_DB })
   await db.connect()
   await db.query("TRUNCATE processed_events")
   const pub = await prepublish(n, 0)
-  const script = variant === "seed-worker" ? ["seed-worker.mjs"] : variant === "raw-limit" ? ["raw-limit.mjs"] : ["raw-limit.mjs", "--multi-ack"]
+  const script = variant === "seed-worker"
+    ? ["seed-worker.mjs"]
+    : variant === "raw-limit"
+    ? ["raw-limit.mjs"]
+    : ["raw-limit.mjs", "--multi-ack"]
   const r = run(process.execPath, [...script, "--expect", String(pub.published)], {
     cwd: SCRATCH,
     env: { AMQP_URL, DATABASE_URL: SEED_DB, REDIS_URL }
@@ -249,7 +299,12 @@ const drainBaseline = async (variant: "seed-worker" | "raw-limit" | "raw-limit-m
   await db.end()
   const left = await queueDepth()
   const rowsOk = variant !== "seed-worker" || rows[0]!.n === pub.unique
-  return { variant, rate: Number(res?.rate ?? 0), ok: Boolean(res) && left === 0 && rowsOk, note: `left ${left}${variant === "seed-worker" ? `, rows ${rows[0]!.n}` : ""}` }
+  return {
+    variant,
+    rate: Number(res?.rate ?? 0),
+    ok: Boolean(res) && left === 0 && rowsOk,
+    note: `left ${left}${variant === "seed-worker" ? `, rows ${rows[0]!.n}` : ""}`
+  }
 }
 
 const drainOpsDesk = async (
@@ -268,7 +323,10 @@ const drainOpsDesk = async (
   const failing = failingIds.length
   const r = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
     env: {
-      AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, WORKER_METRICS_PORT: "0",
+      AMQP_URL,
+      DATABASE_URL: OPSDESK_DB,
+      REDIS_URL,
+      WORKER_METRICS_PORT: "0",
       ...(failPct > 0 ? { WORKER_FAULT_FIRST_ATTEMPT_PERCENT: String(failPct) } : {}),
       ...opts.env
     }
@@ -286,11 +344,14 @@ const drainOpsDesk = async (
     await sleep(250)
   }
   clearInterval(sampler)
-  const { rows: [span] } = await db.query<{ seconds: number | null; first: number }>(`
+  const { rows: [span] } = await db.query<{ seconds: number | null; first: number }>(
+    `
     WITH t AS (SELECT min(processed_at) AS first FROM processed_events)
     SELECT extract(epoch FROM (SELECT max(processed_at) FROM processed_events WHERE event_id <> ALL($1::text[])) - t.first)::float8 AS seconds,
            (SELECT count(*)::int FROM processed_events, t x WHERE processed_at = x.first) AS first
-    FROM t`, [failingIds])
+    FROM t`,
+    [failingIds]
+  )
   // Let retries settle before checking the books (1% failing once waits a 1 s broker-held retry).
   await sleep(500)
   await stop(r)
@@ -302,14 +363,17 @@ const drainOpsDesk = async (
   const left = await queueDepth()
   // ticket.* events each notify exactly one recipient (the owner; assignee null); message.sent has no watchers here.
   const expectedNotifications = pub.unique - Math.floor(pub.unique / 4)
-  const ok = books!.claims === pub.unique && books!.notifications === expectedNotifications && books!.doubled === 0 && left === 0
+  const ok = books!.claims === pub.unique && books!.notifications === expectedNotifications && books!.doubled === 0 &&
+    left === 0
   const rate = span!.seconds ? Math.round((pub.unique - failing - span!.first) / span!.seconds) : 0
   return {
     variant,
     rate,
     ok,
     rssMb: Math.round(rss),
-    note: `${failing > 0 ? `${failing} failed once and were retried, ` : ""}claims ${books!.claims}/${pub.unique}, notifications ${books!.notifications}/${expectedNotifications}, left ${left}`
+    note: `${failing > 0 ? `${failing} failed once and were retried, ` : ""}claims ${
+      books!.claims
+    }/${pub.unique}, notifications ${books!.notifications}/${expectedNotifications}, left ${left}`
   }
 }
 
@@ -362,7 +426,7 @@ const startApi = async (env: Record<string, string> = {}) => {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, PORT: String(port), LOG_LEVEL: "warn", ...env }
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
+  for (let i = 0;; i++) {
     const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false)
     if (ok) break
     if (i > 300 || proc.child.exitCode !== null) throw new Error(`API did not start:\n${proc.output()}`)
@@ -381,8 +445,22 @@ const apiBench = async () => {
   const api = await startApi()
   const out = join(ROOT, ".bench/results", `bench-api-${Date.now()}.json`)
   const r = run(process.execPath, [
-    "bench-api.mjs", "--target", api.url, "--token", api.token, "--name", "opsdesk", "--with-bare",
-    "--duration", API_DURATION, "--runs", String(RUNS), "--json", out, "--target-db", "opsdesk_benchmark"
+    "bench-api.mjs",
+    "--target",
+    api.url,
+    "--token",
+    api.token,
+    "--name",
+    "opsdesk",
+    "--with-bare",
+    "--duration",
+    API_DURATION,
+    "--runs",
+    String(RUNS),
+    "--json",
+    out,
+    "--target-db",
+    "opsdesk_benchmark"
   ], { cwd: SCRATCH, env: { DATABASE_URL: SEED_DB, REDIS_URL } })
   const code = await r.exited
   await stop(api.proc)
@@ -402,7 +480,11 @@ const post = (url: string, token: string, body: string) =>
     const req = http.request(url, {
       method: "POST",
       agent,
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: `Bearer ${token}` }
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        authorization: `Bearer ${token}`
+      }
     }, (res) => {
       res.resume()
       res.once("end", () => resolve(res.statusCode ?? 0))
@@ -417,7 +499,9 @@ const e2eBench = async () => {
   await db.query("TRUNCATE processed_events, notifications")
   await prepublish(0, 0)
   const api = await startApi()
-  const worker = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], { env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL } })
+  const worker = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
+    env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL }
+  })
   await sleep(2000)
   const since = new Date()
   const total = E2E_RATE * E2E_SECONDS
@@ -430,16 +514,17 @@ const e2eBench = async () => {
     const wait = due - performance.now()
     if (wait > 1) await sleep(wait)
     inflight.push(
-      post(`${api.url}/v1/tickets`, api.token, JSON.stringify({ title: `e2e ${i}`, description: "latency probe" })).then((status) => {
-        if (status !== 201) {
+      post(`${api.url}/v1/tickets`, api.token, JSON.stringify({ title: `e2e ${i}`, description: "latency probe" }))
+        .then((status) => {
+          if (status !== 201) {
+            failed++
+            failures.set(String(status), (failures.get(String(status)) ?? 0) + 1)
+          }
+        }, (e: unknown) => {
           failed++
-          failures.set(String(status), (failures.get(String(status)) ?? 0) + 1)
-        }
-      }, (e: unknown) => {
-        failed++
-        const key = e instanceof Error ? String((e as { code?: string }).code ?? e.message) : String(e)
-        failures.set(key, (failures.get(key) ?? 0) + 1)
-      })
+          const key = e instanceof Error ? String((e as { code?: string }).code ?? e.message) : String(e)
+          failures.set(key, (failures.get(key) ?? 0) + 1)
+        })
     )
   }
   await Promise.all(inflight)
@@ -447,18 +532,33 @@ const e2eBench = async () => {
   await sleep(3000)
   // From the API's transaction (outbox.created_at) to the worker's claim (processed_at).
   // Also split at the broker's confirm (published_at): the relay's share, and the broker's plus the worker's.
-  const { rows } = await db.query<{ ms: number; relayMs: number }>(`
+  const { rows } = await db.query<{ ms: number; relayMs: number }>(
+    `
     SELECT extract(epoch FROM (p.processed_at - o.created_at)) * 1000 AS ms,
            extract(epoch FROM (o.published_at - o.created_at)) * 1000 AS "relayMs"
-    FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text WHERE o.created_at >= $1`, [since])
+    FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text WHERE o.created_at >= $1`,
+    [since]
+  )
   const lags = rows.map((r) => Number(r.ms))
   const relayLags = rows.map((r) => Number(r.relayMs))
-  log(`e2e: commit -> broker confirm p50 ${percentile(relayLags, 50).toFixed(1)} ms, p99 ${percentile(relayLags, 99).toFixed(1)} ms`)
+  log(
+    `e2e: commit -> broker confirm p50 ${percentile(relayLags, 50).toFixed(1)} ms, p99 ${
+      percentile(relayLags, 99).toFixed(1)
+    } ms`
+  )
   await stop(worker)
   await stop(api.proc)
   await db.end()
   if (failures.size > 0) log(`e2e failures: ${[...failures].map(([k, n]) => `${k} x${n}`).join(", ")}`)
-  return { writes: total, failed, achievedRate: Math.round(achieved), processed: lags.length, p50: percentile(lags, 50), p99: percentile(lags, 99), max: Math.max(...lags) }
+  return {
+    writes: total,
+    failed,
+    achievedRate: Math.round(achieved),
+    processed: lags.length,
+    p50: percentile(lags, 50),
+    p99: percentile(lags, 99),
+    max: Math.max(...lags)
+  }
 }
 
 // ------------------------------------------------------------------- main ---
@@ -483,21 +583,41 @@ const main = async () => {
       // Alternate the order between runs so drift hits every variant alike.
       for (const [name, f] of i % 2 === 0 ? variants : [...variants].reverse()) {
         const res = await f()
-        log(`run ${i + 1} ${name}: ${res.rate} msg/s ${res.ok ? "ok" : "BOOKS WRONG"} (${res.note}${res.rssMb ? `, rss ${res.rssMb} MB` : ""})`)
+        log(
+          `run ${i + 1} ${name}: ${res.rate} msg/s ${res.ok ? "ok" : "BOOKS WRONG"} (${res.note}${
+            res.rssMb ? `, rss ${res.rssMb} MB` : ""
+          })`
+        )
         results.set(name, [...(results.get(name) ?? []), res])
         await sleep(1000)
       }
     }
     report.drain = Object.fromEntries(results)
     const med = (name: string) => median(results.get(name)!.map((r) => r.rate))
-    console.log(`\nWorker drain, ${N} events, ${RUNS} runs (events/s, min / median / max; books checked after each run)`)
+    console.log(
+      `\nWorker drain, ${N} events, ${RUNS} runs (events/s, min / median / max; books checked after each run)`
+    )
     for (const [name, rs] of results) {
       const rates = rs.map((r) => r.rate)
       const rss = Math.max(...rs.map((r) => r.rssMb ?? 0))
-      console.log(`  ${name.padEnd(24)} ${String(Math.min(...rates)).padStart(6)} / ${String(med(name)).padStart(6)} / ${String(Math.max(...rates)).padStart(6)}  ${rs.every((r) => r.ok) ? "books ok" : "BOOKS WRONG"}${rss ? `  max RSS ${rss} MB` : ""}`)
+      console.log(
+        `  ${name.padEnd(24)} ${String(Math.min(...rates)).padStart(6)} / ${String(med(name)).padStart(6)} / ${
+          String(Math.max(...rates)).padStart(6)
+        }  ${rs.every((r) => r.ok) ? "books ok" : "BOOKS WRONG"}${rss ? `  max RSS ${rss} MB` : ""}`
+      )
     }
-    console.log(`  opsdesk / seed-worker = ${(med("opsdesk") / med("seed-worker")).toFixed(1)}x (target >= 10x); opsdesk / raw-limit = ${(100 * med("opsdesk") / med("raw-limit")).toFixed(0)}% (target >= 50%)`)
-    console.log(`  with 1% failing once: ${(100 * med("opsdesk 1% fail once") / med("opsdesk")).toFixed(0)}% of the clean rate; with 10% duplicates: ${(100 * med("opsdesk --dupes 0.1") / med("opsdesk")).toFixed(0)}%`)
+    console.log(
+      `  opsdesk / seed-worker = ${
+        (med("opsdesk") / med("seed-worker")).toFixed(1)
+      }x (target >= 10x); opsdesk / raw-limit = ${
+        (100 * med("opsdesk") / med("raw-limit")).toFixed(0)
+      }% (target >= 50%)`
+    )
+    console.log(
+      `  with 1% failing once: ${
+        (100 * med("opsdesk 1% fail once") / med("opsdesk")).toFixed(0)
+      }% of the clean rate; with 10% duplicates: ${(100 * med("opsdesk --dupes 0.1") / med("opsdesk")).toFixed(0)}%`
+    )
   }
 
   if (ONLY.has("publish")) {
@@ -510,20 +630,30 @@ const main = async () => {
     report.publish = rs
     const b = median(rs.map((r) => r.baseline))
     const o = median(rs.map((r) => r.relay))
-    console.log(`\nPublishing, ${N} events (medians of ${RUNS}): publish.mjs ${b} msg/s; outbox relay ${o} events/s = ${(100 * o / b).toFixed(0)}% (target >= 80%)`)
+    console.log(
+      `\nPublishing, ${N} events (medians of ${RUNS}): publish.mjs ${b} msg/s; outbox relay ${o} events/s = ${
+        (100 * o / b).toFixed(0)
+      }% (target >= 80%)`
+    )
   }
 
   if (ONLY.has("api")) {
     const r = await apiBench()
     report.api = r.json
     console.log(`\nAPI (bench-api.mjs --with-bare, ${API_DURATION} s per endpoint, ${RUNS} runs):`)
-    console.log(r.output.split("\n").filter((l) => /ratio|req\/s|POST|GET|median|opsdesk|bare/i.test(l)).slice(-40).join("\n"))
+    console.log(
+      r.output.split("\n").filter((l) => /ratio|req\/s|POST|GET|median|opsdesk|bare/i.test(l)).slice(-40).join("\n")
+    )
   }
 
   if (ONLY.has("e2e")) {
     const r = await e2eBench()
     report.e2e = r
-    console.log(`\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s (achieved ${r.achievedRate}/s, ${r.failed} failed): API commit -> worker commit p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms (${r.processed} events; target p99 < 50 ms)`)
+    console.log(
+      `\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s (achieved ${r.achievedRate}/s, ${r.failed} failed): API commit -> worker commit p50 ${
+        r.p50.toFixed(1)
+      } ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms (${r.processed} events; target p99 < 50 ms)`
+    )
   }
 
   const file = join(ROOT, ".bench/results", `bench-${started.toISOString().replace(/[:.]/g, "-")}.json`)

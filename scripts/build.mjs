@@ -31,5 +31,8 @@ await build({
   sourcemap: true,
   logLevel: "warning",
   // Bundled CommonJS packages (pg, amqplib, ioredis) call require(): give the ES module one.
-  banner: { js: "import { createRequire as __opsdeskRequire } from 'node:module'; const require = __opsdeskRequire(import.meta.url);" }
+  banner: {
+    js:
+      "import { createRequire as __opsdeskRequire } from 'node:module'; const require = __opsdeskRequire(import.meta.url);"
+  }
 })

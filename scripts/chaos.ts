@@ -122,8 +122,11 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
         if (message.includes("already processed, skipping")) stats.duplicates++
         if (message.startsWith("🔄 Retrying")) stats.retried++
         const level = entry.logLevel ?? ""
-        const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") || message.includes("Redis connection error")
-        if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) log(`${name}: ${message.slice(0, 300)}`)
+        const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") ||
+          message.includes("Redis connection error")
+        if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) {
+          log(`${name}: ${message.slice(0, 300)}`)
+        }
       } catch {
         if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${name}: ${line.slice(0, 300)}`)
       }
@@ -143,7 +146,10 @@ interface Answer {
 const http = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<Answer> => {
   const res = await fetch(`${BASE}${path}`, {
     method,
-    headers: { ...(body ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: {
+      ...(body ? { "content-type": "application/json" } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {})
+    },
     body: body ? JSON.stringify(body) : undefined,
     signal: AbortSignal.timeout(15_000)
   })
@@ -156,7 +162,10 @@ const http = async (method: string, path: string, token: string | undefined, bod
   }
   return { status: res.status, body: parsed }
 }
-const field = (a: Answer, key: string) => (typeof a.body === "object" && a.body !== null ? (a.body as Record<string, unknown>)[key] : undefined)
+const field = (
+  a: Answer,
+  key: string
+) => (typeof a.body === "object" && a.body !== null ? (a.body as Record<string, unknown>)[key] : undefined)
 
 interface Actor {
   readonly id: string
@@ -178,7 +187,12 @@ interface Ticket {
   readonly ownerId: string
   status: "open" | "in_progress" | "resolved" | "closed"
 }
-const NEXT: Record<Ticket["status"], Ticket["status"]> = { open: "in_progress", in_progress: "resolved", resolved: "closed", closed: "open" }
+const NEXT: Record<Ticket["status"], Ticket["status"]> = {
+  open: "in_progress",
+  in_progress: "resolved",
+  resolved: "closed",
+  closed: "open"
+}
 
 const writes = { ok: 0, retriedWrites: 0, failed: 0, attempts: 0, statuses: new Map<number, number>() }
 
@@ -263,7 +277,14 @@ const poisonBurst = async () => {
     Buffer.from([0xff, 0x00, 0x13, 0x37, 0xfe]),
     Buffer.from("{ this is not json"),
     Buffer.from(JSON.stringify({ event: "ticket.created", eventId: "not-a-uuid", payload: { id: 42 } })),
-    Buffer.from(JSON.stringify({ event: "no.such.event", eventId: crypto.randomUUID(), occurredAt: new Date().toISOString(), payload: {} }))
+    Buffer.from(
+      JSON.stringify({
+        event: "no.such.event",
+        eventId: crypto.randomUUID(),
+        occurredAt: new Date().toISOString(),
+        payload: {}
+      })
+    )
   ]
   for (const queue of QUEUES) {
     for (const [i, body] of bodies.entries()) {
@@ -336,14 +357,23 @@ const main = async () => {
   await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`)
   await admin.query(`CREATE DATABASE ${DB_NAME}`)
   await admin.end()
-  await sh(`rabbitmqctl -q delete_vhost ${VHOST} >/dev/null 2>&1 || true; rabbitmqctl -q add_vhost ${VHOST} && rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`)
+  await sh(
+    `rabbitmqctl -q delete_vhost ${VHOST} >/dev/null 2>&1 || true; rabbitmqctl -q add_vhost ${VHOST} && rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`
+  )
   await sh(`redis-cli -u ${REDIS_URL} flushdb`)
 
   const port = await freePort()
   BASE = `http://127.0.0.1:${port}`
-  const api = startProc("api", { DATABASE_URL, AMQP_URL, REDIS_URL, PORT: String(port), LOG_FORMAT: "json", LOG_LEVEL: "warn" })
+  const api = startProc("api", {
+    DATABASE_URL,
+    AMQP_URL,
+    REDIS_URL,
+    PORT: String(port),
+    LOG_FORMAT: "json",
+    LOG_LEVEL: "warn"
+  })
   restartWorker()
-  for (let i = 0; ; i++) {
+  for (let i = 0;; i++) {
     try {
       if ((await http("GET", "/health", undefined)).status === 200) break
     } catch {
@@ -372,7 +402,9 @@ const main = async () => {
 
   // Faults at random moments of the load, shuffled.
   const durationMs = (WRITES / RATE) * 1000
-  const planned = faults().map((f) => ({ ...f, at: durationMs * (0.1 + 0.7 * Math.random()) })).sort((a, b) => a.at - b.at)
+  const planned = faults().map((f) => ({ ...f, at: durationMs * (0.1 + 0.7 * Math.random()) })).sort((a, b) =>
+    a.at - b.at
+  )
   let faultsDone = false
   const faultRunner = (async () => {
     const t0 = Date.now()
@@ -398,7 +430,11 @@ const main = async () => {
     if (tickets.length < 5 || r < 0.4) {
       const owner = pick(customers)
       const a = await write(() =>
-        http("POST", "/v1/tickets", owner.token, { title: `Chaos ${issued}`, description: "under fire", priority: pick(["low", "medium", "high", "urgent"]) })
+        http("POST", "/v1/tickets", owner.token, {
+          title: `Chaos ${issued}`,
+          description: "under fire",
+          priority: pick(["low", "medium", "high", "urgent"])
+        })
       )
       if (a && a.status === 201) tickets.push({ id: String(field(a, "id")), ownerId: owner.id, status: "open" })
     } else if (r < 0.6) {
@@ -417,7 +453,12 @@ const main = async () => {
       }
     } else {
       const t = pick(tickets)
-      await write(() => http("PATCH", `/v1/tickets/${t.id}`, pick(agents).token, { priority: pick(["low", "medium", "high", "urgent"]), assigneeId: pick(agents).id }))
+      await write(() =>
+        http("PATCH", `/v1/tickets/${t.id}`, pick(agents).token, {
+          priority: pick(["low", "medium", "high", "urgent"]),
+          assigneeId: pick(agents).id
+        })
+      )
     }
   }
   await Promise.all(
@@ -439,12 +480,16 @@ const main = async () => {
   const connection = await amqp.connect(AMQP_URL)
   const channel = await connection.createChannel()
   const depth = async (q: string) => (await channel.checkQueue(q)).messageCount
-  const retryQueues = (await sh(`rabbitmqctl -q list_queues -p ${VHOST} name`)).split("\n").filter((n) => n.startsWith("opsdesk.retry."))
+  const retryQueues = (await sh(`rabbitmqctl -q list_queues -p ${VHOST} name`)).split("\n").filter((n) =>
+    n.startsWith("opsdesk.retry.")
+  )
   const drainStart = Date.now()
   let quietSince = 0
   let lastProcessed = -1
   for (;;) {
-    const { rows: [o] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+    const { rows: [o] } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL"
+    )
     const { rows: [p] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
     let queued = 0
     for (const q of [...QUEUES, ...retryQueues]) queued += await depth(q)
@@ -491,20 +536,31 @@ const main = async () => {
   const dlqPoison = dlqMessages.filter((m) => m.properties.headers?.["opsdesk-error-kind"] === "poison").length
   // A worker killed between the DLQ copy's confirm and the original's ack dead-letters that message
   // again on redelivery (at-least-once): count distinct messages, by body and original queue.
-  const dlqDistinct = new Set(dlqMessages.map((m) => `${String(m.properties.headers?.["opsdesk-original-queue"])}:${m.content.toString("base64")}`)).size
+  const dlqDistinct = new Set(
+    dlqMessages.map((m) =>
+      `${String(m.properties.headers?.["opsdesk-original-queue"])}:${m.content.toString("base64")}`
+    )
+  ).size
 
   // Every cached listing matches the database: ask twice per user (the second is served from the cache).
   let staleListings = 0
   for (const actor of [...actors, { id: "", token: adminToken, role: "admin" as const }]) {
     for (let i = 0; i < 2; i++) {
       const a = await http("GET", "/v1/tickets?limit=50", actor.token)
-      const items = (field(a, "items") ?? []) as Array<{ id: string; status: string; priority: string; assigneeId: string | null }>
+      const items = (field(a, "items") ?? []) as Array<
+        { id: string; status: string; priority: string; assigneeId: string | null }
+      >
       const rows = await q<{ id: string; status: string; priority: string; assignee_id: string | null }>(
-        `SELECT id, status, priority, assignee_id FROM tickets ${actor.role === "customer" ? `WHERE owner_id = '${actor.id}'` : ""}
+        `SELECT id, status, priority, assignee_id FROM tickets ${
+          actor.role === "customer" ? `WHERE owner_id = '${actor.id}'` : ""
+        }
          ORDER BY created_at DESC, id DESC LIMIT 50`
       )
       const same = items.length === rows.length &&
-        items.every((t, j) => t.id === rows[j]!.id && t.status === rows[j]!.status && t.priority === rows[j]!.priority && t.assigneeId === rows[j]!.assignee_id)
+        items.every((t, j) =>
+          t.id === rows[j]!.id && t.status === rows[j]!.status && t.priority === rows[j]!.priority &&
+          t.assigneeId === rows[j]!.assignee_id
+        )
       if (!same) staleListings++
     }
   }
@@ -530,7 +586,10 @@ const main = async () => {
   const rows: Array<[string, string]> = [
     ["faults injected", injected.join(", ")],
     ["writes (ok / retried after 5xx / failed)", `${writes.ok} / ${writes.retriedWrites} / ${writes.failed}`],
-    ["non-2xx answers during faults", [...writes.statuses.entries()].map(([s, n]) => `${s === 0 ? "no answer" : s}: ${n}`).join(", ") || "none"],
+    [
+      "non-2xx answers during faults",
+      [...writes.statuses.entries()].map(([s, n]) => `${s === 0 ? "no answer" : s}: ${n}`).join(", ") || "none"
+    ],
     ["events (outbox)", String(totals!.events)],
     ["processed", String(totals!.processed)],
     ["duplicates suppressed", String(stats.duplicates)],
@@ -540,7 +599,10 @@ const main = async () => {
     ["DLQ count: distinct / copies (poison injected)", `${dlqDistinct} / ${dlqMessages.length} (${poisonCount})`],
     ["worker starts", String(stats.workerStarts)],
     ["worker starts replaced (stuck or crashed)", String(stats.stuckStarts)],
-    ["end-to-end lag p50 / p99 / max", `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`],
+    [
+      "end-to-end lag p50 / p99 / max",
+      `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`
+    ],
     ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]
   ]
   const width = Math.max(...rows.map(([k]) => k.length), ...checks.map(([k]) => k.length))

@@ -3,7 +3,7 @@
  * environment through Effect `Config`, with a localhost default, so a bad
  * value fails start-up with a ConfigError naming the variable.
  */
-import { Config, Duration } from "effect"
+import { Config, ConfigError, Duration, Either, LogLevel } from "effect"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -17,8 +17,7 @@ const nonNegativeInt = (name: string, fallback: number) =>
     Config.validate({ message: `${name} must be an integer >= 0`, validation: (n) => n >= 0 })
   )
 
-const millis = (name: string, fallback: number) =>
-  positiveInt(name, fallback).pipe(Config.map(Duration.millis))
+const millis = (name: string, fallback: number) => positiveInt(name, fallback).pipe(Config.map(Duration.millis))
 
 export const DatabaseUrl = Config.redacted(
   Config.string("DATABASE_URL").pipe(Config.withDefault("postgres://root@127.0.0.1:5432/opsdesk"))
@@ -26,6 +25,8 @@ export const DatabaseUrl = Config.redacted(
 export const DatabasePoolSize = positiveInt("DATABASE_POOL_SIZE", 10)
 /** Longest wait for a pooled connection (a new one, or a free one); beyond it a request fails with 503 instead of hanging. */
 export const DatabaseConnectTimeout = millis("DATABASE_CONNECT_TIMEOUT_MS", 5000)
+/** The pool's `application_name` (as pg_stat_activity shows it): the service's name. */
+export const DatabaseApplicationName = Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk"))
 export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
 export const AmqpUrl = Config.redacted(
   Config.string("AMQP_URL").pipe(Config.withDefault("amqp://guest:guest@127.0.0.1:5672"))
@@ -63,10 +64,30 @@ export const WorkerConfig = Config.all({
 )
 export type WorkerConfig = Config.Config.Success<typeof WorkerConfig>
 
+/**
+ * Fault injection (src/Worker/Faults.ts), off by default: the event types
+ * that always fail, and the percentage of events that fail their first try.
+ */
+export const WorkerFaultsConfig = Config.all({
+  events: Config.array(Config.string(), "WORKER_FAULT_EVENTS").pipe(Config.withDefault([])),
+  firstAttemptPercent: Config.number("WORKER_FAULT_FIRST_ATTEMPT_PERCENT").pipe(
+    Config.withDefault(0),
+    Config.validate({ message: "must be between 0 and 100", validation: (p) => p >= 0 && p <= 100 })
+  )
+})
+
 /** The worker's Prometheus endpoint (`GET /metrics`); 0 turns it off. */
 export const WorkerMetricsPort = Config.integer("WORKER_METRICS_PORT").pipe(
   Config.withDefault(9464),
-  Config.validate({ message: "WORKER_METRICS_PORT must be a port number (0 = off)", validation: (n) => n >= 0 && n < 65536 })
+  Config.validate({
+    message: "WORKER_METRICS_PORT must be a port number (0 = off)",
+    validation: (n) => n >= 0 && n < 65536
+  })
+)
+
+/** Where the ops dashboard scrapes the worker's counters. */
+export const WorkerMetricsUrl = Config.string("WORKER_METRICS_URL").pipe(
+  Config.withDefault("http://127.0.0.1:9464/metrics")
 )
 
 export const OutboxConfig = Config.all({
@@ -116,3 +137,35 @@ export const LoginThrottleConfig = Config.all({
   })
 )
 export type LoginThrottleConfig = Config.Config.Success<typeof LoginThrottleConfig>
+
+/**
+ * Logging (src/Logging.ts): `LOG_FORMAT` = `pretty`, `json` or `logfmt`;
+ * `LOG_LEVEL` the minimum level (`warning` and `none` read as Warn and Off).
+ */
+export const LoggingConfig = Config.all({
+  format: Config.literal("pretty", "json", "logfmt")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
+  level: Config.string("LOG_LEVEL").pipe(
+    Config.withDefault("info"),
+    Config.mapOrFail((raw) => {
+      const wanted = raw.trim().toUpperCase().replace(/^WARNING$/, "WARN").replace(/^NONE$/, "OFF")
+      const level = LogLevel.allLevels.find((l) => l.label === wanted)
+      return level
+        ? Either.right(level)
+        : Either.left(
+          ConfigError.InvalidData([], `Expected one of trace, debug, info, warn, error, fatal, none; got "${raw}"`)
+        )
+    })
+  )
+})
+
+/**
+ * OpenTelemetry (src/Observability/Otel.ts): the standard OTEL_* variables it
+ * decides on; the OTLP exporter reads the rest of its settings itself.
+ */
+export const OtelConfig = Config.all({
+  disabled: Config.boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
+  tracesExporter: Config.string("OTEL_TRACES_EXPORTER").pipe(Config.withDefault("")),
+  endpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  tracesEndpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  serviceName: Config.option(Config.string("OTEL_SERVICE_NAME"))
+})

@@ -6,7 +6,9 @@
  */
 import { Context, Deferred, Effect, Layer } from "effect"
 
-export class Fatal extends Context.Tag("OpsDesk/Fatal")<Fatal, Deferred.Deferred<never, { readonly message: string }>>() {}
+export class Fatal
+  extends Context.Tag("OpsDesk/Fatal")<Fatal, Deferred.Deferred<never, { readonly message: string }>>()
+{}
 
 export const FatalLive = Layer.effect(Fatal, Deferred.make<never, { readonly message: string }>())
 

@@ -3,7 +3,8 @@
  * the annotations as key=value), `json` (one JSON object per line, for
  * production) or `logfmt`. `LOG_LEVEL` sets the minimum level (Info).
  */
-import { Cause, Config, ConfigError, Either, HashMap, Inspectable, Layer, List, Logger, LogLevel } from "effect"
+import { Cause, Config, HashMap, Inspectable, Layer, List, Logger } from "effect"
+import { LoggingConfig } from "./Config.js"
 
 const time = (d: Date) => d.toISOString().slice(11, 23)
 
@@ -14,7 +15,9 @@ const render = (value: unknown) => {
 
 /** Human-readable, one line per entry. The seed's emoji lines read as the seed shows them. */
 export const prettyLine = Logger.make(({ annotations, cause, date, logLevel, message, spans }) => {
-  const parts = (Array.isArray(message) ? message : [message]).map((m) => typeof m === "string" ? m : Inspectable.format(m))
+  const parts = (Array.isArray(message) ? message : [message]).map((m) =>
+    typeof m === "string" ? m : Inspectable.format(m)
+  )
   let line = `${time(date)} ${logLevel.label.padEnd(5)} ${parts.join(" ")}`
   const extras: Array<string> = []
   for (const [key, value] of HashMap.toEntries(annotations)) extras.push(`${key}=${render(value)}`)
@@ -25,19 +28,7 @@ export const prettyLine = Logger.make(({ annotations, cause, date, logLevel, mes
 })
 
 export const LoggingLive = Layer.unwrapEffect(
-  Config.all({
-    format: Config.literal("pretty", "json", "logfmt")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
-    level: Config.string("LOG_LEVEL").pipe(
-      Config.withDefault("info"),
-      Config.mapOrFail((raw) => {
-        const wanted = raw.trim().toUpperCase().replace(/^WARNING$/, "WARN").replace(/^NONE$/, "OFF")
-        const level = LogLevel.allLevels.find((l) => l.label === wanted)
-        return level
-          ? Either.right(level)
-          : Either.left(ConfigError.InvalidData([], `Expected one of trace, debug, info, warn, error, fatal, none; got "${raw}"`))
-      })
-    )
-  }).pipe(
+  LoggingConfig.pipe(
     Config.map(({ format, level }) =>
       Layer.merge(
         format === "json"

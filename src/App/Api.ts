@@ -1,13 +1,14 @@
 /** The whole HTTP API, one group per feature. */
 import { HttpApi, OpenApi } from "@effect/platform"
 import { AuthApi } from "../Auth/Api.js"
+import { HealthApi } from "../Health/Api.js"
+import { API_ID } from "../Kit/Api.js"
 import { MessagesApi } from "../Messages/Api.js"
 import { OpsApi } from "../Ops/Api.js"
 import { TicketsApi } from "../Tickets/Api.js"
 import { UsersApi } from "../Users/Api.js"
-import { HealthApi } from "../Health/Api.js"
 
-export class Api extends HttpApi.make("opsdesk")
+export class Api extends HttpApi.make(API_ID)
   .add(HealthApi)
   .add(AuthApi)
   .add(UsersApi)
@@ -16,5 +17,8 @@ export class Api extends HttpApi.make("opsdesk")
   .add(OpsApi)
   .annotate(OpenApi.Title, "OpsDesk API")
   .annotate(OpenApi.Version, "1.0.0")
-  .annotate(OpenApi.Description, "Helpdesk tickets and messages. Every write emits a domain event through the transactional outbox.")
+  .annotate(
+    OpenApi.Description,
+    "Helpdesk tickets and messages. Every write emits a domain event through the transactional outbox."
+  )
 {}

@@ -2,14 +2,14 @@
 import { HttpServer } from "@effect/platform"
 import { Config, Effect, Layer } from "effect"
 import { PublisherLive } from "../Broker/Publisher.js"
-import { TicketListCacheLive } from "../Tickets/ListCache.js"
 import { OutboxRelayEnabled } from "../Config.js"
-import { HttpLive, NodeServerLive } from "./Server.js"
-import { RedisLive } from "../Store/Redis.js"
 import * as Otel from "../Observability/Otel.js"
 import { PIPELINE_DEPTH, RelayLive } from "../Outbox/Relay.js"
+import { RedisLive } from "../Store/Redis.js"
 import { PgLive, pgPool, runMigrations } from "../Store/Sql.js"
+import { TicketListCacheLive } from "../Tickets/ListCache.js"
 import { ensureAdmin } from "../Users/Admin.js"
+import { HttpLive, NodeServerLive } from "./Server.js"
 
 /** Schema first, then the bootstrap admin; the server listens only after both. */
 export const MigrateOnStart = Layer.effectDiscard(Effect.zipRight(runMigrations, ensureAdmin))

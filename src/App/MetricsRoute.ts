@@ -17,7 +17,9 @@ export const MetricsRouteLive = HttpApiBuilder.Router.use((router) =>
       "/metrics",
       Effect.promise(() => exporter.collect()).pipe(
         Effect.map(({ resourceMetrics }) =>
-          HttpServerResponse.text(serializer.serialize(resourceMetrics), { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+          HttpServerResponse.text(serializer.serialize(resourceMetrics), {
+            contentType: "text/plain; version=0.0.4; charset=utf-8"
+          })
         )
       )
     )

@@ -16,7 +16,7 @@
  * - any other defect → 500 JSON, logged at error level with its cause.
  * Typed errors pass through untouched: HttpApi encodes them afterwards.
  */
-import { HttpApiBuilder, HttpServerError, type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { type HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option } from "effect"
@@ -31,14 +31,18 @@ const errorResponse = (status: number, tag: string, message: string, headers?: R
   HttpServerResponse.unsafeJson({ _tag: tag, message }, { status, ...(headers ? { headers } : {}) })
 
 // Responses are immutable values: build the fixed ones once.
-const PAYLOAD_TOO_LARGE = errorResponse(413, "PayloadTooLarge", `request body exceeds ${BODY_LIMIT} bytes`, { connection: "close" })
+const PAYLOAD_TOO_LARGE = errorResponse(413, "PayloadTooLarge", `request body exceeds ${BODY_LIMIT} bytes`, {
+  connection: "close"
+})
 const UNSUPPORTED_MEDIA_TYPE = errorResponse(415, "UnsupportedMediaType", "request body must be application/json")
 const MALFORMED_BODY = errorResponse(400, "BadRequest", "request body is not valid JSON")
 const ROUTE_NOT_FOUND = errorResponse(404, "NotFound", "no such route")
 const HOST_REQUIRED = errorResponse(400, "BadRequest", "HTTP/1.1 requests need a Host header", { connection: "close" })
 const TOO_DEEP = errorResponse(400, "BadRequest", "request body is nested too deeply")
 const INTERNAL_ERROR = errorResponse(500, "InternalServerError", "internal server error")
-const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the database is unavailable; retry shortly", { "retry-after": "1" })
+const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the database is unavailable; retry shortly", {
+  "retry-after": "1"
+})
 
 const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
 
@@ -60,7 +64,10 @@ const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Caus
     return Effect.succeed(isTooLarge(error) ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
   }
   if (error instanceof SqlError && isTransientSqlError(error)) {
-    return Effect.as(Effect.logWarning(`${request.method} ${request.url}: database unavailable (${describeSqlError(error)})`), SERVICE_UNAVAILABLE)
+    return Effect.as(
+      Effect.logWarning(`${request.method} ${request.url}: database unavailable (${describeSqlError(error)})`),
+      SERVICE_UNAVAILABLE
+    )
   }
   return Effect.as(
     Effect.logError(`${request.method} ${request.url} failed`, cause),
@@ -81,8 +88,10 @@ const readChunked = (incoming: IncomingMessage) =>
       if (size <= BODY_LIMIT) chunks.push(chunk)
       else chunks.length = 0
     })
-    incoming.once("end", () => resume(Effect.succeed(size > BODY_LIMIT ? undefined : Buffer.concat(chunks).toString("utf8"))))
-    incoming.once("error", () => resume(Effect.succeed(undefined)))
+    incoming.once("end", () =>
+      resume(Effect.succeed(size > BODY_LIMIT ? undefined : Buffer.concat(chunks).toString("utf8"))))
+    incoming.once("error", () =>
+      resume(Effect.succeed(undefined)))
   })
 
 /** The same request, its body already read: HttpApi's `json` reads `text`. */
@@ -100,12 +109,16 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
     if (!hasBody(request.method)) return run
     const headers = request.headers
     const type = headers["content-type"]
-    if (type !== undefined && !type.toLowerCase().includes("application/json")) return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
+    if (type !== undefined && !type.toLowerCase().includes("application/json")) {
+      return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
+    }
     const checked = (text: string) => (nestedTooDeep(text) ? Effect.succeed(TOO_DEEP) : run)
     const length = headers["content-length"]
     if (length !== undefined) {
       // The platform caches the text, so HttpApi's own read does not read the body again.
-      return Number(length) > BODY_LIMIT ? Effect.succeed(PAYLOAD_TOO_LARGE) : Effect.matchEffect(request.text, { onFailure: () => run, onSuccess: checked })
+      return Number(length) > BODY_LIMIT
+        ? Effect.succeed(PAYLOAD_TOO_LARGE)
+        : Effect.matchEffect(request.text, { onFailure: () => run, onSuccess: checked })
     }
     if (headers["transfer-encoding"] === undefined) return run
     return Effect.flatMap(readChunked(NodeHttpServerRequest.toIncomingMessage(request)), (text) =>
@@ -113,8 +126,6 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
         ? Effect.succeed(PAYLOAD_TOO_LARGE)
         : Effect.provideService(checked(text), HttpServerRequest.HttpServerRequest, withText(request, text)))
   })
-
-export const RequestGuardLive = HttpApiBuilder.middleware(guard)
 
 /**
  * Outermost: logs what still failed after the response was sent (a response
@@ -126,21 +137,30 @@ export const logUnhandled = (app: HttpApp.Default): HttpApp.Default =>
   Effect.tapErrorCause(app, (cause) => {
     const answered = Cause.find(cause, (c) =>
       Cause.isDieType(c) && HttpServerResponse.isServerResponse(c.defect) ? Option.some(c.defect) : Option.none())
-    if (Option.isSome(answered) && answered.value.status < 500) return Effect.void
-    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    if (Option.isSome(answered) && answered.value.status < 500) {
+      return Effect.void
+    }
+    if (Cause.isInterruptedOnly(cause)) {
+      return Effect.void
+    }
     return Effect.logError("Unhandled HTTP failure", cause)
   })
 
 const protocolError = (status: number, tag: string, message: string) => {
   const body = JSON.stringify({ _tag: tag, message })
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${
+    Buffer.byteLength(body)
+  }\r\n` +
     `connection: close\r\n\r\n${body}`
 }
 const HEADERS_TOO_LARGE = protocolError(431, "RequestHeaderFieldsTooLarge", "request headers exceed 16 KiB")
 const REQUEST_TIMEOUT = protocolError(408, "RequestTimeout", "the request took too long to arrive")
 const CHUNK_EXTENSIONS_TOO_LARGE = protocolError(413, "PayloadTooLarge", "chunk extensions are too large")
 const MALFORMED_REQUEST = protocolError(400, "BadRequest", "malformed HTTP request")
-const EXPECTATION_FAILED = JSON.stringify({ _tag: "ExpectationFailed", message: "only `Expect: 100-continue` is supported" })
+const EXPECTATION_FAILED = JSON.stringify({
+  _tag: "ExpectationFailed",
+  message: "only `Expect: 100-continue` is supported"
+})
 
 /**
  * Requests that Node's HTTP parser rejects before the API sees them (a

@@ -4,10 +4,14 @@
  * the path with ids replaced by `:id`, and only known routes keep their name
  * (anything else is `other`), so random paths cannot blow up the label set.
  */
-import { type HttpApp, HttpApiSchema, HttpServerError, HttpServerRequest } from "@effect/platform"
-import { Cause, Effect, Metric, MetricBoundaries, Option, SchemaAST } from "effect"
+import { HttpApi, type HttpApp, HttpServerError, HttpServerRequest } from "@effect/platform"
+import { Cause, Effect, Metric, MetricBoundaries, Option, Schema, SchemaAST } from "effect"
+import { Api } from "./Api.js"
 
-export const httpRequests = Metric.counter("opsdesk_http_requests_total", { description: "HTTP requests answered", incremental: true })
+export const httpRequests = Metric.counter("opsdesk_http_requests_total", {
+  description: "HTTP requests answered",
+  incremental: true
+})
 export const httpDuration = Metric.histogram(
   "opsdesk_http_request_duration_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
@@ -15,10 +19,25 @@ export const httpDuration = Metric.histogram(
 )
 
 const KNOWN_ROUTES = new Set([
-  "/health", "/ready", "/metrics", "/openapi.json", "/docs", "/ops",
-  "/v1/auth/login", "/v1/users", "/v1/users/me", "/v1/messages",
-  "/v1/tickets", "/v1/tickets/:id", "/v1/tickets/:id/status", "/v1/tickets/:id/messages",
-  "/ops/api/overview", "/ops/api/dlq", "/ops/api/dlq/replay", "/ops/api/dlq/discard", "/ops/api/dlq/purge"
+  "/health",
+  "/ready",
+  "/metrics",
+  "/openapi.json",
+  "/docs",
+  "/ops",
+  "/v1/auth/login",
+  "/v1/users",
+  "/v1/users/me",
+  "/v1/messages",
+  "/v1/tickets",
+  "/v1/tickets/:id",
+  "/v1/tickets/:id/status",
+  "/v1/tickets/:id/messages",
+  "/ops/api/overview",
+  "/ops/api/dlq",
+  "/ops/api/dlq/replay",
+  "/ops/api/dlq/discard",
+  "/ops/api/dlq/purge"
 ])
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
 
@@ -29,26 +48,49 @@ export const routeOf = (url: string): string => {
 
 const METHODS = new Set(["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"])
 
-/** The status HttpApi answers for a failure: its error class's annotation, else what the server renders. */
+/**
+ * The typed errors of the API with the status each is declared with (by
+ * `addError`, or as a middleware's `failure`). An error class has one status
+ * wherever it is declared, so the first match is the status HttpApi encodes.
+ */
+const declaredErrors = (() => {
+  const statuses = new Map<SchemaAST.AST, number>()
+  const collect = (ast: SchemaAST.AST, status: number): void => {
+    if (SchemaAST.isUnion(ast)) ast.types.forEach((member) => collect(member, status))
+    else statuses.set(ast, status)
+  }
+  HttpApi.reflect(Api, {
+    onGroup: () => {},
+    onEndpoint: ({ errors }) => errors.forEach(({ ast }, status) => Option.map(ast, (ast) => collect(ast, status)))
+  })
+  return Array.from(statuses, ([ast, status]) => ({ is: Schema.is(Schema.make(ast)), status }))
+})()
+
+/** The status HttpApi answers for a failure: its declared status for a typed error, else what the server renders. */
 const statusOf = (cause: Cause.Cause<unknown>): number => {
   const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
-    const ast = (failure.value.constructor as { readonly ast?: unknown }).ast
-    if (SchemaAST.isTypeLiteral(ast as SchemaAST.AST) || SchemaAST.isTransformation(ast as SchemaAST.AST)) {
-      return HttpApiSchema.getStatusErrorAST(ast as SchemaAST.AST)
-    }
+  if (Option.isSome(failure)) {
+    const declared = declaredErrors.find((error) => error.is(failure.value))
+    if (declared !== undefined) return declared.status
   }
   return HttpServerError.causeResponseStripped(cause)[0].status
 }
 
 /** Tagged metrics, built once per label set (tagging allocates and hashes a key). */
-const tagged = new Map<string, { readonly count: Metric.Metric.Counter<number>; readonly time: Metric.Metric.Histogram<number> }>()
+const tagged = new Map<
+  string,
+  { readonly count: Metric.Metric.Counter<number>; readonly time: Metric.Metric.Histogram<number> }
+>()
 const metricsFor = (method: string, route: string, status: number) => {
   const key = `${method} ${route} ${status}`
   let m = tagged.get(key)
   if (m === undefined) {
     m = {
-      count: httpRequests.pipe(Metric.tagged("method", method), Metric.tagged("route", route), Metric.tagged("status", String(status))),
+      count: httpRequests.pipe(
+        Metric.tagged("method", method),
+        Metric.tagged("route", route),
+        Metric.tagged("status", String(status))
+      ),
       time: httpDuration.pipe(Metric.tagged("method", method), Metric.tagged("route", route))
     }
     tagged.set(key, m)
@@ -75,7 +117,8 @@ export const recordRequest = (method: string, route: string, status: number, sta
 export const measured = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const started = performance.now()
-    const record = (status: number) => Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
+    const record = (status: number) =>
+      Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
     return app.pipe(
       Effect.tap((response) => record(response.status)),
       Effect.tapErrorCause((cause) => record(statusOf(cause)))

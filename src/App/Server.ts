@@ -7,30 +7,25 @@ import {
   FileSystem,
   HttpApiBuilder,
   HttpApiScalar,
-  type HttpApp,
   HttpIncomingMessage,
   HttpMiddleware,
   HttpServer
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
-import { Tokens } from "../Auth/Tokens.js"
 import { HttpPort } from "../Config.js"
+import { HttpHealthLive } from "../Health/Http.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
+import { Tracing } from "../Observability/Otel.js"
 import { HttpOpsLive } from "../Ops/Http.js"
 import { OpsPageRouteLive } from "../Ops/Page.js"
-import { Tracing } from "../Observability/Otel.js"
-import { makeHotRoutes } from "../Tickets/HotRoutes.js"
 import { HttpTicketsLive } from "../Tickets/Http.js"
-import { Tickets } from "../Tickets/Tickets.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
-import { HttpHealthLive } from "../Health/Http.js"
 import { MetricsRouteLive } from "./MetricsRoute.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
-import { installShortcut, NodeShortcut } from "../Http/NodeShortcut.js"
 import { measured } from "./RequestMetrics.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
@@ -42,28 +37,18 @@ export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
 const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(BODY_LIMIT)))
 
 /**
- * The API-level middleware, spelled out so its order is explicit: the request
- * guards (Middleware.ts) around the fast path of the two hottest ticket
- * routes (Tickets/HotRoutes.ts), which hands every other request to HttpApi.
+ * The API-level middleware around every route, in this order: the request
+ * metrics (RequestMetrics.ts) outside the request guards (Middleware.ts).
+ * HttpApi's error encoding runs outside both; `logUnhandled` (below) is outermost.
  */
-const GuardedHotRoutesLive = HttpApiBuilder.middleware(
-  Effect.gen(function*() {
-    const { nodeShortcut, routes } = yield* makeHotRoutes
-    // With the real server (not the tests' layerTest) and no spans to record, cached listings
-    // are answered by node:http directly (Http/NodeShortcut.ts).
-    const server = yield* Effect.serviceOption(NodeShortcut)
-    const tracing = yield* Effect.serviceOption(Tracing)
-    if (Option.isSome(server) && !Option.exists(tracing, (t) => t.enabled)) server.value.register(nodeShortcut)
-    return (app: HttpApp.Default) => measured(guard(routes(app)))
-  })
-).pipe(Layer.provide([Tickets.Default, Tokens.Default, AuthenticationLive]))
+const RequestMiddlewareLive = HttpApiBuilder.middleware((app) => measured(guard(app)))
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(MetricsRouteLive),
   Layer.provide(OpsPageRouteLive),
-  Layer.provide(GuardedHotRoutesLive),
+  Layer.provide(RequestMiddlewareLive),
   Layer.provide(HttpApiLive),
   Layer.provide(MaxBodySizeLive)
 )
@@ -75,8 +60,10 @@ const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
  * request for nobody.
  */
 export const HttpLive = Layer.unwrapEffect(
-  Effect.map(Tracing, ({ enabled }) =>
-    enabled ? HttpServeLive : HttpMiddleware.withTracerDisabledWhen(HttpServeLive, () => true))
+  Effect.map(
+    Tracing,
+    ({ enabled }) => enabled ? HttpServeLive : HttpMiddleware.withTracerDisabledWhen(HttpServeLive, () => true)
+  )
 )
 
 /** How long shutdown waits for open connections before cutting them. */
@@ -94,7 +81,8 @@ const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server i
  *   client keeps a connection open; the finalizer added here runs first
  *   and bounds that wait.
  */
-export const NodeServerLive = Layer.scopedContext(
+export const NodeServerLive = Layer.scoped(
+  HttpServer.HttpServer,
   Effect.gen(function*() {
     const port = yield* HttpPort
     // Node's own Host check answers a bare 400; the request guard answers it as JSON instead.
@@ -108,16 +96,14 @@ export const NodeServerLive = Layer.scopedContext(
       res.writeHead(503, { "content-type": "application/json", connection: "close" }).end(UNAVAILABLE)
     }
     server.on("request", fallback)
-    const shortcut = installShortcut(server)
     const httpServer = yield* NodeHttpServer.make(() => server, { port })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        shortcut.register(undefined)
         server.on("request", fallback)
         server.closeIdleConnections()
         setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref()
       })
     )
-    return Context.make(HttpServer.HttpServer, httpServer).pipe(Context.add(NodeShortcut, shortcut))
+    return httpServer
   })
 ).pipe(Layer.provideMerge(NodeHttpServer.layerContext))

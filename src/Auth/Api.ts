@@ -2,14 +2,25 @@
  * Authentication: the public login endpoint (its own group, so no bearer
  * middleware applies to it) and the bearer middleware every other group uses.
  */
-import { HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
+import {
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity,
+  OpenApi
+} from "@effect/platform"
 import { Schema } from "effect"
-import { TooManyAttempts, Unauthorized } from "../Kit/Errors.js"
 import { SecretString, StorableText } from "../Kit/Schemas.js"
 import { CurrentUser } from "./CurrentUser.js"
+import { InvalidCredentials, TooManyAttempts, Unauthorized } from "./Errors.js"
 
+/**
+ * Every endpoint behind this middleware may answer 401: a refused token, or
+ * (from the handler) a token whose user no longer exists.
+ */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("OpsDesk/Auth/Authentication", {
-  failure: Unauthorized,
+  failure: Unauthorized.annotations(HttpApiSchema.annotations({ status: 401 })),
   provides: CurrentUser,
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
@@ -30,8 +41,8 @@ export class AuthApi extends HttpApiGroup.make("auth")
     HttpApiEndpoint.post("login", "/login")
       .setPayload(LoginRequest)
       .addSuccess(LoginResponse)
-      .addError(Unauthorized)
-      .addError(TooManyAttempts)
+      .addError(InvalidCredentials, { status: 401 })
+      .addError(TooManyAttempts, { status: 429 })
       .annotate(OpenApi.Summary, "Exchange a username and password for a bearer token")
       .annotate(
         OpenApi.Description,

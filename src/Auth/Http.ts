@@ -1,12 +1,12 @@
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Exit, Layer, Option, Redacted } from "effect"
-import { Api } from "../App/Api.js"
-import { type TooManyAttempts, Unauthorized } from "../Kit/Errors.js"
-import { UsersRepo } from "../Users/Repo.js"
-import { Authentication } from "./Api.js"
+import { apiOf } from "../Kit/Api.js"
+import { AuthApi, Authentication } from "./Api.js"
 import type { Actor } from "./CurrentUser.js"
+import { InvalidCredentials, type TooManyAttempts, Unauthorized } from "./Errors.js"
 import { LoginThrottle, LoginThrottleLive } from "./LoginThrottle.js"
 import { hashPassword, verifyPassword } from "./Password.js"
+import { AuthRepo } from "./Repo.js"
 import { Tokens } from "./Tokens.js"
 
 const BEARER = /^bearer /i
@@ -20,20 +20,22 @@ export const AuthenticationLive = Layer.effect(
       bearer: (token) =>
         Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
           const header = request.headers.authorization
-          return header === undefined || !BEARER.test(header) ? Effect.fail(missing) : tokens.verify(Redacted.value(token).trim())
+          return header === undefined || !BEARER.test(header)
+            ? Effect.fail(missing)
+            : tokens.verify(Redacted.value(token).trim())
         })
     })
   })
 ).pipe(Layer.provide(Tokens.Default))
 
-export const HttpAuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
+export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handlers) =>
   Effect.gen(function*() {
-    const repo = yield* UsersRepo
+    const repo = yield* AuthRepo
     const tokens = yield* Tokens
     const throttle = yield* LoginThrottle
     // Unknown usernames are checked against this hash, so both paths cost one scrypt.
     const dummyHash = yield* hashPassword("opsdesk-dummy-password-for-timing")
-    const rejected = new Unauthorized({ message: "Invalid username or password" })
+    const rejected = new InvalidCredentials({ message: "Invalid username or password" })
 
     /** The user if the password is theirs; None for a wrong password or an unknown username. */
     const authenticate = (username: string, password: string) =>
@@ -41,8 +43,13 @@ export const HttpAuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
         Effect.flatMap(Option.match({
           onNone: () => Effect.as(verifyPassword(password, dummyHash), Option.none<Actor>()),
           onSome: (user) =>
-            Effect.map(verifyPassword(password, user.passwordHash), (ok) =>
-              ok ? Option.some<Actor>({ id: user.id, username: user.username, role: user.role }) : Option.none<Actor>())
+            Effect.map(
+              verifyPassword(password, user.passwordHash),
+              (ok) =>
+                ok
+                  ? Option.some<Actor>({ id: user.id, username: user.username, role: user.role })
+                  : Option.none<Actor>()
+            )
         }))
       )
 
@@ -67,4 +74,4 @@ export const HttpAuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
         if (Option.isNone(user)) return yield* Effect.fail(rejected)
         return yield* tokens.issue(user.value)
       }).pipe(Effect.withSpan("Auth.login")))
-  })).pipe(Layer.provide([UsersRepo.Default, Tokens.Default, LoginThrottleLive]))
+  })).pipe(Layer.provide([AuthRepo.Default, Tokens.Default, LoginThrottleLive]))

@@ -25,9 +25,9 @@
  */
 import { Clock, Context, Effect, Layer } from "effect"
 import { LoginThrottleConfig } from "../Config.js"
-import { TooManyAttempts } from "../Kit/Errors.js"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
 import { Redis, type RedisError } from "../Store/Redis.js"
+import { TooManyAttempts } from "./Errors.js"
 
 export interface LoginAttempt {
   readonly username: string
@@ -61,7 +61,9 @@ export interface Counter {
 
 /** Lockout set by the `failures`-th counted attempt, in seconds (0: none). */
 export const lockoutSeconds = (cfg: LoginThrottleConfig, failures: number, threshold: number): number =>
-  failures < threshold ? 0 : Math.min(cfg.lockoutBaseSeconds * 2 ** Math.min(failures - threshold, 30), cfg.lockoutMaxSeconds)
+  failures < threshold
+    ? 0
+    : Math.min(cfg.lockoutBaseSeconds * 2 ** Math.min(failures - threshold, 30), cfg.lockoutMaxSeconds)
 
 /** `::ffff:1.2.3.4` and `1.2.3.4` are the same client. */
 const normalizeIp = (ip: string) => (ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip)
@@ -131,7 +133,9 @@ const redisStore = (redis: Context.Tag.Service<Redis>, cfg: LoginThrottleConfig)
   refund: (counters, setLocks) =>
     counters.length === 0
       ? Effect.void
-      : redis.use((c) => c.eval(REFUND, counters.length * 2, ...keysOf(counters), ...setLocks.map((s) => (s ? "1" : "0")))).pipe(
+      : redis.use((c) =>
+        c.eval(REFUND, counters.length * 2, ...keysOf(counters), ...setLocks.map((s) => (s ? "1" : "0")))
+      ).pipe(
         Effect.asVoid
       ),
   reset: (counter) => redis.use((c) => c.del(counter.failKey, counter.lockKey)).pipe(Effect.asVoid)
@@ -222,7 +226,11 @@ export const make = (cfg: LoginThrottleConfig) =>
       }
       if (attempt.ip === undefined) return [user]
       const ip = normalizeIp(attempt.ip)
-      return [user, { failKey: `${cfg.keyPrefix}fail:ip:${ip}`, lockKey: `${cfg.keyPrefix}lock:ip:${ip}`, threshold: cfg.maxFailuresPerIp }]
+      return [user, {
+        failKey: `${cfg.keyPrefix}fail:ip:${ip}`,
+        lockKey: `${cfg.keyPrefix}lock:ip:${ip}`,
+        threshold: cfg.maxFailuresPerIp
+      }]
     }
 
     return LoginThrottle.of({
@@ -234,11 +242,16 @@ export const make = (cfg: LoginThrottleConfig) =>
             if (lockedForMs > 0) {
               const retryAfterSeconds = Math.max(1, Math.ceil(lockedForMs / 1000))
               return Effect.fail(
-                new TooManyAttempts({ message: `Too many failed logins; try again in ${retryAfterSeconds} s`, retryAfterSeconds })
+                new TooManyAttempts({
+                  message: `Too many failed logins; try again in ${retryAfterSeconds} s`,
+                  retryAfterSeconds
+                })
               )
             }
             return Effect.succeed({
-              succeeded: withFallback((store) => Effect.zipRight(store.reset(user!), store.refund(addresses, setLocks.slice(1)))),
+              succeeded: withFallback((store) =>
+                Effect.zipRight(store.reset(user!), store.refund(addresses, setLocks.slice(1)))
+              ),
               abandoned: withFallback((store) => store.refund(counters, setLocks))
             })
           })

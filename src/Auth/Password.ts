@@ -15,15 +15,22 @@ const MAX_N = 1 << 20
 
 const derive = (password: string, salt: Buffer, N: number, r: number, p: number, keyLength: number) =>
   Effect.async<Buffer, Error>((resume) => {
-    scrypt(password, salt, keyLength, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 }, (err, key) =>
-      resume(err ? Effect.fail(err) : Effect.succeed(key)))
+    scrypt(
+      password,
+      salt,
+      keyLength,
+      { N, r, p, maxmem: 256 * N * r + 1024 * 1024 },
+      (err, key) => resume(err ? Effect.fail(err) : Effect.succeed(key))
+    )
   })
 
 export const hashPassword = (password: string): Effect.Effect<string> =>
   Effect.suspend(() => {
     const salt = randomBytes(SALT_LENGTH)
     return derive(password, salt, PARAMS.N, PARAMS.r, PARAMS.p, KEY_LENGTH).pipe(
-      Effect.map((key) => `scrypt$${PARAMS.N}$${PARAMS.r}$${PARAMS.p}$${salt.toString("base64url")}$${key.toString("base64url")}`),
+      Effect.map((key) =>
+        `scrypt$${PARAMS.N}$${PARAMS.r}$${PARAMS.p}$${salt.toString("base64url")}$${key.toString("base64url")}`
+      ),
       Effect.orDie
     )
   })

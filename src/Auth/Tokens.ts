@@ -18,8 +18,8 @@ import { Data, Effect, Option, Redacted } from "effect"
 import { jwtVerify, SignJWT } from "jose"
 import { webcrypto } from "node:crypto"
 import { DEFAULT_JWT_SECRET, JwtConfig, NodeEnv } from "../Config.js"
-import { Unauthorized } from "../Kit/Errors.js"
 import type { Actor, Role } from "./CurrentUser.js"
+import { Unauthorized } from "./Errors.js"
 
 export class InsecureJwtSecret extends Data.TaggedError("InsecureJwtSecret")<{ readonly message: string }> {}
 
@@ -92,7 +92,10 @@ export class Tokens extends Effect.Service<Tokens>()("OpsDesk/Auth/Tokens", {
     const secret = yield* resolveSecret
     const { expiresInSeconds } = yield* JwtConfig
     const key = yield* Effect.promise(() =>
-      webcrypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"])
+      webcrypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+        "sign",
+        "verify"
+      ])
     )
     const invalid = new Unauthorized({ message: "Invalid or expired access token" })
 
@@ -110,9 +113,15 @@ export class Tokens extends Effect.Service<Tokens>()("OpsDesk/Auth/Tokens", {
     const verified = makeVerifiedCache(VERIFIED_TOKEN_CACHE_SIZE)
 
     const verifyInFull = (token: string): Effect.Effect<Actor, Unauthorized> =>
-      Effect.tryPromise({ try: () => jwtVerify(token, key, { algorithms: ALGORITHMS, issuer: ISSUER }), catch: () => invalid }).pipe(
+      Effect.tryPromise({
+        try: () => jwtVerify(token, key, { algorithms: ALGORITHMS, issuer: ISSUER }),
+        catch: () => invalid
+      }).pipe(
         Effect.flatMap(({ payload }) => {
-          if (typeof payload.sub !== "string" || !UUID_RE.test(payload.sub) || typeof payload.username !== "string" || !isRole(payload.role)) {
+          if (
+            typeof payload.sub !== "string" || !UUID_RE.test(payload.sub) || typeof payload.username !== "string" ||
+            !isRole(payload.role)
+          ) {
             return Effect.fail(invalid)
           }
           const actor: Actor = { id: payload.sub, username: payload.username, role: payload.role }
@@ -130,8 +139,7 @@ export class Tokens extends Effect.Service<Tokens>()("OpsDesk/Auth/Tokens", {
 
     /**
      * The actor of a token that passed `verify` before and has not expired,
-     * without any other work; `undefined` otherwise (then call `verify`). For
-     * the cached-listing shortcut (Tickets/HotRoutes.ts).
+     * without any other work; `undefined` otherwise (then call `verify`).
      */
     const remembered = (token: string): Actor | undefined => verified.get(token, Math.floor(Date.now() / 1000))
 

@@ -5,21 +5,29 @@
  * `Schedule` (capped) and runs the session again, which declares the topology
  * anew. A TopologyError (a queue declared with other settings) is not retried.
  */
-import { Data, Duration, Effect, Redacted, Schedule, type Scope } from "effect"
 import * as amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
-import type { TopologyError } from "./Topology.js"
+import { Data, Deferred, type Duration, Effect, Redacted, Schedule, type Scope } from "effect"
+import { AmqpUrl, BrokerReconnect } from "../Config.js"
+import { Fatal } from "../Fatal.js"
 import { describe } from "../Kit/Cause.js"
+import type { TopologyError } from "./Topology.js"
 
-export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }> {}
+export class BrokerError
+  extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }>
+{}
 
-export const openConnection = (url: Redacted.Redacted<string>, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
+export const openConnection = (
+  url: Redacted.Redacted<string>,
+  name: string
+): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: () => amqp.connect(Redacted.value(url), { clientProperties: { connection_name: name }, timeout: 5000 }),
       catch: (cause) => new BrokerError({ message: `Cannot connect to RabbitMQ: ${describe(cause)}`, cause })
     }),
-    (connection) => Effect.promise(() => connection.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+    (connection) =>
+      Effect.promise(() => connection.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
   ).pipe(
     Effect.tap((connection) =>
       // Errors surface through 'close'; this listener only keeps Node from throwing.
@@ -52,29 +60,15 @@ export const openConfirmChannel = (connection: ChannelModel): Effect.Effect<Conf
 export const awaitClose = (emitter: ChannelModel | Channel, what: string): Effect.Effect<never, BrokerError> =>
   Effect.async<never, BrokerError>((resume) => {
     const onClose = (err?: unknown) =>
-      resume(Effect.fail(new BrokerError({ message: `RabbitMQ ${what} closed${err ? `: ${describe(err)}` : ""}`, cause: err })))
+      resume(
+        Effect.fail(
+          new BrokerError({ message: `RabbitMQ ${what} closed${err ? `: ${describe(err)}` : ""}`, cause: err })
+        )
+      )
     emitter.once("close", onClose)
     return Effect.sync(() => {
       emitter.off("close", onClose)
     })
-  })
-
-/** Publishes on a confirm channel and waits for the broker's confirmation of this message. */
-export const publishConfirmed = (
-  channel: ConfirmChannel,
-  exchange: string,
-  routingKey: string,
-  content: Buffer,
-  options: amqp.Options.Publish
-): Effect.Effect<void, BrokerError> =>
-  Effect.async<void, BrokerError>((resume) => {
-    try {
-      channel.publish(exchange, routingKey, content, options, (err) => {
-        resume(err ? Effect.fail(new BrokerError({ message: `Publish not confirmed: ${describe(err)}`, cause: err })) : Effect.void)
-      })
-    } catch (cause) {
-      resume(Effect.fail(new BrokerError({ message: `Publish failed: ${describe(cause)}`, cause })))
-    }
   })
 
 export interface ReconnectPolicy {
@@ -109,18 +103,42 @@ export const supervise = <R>(
       // Runs until the connection closes; a drop is reported as a success so the
       // outer loop reconnects with a fresh backoff schedule.
       return yield* Effect.raceFirst(session(connection), awaitClose(connection, "connection")).pipe(
-        Effect.catchTag("BrokerError", (e) =>
-          Effect.logWarning(`RabbitMQ session lost (${name}): ${e.message}; reconnecting`).pipe(
-            // A session that dies at once must not spin.
-            Effect.zipRight(Effect.sleep(policy.initialDelay))
-          ))
+        Effect.catchTag(
+          "BrokerError",
+          (e) =>
+            Effect.logWarning(`RabbitMQ session lost (${name}): ${e.message}; reconnecting`).pipe(
+              // A session that dies at once must not spin.
+              Effect.zipRight(Effect.sleep(policy.initialDelay))
+            )
+        )
       )
     })
   )
   return once.pipe(
-    Effect.tapErrorTag("BrokerError", (e) => Effect.logWarning(`RabbitMQ unavailable (${name}): ${e.message}; retrying`)),
+    Effect.tapErrorTag(
+      "BrokerError",
+      (e) => Effect.logWarning(`RabbitMQ unavailable (${name}): ${e.message}; retrying`)
+    ),
     Effect.retry({ schedule: reconnectSchedule(policy), while: (e) => e._tag === "BrokerError" }),
     Effect.catchTag("BrokerError", (e) => Effect.die(e)),
     Effect.forever
   )
 }
+
+/**
+ * `supervise` with AMQP_URL and AMQP_RECONNECT_*, in the background of the
+ * current scope. A TopologyError stops the process through `Fatal`.
+ */
+export const superviseInBackground = <R>(
+  name: string,
+  session: (connection: ChannelModel) => Effect.Effect<void, BrokerError | TopologyError, R | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const url = yield* AmqpUrl
+    const policy = yield* BrokerReconnect
+    const fatal = yield* Fatal
+    yield* supervise(name, url, policy, session).pipe(
+      Effect.catchTag("TopologyError", (e) => Deferred.fail(fatal, e)),
+      Effect.forkScoped
+    )
+  })

@@ -7,26 +7,7 @@
 import { type Effect, Either } from "effect"
 import { decodeEventJson, type DomainEvent } from "../Domain/Events.js"
 import type { BrokerError } from "./Amqp.js"
-
-/**
- * The attempt counter travels in `opsdesk-retry-count`. The seed calls it
- * `x-retry-count`, but RabbitMQ reserves `x-` names for the broker, so we
- * write ours and still read the seed's.
- */
-export const RETRY_HEADER = "opsdesk-retry-count"
-export const SEED_RETRY_HEADER = "x-retry-count"
-
-/** Headers written on messages sent to the DLQ. */
-export const DLQ_HEADERS = {
-  reason: "opsdesk-error",
-  kind: "opsdesk-error-kind",
-  attempts: "opsdesk-attempts",
-  routingKey: "opsdesk-original-routing-key",
-  queue: "opsdesk-original-queue",
-  failedAt: "opsdesk-failed-at"
-} as const
-
-export type FailureKind = "poison" | "failed"
+import type { FailureKind } from "./Headers.js"
 
 export interface Delivery {
   readonly queue: string
@@ -39,20 +20,13 @@ export interface Delivery {
   /** Gives the message back to its queue now (shutdown, or a bug); a no-op once the channel is gone. */
   readonly requeue: Effect.Effect<void>
   /** Publishes a copy to the broker-held retry queue for `delayMs` (confirmed). */
-  readonly retryLater: (options: { readonly delayMs: number; readonly attempt: number; readonly error: string }) => Effect.Effect<void, BrokerError>
+  readonly retryLater: (
+    options: { readonly delayMs: number; readonly attempt: number; readonly error: string }
+  ) => Effect.Effect<void, BrokerError>
   /** Publishes a copy to the DLQ with the reason in its headers (confirmed). */
-  readonly deadLetter: (options: { readonly kind: FailureKind; readonly reason: string; readonly attempts: number }) => Effect.Effect<void, BrokerError>
-}
-
-/**
- * Retries already made. Missing, negative or non-numeric values count as 0;
- * absurdly large ones are clamped so the message simply has no retries left.
- */
-export const attemptOf = (headers: Readonly<Record<string, unknown>>, maxRetries: number): number => {
-  const raw = headers[RETRY_HEADER] ?? headers[SEED_RETRY_HEADER]
-  const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : typeof raw === "bigint" ? Number(raw) : 0
-  if (Number.isNaN(n) || n < 0) return 0 // Infinity is clamped below
-  return Math.min(Math.floor(n), maxRetries)
+  readonly deadLetter: (
+    options: { readonly kind: FailureKind; readonly reason: string; readonly attempts: number }
+  ) => Effect.Effect<void, BrokerError>
 }
 
 /** The body as text, without copying it (amqplib hands us a Buffer already). */

@@ -7,11 +7,15 @@
  * queue `opsdesk.retry.<delay>ms` holds it for its TTL, then dead-letters it to
  * `opsdesk.retry.return`, where only its original queue is bound
  * (`*.<queue>`). A waiting message occupies no consumer and survives restarts.
+ * The delays are the tier-2 retry delays: the seed's exponential backoff
+ * (initial delay, doubling, capped), one per retry up to MAX_RETRIES.
  */
-import { Data, Effect } from "effect"
 import type { Channel } from "amqplib"
+import { Chunk, Data, Duration, Effect, Schedule } from "effect"
+import type { WorkerConfig } from "../Config.js"
 import { EVENT_NAMES, type EventName } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
+import { BrokerError } from "./Amqp.js"
 
 export const EXCHANGE = "opsdesk.events"
 export const DLQ = "tickets.dlq"
@@ -25,7 +29,37 @@ export const retryRoutingKey = (delayMs: number, queue: string) => `${delayMs}ms
 
 export type QueueType = "classic" | "quorum"
 
-export class TopologyError extends Data.TaggedError("TopologyError")<{ readonly message: string; readonly cause: unknown }> {}
+export type RetryConfig = Pick<WorkerConfig, "retryInitialDelay" | "retryMaxDelay" | "maxRetries">
+
+/** Delay before retry n+1 is min(initial * 2^n, max), for n < maxRetries. */
+export const retrySchedule = (cfg: RetryConfig) =>
+  Schedule.exponential(cfg.retryInitialDelay, 2).pipe(
+    Schedule.map((d) => Duration.min(d, cfg.retryMaxDelay)),
+    Schedule.intersect(Schedule.recurs(cfg.maxRetries)),
+    Schedule.map(([d]) => d)
+  )
+
+/** The retry delays in milliseconds, one per retry: [1000, 2000, 4000] by default. */
+export const retryDelays = (cfg: RetryConfig): ReadonlyArray<number> =>
+  Effect.runSync(
+    Schedule.run(retrySchedule(cfg), 0, Array.from({ length: cfg.maxRetries }, () => undefined)).pipe(
+      Effect.map((delays) => Chunk.toReadonlyArray(delays).map((d) => Math.round(Duration.toMillis(d))))
+    )
+  )
+
+export interface TopologyOptions {
+  readonly queueType: QueueType
+  readonly retryDelaysMs: ReadonlyArray<number>
+}
+
+export const topologyOptions = (queueType: QueueType, cfg: RetryConfig): TopologyOptions => ({
+  queueType,
+  retryDelaysMs: retryDelays(cfg)
+})
+
+export class TopologyError
+  extends Data.TaggedError("TopologyError")<{ readonly message: string; readonly cause: unknown }>
+{}
 
 // Classic queues are declared without `x-queue-type`, so they match queues
 // declared by tools that never set it (the seed's worker, the bench scripts).
@@ -37,7 +71,7 @@ const queueArgs = (type: QueueType): Record<string, unknown> => (type === "quoru
  * is reported as a TopologyError naming the queue, which callers treat as
  * fatal rather than a reason to reconnect.
  */
-export const declareTopology = (channel: Channel, options: { readonly queueType: QueueType; readonly retryDelaysMs: ReadonlyArray<number> }) =>
+export const declareTopology = (channel: Channel, options: TopologyOptions) =>
   Effect.gen(function*() {
     const step = <A>(what: string, f: () => Promise<A>) =>
       Effect.tryPromise({
@@ -53,8 +87,10 @@ export const declareTopology = (channel: Channel, options: { readonly queueType:
       })
     yield* step(`exchange ${EXCHANGE}`, () => channel.assertExchange(EXCHANGE, "topic", { durable: true }))
     yield* step(`exchange ${RETRY_EXCHANGE}`, () => channel.assertExchange(RETRY_EXCHANGE, "topic", { durable: true }))
-    yield* step(`exchange ${RETRY_RETURN_EXCHANGE}`, () => channel.assertExchange(RETRY_RETURN_EXCHANGE, "topic", { durable: true }))
-    yield* step(`queue ${DLQ}`, () => channel.assertQueue(DLQ, { durable: true, arguments: queueArgs(options.queueType) }))
+    yield* step(`exchange ${RETRY_RETURN_EXCHANGE}`, () =>
+      channel.assertExchange(RETRY_RETURN_EXCHANGE, "topic", { durable: true }))
+    yield* step(`queue ${DLQ}`, () =>
+      channel.assertQueue(DLQ, { durable: true, arguments: queueArgs(options.queueType) }))
     for (const event of EVENT_NAMES) {
       const queue = queueFor(event)
       yield* step(`queue ${queue}`, () =>
@@ -64,8 +100,10 @@ export const declareTopology = (channel: Channel, options: { readonly queueType:
           deadLetterRoutingKey: DLQ,
           arguments: queueArgs(options.queueType)
         }))
-      yield* step(`binding ${queue}`, () => channel.bindQueue(queue, EXCHANGE, event))
-      yield* step(`binding ${queue} (retry return)`, () => channel.bindQueue(queue, RETRY_RETURN_EXCHANGE, `*.${queue}`))
+      yield* step(`binding ${queue}`, () =>
+        channel.bindQueue(queue, EXCHANGE, event))
+      yield* step(`binding ${queue} (retry return)`, () =>
+        channel.bindQueue(queue, RETRY_RETURN_EXCHANGE, `*.${queue}`))
     }
     for (const delay of new Set(options.retryDelaysMs)) {
       const queue = retryQueueFor(delay)
@@ -76,6 +114,25 @@ export const declareTopology = (channel: Channel, options: { readonly queueType:
           deadLetterExchange: RETRY_RETURN_EXCHANGE,
           arguments: queueArgs(options.queueType)
         }))
-      yield* step(`binding ${queue}`, () => channel.bindQueue(queue, RETRY_EXCHANGE, `${delay}ms.#`))
+      yield* step(`binding ${queue}`, () =>
+        channel.bindQueue(queue, RETRY_EXCHANGE, `${delay}ms.#`))
     }
   })
+
+/** One queue's state as RabbitMQ reports it (passive declare). */
+export interface QueueState {
+  readonly queue: string
+  /** Ready messages (not those delivered and unacked). */
+  readonly messages: number
+  readonly consumers: number
+}
+
+export const checkQueues = (
+  channel: Channel,
+  queues: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<QueueState>, BrokerError> =>
+  Effect.forEach(queues, (queue) =>
+    Effect.tryPromise({
+      try: () => channel.checkQueue(queue),
+      catch: (cause) => new BrokerError({ message: `Cannot read ${queue}: ${describe(cause)}`, cause })
+    }).pipe(Effect.map((q): QueueState => ({ queue, messages: q.messageCount, consumers: q.consumerCount }))))

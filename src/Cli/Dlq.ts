@@ -4,7 +4,7 @@
  * the terminal, errors to stderr with exit code 1.
  */
 import { Command, HelpDoc, Options, Prompt, ValidationError } from "@effect/cli"
-import { Console, Duration, Effect, Either, Option } from "effect"
+import { Console, type Duration, Effect, Either, Option } from "effect"
 import { DLQ } from "../Broker/Topology.js"
 import { Dlq, type ReplayProgress, type ReplayResult } from "../Dlq/Dlq.js"
 import type { Selector } from "../Dlq/Entry.js"
@@ -31,45 +31,57 @@ const eventFilter = Options.text("event").pipe(
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the entries as JSON instead of a table."))
 
-export const listCommand = Command.make("list", { limit, event: eventFilter, json }, ({ event, json, limit }) =>
-  Effect.gen(function*() {
-    const dlq = yield* Dlq
-    const depth = yield* dlq.depth
-    const entries = yield* dlq.list({ limit, event: Option.getOrUndefined(event) })
-    if (json) return yield* Console.log(JSON.stringify(entries, null, 2))
-    const filter = Option.match(event, { onNone: () => "", onSome: (e) => ` of type ${e}` })
-    if (entries.length === 0) {
-      return yield* Console.log(depth === 0 ? `${DLQ} is empty.` : `${DLQ}: ${depth} message(s), none${filter}.`)
-    }
-    yield* Console.log(`${DLQ}: ${depth} message(s); showing ${entries.length}${filter}\n`)
-    yield* Console.log(renderTable(
-      [
-        { header: "EVENT", maxWidth: 24 },
-        { header: "EVENT ID", maxWidth: 36 },
-        { header: "ROUTING KEY", maxWidth: 24 },
-        { header: "ATTEMPTS", align: "right" },
-        { header: "KIND" },
-        { header: "ERROR", maxWidth: 70 },
-        { header: "AGE", align: "right" }
-      ],
-      entries.map((e) => [
-        e.event ?? "?",
-        e.eventId ?? "-",
-        e.originalRoutingKey ?? "-",
-        e.attempts === null ? "-" : String(e.attempts),
-        e.kind,
-        e.error ?? "-",
-        formatAge(e.ageSeconds)
-      ])
-    ))
-  })).pipe(Command.withDescription(`List the messages in ${DLQ} without removing them (they stay in the queue, in order).`))
+export const listCommand = Command.make(
+  "list",
+  { limit, event: eventFilter, json },
+  ({ event, json, limit }) =>
+    Effect.gen(function*() {
+      const dlq = yield* Dlq
+      const depth = yield* dlq.depth
+      const entries = yield* dlq.list({ limit, event: Option.getOrUndefined(event) })
+      if (json) return yield* Console.log(JSON.stringify(entries, null, 2))
+      const filter = Option.match(event, { onNone: () => "", onSome: (e) => ` of type ${e}` })
+      if (entries.length === 0) {
+        return yield* Console.log(depth === 0 ? `${DLQ} is empty.` : `${DLQ}: ${depth} message(s), none${filter}.`)
+      }
+      yield* Console.log(`${DLQ}: ${depth} message(s); showing ${entries.length}${filter}\n`)
+      yield* Console.log(renderTable(
+        [
+          { header: "EVENT", maxWidth: 24 },
+          { header: "EVENT ID", maxWidth: 36 },
+          { header: "ROUTING KEY", maxWidth: 24 },
+          { header: "ATTEMPTS", align: "right" },
+          { header: "KIND" },
+          { header: "ERROR", maxWidth: 70 },
+          { header: "AGE", align: "right" }
+        ],
+        entries.map((e) => [
+          e.event ?? "?",
+          e.eventId ?? "-",
+          e.originalRoutingKey ?? "-",
+          e.attempts === null ? "-" : String(e.attempts),
+          e.kind,
+          e.error ?? "-",
+          formatAge(e.ageSeconds)
+        ])
+      ))
+    })
+).pipe(Command.withDescription(`List the messages in ${DLQ} without removing them (they stay in the queue, in order).`))
 
 // ---------------------------------------------------------------- dlq replay
 
 const selector = Options.all({
   all: Options.boolean("all").pipe(Options.withDescription("Replay every replayable message.")),
-  eventId: Options.text("event-id").pipe(Options.withPseudoName("ID"), Options.withDescription("Replay the message(s) of this event id."), Options.optional),
-  event: Options.text("event").pipe(Options.withPseudoName("TYPE"), Options.withDescription("Replay every message of this event type, e.g. message.sent."), Options.optional)
+  eventId: Options.text("event-id").pipe(
+    Options.withPseudoName("ID"),
+    Options.withDescription("Replay the message(s) of this event id."),
+    Options.optional
+  ),
+  event: Options.text("event").pipe(
+    Options.withPseudoName("TYPE"),
+    Options.withDescription("Replay every message of this event type, e.g. message.sent."),
+    Options.optional
+  )
 }).pipe(
   Options.mapEffect(({ all, event, eventId }): Effect.Effect<Selector, ValidationError.ValidationError> => {
     const chosen: Array<Selector> = [
@@ -77,7 +89,9 @@ const selector = Options.all({
       ...Option.toArray(Option.map(eventId, (id) => ({ eventId: id }))),
       ...Option.toArray(Option.map(event, (type) => ({ event: type })))
     ]
-    return chosen.length === 1 ? Effect.succeed(chosen[0]!) : invalid("Choose exactly one of --all, --event-id ID or --event TYPE.")
+    return chosen.length === 1
+      ? Effect.succeed(chosen[0]!)
+      : invalid("Choose exactly one of --all, --event-id ID or --event TYPE.")
   })
 )
 
@@ -87,15 +101,25 @@ const progressLine = (p: ReplayProgress) =>
   `  … ${p.scanned}/${p.total} scanned: ${p.replayed} replayed, ${p.skipped} skipped`
 
 const summary = (selector: Selector, result: ReplayResult) => {
-  const lines = [`Replayed ${result.replayed} message(s) to their original queues; ${result.skipped} skipped (${result.matched} matched, ${result.scanned} scanned).`]
-  for (const s of result.skippedMessages) lines.push(`  skipped ${s.event ?? "?"} ${s.eventId ?? s.id}: ${truncate(s.reason, 200)}`)
-  if (result.skipped > result.skippedMessages.length) lines.push(`  … and ${result.skipped - result.skippedMessages.length} more`)
+  const lines = [
+    `Replayed ${result.replayed} message(s) to their original queues; ${result.skipped} skipped (${result.matched} matched, ${result.scanned} scanned).`
+  ]
+  for (const s of result.skippedMessages) {
+    lines.push(`  skipped ${s.event ?? "?"} ${s.eventId ?? s.id}: ${truncate(s.reason, 200)}`)
+  }
+  if (result.skipped > result.skippedMessages.length) {
+    lines.push(`  … and ${result.skipped - result.skippedMessages.length} more`)
+  }
   if (result.matched === 0) {
-    lines.splice(0, lines.length, "eventId" in selector
-      ? `No message with event id ${selector.eventId} in ${DLQ}.`
-      : "event" in selector
-      ? `No ${selector.event} message in ${DLQ}; nothing replayed.`
-      : `${DLQ} is empty; nothing replayed.`)
+    lines.splice(
+      0,
+      lines.length,
+      "eventId" in selector
+        ? `No message with event id ${selector.eventId} in ${DLQ}.`
+        : "event" in selector
+        ? `No ${selector.event} message in ${DLQ}; nothing replayed.`
+        : `${DLQ} is empty; nothing replayed.`
+    )
   }
   return lines.join("\n")
 }
@@ -106,7 +130,9 @@ export const replayCommand = Command.make("replay", { selector }, ({ selector })
     const result = yield* dlq.replay(selector, {
       progressEvery: PROGRESS_EVERY,
       // A line every 100 messages, for replays long enough to need one.
-      onProgress: (p) => (p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
+      onProgress: (
+        p
+      ) => (p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
     })
     yield* Console.log(summary(selector, result))
     // Asked for one event and it did not go out: say so in the exit code too.
@@ -147,7 +173,8 @@ const confirmPurge = (olderThan: Option.Option<Duration.Duration>) =>
     if (depth === 0) return false
     const what = Option.match(olderThan, {
       onNone: () => `Remove all ${depth} message(s) from ${DLQ}?`,
-      onSome: (d) => `Remove the messages in ${DLQ} that failed more than ${formatDuration(d)} ago (${depth} in the queue)?`
+      onSome: (d) =>
+        `Remove the messages in ${DLQ} that failed more than ${formatDuration(d)} ago (${depth} in the queue)?`
     })
     const ok = yield* Prompt.confirm({ message: `${what} This cannot be undone.`, initial: false })
     if (!ok) return yield* new CliError({ message: "Aborted; nothing was removed." })

@@ -16,11 +16,15 @@ const UNITS: Record<string, (n: number) => Duration.Duration> = {
 /** `30m`, `1h`, `7d`, `1h30m`, `90s`, `500ms`, `2w`; whole numbers, at least one unit, total > 0. */
 export const parseDuration = (input: string): Either.Either<Duration.Duration, string> => {
   const s = input.trim().toLowerCase()
-  const invalid = Either.left(`Invalid duration ${JSON.stringify(input)}: use a number and a unit, e.g. 90s, 30m, 1h, 7d or 1h30m`)
+  const invalid = Either.left(
+    `Invalid duration ${JSON.stringify(input)}: use a number and a unit, e.g. 90s, 30m, 1h, 7d or 1h30m`
+  )
   if (!/^(\d+(ms|s|m|h|d|w))+$/.test(s)) return invalid
   let total = Duration.zero
   for (const [, n, unit] of s.matchAll(/(\d+)(ms|s|m|h|d|w)/g)) total = Duration.sum(total, UNITS[unit!]!(Number(n)))
-  return Duration.greaterThan(total, Duration.zero) ? Either.right(total) : Either.left(`Invalid duration ${JSON.stringify(input)}: must be more than zero`)
+  return Duration.greaterThan(total, Duration.zero)
+    ? Either.right(total)
+    : Either.left(`Invalid duration ${JSON.stringify(input)}: must be more than zero`)
 }
 
 /** `42s`, `17m`, `5h`, `3d`: the largest unit, rounded down. */
@@ -57,9 +61,12 @@ export interface Column {
 
 /** A plain table: a header row, then one line per row, columns separated by two spaces. */
 export const renderTable = (columns: ReadonlyArray<Column>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
-  const cells = rows.map((row) => columns.map((c, i) => truncate((row[i] ?? "").replace(/\s+/g, " "), c.maxWidth ?? Number.MAX_SAFE_INTEGER)))
+  const cells = rows.map((row) =>
+    columns.map((c, i) => truncate((row[i] ?? "").replace(/\s+/g, " "), c.maxWidth ?? Number.MAX_SAFE_INTEGER))
+  )
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)))
   const line = (values: ReadonlyArray<string>) =>
-    values.map((v, i) => (columns[i]!.align === "right" ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join("  ").trimEnd()
+    values.map((v, i) => (columns[i]!.align === "right" ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join("  ")
+      .trimEnd()
   return [line(columns.map((c) => c.header)), ...cells.map(line)].join("\n")
 }

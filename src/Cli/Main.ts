@@ -20,7 +20,9 @@ import { apiCommand, migrateCommand, workerCommand } from "./Processes.js"
 export const VERSION = "0.1.0"
 
 export const opsdesk = Command.make("opsdesk").pipe(
-  Command.withDescription("OpsDesk operations: run the API, the worker or the migrations, and manage the dead-letter queue."),
+  Command.withDescription(
+    "OpsDesk operations: run the API, the worker or the migrations, and manage the dead-letter queue."
+  ),
   Command.withSubcommands([apiCommand, workerCommand, migrateCommand, dlqCommand])
 )
 
@@ -59,7 +61,9 @@ const report = (error: Failure): Effect.Effect<number> => {
 }
 
 /** Log lines stay out of the CLI's output unless LOG_LEVEL asks for them. */
-const cliConfig = ConfigProvider.fromEnv().pipe(ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map([["LOG_LEVEL", "warn"]]))))
+const cliConfig = ConfigProvider.fromEnv().pipe(
+  ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map([["LOG_LEVEL", "warn"]])))
+)
 
 /** Runs the command line for `argv` (as in `process.argv`); succeeds with the exit code. */
 export const main = (argv: ReadonlyArray<string>): Effect.Effect<number> =>

@@ -1,33 +1,45 @@
 /**
- * `opsdesk api`, `opsdesk worker`, `opsdesk migrate`: each runs the existing
- * entrypoint module (src/bin/*.ts) in this process by importing it, so there
- * is one implementation of each process and `npm run start:worker` and
- * `opsdesk worker` are the same program. The entrypoint starts its own
- * `NodeRuntime.runMain` (signals, graceful shutdown, exit code); the CLI's own
- * run ends right after the import without exiting the process.
+ * `opsdesk api`, `opsdesk worker`, `opsdesk migrate`: the same programs that
+ * src/bin/* run (src/App/Programs.ts), in the CLI's own runtime. They read
+ * the environment as it is: the CLI's quieter default LOG_LEVEL is for its
+ * own commands, not for a service it starts.
  */
 import { Command } from "@effect/cli"
-import { Effect } from "effect"
-import { CliError } from "./CliError.js"
+import { ConfigError, ConfigProvider, Effect } from "effect"
+import { apiProgram, migrateProgram, workerProgram } from "../App/Programs.js"
 import { describe } from "../Kit/Cause.js"
+import { CliError } from "./CliError.js"
 
-const entrypoint = (name: "api" | "worker" | "migrate", description: string, load: () => Promise<unknown>) =>
+const processCommand = <E>(
+  name: "api" | "worker" | "migrate",
+  description: string,
+  program: Effect.Effect<unknown, E>
+) =>
   Command.make(name, {}, () =>
-    Effect.tryPromise({
-      try: load,
-      catch: (cause) => new CliError({ message: `Cannot start the ${name}: ${describe(cause)}` })
-    }).pipe(Effect.asVoid)).pipe(Command.withDescription(description))
+    program.pipe(
+      Effect.asVoid,
+      Effect.mapError((
+        e
+      ) => (ConfigError.isConfigError(e) ? e : new CliError({ message: `The ${name} stopped: ${describe(e)}` }))),
+      Effect.withConfigProvider(ConfigProvider.fromEnv())
+    )).pipe(
+      Command.withDescription(description)
+    )
 
-export const apiCommand = entrypoint("api", "Run the HTTP API (src/bin/api.ts; same as npm run start:api).", () => import("../bin/api.js"))
-
-export const workerCommand = entrypoint(
-  "worker",
-  "Run the worker that consumes the event queues (src/bin/worker.ts; same as npm run start:worker).",
-  () => import("../bin/worker.js")
+export const apiCommand = processCommand(
+  "api",
+  "Run the HTTP API and its outbox relay (same as npm run start:api).",
+  apiProgram
 )
 
-export const migrateCommand = entrypoint(
+export const workerCommand = processCommand(
+  "worker",
+  "Run the worker that consumes the event queues (same as npm run start:worker).",
+  workerProgram
+)
+
+export const migrateCommand = processCommand(
   "migrate",
-  "Apply pending database migrations and ensure the admin user exists (src/bin/migrate.ts; same as npm run migrate).",
-  () => import("../bin/migrate.js")
+  "Apply pending database migrations and ensure the admin user exists (same as npm run migrate).",
+  migrateProgram
 )

@@ -75,7 +75,12 @@ export const DomainEvent = Schema.Union(TicketCreated, TicketUpdated, TicketStat
 export type DomainEvent = typeof DomainEvent.Type
 export type EventName = DomainEvent["event"]
 
-export const EVENT_NAMES = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const satisfies ReadonlyArray<EventName>
+export const EVENT_NAMES = [
+  "ticket.created",
+  "ticket.updated",
+  "ticket.status_changed",
+  "message.sent"
+] as const satisfies ReadonlyArray<EventName>
 
 export const isTicketEvent = (e: DomainEvent): e is TicketCreated | TicketUpdated | TicketStatusChanged =>
   e.event !== "message.sent"
@@ -88,7 +93,10 @@ export const makeEvent = <E extends DomainEvent>(event: E["event"], payload: E["
 const decoders = {
   "ticket.created": Schema.decodeUnknownEither(TicketCreated, { errors: "all", onExcessProperty: "ignore" }),
   "ticket.updated": Schema.decodeUnknownEither(TicketUpdated, { errors: "all", onExcessProperty: "ignore" }),
-  "ticket.status_changed": Schema.decodeUnknownEither(TicketStatusChanged, { errors: "all", onExcessProperty: "ignore" }),
+  "ticket.status_changed": Schema.decodeUnknownEither(TicketStatusChanged, {
+    errors: "all",
+    onExcessProperty: "ignore"
+  }),
   "message.sent": Schema.decodeUnknownEither(MessageSent, { errors: "all", onExcessProperty: "ignore" })
 } satisfies Record<EventName, (u: unknown) => Either.Either<DomainEvent, ParseResult.ParseError>>
 
@@ -101,14 +109,17 @@ const isEventName = (u: unknown): u is EventName => typeof u === "string" && Obj
 export const decodeEventJson = (body: string): Either.Either<DomainEvent, string> => {
   // The depth check runs only on the way to a rejection: a body that decodes was not walked
   // recursively (extra properties are ignored), and the check costs as much as JSON.parse.
-  const tooDeep = () => nestedTooDeep(body) ? Either.left(`Body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`) : undefined
+  const tooDeep = () =>
+    nestedTooDeep(body) ? Either.left(`Body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`) : undefined
   let json: unknown
   try {
     json = JSON.parse(body)
   } catch (e) {
     return tooDeep() ?? Either.left(`Body is not valid JSON (${e instanceof Error ? e.message : String(e)})`)
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return tooDeep() ?? Either.left("Body is not a JSON object")
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    return tooDeep() ?? Either.left("Body is not a JSON object")
+  }
   const name = (json as { event?: unknown }).event
   try {
     if (!isEventName(name)) return tooDeep() ?? Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
@@ -117,11 +128,17 @@ export const decodeEventJson = (body: string): Either.Either<DomainEvent, string
     if (Either.isRight(decoded)) return Either.right(decoded.right)
     return tooDeep() ?? Either.left(
       `Invalid ${name}: ` +
-        ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+        ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((i) =>
+          `${i.path.join(".") || "(root)"}: ${i.message}`
+        ).join("; ")
     )
   } catch (e) {
     // Never a throw (describing a value can overflow the stack, say): that would fail the whole
     // batch, again on every redelivery, instead of dead-lettering this one message.
-    return Either.left(`Invalid ${isEventName(name) ? name : "event"}: the body cannot be described (${e instanceof Error ? e.message : String(e)})`)
+    return Either.left(
+      `Invalid ${isEventName(name) ? name : "event"}: the body cannot be described (${
+        e instanceof Error ? e.message : String(e)
+      })`
+    )
   }
 }

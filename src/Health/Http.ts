@@ -8,9 +8,9 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { Publisher } from "../Broker/Publisher.js"
+import { apiOf } from "../Kit/Api.js"
 import { Redis } from "../Store/Redis.js"
-import { Api } from "../App/Api.js"
-import { NotReady } from "./Api.js"
+import { HealthApi, NotReady } from "./Api.js"
 
 const CHECK_TIMEOUT = "1 second"
 
@@ -21,7 +21,7 @@ const probe = <E, R>(check: Effect.Effect<boolean, E, R>) =>
     Effect.map((ok) => (ok ? "up" as const : "down" as const))
   )
 
-export const HttpHealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
+export const HttpHealthLive = HttpApiBuilder.group(apiOf(HealthApi), "health", (handlers) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const redis = yield* Redis

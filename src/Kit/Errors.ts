@@ -1,52 +1,39 @@
 /**
- * Errors that cross HTTP. Each is a tagged Schema class whose status lives in
- * its annotation, so HttpApi encodes it as `{ "_tag": ..., "message": ... }`
- * with that status, and OpenAPI lists it.
+ * The API's error vocabulary, and the errors several features share.
+ *
+ * Errors carry no HTTP status: each feature's Api.ts declares the status it
+ * answers them with (`.addError(Forbidden, { status: 403 })`), and HttpApi
+ * encodes them as `{ "_tag": ..., "message": ... }`. Errors of different
+ * features may answer with the same wire `_tag` (`TicketNotFound` and
+ * `DlqEntryNotFound` are both `NotFound`): clients match on the tag, so
+ * /openapi.json documents one schema per tag, named after it (`wireTag`).
  */
-import { HttpApiSchema } from "@effect/platform"
-import { Schema } from "effect"
+import { Schema, SchemaAST } from "effect"
 
-/** 400 for a request that decoded but is still invalid; `field` names the culprit. */
+const WIRE_TAGS = {
+  ValidationError: "The request is invalid; `field` names the offending input",
+  Unauthorized: "Missing, invalid or expired credentials",
+  Forbidden: "The caller's role does not allow this action",
+  NotFound: "No such resource, or not visible to the caller",
+  Conflict: "The request conflicts with the current state"
+} as const
+
+/** The annotations of an error class answering with `tag`: in /openapi.json, the tag's schema. */
+export const wireTag = (tag: keyof typeof WIRE_TAGS) => ({
+  [SchemaAST.JSONIdentifierAnnotationId]: tag,
+  description: WIRE_TAGS[tag]
+})
+
+/** A request that decoded but is still invalid; `field` names the culprit. */
 export class ValidationError extends Schema.TaggedError<ValidationError>()(
   "ValidationError",
   { message: Schema.String, field: Schema.String },
-  HttpApiSchema.annotations({ status: 400, description: "The request is invalid; `field` names the offending input" })
+  wireTag("ValidationError")
 ) {}
 
-export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
-  "Unauthorized",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 401, description: "Missing, invalid or expired credentials" })
-) {}
-
+/** The caller's role does not allow the action. */
 export class Forbidden extends Schema.TaggedError<Forbidden>()(
   "Forbidden",
   { message: Schema.String },
-  HttpApiSchema.annotations({ status: 403, description: "The caller's role does not allow this action" })
-) {}
-
-export class NotFound extends Schema.TaggedError<NotFound>()(
-  "NotFound",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 404, description: "No such resource, or not visible to the caller" })
-) {
-  static entity(entity: string, id: string) {
-    return new NotFound({ message: `${entity} ${id} not found` })
-  }
-}
-
-export class Conflict extends Schema.TaggedError<Conflict>()(
-  "Conflict",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 409, description: "The request conflicts with the current state" })
-) {}
-
-/** 429 while a username (or client address) is locked out after repeated failed logins. */
-export class TooManyAttempts extends Schema.TaggedError<TooManyAttempts>()(
-  "TooManyAttempts",
-  { message: Schema.String, retryAfterSeconds: Schema.Int },
-  HttpApiSchema.annotations({
-    status: 429,
-    description: "Too many failed logins: retry after `retryAfterSeconds` (also in the `Retry-After` header)"
-  })
+  wireTag("Forbidden")
 ) {}

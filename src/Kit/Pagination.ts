@@ -29,7 +29,8 @@ export interface Position {
 const TS_RE = /^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-export const encodeCursor = (position: Position): string => Buffer.from(`${position.ts}|${position.id}`).toString("base64url")
+export const encodeCursor = (position: Position): string =>
+  Buffer.from(`${position.ts}|${position.id}`).toString("base64url")
 
 /** None for anything `encodeCursor` could not have produced. */
 export const decodeCursor = (cursor: string): Option.Option<Position> => {
@@ -44,7 +45,9 @@ export const decodeCursor = (cursor: string): Option.Option<Position> => {
   // A real calendar instant in PostgreSQL's range (rejects 2024-02-31, month 13, year 0).
   const year = Number(match[1])
   const date = new Date(ts.slice(0, 23) + "Z")
-  if (year < 1 || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 23) !== ts.slice(0, 23)) return Option.none()
+  if (year < 1 || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 23) !== ts.slice(0, 23)) {
+    return Option.none()
+  }
   return Option.some({ ts, id: id.toLowerCase() })
 }
 
@@ -69,5 +72,8 @@ export const toPage = <Row extends { readonly id: string; readonly cursorTs: str
   const more = rows.length > limit
   const page = more ? rows.slice(0, limit) : rows
   const last = page[page.length - 1]
-  return { items: page.map(f), nextCursor: more && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null }
+  return {
+    items: page.map(f),
+    nextCursor: more && last !== undefined ? encodeCursor({ ts: last.cursorTs, id: last.id }) : null
+  }
 }

@@ -1,7 +1,8 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { NotFound, ValidationError } from "../Kit/Errors.js"
+import { ValidationError } from "../Kit/Errors.js"
 import { TicketIdPath } from "../Tickets/Domain.js"
+import { TicketNotFound } from "../Tickets/Errors.js"
 import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "./Domain.js"
 
 export class MessagesApi extends HttpApiGroup.make("messages")
@@ -9,7 +10,7 @@ export class MessagesApi extends HttpApiGroup.make("messages")
     HttpApiEndpoint.post("sendMessage", "/v1/messages")
       .setPayload(SendMessageRequest)
       .addSuccess(Message, { status: 201 })
-      .addError(NotFound)
+      .addError(TicketNotFound, { status: 404 })
       .annotate(OpenApi.Summary, "Post a message on a ticket the caller can see (emits message.sent)")
   )
   .add(
@@ -17,8 +18,8 @@ export class MessagesApi extends HttpApiGroup.make("messages")
       .setPath(TicketIdPath)
       .setUrlParams(ListMessagesParams)
       .addSuccess(MessagePage)
-      .addError(NotFound)
-      .addError(ValidationError)
+      .addError(TicketNotFound, { status: 404 })
+      .addError(ValidationError, { status: 400 })
       .annotate(OpenApi.Summary, "A ticket's messages, oldest first, keyset-paginated")
   )
   .middleware(Authentication)

@@ -5,11 +5,11 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
+import { Unauthorized } from "../Auth/Errors.js"
 import { makeEvent, type MessageSent } from "../Domain/Events.js"
-import { Unauthorized } from "../Kit/Errors.js"
-import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Store/SqlState.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
 import { appendEvent } from "../Outbox/Outbox.js"
+import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Store/SqlState.js"
 import { visibleOrNotFound } from "../Tickets/Policy.js"
 import { TicketsRepo } from "../Tickets/Repo.js"
 import type { ListMessagesParams, MessagePage, SendMessageRequest } from "./Domain.js"
@@ -21,7 +21,8 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
     const tickets = yield* TicketsRepo
     const repo = yield* MessagesRepo
 
-    const visibleTicket = (actor: Actor, id: string) => Effect.flatMap(tickets.findById(id), visibleOrNotFound(actor, id))
+    const visibleTicket = (actor: Actor, id: string) =>
+      Effect.flatMap(tickets.findById(id), visibleOrNotFound(actor, id))
 
     const send = Effect.fn("Messages.send")(function*(actor: Actor, input: SendMessageRequest) {
       return yield* sql.withTransaction(Effect.gen(function*() {

@@ -2,6 +2,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
+import { auditInsert } from "../Store/Audit.js"
 import type { Message } from "./Domain.js"
 
 interface MessageRow {
@@ -29,6 +30,15 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("OpsDesk/Messag
     const sql = yield* SqlClient.SqlClient
     const cursorTs = sql.literal(CURSOR_TS)
 
+    /** The message's audit row, inserted from the `m` CTE below (Store/Audit.ts). */
+    const audit = auditInsert(sql, {
+      actorId: sql`m.author_id`,
+      action: "message.create",
+      entity: "message",
+      entityId: sql`m.id`,
+      changes: sql`jsonb_build_object('ticketId', m.ticket_id, 'content', m.content)`
+    }, sql`m`)
+
     /**
      * The message and its audit row in one statement. `clock_timestamp()`
      * rather than the transaction's `now()` keeps messages in posting order.
@@ -38,11 +48,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("OpsDesk/Messag
           INSERT INTO messages (ticket_id, author_id, content, created_at)
           VALUES (${input.ticketId}, ${input.authorId}, ${input.content}, clock_timestamp())
           RETURNING id, ticket_id, author_id, content, created_at
-        ), a AS (
-          INSERT INTO audit_log (actor_id, action, entity, entity_id, changes)
-          SELECT m.author_id, 'message.create', 'message', m.id::text,
-            jsonb_build_object('ticketId', m.ticket_id, 'content', m.content) FROM m
-        )
+        ), a AS (${audit})
         SELECT id, ticket_id, author_id, content, created_at FROM m`.pipe(
         Effect.map((rows) => toMessage(rows[0]!)),
         Effect.withSpan("MessagesRepo.insert")

@@ -18,23 +18,18 @@
  *   request and nobody would read them.
  */
 import { NodeSdk } from "@effect/opentelemetry"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Config, Context, Effect, Layer, Option, Runtime } from "effect"
+import { Context, Effect, Layer, Option, Runtime } from "effect"
+import { OtelConfig } from "../Config.js"
 
-export class PrometheusMetrics extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>() {}
+export class PrometheusMetrics
+  extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>()
+{}
 
 /** Whether this process records and exports spans (see the module comment). */
 export class Tracing extends Context.Tag("OpsDesk/Observability/Tracing")<Tracing, { readonly enabled: boolean }>() {}
-
-const OtelConfig = Config.all({
-  disabled: Config.boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
-  tracesExporter: Config.string("OTEL_TRACES_EXPORTER").pipe(Config.withDefault("")),
-  endpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
-  tracesEndpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
-  serviceName: Config.option(Config.string("OTEL_SERVICE_NAME"))
-})
 
 /**
  * The SDK for one process. `metricsPort` > 0 makes the exporter serve
@@ -57,13 +52,16 @@ export const layer = (options: {
         (error) => {
           if (error) {
             Runtime.runFork(runtime)(
-              Effect.logWarning(`Metrics endpoint not served: cannot listen on port ${options.metricsPort} (${error.message}); set WORKER_METRICS_PORT to a free port, or 0 to turn it off`)
+              Effect.logWarning(
+                `Metrics endpoint not served: cannot listen on port ${options.metricsPort} (${error.message}); set WORKER_METRICS_PORT to a free port, or 0 to turn it off`
+              )
             )
           }
         }
       )
       const exportTraces = !cfg.disabled &&
-        (cfg.tracesExporter.split(",").includes("otlp") || Option.isSome(cfg.endpoint) || Option.isSome(cfg.tracesEndpoint))
+        (cfg.tracesExporter.split(",").includes("otlp") || Option.isSome(cfg.endpoint) ||
+          Option.isSome(cfg.tracesEndpoint))
       const processors: Array<SpanProcessor> = [...(options.extraSpanProcessors ?? [])]
       if (exportTraces) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()))
       if (exportTraces) yield* Effect.logInfo("Exporting traces over OTLP")

@@ -27,7 +27,9 @@ export const currentTraceHeaders: Effect.Effect<Record<string, string>> = Effect
 )
 
 /** The parent span named by a `traceparent` header (AMQP headers or an outbox row), if valid. */
-export const parentFromHeaders = (headers: Readonly<Record<string, unknown>> | null | undefined): Option.Option<Tracer.ExternalSpan> => {
+export const parentFromHeaders = (
+  headers: Readonly<Record<string, unknown>> | null | undefined
+): Option.Option<Tracer.ExternalSpan> => {
   const traceparent = headers?.["traceparent"]
   if (typeof traceparent !== "string") return Option.none()
   return HttpTraceContext.w3c(Headers.fromInput({ traceparent }))

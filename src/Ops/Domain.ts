@@ -1,14 +1,31 @@
-/** What the ops dashboard's endpoints answer, as Schemas (they are in /openapi.json). */
-import { HttpApiSchema } from "@effect/platform"
+/**
+ * What the ops dashboard's endpoints answer and fail with, as Schemas (they
+ * are in /openapi.json; the statuses are declared by Api.ts).
+ */
 import { Schema } from "effect"
 import { DlqEntry } from "../Dlq/Entry.js"
+import { wireTag } from "../Kit/Errors.js"
 import { Timestamp } from "../Kit/Schemas.js"
 
-/** 503: RabbitMQ (or whatever an action needs) did not answer. */
+/** RabbitMQ (or whatever an action needs) did not answer. */
 export class Unavailable extends Schema.TaggedError<Unavailable>()(
   "Unavailable",
   { message: Schema.String },
-  HttpApiSchema.annotations({ status: 503, description: "RabbitMQ is unreachable or did not answer in time" })
+  { description: "RabbitMQ is unreachable or did not answer in time" }
+) {}
+
+/** The DLQ entry is gone (replayed, discarded or purged meanwhile). */
+export class DlqEntryNotFound extends Schema.TaggedError<DlqEntryNotFound>("DlqEntryNotFound")(
+  "NotFound",
+  { message: Schema.String },
+  wireTag("NotFound")
+) {}
+
+/** The DLQ entry cannot be replayed (a poison message, say). */
+export class NotReplayable extends Schema.TaggedError<NotReplayable>("NotReplayable")(
+  "Conflict",
+  { message: Schema.String },
+  wireTag("Conflict")
 ) {}
 
 /** Every panel says whether its source answered; when not, `error` says why and the numbers are empty. */
@@ -30,7 +47,9 @@ export const QueuesPanel = Schema.Struct({ ...panel, items: Schema.Array(QueueDe
 export const OutboxPanel = Schema.Struct({
   ...panel,
   backlog: Schema.Int.annotations({ description: "Outbox events not yet published" }),
-  oldestUnpublishedSeconds: Schema.NullOr(Schema.Number).annotations({ description: "Age of the oldest of them; null when there is none" })
+  oldestUnpublishedSeconds: Schema.NullOr(Schema.Number).annotations({
+    description: "Age of the oldest of them; null when there is none"
+  })
 })
 
 export const WorkerCounters = Schema.Struct({
@@ -57,7 +76,9 @@ export const WorkerPanel = Schema.Struct({
   scrapedAt: Schema.NullOr(Timestamp),
   events: Schema.Array(WorkerEventStats),
   totals: WorkerCounters
-}).annotations({ description: "Counters since the worker started; rates are computed by the page from successive polls" })
+}).annotations({
+  description: "Counters since the worker started; rates are computed by the page from successive polls"
+})
 
 export const DlqPanel = Schema.Struct({
   ...panel,

@@ -2,23 +2,31 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { type Actor, CurrentUser } from "../Auth/CurrentUser.js"
-import { Api } from "../App/Api.js"
+import { apiOf } from "../Kit/Api.js"
 import { Forbidden } from "../Kit/Errors.js"
+import { OpsApi } from "./Api.js"
 import { Ops } from "./Ops.js"
 
 export const requireAdmin = (actor: Actor): Effect.Effect<Actor, Forbidden> =>
-  actor.role === "admin" ? Effect.succeed(actor) : Effect.fail(new Forbidden({ message: "the ops dashboard is for admins only" }))
+  actor.role === "admin"
+    ? Effect.succeed(actor)
+    : Effect.fail(new Forbidden({ message: "the ops dashboard is for admins only" }))
 
 const admin = Effect.flatMap(CurrentUser, requireAdmin)
 
-export const HttpOpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
+export const HttpOpsLive = HttpApiBuilder.group(apiOf(OpsApi), "ops", (handlers) =>
   Effect.gen(function*() {
     const ops = yield* Ops
     return handlers
       .handle("getOverview", ({ urlParams }) => Effect.zipRight(admin, ops.overview({ dlqLimit: urlParams.dlqLimit })))
-      .handle("listDlq", ({ urlParams }) => Effect.zipRight(admin, ops.listDlq({ limit: urlParams.limit, event: urlParams.event })))
+      .handle("listDlq", ({ urlParams }) =>
+        Effect.zipRight(admin, ops.listDlq({ limit: urlParams.limit, event: urlParams.event })))
       .handle("replayDlq", ({ payload }) =>
         Effect.flatMap(admin, (actor) => ("id" in payload ? ops.replayOne(actor, payload.id) : ops.replayAll(actor))))
-      .handle("discardDlq", ({ payload }) => Effect.flatMap(admin, (actor) => ops.discard(actor, payload.id)))
-      .handle("purgeDlq", () => Effect.flatMap(admin, (actor) => ops.purge(actor)))
+      .handle("discardDlq", ({ payload }) =>
+        Effect.flatMap(admin, (actor) =>
+          ops.discard(actor, payload.id)))
+      .handle("purgeDlq", () =>
+        Effect.flatMap(admin, (actor) =>
+          ops.purge(actor)))
   })).pipe(Layer.provide(Ops.Default))

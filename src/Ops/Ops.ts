@@ -1,7 +1,7 @@
 /**
  * What the ops dashboard reads and does, from the same sources as the CLI:
  *  - queue depths and the DLQ through the `Dlq` service (src/Dlq/Dlq.ts);
- *  - the outbox backlog with one SQL query (the relay's gauges measure the same);
+ *  - the outbox backlog with the query the relay's gauges use (src/Outbox/Backlog.ts);
  *  - the worker's counters by scraping its Prometheus endpoint
  *    (WORKER_METRICS_URL, default http://127.0.0.1:9464/metrics).
  *
@@ -14,18 +14,24 @@
  */
 import { FetchHttpClient, HttpClient, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Config, DateTime, Effect } from "effect"
+import { DateTime, Effect } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
-import { recordAudit } from "../Store/Audit.js"
 import { DLQ } from "../Broker/Topology.js"
+import { WorkerMetricsUrl } from "../Config.js"
 import { Dlq, type DlqError } from "../Dlq/Dlq.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
-import { Conflict, NotFound } from "../Kit/Errors.js"
-import { type Overview, Unavailable, type WorkerCounters, type WorkerEventStats } from "./Domain.js"
-import { parse, type Sample } from "./Prometheus.js"
 import { describe } from "../Kit/Cause.js"
-
-export const WorkerMetricsUrl = Config.string("WORKER_METRICS_URL").pipe(Config.withDefault("http://127.0.0.1:9464/metrics"))
+import { readBacklog } from "../Outbox/Backlog.js"
+import { recordAudit } from "../Store/Audit.js"
+import {
+  DlqEntryNotFound,
+  NotReplayable,
+  type Overview,
+  Unavailable,
+  type WorkerCounters,
+  type WorkerEventStats
+} from "./Domain.js"
+import { parse, type Sample } from "./Prometheus.js"
 
 export const DEFAULT_DLQ_LIMIT = 50
 const BROKER_READ_TIMEOUT = "6 seconds"
@@ -42,14 +48,26 @@ const COUNTERS = {
   opsdesk_worker_poison_total: "poison"
 } as const satisfies Record<string, keyof WorkerCounters>
 
-const zero = (): { -readonly [K in keyof WorkerCounters]: number } => ({ processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, deadLettered: 0 })
+const zero = (): { -readonly [K in keyof WorkerCounters]: number } => ({
+  processed: 0,
+  failed: 0,
+  retried: 0,
+  duplicates: 0,
+  poison: 0,
+  deadLettered: 0
+})
 
 /** Per event type: the five counters, and the average processing time and lag from the histograms' sums and counts. */
-export const workerStats = (samples: ReadonlyArray<Sample>): { readonly events: ReadonlyArray<WorkerEventStats>; readonly totals: WorkerCounters } => {
-  const byEvent = new Map<string, { counters: ReturnType<typeof zero>; timeSum: number; timeCount: number; lagSum: number; lagCount: number }>()
+export const workerStats = (
+  samples: ReadonlyArray<Sample>
+): { readonly events: ReadonlyArray<WorkerEventStats>; readonly totals: WorkerCounters } => {
+  const byEvent = new Map<
+    string,
+    { counters: ReturnType<typeof zero>; timeSum: number; timeCount: number; lagSum: number; lagCount: number }
+  >()
   const entry = (event: string) => {
     let e = byEvent.get(event)
-    if (e === undefined) byEvent.set(event, (e = { counters: zero(), timeSum: 0, timeCount: 0, lagSum: 0, lagCount: 0 }))
+    if (e === undefined) byEvent.set(event, e = { counters: zero(), timeSum: 0, timeCount: 0, lagSum: 0, lagCount: 0 })
     return e
   }
   for (const event of EVENT_NAMES) entry(event)
@@ -89,7 +107,10 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
     const brokerRead = <A>(self: Effect.Effect<A, DlqError>) =>
       self.pipe(
         Effect.mapError(unavailable),
-        Effect.timeoutFail({ duration: BROKER_READ_TIMEOUT, onTimeout: () => new Unavailable({ message: "RabbitMQ did not answer in time" }) })
+        Effect.timeoutFail({
+          duration: BROKER_READ_TIMEOUT,
+          onTimeout: () => new Unavailable({ message: "RabbitMQ did not answer in time" })
+        })
       )
 
     /** Audit rows for DLQ actions are best effort: the broker has acted already, whatever the database says. */
@@ -99,14 +120,13 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
         Effect.catchAllCause((cause) => Effect.logWarning(`Could not record ${action} in the audit log`, cause))
       )
 
-    const outbox = Effect.gen(function*() {
-      const [row] = yield* sql<{ backlog: number; age: number | null }>`
-        SELECT count(*)::int AS backlog, extract(epoch FROM now() - min(created_at))::float8 AS age
-        FROM outbox WHERE published_at IS NULL`
-      return { available: true, error: null, backlog: row?.backlog ?? 0, oldestUnpublishedSeconds: row?.age ?? null }
-    }).pipe(
+    const outbox = readBacklog.pipe(
+      Effect.provideService(SqlClient.SqlClient, sql),
+      Effect.map((backlog) => ({ available: true, error: null, ...backlog })),
       Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") }),
-      Effect.catchAll((e) => Effect.succeed({ available: false, error: describe(e), backlog: 0, oldestUnpublishedSeconds: null })),
+      Effect.catchAll((e) =>
+        Effect.succeed({ available: false, error: describe(e), backlog: 0, oldestUnpublishedSeconds: null })
+      ),
       Effect.withSpan("Ops.outbox")
     )
 
@@ -114,7 +134,10 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       const text = yield* http.get(metricsUrl).pipe(
         Effect.flatMap(HttpClientResponse.filterStatusOk),
         Effect.flatMap((response) => response.text),
-        Effect.timeoutFail({ duration: SCRAPE_TIMEOUT, onTimeout: () => new Error(`no answer within ${SCRAPE_TIMEOUT}`) })
+        Effect.timeoutFail({
+          duration: SCRAPE_TIMEOUT,
+          onTimeout: () => new Error(`no answer within ${SCRAPE_TIMEOUT}`)
+        })
       )
       const scrapedAt = DateTime.formatIso(yield* DateTime.now)
       return { available: true, error: null, url: metricsUrl, scrapedAt, ...workerStats(parse(text)) }
@@ -161,17 +184,22 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return result
     })
 
-    const listDlq = Effect.fn("Ops.listDlq")(function*(options: { readonly limit?: number | undefined; readonly event?: string | undefined }) {
-      return yield* exclusive(brokerRead(Effect.all({
-        depth: dlq.depth,
-        entries: dlq.list({ limit: options.limit ?? DEFAULT_DLQ_LIMIT, ...(options.event === undefined ? {} : { event: options.event }) })
-      })))
-    })
+    const listDlq = Effect.fn("Ops.listDlq")(
+      function*(options: { readonly limit?: number | undefined; readonly event?: string | undefined }) {
+        return yield* exclusive(brokerRead(Effect.all({
+          depth: dlq.depth,
+          entries: dlq.list({
+            limit: options.limit ?? DEFAULT_DLQ_LIMIT,
+            ...(options.event === undefined ? {} : { event: options.event })
+          })
+        })))
+      }
+    )
 
     const replayOne = Effect.fn("Ops.replayOne")(function*(actor: Actor, id: string) {
       const result = yield* exclusive(dlq.replayOne({ id })).pipe(
         Effect.catchTags({
-          DlqNotFound: (e) => Effect.fail(new NotFound({ message: e.message })),
+          DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
           BrokerError: (e) => Effect.fail(unavailable(e)),
           TopologyError: (e) => Effect.fail(unavailable(e))
         })
@@ -179,7 +207,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       yield* audit(actor, "dlq.replay", id, { replayed: result.replayed, skipped: result.skippedMessages })
       if (result.replayed === 0) {
         const reason = result.skippedMessages[0]?.reason ?? "it was not replayed"
-        return yield* new Conflict({ message: `Cannot replay ${id}: ${reason}` })
+        return yield* new NotReplayable({ message: `Cannot replay ${id}: ${reason}` })
       }
       return result
     })
@@ -193,7 +221,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
     const discard = Effect.fn("Ops.discard")(function*(actor: Actor, id: string) {
       yield* exclusive(dlq.discard({ id })).pipe(
         Effect.catchTags({
-          DlqNotFound: (e) => Effect.fail(new NotFound({ message: e.message })),
+          DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
           BrokerError: (e) => Effect.fail(unavailable(e)),
           TopologyError: (e) => Effect.fail(unavailable(e))
         })

@@ -14,18 +14,21 @@
  * with FOR UPDATE SKIP LOCKED, so batches (and several relays) never publish
  * the same row at once; a crash between confirm and commit re-publishes the
  * batch, which the worker's idempotency absorbs (at-least-once on the wire).
- * The relay has a small connection pool of its own (see Api/Main.ts).
+ * The relay has a small connection pool of its own (see App/ApiProcess.ts).
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Effect, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
-import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
-import { OutboxConfig } from "../Config.js"
-import { EXCHANGE } from "../Broker/Topology.js"
-import { type OutgoingMessage, Publisher } from "../Broker/Publisher.js"
 import { BrokerError } from "../Broker/Amqp.js"
-import { OUTBOX_CHANNEL } from "./Outbox.js"
+import type { OutgoingMessage } from "../Broker/Message.js"
+import { Publisher } from "../Broker/Publisher.js"
+import { EXCHANGE } from "../Broker/Topology.js"
+import { OutboxConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
+import { rateLimitedWarning } from "../Kit/Warnings.js"
+import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
+import { readBacklog } from "./Backlog.js"
+import { OUTBOX_CHANNEL } from "./Outbox.js"
 
 interface OutboxRow {
   readonly id: string
@@ -37,17 +40,20 @@ interface OutboxRow {
   readonly createdAt: Date
 }
 
-export const relayPublished = Metric.counter("opsdesk_outbox_published_total", { description: "Outbox events confirmed by the broker", incremental: true })
+export const relayPublished = Metric.counter("opsdesk_outbox_published_total", {
+  description: "Outbox events confirmed by the broker",
+  incremental: true
+})
 export const outboxBacklog = Metric.gauge("opsdesk_outbox_backlog", { description: "Outbox events not yet published" })
-export const outboxOldestAge = Metric.gauge("opsdesk_outbox_oldest_unpublished_seconds", { description: "Age of the oldest unpublished outbox event" })
+export const outboxOldestAge = Metric.gauge("opsdesk_outbox_oldest_unpublished_seconds", {
+  description: "Age of the oldest unpublished outbox event"
+})
 
-/** Backlog gauges, refreshed every 5 s (the partial index keeps this cheap). */
+/** The backlog gauges, refreshed every 5 s. */
 const measureBacklog = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql<{ n: number; age: number | null }>`
-    SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox WHERE published_at IS NULL`
-  yield* Metric.set(outboxBacklog, row?.n ?? 0)
-  yield* Metric.set(outboxOldestAge, row?.age ?? 0)
+  const { backlog, oldestUnpublishedSeconds } = yield* readBacklog
+  yield* Metric.set(outboxBacklog, backlog)
+  yield* Metric.set(outboxOldestAge, oldestUnpublishedSeconds ?? 0)
 })
 
 export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): OutgoingMessage => ({
@@ -85,10 +91,12 @@ export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
       Effect.gen(function*() {
         const sent = yield* sending.withPermits(1)(Effect.gen(function*() {
           // No ORDER BY: right after a burst the planner's row estimate for the partial index is
-          // stale, and with ORDER BY it sorted the whole backlog (on disk) for every batch, ~40 ms
-          // per 500 rows of a 20,000-row backlog. Without it, the scan stops after `batchSize`
-          // rows, taken in heap order, which for this append-only table is insertion order.
-          const rows = yield* sql<OutboxRow>`SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
+          // stale, and with ORDER BY it sorted the whole backlog (on disk) for every batch. Without
+          // it, the scan stops after `batchSize` rows, taken in heap order, which for this
+          // append-only table is insertion order.
+          const rows = yield* sql<
+            OutboxRow
+          >`SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
             WHERE published_at IS NULL LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`
           if (rows.length === 0) return undefined
           // With tracing on, one producer span per event, child of the span that wrote it; its id travels as `traceparent`.
@@ -98,10 +106,16 @@ export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
                 parent: Option.getOrUndefined(parentFromHeaders(row.headers)),
                 kind: "producer",
                 captureStackTrace: false,
-                attributes: { "messaging.destination.name": EXCHANGE, "messaging.message.id": row.eventId, "opsdesk.event": row.eventType }
+                attributes: {
+                  "messaging.destination.name": EXCHANGE,
+                  "messaging.message.id": row.eventId,
+                  "opsdesk.event": row.eventType
+                }
               }))
             : undefined
-          const confirmed = yield* publisher.send(rows.map((row, i) => toMessage(row, spans ? traceHeadersOf(spans[i]!) : {})))
+          const confirmed = yield* publisher.send(
+            rows.map((row, i) => toMessage(row, spans ? traceHeadersOf(spans[i]!) : {}))
+          )
           return { rows, spans, confirmed }
         }))
         if (sent === undefined) return 0
@@ -112,7 +126,10 @@ export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
           for (const span of spans) span.end(now, published)
         }
         yield* published
-        yield* sql.unsafe("UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])", [rows.map((r) => r.id)])
+        yield* sql.unsafe(
+          "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
+          [rows.map((r) => r.id)]
+        )
         return rows.length
       })
     )
@@ -137,7 +154,7 @@ export const RelayLive = Layer.scopedDiscard(
     // Warn about a stuck relay only once the condition has lasted a few seconds
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
-    let lastWarning = 0
+    const waiting = rateLimitedWarning()
     const batch = publishBatch(cfg.batchSize, sending).pipe(
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
       // A full batch means more is waiting: go on at once.
@@ -145,13 +162,12 @@ export const RelayLive = Layer.scopedDiscard(
       // Any failure, even a defect, must not end the relay: log, back off, go on.
       Effect.catchAllCause((cause) =>
         Effect.suspend(() => {
-          const e = Cause.squash(cause)
           const now = Date.now()
           failingSince ??= now
-          const warn = now - failingSince > 3000 && now - lastWarning > 5000
-          if (warn) lastWarning = now
           return Effect.zipRight(
-            warn ? Effect.logWarning(`Outbox relay waiting: ${describe(e)}`) : Effect.void,
+            now - failingSince > 3000
+              ? waiting.warn(`Outbox relay waiting: ${describe(Cause.squash(cause))}`)
+              : Effect.void,
             Effect.sleep("200 millis")
           )
         })
@@ -170,4 +186,3 @@ export const RelayLive = Layer.scopedDiscard(
     yield* Effect.logInfo("Outbox relay started")
   })
 )
-

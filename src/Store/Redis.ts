@@ -59,4 +59,3 @@ export const RedisLive = Layer.scoped(
   Redis,
   Effect.flatMap(RedisUrl, (url) => make(url))
 )
-

@@ -4,48 +4,52 @@
  * the plain `.sql` files in `migrations/`. The stock file-system loaders only
  * read `NNNN_name.ts/js` modules, so a small `.sql` loader lives here.
  */
-import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
+import * as Migrator from "@effect/sql/Migrator"
 import { Config, Effect, Layer, Schedule, String as Str } from "effect"
 import { existsSync } from "node:fs"
 import { readdir, readFile } from "node:fs/promises"
-import { fileURLToPath } from "node:url"
 import * as Path from "node:path"
-import { DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "../Config.js"
+import { fileURLToPath } from "node:url"
+import { DatabaseApplicationName, DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "../Config.js"
 import { isRefusedConnection, sqlState } from "./SqlState.js"
 
 /** The project's `migrations/`: two folders up from this source file, one up from a bundle in dist/. */
 export const MIGRATIONS_DIR = [new URL("../../migrations", import.meta.url), new URL("../migrations", import.meta.url)]
   .map((url) => fileURLToPath(url))
-  .find((dir) => existsSync(Path.join(dir, "0001_init.sql"))) ?? fileURLToPath(new URL("../migrations", import.meta.url))
+  .find((dir) => existsSync(Path.join(dir, "0001_init.sql"))) ??
+  fileURLToPath(new URL("../migrations", import.meta.url))
 
 /** A pool of `maxConnections`. Row names are snake_case in SQL and camelCase in TypeScript. */
-export const pgPool = (maxConnections: Config.Config<number>) => PgClient.layerConfig({
-  url: DatabaseUrl,
-  maxConnections,
-  // Without it, a database that accepts TCP but never answers (partition, paused server) hangs requests forever.
-  connectTimeout: DatabaseConnectTimeout,
-  applicationName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk")),
-  transformQueryNames: Config.succeed(Str.camelToSnake),
-  transformResultNames: Config.succeed(Str.snakeToCamel),
-  // JSON columns (event envelopes, audit changes) are stored and read verbatim.
-  transformJson: Config.succeed(false)
-}).pipe(
-  // A database that is still starting (compose, CI) should not kill the process; one that
-  // answered and refused (no such database, wrong password) will not change its mind.
-  Layer.retry(
-    Schedule.exponential("200 millis").pipe(
-      Schedule.union(Schedule.spaced("5 seconds")),
-      Schedule.intersect(Schedule.recurs(10)),
-      Schedule.whileInput((error: unknown) => !isRefusedConnection(error)),
-      Schedule.tapInput((error: unknown) =>
-        isRefusedConnection(error) ? Effect.void : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
+export const pgPool = (maxConnections: Config.Config<number>) =>
+  PgClient.layerConfig({
+    url: DatabaseUrl,
+    maxConnections,
+    // Without it, a database that accepts TCP but never answers (partition, paused server) hangs requests forever.
+    connectTimeout: DatabaseConnectTimeout,
+    applicationName: DatabaseApplicationName,
+    transformQueryNames: Config.succeed(Str.camelToSnake),
+    transformResultNames: Config.succeed(Str.snakeToCamel),
+    // JSON columns (event envelopes, audit changes) are stored and read verbatim.
+    transformJson: Config.succeed(false)
+  }).pipe(
+    // A database that is still starting (compose, CI) should not kill the process; one that
+    // answered and refused (no such database, wrong password) will not change its mind.
+    Layer.retry(
+      Schedule.exponential("200 millis").pipe(
+        Schedule.union(Schedule.spaced("5 seconds")),
+        Schedule.intersect(Schedule.recurs(10)),
+        Schedule.whileInput((error: unknown) => !isRefusedConnection(error)),
+        Schedule.tapInput((error: unknown) =>
+          isRefusedConnection(error)
+            ? Effect.void
+            : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
+        )
       )
-    )
-  ),
-  Layer.tapError((error) => Effect.logError(`Cannot use PostgreSQL: ${connectFailure(error)}`))
-)
+    ),
+    Layer.tapError((error) => Effect.logError(`Cannot use PostgreSQL: ${connectFailure(error)}`))
+  )
 
 /** The process's pool: DATABASE_POOL_SIZE connections. */
 export const PgLive = pgPool(DatabasePoolSize)
@@ -54,7 +58,9 @@ export const PgLive = pgPool(DatabasePoolSize)
 const connectFailure = (error: unknown): string => {
   const cause = (error as { cause?: unknown } | undefined)?.cause
   const reason = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error)
-  return sqlState(error) === "3D000" ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)` : reason
+  return sqlState(error) === "3D000"
+    ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)`
+    : reason
 }
 
 /** Reads `migrations/NNNN_name.sql`; each file runs as one multi-statement query. */

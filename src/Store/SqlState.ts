@@ -35,7 +35,8 @@ export const isTransientSqlError = (error: SqlError): boolean => {
 }
 
 /** SQLSTATE 3D000 (no such database), 28000 / 28P01 (authentication): retrying cannot help. */
-export const isRefusedConnection = (error: unknown): boolean => ["3D000", "28000", "28P01"].includes(sqlState(error) ?? "")
+export const isRefusedConnection = (error: unknown): boolean =>
+  ["3D000", "28000", "28P01"].includes(sqlState(error) ?? "")
 
 /** The statement's error with the driver's reason. */
 export const describeSqlError = (error: SqlError): string => {

@@ -1,6 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { Conflict, Forbidden, NotFound, ValidationError } from "../Kit/Errors.js"
+import { Forbidden, ValidationError } from "../Kit/Errors.js"
 import {
   ChangeStatusRequest,
   CreateTicketRequest,
@@ -10,6 +10,7 @@ import {
   TicketPage,
   UpdateTicketRequest
 } from "./Domain.js"
+import { InvalidAssignee, InvalidTransition, TicketNotFound } from "./Errors.js"
 
 export class TicketsApi extends HttpApiGroup.make("tickets")
   .add(
@@ -22,33 +23,36 @@ export class TicketsApi extends HttpApiGroup.make("tickets")
     HttpApiEndpoint.get("listTickets", "/")
       .setUrlParams(ListTicketsParams)
       .addSuccess(TicketPage)
-      .addError(ValidationError)
+      .addError(ValidationError, { status: 400 })
       .annotate(OpenApi.Summary, "Tickets visible to the caller, newest first, keyset-paginated")
   )
   .add(
     HttpApiEndpoint.get("getTicket", "/:id")
       .setPath(TicketIdPath)
       .addSuccess(Ticket)
-      .addError(NotFound)
+      .addError(TicketNotFound, { status: 404 })
   )
   .add(
     HttpApiEndpoint.patch("updateTicket", "/:id")
       .setPath(TicketIdPath)
       .setPayload(UpdateTicketRequest)
       .addSuccess(Ticket)
-      .addError(NotFound)
-      .addError(Forbidden)
-      .addError(ValidationError)
-      .annotate(OpenApi.Summary, "Edit title, description, priority or assignee (emits ticket.updated when something changed)")
+      .addError(TicketNotFound, { status: 404 })
+      .addError(Forbidden, { status: 403 })
+      .addError(InvalidAssignee, { status: 400 })
+      .annotate(
+        OpenApi.Summary,
+        "Edit title, description, priority or assignee (emits ticket.updated when something changed)"
+      )
   )
   .add(
     HttpApiEndpoint.post("changeTicketStatus", "/:id/status")
       .setPath(TicketIdPath)
       .setPayload(ChangeStatusRequest)
       .addSuccess(Ticket)
-      .addError(NotFound)
-      .addError(Forbidden)
-      .addError(Conflict)
+      .addError(TicketNotFound, { status: 404 })
+      .addError(Forbidden, { status: 403 })
+      .addError(InvalidTransition, { status: 409 })
       .annotate(OpenApi.Summary, "Move a ticket along its status machine (emits ticket.status_changed)")
   )
   .middleware(Authentication)

@@ -57,13 +57,16 @@ export const UpdateTicketRequest = Schema.Struct({
   assigneeId: Schema.optional(Schema.NullOr(Schema.UUID))
 }).pipe(
   Schema.filter(
-    (p) => p.title !== undefined || p.description !== undefined || p.priority !== undefined || p.assigneeId !== undefined,
+    (p) =>
+      p.title !== undefined || p.description !== undefined || p.priority !== undefined || p.assigneeId !== undefined,
     { message: () => "at least one of title, description, priority, assigneeId is required" }
   )
 ).annotations({ identifier: "UpdateTicketRequest" })
 export type UpdateTicketRequest = typeof UpdateTicketRequest.Type
 
-export const ChangeStatusRequest = Schema.Struct({ status: TicketStatus }).annotations({ identifier: "ChangeStatusRequest" })
+export const ChangeStatusRequest = Schema.Struct({ status: TicketStatus }).annotations({
+  identifier: "ChangeStatusRequest"
+})
 export type ChangeStatusRequest = typeof ChangeStatusRequest.Type
 
 export const ListTicketsParams = Schema.Struct({

@@ -45,9 +45,13 @@ const LOOKUP_SHA = createHash("sha1").update(LOOKUP).digest("hex")
  */
 const lookupScript = (client: Redis["Type"]["client"], scopedQuery: string) =>
   // `callBuffer`: the reply's strings arrive as Buffers.
-  (client.callBuffer("evalsha", LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<[Buffer, Buffer | null]>).catch((e: unknown) =>
+  (client.callBuffer("evalsha", LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<
+    [Buffer, Buffer | null]
+  >).catch((e: unknown) =>
     e instanceof Error && e.message.startsWith("NOSCRIPT")
-      ? client.callBuffer("eval", LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<[Buffer, Buffer | null]>
+      ? client.callBuffer("eval", LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<
+        [Buffer, Buffer | null]
+      >
       : Promise.reject(e)
   )
 
@@ -67,7 +71,8 @@ export const makeRedis = (ttlSeconds: number) =>
   Effect.gen(function*() {
     const redis = yield* Redis
     const warning = rateLimitedWarning()
-    const warn = (e: RedisError) => warning.warn(`Ticket list cache unavailable, serving from the database: ${e.message}`)
+    const warn = (e: RedisError) =>
+      warning.warn(`Ticket list cache unavailable, serving from the database: ${e.message}`)
     const miss = (store: CacheLookup["store"]): CacheLookup => ({ hit: Option.none(), store })
     return TicketListCache.of({
       lookup: (scope, query) =>
@@ -78,7 +83,10 @@ export const makeRedis = (ttlSeconds: number) =>
               const generation = generationBytes.toString()
               const key = entryKey(generation, scope, query)
               return redis.use((c) =>
-                c.multi().set(key, v, "EX", ttlSeconds).sadd(indexKey(generation), key).expire(indexKey(generation), ttlSeconds * 2).exec()
+                c.multi().set(key, v, "EX", ttlSeconds).sadd(indexKey(generation), key).expire(
+                  indexKey(generation),
+                  ttlSeconds * 2
+                ).exec()
               ).pipe(Effect.catchAll(warn))
             }
           })),

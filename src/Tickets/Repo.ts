@@ -9,8 +9,8 @@ import { Effect, Option } from "effect"
 import type { Role } from "../Auth/CurrentUser.js"
 import type { TicketCreated, TicketField, TicketPriority, TicketStatus } from "../Domain/Events.js"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
-import { currentTraceHeaders } from "../Observability/TraceContext.js"
-import { OUTBOX_CHANNEL } from "../Outbox/Outbox.js"
+import { eventHeaders, notifyRelay, outboxInsert } from "../Outbox/Outbox.js"
+import { auditInsert } from "../Store/Audit.js"
 import type { Ticket } from "./Domain.js"
 
 export interface TicketRow {
@@ -68,30 +68,35 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
 
     /**
      * The ticket, its audit row and its outbox event in ONE statement (one
-     * round trip): data-modifying CTEs all run, atomically, or none does.
-     * The outbox insert mirrors `appendEvent` (same columns, trace headers
-     * and NOTIFY): the row's `traceparent` names this span, the outbox write,
-     * so the relay's publish and the worker's handling continue the request's
-     * trace. The NOTIFY payload is not empty, since an empty one never
-     * reaches the relay's LISTEN (@effect/sql-pg drops it).
+     * round trip): data-modifying CTEs all run, atomically, or none does. The
+     * audit and outbox rows are the writers' own INSERTs (Store/Audit.ts,
+     * Outbox/Outbox.ts), inserted from `t`; the row's `traceparent` names this
+     * span, the outbox write, so the relay's publish and the worker's handling
+     * continue the request's trace.
      */
     const insertWithEvent = (ticket: Ticket, event: TicketCreated): Effect.Effect<void, SqlError> =>
-      Effect.flatMap(currentTraceHeaders, (headers) =>
-        sql`WITH t AS (
+      Effect.flatMap(eventHeaders(), (headers) => {
+        const t = sql`t`
+        const audit = auditInsert(sql, {
+          actorId: ticket.ownerId,
+          action: "ticket.create",
+          entity: "ticket",
+          entityId: sql`t.id`,
+          changes: {
+            title: ticket.title,
+            description: ticket.description,
+            priority: ticket.priority,
+            status: ticket.status
+          }
+        }, t)
+        return sql`WITH t AS (
           INSERT INTO tickets (id, title, description, status, priority, owner_id, assignee_id, created_at, updated_at)
           VALUES (${ticket.id}, ${ticket.title}, ${ticket.description}, ${ticket.status}, ${ticket.priority},
             ${ticket.ownerId}, NULL, ${ticket.createdAt}::timestamptz, ${ticket.createdAt}::timestamptz)
           RETURNING id
-        ), a AS (
-          INSERT INTO audit_log (actor_id, action, entity, entity_id, changes)
-          SELECT ${ticket.ownerId}::uuid, 'ticket.create', 'ticket', t.id::text, ${
-          JSON.stringify({ title: ticket.title, description: ticket.description, priority: ticket.priority, status: ticket.status })
-        }::jsonb FROM t
-        ), o AS (
-          INSERT INTO outbox (event_id, event_type, envelope, headers)
-          SELECT ${event.eventId}::uuid, ${event.event}, ${JSON.stringify(event)}::json, ${JSON.stringify(headers)}::jsonb FROM t
-        )
-        SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event}) FROM t`).pipe(
+        ), a AS (${audit}), o AS (${outboxInsert(sql, event, headers, t)})
+        ${notifyRelay(sql, event, t)}`
+      }).pipe(
         Effect.asVoid,
         Effect.withSpan("TicketsRepo.insertWithEvent", { attributes: { event: event.event, eventId: event.eventId } })
       )
@@ -118,22 +123,30 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         filter.status !== undefined ? sql`status = ${filter.status}` : undefined,
         filter.assigneeId !== undefined ? sql`assignee_id = ${filter.assigneeId}` : undefined,
         filter.priority !== undefined ? sql`priority = ${filter.priority}` : undefined,
-        filter.after !== undefined ? sql`(created_at, id) < (${filter.after.ts}::timestamptz, ${filter.after.id}::uuid)` : undefined
+        filter.after !== undefined
+          ? sql`(created_at, id) < (${filter.after.ts}::timestamptz, ${filter.after.id}::uuid)`
+          : undefined
       ].filter((f) => f !== undefined)
       return sql<ListedRow>`SELECT ${columns}, ${cursorTs} AS cursor_ts FROM tickets
         ${where.length > 0 ? sql`WHERE ${sql.and(where)}` : sql``}
-        ORDER BY created_at DESC, id DESC LIMIT ${filter.limit + 1}`.pipe(Effect.orDie, Effect.withSpan("TicketsRepo.list"))
+        ORDER BY created_at DESC, id DESC LIMIT ${filter.limit + 1}`.pipe(
+        Effect.orDie,
+        Effect.withSpan("TicketsRepo.list")
+      )
     }
 
     const update = (id: string, changes: TicketChanges, updatedAt: Date) =>
-      sql<TicketRow>`UPDATE tickets SET ${sql.update({ ...changes, updatedAt })} WHERE id = ${id} RETURNING ${columns}`.pipe(
-        Effect.map((rows) => rows[0]!),
-        Effect.orDie,
-        Effect.withSpan("TicketsRepo.update")
-      )
+      sql<TicketRow>`UPDATE tickets SET ${sql.update({ ...changes, updatedAt })} WHERE id = ${id} RETURNING ${columns}`
+        .pipe(
+          Effect.map((rows) => rows[0]!),
+          Effect.orDie,
+          Effect.withSpan("TicketsRepo.update")
+        )
 
     const setStatus = (id: string, status: TicketStatus, updatedAt: Date) =>
-      sql<TicketRow>`UPDATE tickets SET status = ${status}, updated_at = ${updatedAt} WHERE id = ${id} RETURNING ${columns}`.pipe(
+      sql<
+        TicketRow
+      >`UPDATE tickets SET status = ${status}, updated_at = ${updatedAt} WHERE id = ${id} RETURNING ${columns}`.pipe(
         Effect.map((rows) => rows[0]!),
         Effect.orDie,
         Effect.withSpan("TicketsRepo.setStatus")

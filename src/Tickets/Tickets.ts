@@ -7,9 +7,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
-import { recordAudit } from "../Store/Audit.js"
 import { type Actor, isStaff } from "../Auth/CurrentUser.js"
-import { TicketListCache } from "./ListCache.js"
+import { Unauthorized } from "../Auth/Errors.js"
 import {
   makeEvent,
   type TicketCreated,
@@ -18,11 +17,20 @@ import {
   type TicketStatusChanged,
   type TicketUpdated
 } from "../Domain/Events.js"
-import { Conflict, Unauthorized, ValidationError } from "../Kit/Errors.js"
+import type { ValidationError } from "../Kit/Errors.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
-import { FOREIGN_KEY_VIOLATION, sqlState } from "../Store/SqlState.js"
 import { appendEvent } from "../Outbox/Outbox.js"
-import { canTransition, type CreateTicketRequest, type ListTicketsParams, type Ticket, type UpdateTicketRequest } from "./Domain.js"
+import { recordAudit } from "../Store/Audit.js"
+import { FOREIGN_KEY_VIOLATION, sqlState } from "../Store/SqlState.js"
+import {
+  canTransition,
+  type CreateTicketRequest,
+  type ListTicketsParams,
+  type Ticket,
+  type UpdateTicketRequest
+} from "./Domain.js"
+import { InvalidAssignee, InvalidTransition } from "./Errors.js"
+import { TicketListCache } from "./ListCache.js"
 import { canAssign, canMoveTo, visibleOrNotFound } from "./Policy.js"
 import { FIELD_ORDER, type TicketChanges, type TicketRow, TicketsRepo, toTicket } from "./Repo.js"
 
@@ -76,7 +84,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
       return ticket
     })
 
-    /** The ticket if the actor may see it; otherwise NotFound, as if it did not exist. */
+    /** The ticket if the actor may see it; otherwise TicketNotFound, as if it did not exist. */
     const findVisible = (actor: Actor, id: string) => Effect.flatMap(repo.findById(id), visibleOrNotFound(actor, id))
 
     const get = Effect.fn("Tickets.get")(function*(actor: Actor, id: string) {
@@ -91,30 +99,33 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
      * so deliberately without a span of its own (a span costs about as much
      * as the rest of a cache hit's own work).
      */
-    const listJson = (actor: Actor, params: ListTicketsParams): Effect.Effect<Uint8Array, ValidationError> => Effect.gen(function*() {
-      const after = yield* positionOf(params.cursor)
-      const lookup = yield* cache.lookup(listScope(actor), listQueryKey(params))
-      if (Option.isSome(lookup.hit)) return lookup.hit.value
-      const limit = params.limit ?? DEFAULT_LIMIT
-      const rows = yield* repo.list({
-        ownerId: isStaff(actor) ? undefined : actor.id,
-        status: params.status,
-        assigneeId: params.assigneeId,
-        priority: params.priority,
-        after,
-        limit
+    const listJson = (actor: Actor, params: ListTicketsParams): Effect.Effect<Uint8Array, ValidationError> =>
+      Effect.gen(function*() {
+        const after = yield* positionOf(params.cursor)
+        const lookup = yield* cache.lookup(listScope(actor), listQueryKey(params))
+        if (Option.isSome(lookup.hit)) return lookup.hit.value
+        const limit = params.limit ?? DEFAULT_LIMIT
+        const rows = yield* repo.list({
+          ownerId: isStaff(actor) ? undefined : actor.id,
+          status: params.status,
+          assigneeId: params.assigneeId,
+          priority: params.priority,
+          after,
+          limit
+        })
+        const json = JSON.stringify(toPage(rows, limit, toTicket))
+        yield* lookup.store(json)
+        return Buffer.from(json)
       })
-      const json = JSON.stringify(toPage(rows, limit, toTicket))
-      yield* lookup.store(json)
-      return Buffer.from(json)
-    })
 
     const validateAssignee = (assigneeId: string) =>
       repo.roleOf(assigneeId).pipe(
         Effect.flatMap((role) =>
           Option.isSome(role) && role.value !== "customer"
             ? Effect.void
-            : Effect.fail(new ValidationError({ field: "assigneeId", message: "assigneeId must be an existing agent or admin" }))
+            : Effect.fail(
+              new InvalidAssignee({ field: "assigneeId", message: "assigneeId must be an existing agent or admin" })
+            )
         )
       )
 
@@ -153,11 +164,17 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
         yield* canMoveTo(actor, to)
         const from = current.status
         if (!canTransition(from, to)) {
-          return yield* new Conflict({ message: `cannot change status from ${from} to ${to}` })
+          return yield* new InvalidTransition({ message: `cannot change status from ${from} to ${to}` })
         }
         const now = new Date()
         const updated = yield* repo.setStatus(id, to, now)
-        yield* recordAudit({ actorId: actor.id, action: "ticket.status_change", entity: "ticket", entityId: id, changes: { from, to } })
+        yield* recordAudit({
+          actorId: actor.id,
+          action: "ticket.status_change",
+          entity: "ticket",
+          entityId: id,
+          changes: { from, to }
+        })
         yield* appendEvent(makeEvent<TicketStatusChanged>("ticket.status_changed", {
           id,
           from,
@@ -180,7 +197,9 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
 const diff = (current: TicketRow, patch: UpdateTicketRequest): TicketChanges => {
   const changes: { -readonly [K in TicketField]?: TicketChanges[K] } = {}
   if (patch.title !== undefined && patch.title !== current.title) changes.title = patch.title
-  if (patch.description !== undefined && patch.description !== current.description) changes.description = patch.description
+  if (patch.description !== undefined && patch.description !== current.description) {
+    changes.description = patch.description
+  }
   if (patch.priority !== undefined && patch.priority !== current.priority) changes.priority = patch.priority
   if (patch.assigneeId !== undefined) {
     const assigneeId = patch.assigneeId === null ? null : patch.assigneeId.toLowerCase()

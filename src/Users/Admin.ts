@@ -6,9 +6,9 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Redacted } from "effect"
-import { recordAudit } from "../Store/Audit.js"
 import { hashPassword } from "../Auth/Password.js"
 import { AdminCredentials } from "../Config.js"
+import { recordAudit } from "../Store/Audit.js"
 
 export const ensureAdmin = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -22,7 +22,13 @@ export const ensureAdmin = Effect.gen(function*() {
         VALUES (${username}, ${hash}, 'admin') ON CONFLICT (username) DO NOTHING RETURNING id`
       const row = rows[0]
       if (row === undefined) return false
-      yield* recordAudit({ actorId: null, action: "user.create", entity: "user", entityId: row.id, changes: { username, role: "admin" } })
+      yield* recordAudit({
+        actorId: null,
+        action: "user.create",
+        entity: "user",
+        entityId: row.id,
+        changes: { username, role: "admin" }
+      })
       return true
     })
   )

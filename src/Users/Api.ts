@@ -1,15 +1,16 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
-import { Conflict, Forbidden } from "../Kit/Errors.js"
+import { Forbidden } from "../Kit/Errors.js"
 import { CreateUserRequest, User } from "./Domain.js"
+import { UsernameTaken } from "./Errors.js"
 
 export class UsersApi extends HttpApiGroup.make("users")
   .add(
     HttpApiEndpoint.post("createUser", "/")
       .setPayload(CreateUserRequest)
       .addSuccess(User, { status: 201 })
-      .addError(Forbidden)
-      .addError(Conflict)
+      .addError(Forbidden, { status: 403 })
+      .addError(UsernameTaken, { status: 409 })
       .annotate(OpenApi.Summary, "Create a user (admin only)")
   )
   .add(

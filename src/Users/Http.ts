@@ -1,13 +1,14 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
 import { CurrentUser } from "../Auth/CurrentUser.js"
+import { Unauthorized } from "../Auth/Errors.js"
 import { hashPassword } from "../Auth/Password.js"
-import { Api } from "../App/Api.js"
-import { Unauthorized } from "../Kit/Errors.js"
+import { apiOf } from "../Kit/Api.js"
+import { UsersApi } from "./Api.js"
 import { canCreateUser } from "./Policy.js"
 import { UsersRepo } from "./Repo.js"
 
-export const HttpUsersLive = HttpApiBuilder.group(Api, "users", (handlers) =>
+export const HttpUsersLive = HttpApiBuilder.group(apiOf(UsersApi), "users", (handlers) =>
   Effect.gen(function*() {
     const repo = yield* UsersRepo
     return handlers

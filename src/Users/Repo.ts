@@ -1,25 +1,21 @@
 /**
  * SQL for users. Database failures are defects here (a 500), except the one
  * conflict a client can cause: a taken username (SQLSTATE 23505), which
- * becomes a typed 409.
+ * becomes `UsernameTaken`.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import { recordAudit } from "../Store/Audit.js"
 import type { Role } from "../Auth/CurrentUser.js"
-import { Conflict } from "../Kit/Errors.js"
+import { recordAudit } from "../Store/Audit.js"
 import { sqlState, UNIQUE_VIOLATION } from "../Store/SqlState.js"
 import type { User } from "./Domain.js"
+import { UsernameTaken } from "./Errors.js"
 
 interface UserRow {
   readonly id: string
   readonly username: string
   readonly role: Role
   readonly createdAt: Date
-}
-
-interface CredentialsRow extends UserRow {
-  readonly passwordHash: string
 }
 
 const toUser = (row: UserRow): User => ({
@@ -33,13 +29,6 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const findCredentials = (username: string) =>
-      sql<CredentialsRow>`SELECT id, username, role, password_hash, created_at FROM users WHERE username = ${username}`.pipe(
-        Effect.map((rows) => Option.fromNullable(rows[0])),
-        Effect.orDie,
-        Effect.withSpan("UsersRepo.findCredentials")
-      )
-
     const findById = (id: string) =>
       sql<UserRow>`SELECT id, username, role, created_at FROM users WHERE id = ${id}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toUser)),
@@ -48,7 +37,10 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
       )
 
     /** Inserts the user and its audit row in one transaction. */
-    const insert = (input: { readonly username: string; readonly passwordHash: string; readonly role: Role }, actorId: string | null) =>
+    const insert = (
+      input: { readonly username: string; readonly passwordHash: string; readonly role: Role },
+      actorId: string | null
+    ) =>
       sql.withTransaction(
         Effect.gen(function*() {
           const [row] = yield* sql<UserRow>`INSERT INTO users (username, password_hash, role)
@@ -66,11 +58,11 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
       ).pipe(
         Effect.catchTag("SqlError", (e) =>
           sqlState(e) === UNIQUE_VIOLATION
-            ? Effect.fail(new Conflict({ message: `username '${input.username}' is already taken` }))
+            ? Effect.fail(new UsernameTaken({ message: `username '${input.username}' is already taken` }))
             : Effect.die(e)),
         Effect.withSpan("UsersRepo.insert")
       )
 
-    return { findCredentials, findById, insert } as const
+    return { findById, insert } as const
   })
 }) {}

@@ -23,7 +23,11 @@ export class EventStore extends Context.Tag("OpsDesk/Worker/EventStore")<EventSt
 }>() {}
 
 const toStoreError = (what: string) => (error: SqlError.SqlError) =>
-  new StoreError({ message: `${what}: ${describeSqlError(error)}`, transient: isTransientSqlError(error), cause: error })
+  new StoreError({
+    message: `${what}: ${describeSqlError(error)}`,
+    transient: isTransientSqlError(error),
+    cause: error
+  })
 
 const COMMIT_SQL = `
 WITH claimed AS (

@@ -4,7 +4,8 @@
  *   WORKER_FAULT_EVENTS=message.sent          every message.sent fails, always
  *   WORKER_FAULT_FIRST_ATTEMPT_PERCENT=1      1% of events fail on their first try only
  */
-import { Config, Context, Data, Effect, Layer } from "effect"
+import { Context, Data, Effect, Layer } from "effect"
+import { WorkerFaultsConfig } from "../Config.js"
 import type { DomainEvent } from "../Domain/Events.js"
 
 export class HandlerError extends Data.TaggedError("HandlerError")<{ readonly message: string }> {}
@@ -28,14 +29,12 @@ export const FaultsNone = Layer.succeed(Faults, none)
 export const FaultsLive = Layer.effect(
   Faults,
   Effect.gen(function*() {
-    const events = yield* Config.array(Config.string(), "WORKER_FAULT_EVENTS").pipe(Config.withDefault([]))
-    const percent = yield* Config.number("WORKER_FAULT_FIRST_ATTEMPT_PERCENT").pipe(
-      Config.withDefault(0),
-      Config.validate({ message: "must be between 0 and 100", validation: (p) => p >= 0 && p <= 100 })
-    )
+    const { events, firstAttemptPercent: percent } = yield* WorkerFaultsConfig
     const always = new Set(events.map((e) => e.trim()).filter((e) => e.length > 0))
     if (always.size === 0 && percent === 0) return none
-    yield* Effect.logWarning(`Fault injection on: always failing [${[...always].join(", ")}], ${percent}% of first attempts`)
+    yield* Effect.logWarning(
+      `Fault injection on: always failing [${[...always].join(", ")}], ${percent}% of first attempts`
+    )
     return Faults.of({
       enabled: true,
       check: (event, attempt) =>

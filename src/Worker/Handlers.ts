@@ -23,8 +23,10 @@ export interface Plan {
 /** Watchers per ticket id: owner, assignee and everyone who wrote on it. */
 export type Watchers = ReadonlyMap<string, ReadonlyArray<string>>
 
-const unique = (ids: ReadonlyArray<string | null>, except?: string) =>
-  [...new Set(ids.filter((id): id is string => id !== null && id !== except))]
+const unique = (
+  ids: ReadonlyArray<string | null>,
+  except?: string
+) => [...new Set(ids.filter((id): id is string => id !== null && id !== except))]
 
 /**
  * PostgreSQL text cannot hold NUL: an event from another publisher may carry
@@ -56,7 +58,9 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
       const recipients = unique([p.ownerId, p.assigneeId], p.updatedBy)
       return {
         event,
-        notifications: recipients.map((r) => note(r, "email", `Ticket ${p.id} was updated: ${p.changedFields.join(", ")}`)),
+        notifications: recipients.map((r) =>
+          note(r, "email", `Ticket ${p.id} was updated: ${p.changedFields.join(", ")}`)
+        ),
         invalidatesListings: true,
         lines: [
           `✏️  Ticket updated: ${p.id} (${p.changedFields.join(", ")})`,

@@ -7,12 +7,29 @@ import { Context, Effect, Layer, Metric, MetricBoundaries } from "effect"
 
 export type Outcome = "processed" | "failed" | "retried" | "duplicates" | "poison"
 
-export const processedTotal = Metric.counter("opsdesk_worker_processed_total", { description: "Events processed", incremental: true })
-export const failedTotal = Metric.counter("opsdesk_worker_failed_total", { description: "Events dead-lettered after their retries", incremental: true })
-export const retriedTotal = Metric.counter("opsdesk_worker_retried_total", { description: "Retries scheduled", incremental: true })
-export const duplicatesTotal = Metric.counter("opsdesk_worker_duplicates_total", { description: "Duplicate deliveries suppressed", incremental: true })
-export const poisonTotal = Metric.counter("opsdesk_worker_poison_total", { description: "Undecodable messages sent to the DLQ", incremental: true })
-export const queueDepth = Metric.gauge("opsdesk_queue_depth", { description: "Messages ready in a queue (the four event queues and tickets.dlq)" })
+export const processedTotal = Metric.counter("opsdesk_worker_processed_total", {
+  description: "Events processed",
+  incremental: true
+})
+export const failedTotal = Metric.counter("opsdesk_worker_failed_total", {
+  description: "Events dead-lettered after their retries",
+  incremental: true
+})
+export const retriedTotal = Metric.counter("opsdesk_worker_retried_total", {
+  description: "Retries scheduled",
+  incremental: true
+})
+export const duplicatesTotal = Metric.counter("opsdesk_worker_duplicates_total", {
+  description: "Duplicate deliveries suppressed",
+  incremental: true
+})
+export const poisonTotal = Metric.counter("opsdesk_worker_poison_total", {
+  description: "Undecodable messages sent to the DLQ",
+  incremental: true
+})
+export const queueDepth = Metric.gauge("opsdesk_queue_depth", {
+  description: "Messages ready in a queue (the four event queues and tickets.dlq)"
+})
 export const processingTime = Metric.histogram(
   "opsdesk_worker_processing_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
@@ -53,7 +70,7 @@ const memo = <M>(make: (eventType: string) => M) => {
   const cache = new Map<string, M>()
   return (eventType: string): M => {
     let m = cache.get(eventType)
-    if (m === undefined) cache.set(eventType, (m = make(eventType)))
+    if (m === undefined) cache.set(eventType, m = make(eventType))
     return m
   }
 }

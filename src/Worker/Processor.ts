@@ -1,38 +1,78 @@
 /**
  * The heart of the worker: takes a batch of deliveries and settles every one
- * of them, each with its own outcome.
+ * of them, each with its own outcome. `processBatch` runs these steps, top to
+ * bottom:
  *
- *  1. Decode: a body that is not JSON or fails its Schema is poison and goes to
- *     the DLQ at once, with the reason in its headers; it is never retried.
- *  2. Plan each event (fault check, tier-1 immediate retries on failure).
- *  3. Commit all plans in one transaction: claims in `processed_events` plus
- *     notification rows. Unclaimed events are duplicates.
- *     - database unreachable: hold and retry (no retry is spent);
- *     - statement rejected: split the batch and commit one by one, so one bad
- *       event cannot hold back the rest.
- *  4. After commit: invalidate cached listings once if any ticket event was in
- *     the batch (duplicates too: the first try may have died before this), log
- *     the seed's lines, ack.
- *  Failures: tier 2, a broker-held delayed retry, up to MAX_RETRIES; then the
- *  DLQ with the error, the attempts and the original routing key. The copy is
- *  confirmed by the broker before the original is acked; if it cannot be, the
- *  original stays unacked and comes back.
+ *  decode  A body that is not JSON or fails its Schema is poison: it goes to
+ *          the DLQ at once, with the reason in its headers, never retried.
+ *          The first copy of an event in the batch is the one that runs.
+ *  plan    The watchers of the batch's tickets, the fault check, then the pure
+ *          `plan` of each event (Handlers.ts). An event that stumbles gets
+ *          tier-1 retries (quick, in-process) alongside the commit.
+ *  commit  All plans in one statement: claims in `processed_events` plus
+ *          notification rows (EventStore.ts). Unclaimed events are duplicates.
+ *          Database unreachable: hold and retry (no retry is spent). Statement
+ *          rejected: split the batch and commit one by one, so one bad event
+ *          cannot hold back the rest.
+ *  settle  Invalidate cached listings once if any ticket event was in the
+ *          batch (duplicates too: the first try may have died before this),
+ *          ack, then log the seed's lines and count.
+ *  fail    Tier 2, a broker-held delayed retry, up to MAX_RETRIES; then the
+ *          DLQ with the error, the attempts and the original routing key. The
+ *          copy is confirmed by the broker before the original is acked; if it
+ *          cannot be, the original is not acked and goes back to its queue.
  */
-import { Clock, Effect, Either, Exit, FiberRef, LogLevel, Option, Schedule, type Tracer } from "effect"
-import { parentFromHeaders } from "../Observability/TraceContext.js"
+import { Clock, type Context, Effect, Either, Exit, FiberRef, LogLevel, Option, Schedule, type Tracer } from "effect"
+import { decodeDelivery, type Delivery } from "../Broker/Delivery.js"
+import { attemptOf } from "../Broker/Headers.js"
+import { retryDelays } from "../Broker/Topology.js"
 import type { WorkerConfig } from "../Config.js"
 import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
+import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
+import { parentFromHeaders } from "../Observability/TraceContext.js"
 import { TicketListCache } from "../Tickets/ListCache.js"
-import { attemptOf, decodeDelivery, type Delivery } from "../Broker/Delivery.js"
 import { EventStore, type StoreError } from "./EventStore.js"
 import { Faults, type HandlerError } from "./Faults.js"
-import { plan, type Plan, type Watchers } from "./Handlers.js"
+import { type Plan, plan, type Watchers } from "./Handlers.js"
 import { type Timing, WorkerMetrics } from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
-interface Item {
+export type ProcessBatch = (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
+
+/** What every step works with: the configuration, the services, and the policies derived from them. */
+export interface Env {
+  readonly cfg: WorkerConfig
+  readonly store: Context.Tag.Service<typeof EventStore>
+  readonly cache: Context.Tag.Service<typeof TicketListCache>
+  readonly faults: Context.Tag.Service<typeof Faults>
+  readonly metrics: Context.Tag.Service<typeof WorkerMetrics>
+  /** Tier 2: the broker-held delay before retry n+1, as declared in the topology. */
+  readonly delays: ReadonlyArray<number>
+  /** Tier 1. */
+  readonly immediate: Schedule.Schedule<unknown, unknown>
+  /** One warning for every hold (PostgreSQL or Redis away), at most every 5 s. */
+  readonly holding: RateLimitedWarning
+}
+
+export const makeEnv = (cfg: WorkerConfig) =>
+  Effect.gen(function*() {
+    const env: Env = {
+      cfg,
+      store: yield* EventStore,
+      cache: yield* TicketListCache,
+      faults: yield* Faults,
+      metrics: yield* WorkerMetrics,
+      delays: retryDelays(cfg),
+      immediate: RetryPolicy.immediate(cfg),
+      holding: rateLimitedWarning()
+    }
+    return env
+  })
+
+export interface Item {
   readonly delivery: Delivery
   readonly event: DomainEvent
+  /** Retries already made (from the retry header). */
   readonly attempt: number
   /**
    * `Worker.handle <event>`, a child of the relay's publish span (from the AMQP `traceparent`).
@@ -41,6 +81,349 @@ interface Item {
   readonly span: Tracer.Span | undefined
 }
 
+export interface Planned extends Item {
+  readonly plan: Plan
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch
+// ---------------------------------------------------------------------------------------------
+
+export const processBatch = (env: Env): ProcessBatch => (deliveries) =>
+  Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
+    const decoded = yield* traced(decode(deliveries, env.cfg.maxRetries))
+    yield* Effect.forEach(decoded.poison, (poison) => deadLetterPoison(env, poison), { discard: true })
+    const plans = yield* planBatch(env, decoded.items)
+    yield* Effect.forEach(plans.unplanned, ({ error, item }) => fail(env, item, error), { discard: true })
+    // The planned events commit while the stumbled ones take their tier-1 retries: neither waits for the other.
+    yield* Effect.all([
+      plans.planned.length > 0 ? commit(env, plans.planned, startedAt) : Effect.void,
+      retryStumbled(env, plans, decoded.items.length, startedAt)
+    ], { concurrency: "unbounded", discard: true })
+    yield* settleCopies(env, decoded.copies, deliveries.length)
+  }).pipe(
+    // A bug must not strand messages in the prefetch window: give them back.
+    Effect.catchAllCause((cause) =>
+      Effect.logError("Unexpected failure while processing a batch; requeueing it", cause).pipe(
+        Effect.zipRight(Effect.forEach(deliveries, (d) => d.requeue, { discard: true }))
+      )
+    )
+  )
+
+export const makeProcessor = (cfg: WorkerConfig) => Effect.map(makeEnv(cfg), processBatch)
+
+// ---------------------------------------------------------------------------------------------
+// decode
+// ---------------------------------------------------------------------------------------------
+
+export interface Decoded {
+  readonly poison: ReadonlyArray<{ readonly delivery: Delivery; readonly reason: string }>
+  /** The first copy of each event in the batch: the ones that run. */
+  readonly items: ReadonlyArray<Item>
+  /** Later copies of an event already in `items`: settled as duplicates once the first is through. */
+  readonly copies: ReadonlyArray<Item>
+}
+
+export const decode = (deliveries: ReadonlyArray<Delivery>, maxRetries: number): Decoded => {
+  const poison: Array<{ readonly delivery: Delivery; readonly reason: string }> = []
+  const items: Array<Item> = []
+  const copies: Array<Item> = []
+  const seen = new Set<string>()
+  for (const delivery of deliveries) {
+    const decoded = decodeDelivery(delivery)
+    if (Either.isLeft(decoded)) {
+      poison.push({ delivery, reason: decoded.left })
+      continue
+    }
+    const item: Item = {
+      delivery,
+      event: decoded.right,
+      attempt: attemptOf(delivery.headers, maxRetries),
+      span: undefined
+    }
+    if (seen.has(item.event.eventId)) copies.push(item)
+    else {
+      seen.add(item.event.eventId)
+      items.push(item)
+    }
+  }
+  return { poison, items, copies }
+}
+
+/** With the tracer on, gives every decoded item its span. */
+const traced = (decoded: Decoded): Effect.Effect<Decoded> =>
+  Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (tracing) => {
+    if (!tracing) return Effect.succeed(decoded)
+    const withSpan = (item: Item) =>
+      Effect.map(
+        Effect.makeSpan(`Worker.handle ${item.event.event}`, {
+          parent: Option.getOrUndefined(parentFromHeaders(item.delivery.headers)),
+          kind: "consumer",
+          captureStackTrace: false,
+          attributes: {
+            "messaging.message.id": item.event.eventId,
+            "opsdesk.event": item.event.event,
+            "opsdesk.attempt": item.attempt
+          }
+        }),
+        (span): Item => ({ ...item, span })
+      )
+    return Effect.all({
+      items: Effect.forEach(decoded.items, withSpan),
+      copies: Effect.forEach(decoded.copies, withSpan)
+    }).pipe(
+      Effect.map(({ copies, items }) => ({ poison: decoded.poison, items, copies }))
+    )
+  })
+
+export const deadLetterPoison = (
+  env: Env,
+  { delivery, reason }: { readonly delivery: Delivery; readonly reason: string }
+) =>
+  Effect.logError(
+    `☠️  Poison message on ${delivery.queue} (messageId: ${delivery.messageId ?? "none"}), sending to DLQ: ${reason}`
+  ).pipe(
+    Effect.zipRight(delivery.deadLetter({ kind: "poison", reason, attempts: 1 })),
+    Effect.zipRight(delivery.ack),
+    Effect.zipRight(env.metrics.record("poison", delivery.routingKey)),
+    Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter a poison message"))
+  )
+
+// ---------------------------------------------------------------------------------------------
+// plan
+// ---------------------------------------------------------------------------------------------
+
+export interface Plans {
+  /** Ready to commit. */
+  readonly planned: ReadonlyArray<Planned>
+  /** Failed the fault check once: tier 1 tries them again. */
+  readonly stumbled: ReadonlyArray<{ readonly item: Item; readonly error: HandlerError }>
+  /** Could not be planned (their watchers could not be read): straight to `fail`. */
+  readonly unplanned: ReadonlyArray<{ readonly item: Item; readonly error: string }>
+  readonly watchers: Watchers
+}
+
+export const planBatch = (env: Env, items: ReadonlyArray<Item>): Effect.Effect<Plans> =>
+  Effect.gen(function*() {
+    const ticketIds = items.flatMap((i) => (i.event.event === "message.sent" ? [i.event.payload.ticketId] : []))
+    const lookup = yield* Effect.either(holdWhileTransient(env, env.store.watchers(ticketIds)))
+    const watchers = Either.getOrElse(lookup, (): Watchers => new Map())
+    const planned: Array<Planned> = []
+    const stumbled: Array<{ readonly item: Item; readonly error: HandlerError }> = []
+    const unplanned: Array<{ readonly item: Item; readonly error: string }> = []
+    for (const item of items) {
+      if (item.event.event === "message.sent" && Either.isLeft(lookup)) {
+        unplanned.push({ item, error: lookup.left.message })
+        continue
+      }
+      if (env.faults.enabled !== false) {
+        const checked = yield* Effect.either(env.faults.check(item.event, item.attempt))
+        if (Either.isLeft(checked)) {
+          stumbled.push({ item, error: checked.left })
+          continue
+        }
+      }
+      planned.push({ ...item, plan: plan(item.event, watchers) })
+    }
+    return { planned, stumbled, unplanned, watchers }
+  })
+
+/**
+ * Tier 1 for a batch of `batchSize` events. In a big batch (a backlog) the
+ * quick retries would hold up the batch for their delays: there a stumbled
+ * event goes straight to tier 2, which waits in the broker instead.
+ */
+export const tier1 = (env: Env, batchSize: number): Schedule.Schedule<unknown, HandlerError> =>
+  batchSize <= IMMEDIATE_RETRY_MAX_BATCH ? env.immediate : Schedule.stop
+
+/** Tier 1 for the stumbled events, all at once: quick retries of the check, then their own commit, or `fail`. */
+const retryStumbled = (env: Env, plans: Plans, batchSize: number, startedAt: number) =>
+  Effect.forEach(
+    plans.stumbled,
+    ({ error, item }) =>
+      Effect.either(Effect.retry(againAfter(error, env.faults.check(item.event, item.attempt)), tier1(env, batchSize)))
+        .pipe(
+          Effect.flatMap(Either.match({
+            onLeft: (error) => fail(env, item, error.message),
+            onRight: () => commit(env, [{ ...item, plan: plan(item.event, plans.watchers) }], startedAt)
+          }))
+        ),
+    { concurrency: "unbounded", discard: true }
+  )
+
+// ---------------------------------------------------------------------------------------------
+// commit
+// ---------------------------------------------------------------------------------------------
+
+export const commit = (env: Env, items: ReadonlyArray<Planned>, startedAt: number): Effect.Effect<void> =>
+  holdWhileTransient(env, env.store.commit(env.cfg.processorName, items.map((i) => i.plan))).pipe(
+    Effect.retry({ schedule: env.immediate, while: (e) => !e.transient && items.length === 1 }),
+    Effect.either,
+    Effect.flatMap(Either.match({
+      onLeft: (error) =>
+        // A rejected statement: split so one bad event cannot hold back the rest.
+        // The database still away after the hold: every event takes a retry.
+        items.length > 1 && !error.transient
+          ? Effect.forEach(items, (item) => commit(env, [item], startedAt), { discard: true })
+          : Effect.forEach(items, (item) => fail(env, item, error.message), { discard: true }),
+      onRight: (claimed) => settle(env, items, claimed, startedAt)
+    }))
+  )
+
+// ---------------------------------------------------------------------------------------------
+// settle
+// ---------------------------------------------------------------------------------------------
+
+/** After the commit: invalidate, ack, then report (acks are what the broker is waiting for). */
+export const settle = (
+  env: Env,
+  items: ReadonlyArray<Planned>,
+  claimed: ReadonlySet<string>,
+  startedAt: number
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    let removed = Option.none<number>()
+    if (items.some((i) => i.plan.invalidatesListings)) {
+      const result = yield* Effect.either(invalidateListings(env))
+      if (Either.isLeft(result)) {
+        // Effects are committed. The ticket events take a retry (a duplicate
+        // then, and duplicates invalidate again); the others are done.
+        const error = `Cache invalidation failed: ${result.left.message}`
+        yield* Effect.forEach(items.filter((i) => i.plan.invalidatesListings), (item) => fail(env, item, error), {
+          discard: true
+        })
+        return yield* settle(env, items.filter((i) => !i.plan.invalidatesListings), claimed, startedAt)
+      }
+      removed = Option.some(result.right)
+    }
+    yield* Effect.forEach(items, (item) => item.delivery.ack, { discard: true })
+    yield* report(env, items, claimed, startedAt, removed)
+  })
+
+/** The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line. Metrics and spans. */
+const report = (
+  env: Env,
+  items: ReadonlyArray<Planned>,
+  claimed: ReadonlySet<string>,
+  startedAt: number,
+  invalidated: Option.Option<number>
+) =>
+  Effect.gen(function*() {
+    let removed = invalidated
+    const now = yield* Clock.currentTimeMillis
+    const nowNanos = yield* Clock.currentTimeNanos
+    const mode = yield* logMode(env.cfg, items.length)
+    const logging = mode === "each"
+    const processed = new Map<string, number>()
+    const duplicates = new Map<string, number>()
+    const timings: Array<Timing> = []
+    // Plain code per event; Effects only where there is something to log.
+    for (const item of items) {
+      const { delivery, event, plan } = item
+      if (!claimed.has(event.eventId)) {
+        if (logging) yield* Effect.logInfo(duplicateLine(item)).pipe(annotate(item))
+        count(duplicates, event.event)
+        closeSpan(item, nowNanos, "duplicate")
+        continue
+      }
+      const ms = now - startedAt
+      if (logging) {
+        const lines = [...plan.lines]
+        if (plan.invalidatesListings) {
+          lines.push(`   🗑️  Invalidated ${Option.getOrElse(removed, () => 0)} cache key(s)`)
+          removed = Option.some(0) // the count belongs to the first ticket event of the batch
+        }
+        lines.push(`✅ Processed ${event.event} in ${ms}ms (messageId: ${delivery.messageId ?? event.eventId})`)
+        yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
+      }
+      count(processed, event.event)
+      timings.push({ eventType: event.event, millis: ms, lagMillis: now - Date.parse(event.occurredAt) })
+      closeSpan(item, nowNanos, "processed")
+    }
+    yield* env.metrics.timings(timings)
+    // Counters once per event type and batch, not once per event.
+    for (const [type, n] of processed) yield* env.metrics.record("processed", type, n)
+    for (const [type, n] of duplicates) yield* env.metrics.record("duplicates", type, n)
+    if (mode === "summary") {
+      const parts = [...processed].map(([type, n]) => `${type} ${n}`).join(", ")
+      const dupes = [...duplicates.values()].reduce((a, b) => a + b, 0)
+      yield* Effect.logInfo(
+        `✅ Processed ${items.length - dupes} event(s) in ${now - startedAt}ms (${parts || "none"})` +
+          (dupes > 0 ? `, ⏭️  ${dupes} duplicate(s) skipped` : "") +
+          (Option.isSome(invalidated) ? `, 🗑️  invalidated ${invalidated.value} cache key(s)` : "")
+      )
+    }
+  })
+
+/**
+ * Copies of an event already in this batch: settled after the first, as
+ * duplicates, with one more invalidation for all of them (the first copy's
+ * may have failed).
+ */
+export const settleCopies = (env: Env, copies: ReadonlyArray<Item>, batchSize: number) =>
+  Effect.gen(function*() {
+    if (copies.length === 0) return
+    if (copies.some((i) => isTicketEvent(i.event))) yield* Effect.ignore(invalidateListings(env))
+    yield* Effect.forEach(copies, (item) => item.delivery.ack, { discard: true })
+    const mode = yield* logMode(env.cfg, batchSize)
+    const now = yield* Clock.currentTimeNanos
+    const counts = new Map<string, number>()
+    for (const item of copies) {
+      if (mode === "each") yield* Effect.logInfo(duplicateLine(item)).pipe(annotate(item))
+      count(counts, item.event.event)
+      closeSpan(item, now, "duplicate")
+    }
+    for (const [type, n] of counts) yield* env.metrics.record("duplicates", type, n)
+    if (mode === "summary") {
+      yield* Effect.logInfo(
+        `⏭️  ${copies.length} duplicate cop${copies.length === 1 ? "y" : "ies"} within the batch skipped`
+      )
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// fail
+// ---------------------------------------------------------------------------------------------
+
+/** Which tier-2 outcome a failure of this attempt gets: a broker-held retry after `delayMs`, or the DLQ. */
+export const nextTier = (
+  env: Env,
+  attempt: number
+): { readonly _tag: "Retry"; readonly delayMs: number } | { readonly _tag: "DeadLetter" } =>
+  attempt < env.cfg.maxRetries ? { _tag: "Retry", delayMs: env.delays[attempt]! } : { _tag: "DeadLetter" }
+
+export const fail = (env: Env, item: Item, error: string): Effect.Effect<void> => {
+  const { attempt, delivery, event } = item
+  const { maxRetries } = env.cfg
+  const tier = nextTier(env, attempt)
+  return Effect.logError(`❌ Error processing ${event.event}: Error: ${error}`).pipe(
+    Effect.zipRight(
+      tier._tag === "Retry"
+        ? Effect.logWarning(`🔄 Retrying ${event.event} (attempt ${attempt + 1}/${maxRetries}) after ${tier.delayMs}ms`)
+          .pipe(
+            Effect.zipRight(delivery.retryLater({ delayMs: tier.delayMs, attempt: attempt + 1, error })),
+            Effect.zipRight(delivery.ack),
+            Effect.zipRight(env.metrics.record("retried", event.event)),
+            Effect.catchTag("BrokerError", requeueAfterPause(delivery, "schedule the retry")),
+            Effect.zipRight(endSpan(item, "retried", error))
+          )
+        : Effect.logError(`🚨 Max retries reached for ${event.event}, sending to DLQ`).pipe(
+          Effect.zipRight(delivery.deadLetter({ kind: "failed", reason: error, attempts: attempt + 1 })),
+          Effect.zipRight(delivery.ack),
+          Effect.zipRight(env.metrics.record("failed", event.event)),
+          Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter the message")),
+          Effect.zipRight(endSpan(item, "dead-lettered", error))
+        )
+    ),
+    annotate(item)
+  )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: logging, spans, holds.
+// ---------------------------------------------------------------------------------------------
+
 const closeSpan = (item: Item, now: bigint, outcome: string, failure?: string) => {
   if (item.span === undefined) return
   item.span.attribute("opsdesk.outcome", outcome)
@@ -48,14 +431,18 @@ const closeSpan = (item: Item, now: bigint, outcome: string, failure?: string) =
 }
 
 const endSpan = (item: Item, outcome: string, failure?: string) =>
-  item.span === undefined ? Effect.void : Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => closeSpan(item, now, outcome, failure)))
+  item.span === undefined
+    ? Effect.void
+    : Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => closeSpan(item, now, outcome, failure)))
 
-interface Planned extends Item {
-  readonly plan: Plan
-}
+const annotate = (item: Item) =>
+  Effect.annotateLogs({ event: item.event.event, eventId: item.event.eventId, attempt: item.attempt })
 
 /** Skips building the per-event lines when Info is filtered out (LOG_LEVEL=warn, benchmarks). */
-const infoEnabled = Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (min) => LogLevel.greaterThanEqual(LogLevel.Info, min))
+const infoEnabled = Effect.map(
+  FiberRef.get(FiberRef.currentMinimumLogLevel),
+  (min) => LogLevel.greaterThanEqual(LogLevel.Info, min)
+)
 
 /** Batches up to this size give a failing event tier-1 (in-process) retries; bigger ones send it straight to tier 2. */
 const IMMEDIATE_RETRY_MAX_BATCH = 20
@@ -72,6 +459,28 @@ const logMode = (cfg: WorkerConfig, batchSize: number) =>
       ? "each"
       : "summary")
 
+const count = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1)
+
+const duplicateLine = (item: Item) =>
+  `⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`
+
+const hold = (env: Env, what: string) => (e: { readonly message: string }) =>
+  env.holding.warn(`${what} unavailable, holding messages and retrying: ${e.message}`)
+
+/** Retries while the database is unreachable; other errors pass through at once. */
+const holdWhileTransient = <A>(env: Env, effect: Effect.Effect<A, StoreError>) =>
+  effect.pipe(
+    Effect.tapError((e) => (e.transient ? hold(env, "PostgreSQL")(e) : Effect.void)),
+    Effect.retry({ schedule: RetryPolicy.infrastructure, while: (e) => e.transient })
+  )
+
+/** Drops every cached listing, holding (and retrying) while Redis is away; the number of keys removed. */
+const invalidateListings = (env: Env) =>
+  env.cache.invalidateAll.pipe(
+    Effect.tapError(hold(env, "Redis")),
+    Effect.retry(RetryPolicy.infrastructure)
+  )
+
 /** Fails with `first` the first time (the try already made), then runs `effect`: for retrying a failure we already have. */
 const againAfter = <A, E, R>(first: E, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
   let tried = false
@@ -82,268 +491,13 @@ const againAfter = <A, E, R>(first: E, effect: Effect.Effect<A, E, R>): Effect.E
   })
 }
 
-const count = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1)
-
-export type ProcessBatch = (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
-
-export const makeProcessor = (cfg: WorkerConfig) =>
-  Effect.gen(function*() {
-    const store = yield* EventStore
-    const cache = yield* TicketListCache
-    const faults = yield* Faults
-    const metrics = yield* WorkerMetrics
-    const delays = RetryPolicy.brokerDelays(cfg)
-    const immediate = RetryPolicy.immediate(cfg)
-
-    let lastHoldWarning = 0
-    const holdWarning = (what: string, message: string) =>
-      Effect.suspend(() => {
-        const now = Date.now()
-        if (now - lastHoldWarning < 5000) return Effect.void
-        lastHoldWarning = now
-        return Effect.logWarning(`${what} unavailable, holding messages and retrying: ${message}`)
-      })
-
-    /** Retries while the database is unreachable; other errors pass through at once. */
-    const holdWhileTransient = <A>(effect: Effect.Effect<A, StoreError>) =>
-      effect.pipe(
-        Effect.tapError((e) => (e.transient ? holdWarning("PostgreSQL", e.message) : Effect.void)),
-        Effect.retry({ schedule: RetryPolicy.infrastructure, while: (e) => e.transient })
-      )
-
-    const annotate = (item: Item) =>
-      Effect.annotateLogs({ event: item.event.event, eventId: item.event.eventId, attempt: item.attempt })
-
-    /**
-     * The copy (retry or DLQ) could not be confirmed, so the original must not
-     * be acked. It goes back to its queue after a pause instead of holding a
-     * prefetch slot until the connection drops (a no-op if the channel is gone).
-     */
-    const settleFailure = (delivery: Delivery, what: string) => (e: { readonly message: string }) =>
-      Effect.logWarning(`Could not ${what} (${e.message}); the message goes back to its queue`).pipe(
-        Effect.zipRight(Effect.forkDaemon(Effect.delay(delivery.requeue, "1 second"))),
-        Effect.asVoid
-      )
-
-    const deadLetterPoison = (delivery: Delivery, reason: string) =>
-      Effect.logError(`☠️  Poison message on ${delivery.queue} (messageId: ${delivery.messageId ?? "none"}), sending to DLQ: ${reason}`).pipe(
-        Effect.zipRight(delivery.deadLetter({ kind: "poison", reason, attempts: 1 })),
-        Effect.zipRight(delivery.ack),
-        Effect.zipRight(metrics.record("poison", delivery.routingKey)),
-        Effect.catchTag("BrokerError", settleFailure(delivery, "dead-letter a poison message"))
-      )
-
-    /** Tier 2: a broker-held delayed retry, or the DLQ once the retries are spent. */
-    const fail = (item: Item, error: string) => {
-      const { attempt, delivery, event } = item
-      const log = Effect.logError(`❌ Error processing ${event.event}: Error: ${error}`)
-      if (attempt < cfg.maxRetries) {
-        const delayMs = delays[attempt]!
-        return log.pipe(
-          Effect.zipRight(Effect.logWarning(`🔄 Retrying ${event.event} (attempt ${attempt + 1}/${cfg.maxRetries}) after ${delayMs}ms`)),
-          Effect.zipRight(delivery.retryLater({ delayMs, attempt: attempt + 1, error })),
-          Effect.zipRight(delivery.ack),
-          Effect.zipRight(metrics.record("retried", event.event)),
-          Effect.catchTag("BrokerError", settleFailure(delivery, "schedule the retry")),
-          Effect.zipRight(endSpan(item, "retried", error)),
-          annotate(item)
-        )
-      }
-      return log.pipe(
-        Effect.zipRight(Effect.logError(`🚨 Max retries reached for ${event.event}, sending to DLQ`)),
-        Effect.zipRight(delivery.deadLetter({ kind: "failed", reason: error, attempts: attempt + 1 })),
-        Effect.zipRight(delivery.ack),
-        Effect.zipRight(metrics.record("failed", event.event)),
-        Effect.catchTag("BrokerError", settleFailure(delivery, "dead-letter the message")),
-        Effect.zipRight(endSpan(item, "dead-lettered", error)),
-        annotate(item)
-      )
-    }
-
-    const invalidate = holdWhileTransientRedis(cache.invalidateAll, holdWarning)
-
-    /** Step 3 and 4 for a group of planned items. */
-    const commit = (items: ReadonlyArray<Planned>, startedAt: number): Effect.Effect<void> =>
-      holdWhileTransient(store.commit(cfg.processorName, items.map((i) => i.plan))).pipe(
-        Effect.retry({ schedule: immediate, while: (e) => !e.transient && items.length === 1 }),
-        Effect.either,
-        Effect.flatMap(Either.match({
-          onLeft: (error) =>
-            // A rejected statement: split so one bad event cannot hold back the rest.
-            // The database still away after the hold: every event takes a retry.
-            items.length > 1 && !error.transient
-              ? Effect.forEach(items, (item) => commit([item], startedAt), { discard: true })
-              : Effect.forEach(items, (item) => fail(item, error.message), { discard: true }),
-          onRight: (claimed) => finish(items, claimed, startedAt)
-        }))
-      )
-
-    const finish = (items: ReadonlyArray<Planned>, claimed: ReadonlySet<string>, startedAt: number): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        let removed = Option.none<number>()
-        if (items.some((i) => i.plan.invalidatesListings)) {
-          const result = yield* Effect.either(invalidate)
-          if (Either.isLeft(result)) {
-            // Effects are committed. The ticket events take a retry (a duplicate
-            // then, and duplicates invalidate again); the others are done.
-            const error = `Cache invalidation failed: ${result.left.message}`
-            yield* Effect.forEach(items.filter((i) => i.plan.invalidatesListings), (item) => fail(item, error), { discard: true })
-            return yield* finish(items.filter((i) => !i.plan.invalidatesListings), claimed, startedAt)
-          }
-          removed = Option.some(result.right)
-        }
-        // Settle first, then report: acks are what the broker is waiting for.
-        yield* Effect.forEach(items, (item) => item.delivery.ack, { discard: true })
-        const now = yield* Clock.currentTimeMillis
-        const nowNanos = yield* Clock.currentTimeNanos
-        // The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line.
-        const mode = yield* logMode(cfg, items.length)
-        const logging = mode === "each"
-        const processed = new Map<string, number>()
-        const duplicates = new Map<string, number>()
-        const timings: Array<Timing> = []
-        // Plain code per event; Effects only where there is something to log.
-        for (const item of items) {
-          const { delivery, event, plan } = item
-          const messageId = delivery.messageId ?? event.eventId
-          if (!claimed.has(event.eventId)) {
-            if (logging) yield* Effect.logInfo(`⏭️  Message ${messageId} (${event.event}) already processed, skipping`).pipe(annotate(item))
-            count(duplicates, event.event)
-            closeSpan(item, nowNanos, "duplicate")
-            continue
-          }
-          const ms = now - startedAt
-          if (logging) {
-            const lines = [...plan.lines]
-            if (plan.invalidatesListings) {
-              lines.push(`   🗑️  Invalidated ${Option.getOrElse(removed, () => 0)} cache key(s)`)
-              removed = Option.some(0) // the count belongs to the first ticket event of the batch
-            }
-            lines.push(`✅ Processed ${event.event} in ${ms}ms (messageId: ${messageId})`)
-            yield* Effect.logInfo(lines.join("\n")).pipe(annotate(item), Effect.annotateLogs("durationMs", ms))
-          }
-          count(processed, event.event)
-          timings.push({ eventType: event.event, millis: ms, lagMillis: now - Date.parse(event.occurredAt) })
-          closeSpan(item, nowNanos, "processed")
-        }
-        yield* metrics.timings(timings)
-        // Counters once per event type and batch, not once per event.
-        for (const [type, n] of processed) yield* metrics.record("processed", type, n)
-        for (const [type, n] of duplicates) yield* metrics.record("duplicates", type, n)
-        if (mode === "summary") {
-          const parts = [...processed].map(([type, n]) => `${type} ${n}`).join(", ")
-          const dupes = [...duplicates.values()].reduce((a, b) => a + b, 0)
-          yield* Effect.logInfo(
-            `✅ Processed ${items.length - dupes} event(s) in ${now - startedAt}ms (${parts || "none"})` +
-              (dupes > 0 ? `, ⏭️  ${dupes} duplicate(s) skipped` : "") +
-              (Option.isSome(removed) ? `, 🗑️  invalidated ${removed.value} cache key(s)` : "")
-          )
-        }
-      })
-
-    const processBatch: ProcessBatch = (deliveries) =>
-      Effect.gen(function*() {
-        const startedAt = yield* Clock.currentTimeMillis
-        const tracing = yield* FiberRef.get(FiberRef.currentTracerEnabled)
-        // 1. Decode; the first copy of an event in the batch is the one that runs.
-        const items: Array<Item> = []
-        const seen = new Map<string, Item>()
-        const inBatchDuplicates: Array<Item> = []
-        for (const delivery of deliveries) {
-          const decoded = decodeDelivery(delivery)
-          if (Either.isLeft(decoded)) {
-            yield* deadLetterPoison(delivery, decoded.left)
-            continue
-          }
-          const event = decoded.right
-          const attempt = attemptOf(delivery.headers, cfg.maxRetries)
-          const span = tracing
-            ? yield* Effect.makeSpan(`Worker.handle ${event.event}`, {
-              parent: Option.getOrUndefined(parentFromHeaders(delivery.headers)),
-              kind: "consumer",
-              captureStackTrace: false,
-              attributes: { "messaging.message.id": event.eventId, "opsdesk.event": event.event, "opsdesk.attempt": attempt }
-            })
-            : undefined
-          const item: Item = { delivery, event, attempt, span }
-          if (seen.has(item.event.eventId)) inBatchDuplicates.push(item)
-          else {
-            seen.set(item.event.eventId, item)
-            items.push(item)
-          }
-        }
-        // 2. Plan.
-        const ticketIds = items.flatMap((i) => (i.event.event === "message.sent" ? [i.event.payload.ticketId] : []))
-        const watchers = yield* Effect.either(holdWhileTransient(store.watchers(ticketIds)))
-        const watchersOf = Either.getOrElse(watchers, (): Watchers => new Map())
-        const planned: Array<Planned> = []
-        const stumbled: Array<{ readonly item: Item; readonly error: HandlerError }> = []
-        for (const item of items) {
-          if (item.event.event === "message.sent" && Either.isLeft(watchers)) {
-            yield* fail(item, watchers.left.message)
-            continue
-          }
-          if (faults.enabled !== false) {
-            const checked = yield* Effect.either(faults.check(item.event, item.attempt))
-            if (Either.isLeft(checked)) {
-              stumbled.push({ item, error: checked.left })
-              continue
-            }
-          }
-          planned.push({ ...item, plan: plan(item.event, watchersOf) })
-        }
-        // 3 and 4 for the events that went through, and, alongside (so that neither waits for the
-        // other), tier 1 for the ones that stumbled, all at once: quick in-process retries, then
-        // their own commit, or tier 2 (a broker-held retry, confirmed by the broker) if they keep
-        // failing. In a big batch (a backlog) tier-1 retries would hold up the batch for their
-        // delays: there the stumbled go straight to tier 2, which waits in the broker instead.
-        const tier1: Schedule.Schedule<unknown, HandlerError> = items.length <= IMMEDIATE_RETRY_MAX_BATCH ? immediate : Schedule.stop
-        const retried = Effect.forEach(stumbled, ({ error, item }) =>
-          Effect.either(Effect.retry(againAfter(error, faults.check(item.event, item.attempt)), tier1)).pipe(
-            Effect.flatMap(Either.match({
-              onLeft: (error) => fail(item, error.message),
-              onRight: () => commit([{ ...item, plan: plan(item.event, watchersOf) }], startedAt)
-            }))
-          ), { concurrency: "unbounded", discard: true })
-        yield* Effect.all([planned.length > 0 ? commit(planned, startedAt) : Effect.void, retried], { concurrency: "unbounded", discard: true })
-        // Copies of an event already in this batch: settled after the first, as duplicates, with one
-        // more invalidation for all of them (the first copy's may have failed).
-        if (inBatchDuplicates.length > 0) {
-          if (inBatchDuplicates.some((i) => isTicketEvent(i.event))) yield* Effect.ignore(invalidate)
-          yield* Effect.forEach(inBatchDuplicates, (item) => item.delivery.ack, { discard: true })
-          const mode = yield* logMode(cfg, deliveries.length)
-          const logging = mode === "each"
-          const now = yield* Clock.currentTimeNanos
-          const counts = new Map<string, number>()
-          for (const item of inBatchDuplicates) {
-            if (logging) {
-              yield* Effect.logInfo(`⏭️  Message ${item.delivery.messageId ?? item.event.eventId} (${item.event.event}) already processed, skipping`).pipe(annotate(item))
-            }
-            count(counts, item.event.event)
-            closeSpan(item, now, "duplicate")
-          }
-          for (const [type, n] of counts) yield* metrics.record("duplicates", type, n)
-          if (mode === "summary") {
-            yield* Effect.logInfo(`⏭️  ${inBatchDuplicates.length} duplicate cop${inBatchDuplicates.length === 1 ? "y" : "ies"} within the batch skipped`)
-          }
-        }
-      }).pipe(
-        // A bug must not strand messages in the prefetch window: give them back.
-        Effect.catchAllCause((cause) =>
-          Effect.logError("Unexpected failure while processing a batch; requeueing it", cause).pipe(
-            Effect.zipRight(Effect.forEach(deliveries, (d) => d.requeue, { discard: true }))
-          )
-        )
-      )
-
-    return processBatch
-  })
-
-const holdWhileTransientRedis = <A, E extends { readonly message: string }>(
-  effect: Effect.Effect<A, E>,
-  warn: (what: string, message: string) => Effect.Effect<void>
-) =>
-  effect.pipe(
-    Effect.tapError((e) => warn("Redis", e.message)),
-    Effect.retry(RetryPolicy.infrastructure)
+/**
+ * The copy (retry or DLQ) could not be confirmed, so the original must not
+ * be acked. It goes back to its queue after a pause instead of holding a
+ * prefetch slot until the connection drops (a no-op if the channel is gone).
+ */
+const requeueAfterPause = (delivery: Delivery, what: string) => (e: { readonly message: string }) =>
+  Effect.logWarning(`Could not ${what} (${e.message}); the message goes back to its queue`).pipe(
+    Effect.zipRight(Effect.forkDaemon(Effect.delay(delivery.requeue, "1 second"))),
+    Effect.asVoid
   )

@@ -7,13 +7,23 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit } from "effect"
 import { main } from "../Cli/Main.js"
 
+// SIGTERM is a supervisor's request to stop (`opsdesk worker` drains and exits 0); Ctrl-C is the user aborting (130).
+let terminated = false
+process.once("SIGTERM", () => (terminated = true))
+
 main(process.argv).pipe(
-  // Exit naturally: `opsdesk worker` and friends keep running the process they started.
-  Effect.flatMap((code) => Effect.sync(() => (process.exitCode = code === 0 ? process.exitCode : code))),
+  Effect.tap((code) => Effect.sync(() => (process.exitCode = code))),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     disablePrettyLogger: true,
     // Ctrl-C during a DLQ operation: borrowed messages go back to the queue as the connection closes.
-    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) ? 0 : Cause.isInterruptedOnly(exit.cause) ? 130 : 1)
+    teardown: (exit, onExit) =>
+      onExit(
+        Exit.isSuccess(exit)
+          ? (process.exitCode === undefined ? 0 : Number(process.exitCode))
+          : Cause.isInterruptedOnly(exit.cause)
+          ? (terminated ? 0 : 130)
+          : 1
+      )
   })
 )

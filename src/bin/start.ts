@@ -40,10 +40,14 @@ Effect.gen(function*() {
   // Beside this file: the sources under tsx (npm run dev), or the bundles in dist/ (npm start).
   const ext = import.meta.url.endsWith(".ts") ? "ts" : "mjs"
   // If one of them dies, the other is stopped too (Effect.all interrupts it).
-  yield* Effect.all([run("api", `./api.${ext}`), run("worker", `./worker.${ext}`)], { concurrency: "unbounded", discard: true }).pipe(
+  yield* Effect.all([run("api", `./api.${ext}`), run("worker", `./worker.${ext}`)], {
+    concurrency: "unbounded",
+    discard: true
+  }).pipe(
     Effect.catchAll(({ code, name }) =>
       Effect.logError(`The ${name} stopped with exit code ${code}; stopped the other process too`).pipe(
         Effect.zipRight(Effect.sync(() => (process.exitCode = 1)))
-      ))
+      )
+    )
   )
 }).pipe(Effect.provide(LoggingLive), NodeRuntime.runMain({ disablePrettyLogger: true }))

@@ -1,13 +1,5 @@
 /** Worker entrypoint: `node dist/worker.mjs` once built (npm run start:worker), or `tsx src/bin/worker.ts`. */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
-import { FatalLive, runUntilFatal } from "../Fatal.js"
-import { LoggingLive } from "../Logging.js"
-import { ShutdownLog } from "../Shutdown.js"
-import { WorkerAppLive } from "../App/WorkerProcess.js"
+import { workerProgram } from "../App/Programs.js"
 
-runUntilFatal(Layer.launch(Layer.merge(WorkerAppLive, ShutdownLog))).pipe(
-  Effect.provide(FatalLive),
-  Effect.provide(LoggingLive),
-  NodeRuntime.runMain({ disablePrettyLogger: true })
-)
+workerProgram.pipe(NodeRuntime.runMain({ disablePrettyLogger: true }))

@@ -98,22 +98,38 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
 
       // Tampered: promote the payload to admin, keep the signature.
       const [header, , signature] = user.token.split(".")
-      const forged = Buffer.from(JSON.stringify({ sub: user.id, username: user.username, role: "admin", iss: "opsdesk", exp: 9999999999 })).toString("base64url")
+      const forged = Buffer.from(
+        JSON.stringify({ sub: user.id, username: user.username, role: "admin", iss: "opsdesk", exp: 9999999999 })
+      ).toString("base64url")
       yield* expectUnauthorized(`${header}.${forged}.${signature}`)
       // Tampered signature.
       yield* expectUnauthorized(user.token.slice(0, -2) + (user.token.endsWith("AA") ? "BB" : "AA"))
       // alg: none.
-      yield* expectUnauthorized(new UnsecuredJWT({ username: user.username, role: "admin" }).setSubject(user.id).setIssuer("opsdesk").setExpirationTime("1h").encode())
+      yield* expectUnauthorized(
+        new UnsecuredJWT({ username: user.username, role: "admin" }).setSubject(user.id).setIssuer("opsdesk")
+          .setExpirationTime("1h").encode()
+      )
       // Wrong key.
-      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, `${secret}-other`, { sub: user.id }))
+      yield* expectUnauthorized(
+        yield* sign({ username: user.username, role: "customer" }, `${secret}-other`, { sub: user.id })
+      )
       // Wrong issuer.
-      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id, iss: "someone-else" }))
+      yield* expectUnauthorized(
+        yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id, iss: "someone-else" })
+      )
       // Expired.
-      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: user.id, exp: Math.floor(Date.now() / 1000) - 60 }))
+      yield* expectUnauthorized(
+        yield* sign({ username: user.username, role: "customer" }, secret, {
+          sub: user.id,
+          exp: Math.floor(Date.now() / 1000) - 60
+        })
+      )
       // Signed, but the claims are not ours.
       yield* expectUnauthorized(yield* sign({ username: user.username, role: "superuser" }, secret, { sub: user.id }))
       yield* expectUnauthorized(yield* sign({ role: "customer" }, secret, { sub: user.id }))
-      yield* expectUnauthorized(yield* sign({ username: user.username, role: "customer" }, secret, { sub: "not-a-uuid" }))
+      yield* expectUnauthorized(
+        yield* sign({ username: user.username, role: "customer" }, secret, { sub: "not-a-uuid" })
+      )
     }))
 
   it.scoped("a valid token of a user deleted since is 401 on /me and on writes", () =>
@@ -144,7 +160,19 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
   it.effect("the public User schema has no password field", () =>
     Effect.sync(() => {
       expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "createdAt"])
-      expect(Schema.is(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" })).toBe(true)
-      expect(Schema.encodeSync(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" } as typeof User.Type)).not.toHaveProperty("passwordHash")
+      expect(
+        Schema.is(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" })
+      ).toBe(true)
+      expect(
+        Schema.encodeSync(User)(
+          {
+            id: crypto.randomUUID(),
+            username: "u",
+            role: "admin",
+            createdAt: "x",
+            passwordHash: "h"
+          } as typeof User.Type
+        )
+      ).not.toHaveProperty("passwordHash")
     }))
 })

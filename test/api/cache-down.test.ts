@@ -1,18 +1,23 @@
 /** With Redis unreachable the API keeps answering: listings come from the database, /ready says redis is down. */
 import { expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
-import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { TicketPage } from "../../src/Tickets/Domain.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { decode, get, post } from "./support/Client.js"
 import { makeFixtures } from "./support/Fixtures.js"
 import { apiTestLayer } from "./support/Layers.js"
 
 // Port 1 on loopback: nothing listens there, connections are refused at once.
 const DeadRedis = Layer.setConfigProvider(
-  ConfigProvider.fromMap(new Map([["REDIS_URL", "redis://127.0.0.1:1"]])).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+  ConfigProvider.fromMap(new Map([["REDIS_URL", "redis://127.0.0.1:1"]])).pipe(
+    ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+  )
 )
 
-layer(apiTestLayer(TicketListCacheLive()).pipe(Layer.provide(DeadRedis)), { excludeTestServices: true, timeout: "60 seconds" })("Redis down", (it) => {
+layer(apiTestLayer(TicketListCacheLive()).pipe(Layer.provide(DeadRedis)), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("Redis down", (it) => {
   it.scoped("listings, writes and reads still work; /ready is 503 naming redis", () =>
     Effect.gen(function*() {
       const fx = yield* makeFixtures

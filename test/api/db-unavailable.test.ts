@@ -8,11 +8,11 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { createServer, connect, type Server, type Socket } from "node:net"
-import { TEST_DATABASE_URL } from "../support/testDatabase.js"
+import { connect, createServer, type Server, type Socket } from "node:net"
 import { waitUntil } from "../support/Env.js"
 import { apiWithOwnThrottle } from "../support/LoginThrottle.js"
-import { rawRequest, type RawReply, serverPort } from "../support/RawHttp.js"
+import { type RawReply, rawRequest, serverPort } from "../support/RawHttp.js"
+import { TEST_DATABASE_URL } from "../support/testDatabase.js"
 import { makeFixtures, PASSWORD } from "./support/Fixtures.js"
 
 interface Proxy {
@@ -74,10 +74,12 @@ const makeProxy = Effect.gen(function*() {
     for (const s of held) s.resetAndDestroy()
     return server.listening ? Effect.void : Effect.asVoid(listen(server, port))
   })
-  yield* Effect.addFinalizer(() => Effect.sync(() => {
-    for (const s of [...sockets, ...held]) s.destroy()
-    server.close()
-  }))
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const s of [...sockets, ...held]) s.destroy()
+      server.close()
+    })
+  )
   return DbProxy.of({ port, cut, silence, restore })
 })
 
@@ -85,7 +87,11 @@ const TestLayer = Layer.unwrapScoped(Effect.map(makeProxy, (proxy) => {
   const url = new URL(TEST_DATABASE_URL)
   url.hostname = "127.0.0.1"
   url.port = String(proxy.port)
-  return apiWithOwnThrottle("db-down", { DATABASE_URL: url.toString(), DATABASE_CONNECT_TIMEOUT_MS: 1000, LOGIN_MAX_FAILURES: 2 }).pipe(
+  return apiWithOwnThrottle("db-down", {
+    DATABASE_URL: url.toString(),
+    DATABASE_CONNECT_TIMEOUT_MS: 1000,
+    LOGIN_MAX_FAILURES: 2
+  }).pipe(
     Layer.provideMerge(Layer.succeed(DbProxy, proxy))
   )
 }))
@@ -114,7 +120,10 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("PostgreS
       const proxy = yield* DbProxy
       const fx = yield* makeFixtures
       const user = yield* fx.user("agent")
-      const created = yield* send("POST", "/v1/tickets", { token: user.token, body: { title: "before", description: "d" } })
+      const created = yield* send("POST", "/v1/tickets", {
+        token: user.token,
+        body: { title: "before", description: "d" }
+      })
       expect(created.status).toBe(201)
       const ticketId = (created.json as { id: string }).id
 
@@ -122,13 +131,27 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("PostgreS
       // The database comes back whatever happens, so the fixtures can clean up.
       yield* Effect.addFinalizer(() => proxy.restore.pipe(Effect.ignore))
       const login = { username: user.username, password: PASSWORD }
-      for (let i = 0; i < 3; i++) expectUnavailable(yield* send("POST", "/v1/auth/login", { body: login }), `login ${i}`)
+      for (let i = 0; i < 3; i++) {
+        expectUnavailable(yield* send("POST", "/v1/auth/login", { body: login }), `login ${i}`)
+      }
       expectUnavailable(yield* send("GET", "/v1/tickets", { token: user.token }), "list")
       expectUnavailable(yield* send("GET", `/v1/tickets/${ticketId}`, { token: user.token }), "get")
-      expectUnavailable(yield* send("POST", "/v1/tickets", { token: user.token, body: { title: "during", description: "d" } }), "create")
-      expectUnavailable(yield* send("PATCH", `/v1/tickets/${ticketId}`, { token: user.token, body: { title: "x" } }), "update")
-      expectUnavailable(yield* send("POST", `/v1/tickets/${ticketId}/status`, { token: user.token, body: { status: "in_progress" } }), "status")
-      expectUnavailable(yield* send("POST", "/v1/messages", { token: user.token, body: { ticketId, content: "hi" } }), "message")
+      expectUnavailable(
+        yield* send("POST", "/v1/tickets", { token: user.token, body: { title: "during", description: "d" } }),
+        "create"
+      )
+      expectUnavailable(
+        yield* send("PATCH", `/v1/tickets/${ticketId}`, { token: user.token, body: { title: "x" } }),
+        "update"
+      )
+      expectUnavailable(
+        yield* send("POST", `/v1/tickets/${ticketId}/status`, { token: user.token, body: { status: "in_progress" } }),
+        "status"
+      )
+      expectUnavailable(
+        yield* send("POST", "/v1/messages", { token: user.token, body: { ticketId, content: "hi" } }),
+        "message"
+      )
       expectUnavailable(yield* send("GET", "/v1/users/me", { token: user.token }), "me")
       // No database needed: still answered as usual.
       expect((yield* send("GET", "/health")).status).toBe(200)
@@ -139,7 +162,10 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("PostgreS
       expect((yield* send("GET", "/v1/tickets", { token: "garbage" })).status).toBe(401)
 
       yield* proxy.restore
-      yield* waitUntil("the API to reach PostgreSQL again", Effect.map(send("GET", "/v1/tickets", { token: user.token }), (r) => r.status === 200))
+      yield* waitUntil(
+        "the API to reach PostgreSQL again",
+        Effect.map(send("GET", "/v1/tickets", { token: user.token }), (r) => r.status === 200)
+      )
       expect((yield* send("GET", `/v1/tickets/${ticketId}`, { token: user.token })).status).toBe(200)
       // Three logins died with a 503 while the limit is 2 failures: none of them counted.
       const back = yield* send("POST", "/v1/auth/login", { body: login })
@@ -163,6 +189,9 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("PostgreS
       // DATABASE_CONNECT_TIMEOUT_MS is 1 s here (5 s by default).
       expect(Date.now() - started).toBeLessThan(4000)
       yield* proxy.restore
-      yield* waitUntil("the API to reach PostgreSQL again", Effect.map(send("GET", "/v1/tickets", { token: user.token }), (r) => r.status === 200))
+      yield* waitUntil(
+        "the API to reach PostgreSQL again",
+        Effect.map(send("GET", "/v1/tickets", { token: user.token }), (r) => r.status === 200)
+      )
     }))
 })

@@ -73,7 +73,9 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       yield* get(`/v1/tickets/${crypto.randomUUID()}`)
       yield* get("/no/such/path/for/metrics")
       const again = yield* get("/metrics")
-      expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*method="GET"[^}]*route="\/health"[^}]*status="200"[^}]*\} [1-9]/)
+      expect(again.text).toMatch(
+        /opsdesk_http_requests_total\{[^}]*method="GET"[^}]*route="\/health"[^}]*status="200"[^}]*\} [1-9]/
+      )
       expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*route="\/v1\/tickets\/:id"[^}]*status="401"/)
       expect(again.text).toMatch(/opsdesk_http_requests_total\{[^}]*route="other"[^}]*status="404"/)
       expect(again.text).not.toContain("/no/such/path")
@@ -98,7 +100,10 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       expect(declared.status).toBe(413)
       expect(declared.body).toMatchObject({ _tag: "PayloadTooLarge" })
       // Under the limit the body is read and validated (description is at most 10000 characters).
-      const under = yield* call("POST", "/v1/tickets", { token: user.token, json: { title: "small", description: "x".repeat(60 * 1024) } })
+      const under = yield* call("POST", "/v1/tickets", {
+        token: user.token,
+        json: { title: "small", description: "x".repeat(60 * 1024) }
+      })
       expect(under.status).toBe(400)
       expect(under.body).toMatchObject({ _tag: "HttpApiDecodeError" })
     }))
@@ -118,11 +123,17 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
             port,
             method: "POST",
             path: "/v1/tickets",
-            headers: { "content-type": "application/json", authorization: `Bearer ${user.token}`, "transfer-encoding": "chunked" }
+            headers: {
+              "content-type": "application/json",
+              authorization: `Bearer ${user.token}`,
+              "transfer-encoding": "chunked"
+            }
           }, (res) => {
             let text = ""
-            res.setEncoding("utf8").on("data", (c: string) => (text += c)).on("end", () =>
-              resume(Effect.succeed({ status: res.statusCode ?? 0, text })))
+            res.setEncoding("utf8").on("data", (c: string) => (text += c)).on(
+              "end",
+              () => resume(Effect.succeed({ status: res.statusCode ?? 0, text }))
+            )
           })
           req.on("error", (e) => resume(Effect.die(e)))
           for (let i = 0; i < body.length; i += 8192) req.write(body.slice(i, i + 8192))
@@ -140,7 +151,11 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
     Effect.gen(function*() {
       const fx = yield* makeFixtures
       const user = yield* fx.user("customer")
-      const text = yield* call("POST", "/v1/tickets", { token: user.token, raw: "title=x", contentType: "application/x-www-form-urlencoded" })
+      const text = yield* call("POST", "/v1/tickets", {
+        token: user.token,
+        raw: "title=x",
+        contentType: "application/x-www-form-urlencoded"
+      })
       expect(text.status).toBe(415)
       expect(text.body).toMatchObject({ _tag: "UnsupportedMediaType" })
       const broken = yield* call("POST", "/v1/tickets", { token: user.token, raw: "{\"title\": " })
@@ -185,16 +200,22 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
         ["POST", `/v1/tickets/${id}/status`],
         ["POST", "/v1/messages"]
       ]
-      const samples = FastCheck.sample(FastCheck.tuple(FastCheck.constantFrom(...routes), FastCheck.jsonValue({ maxDepth: 3 })), 60)
+      const samples = FastCheck.sample(
+        FastCheck.tuple(FastCheck.constantFrom(...routes), FastCheck.jsonValue({ maxDepth: 3 })),
+        60
+      )
       for (const [[method, path], body] of samples) {
         const r = yield* call(method, path, { token: user.token, raw: JSON.stringify(body) })
         expect(r.status, `${method} ${path} ${JSON.stringify(body)}`).toBeLessThan(500)
         expect(r.body, `${method} ${path} ${JSON.stringify(body)}`).toBeTypeOf("object")
       }
-      const queries = FastCheck.sample(FastCheck.dictionary(
-        FastCheck.constantFrom("status", "assigneeId", "priority", "limit", "cursor", "other"),
-        FastCheck.string()
-      ), 40)
+      const queries = FastCheck.sample(
+        FastCheck.dictionary(
+          FastCheck.constantFrom("status", "assigneeId", "priority", "limit", "cursor", "other"),
+          FastCheck.string()
+        ),
+        40
+      )
       for (const query of queries) {
         const qs = new URLSearchParams(query).toString()
         const r = yield* get(`/v1/tickets?${qs}`, user.token)
@@ -209,7 +230,10 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       const fx = yield* makeFixtures
       const agent = yield* fx.user("agent")
       const text = FastCheck.string({ unit: "binary", maxLength: 30 })
-      const samples = FastCheck.sample(FastCheck.record({ title: text, description: text, content: text, username: text }), 40)
+      const samples = FastCheck.sample(
+        FastCheck.record({ title: text, description: text, content: text, username: text }),
+        40
+      )
       // Make sure the nasty cases are there whatever the sample.
       samples.push({ title: "a\u0000b", description: "d", content: "\ud800", username: "x\u0000" })
       samples.push({ title: "ok \ud83d\ude00", description: "\udc00 alone", content: "fine", username: "\ud800" })
@@ -220,10 +244,14 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
         if (created.status === 201) {
           const back = decode(Ticket, yield* get(`/v1/tickets/${decode(Ticket, created).id}`, agent.token))
           expect([back.title, back.description], what).toEqual([s.title, s.description])
-          expect((yield* post("/v1/messages", { ticketId: back.id, content: s.content }, agent.token)).status, what).toBeLessThan(500)
-          expect((yield* patch(`/v1/tickets/${back.id}`, { description: s.content }, agent.token)).status, what).toBeLessThan(500)
+          expect((yield* post("/v1/messages", { ticketId: back.id, content: s.content }, agent.token)).status, what)
+            .toBeLessThan(500)
+          expect((yield* patch(`/v1/tickets/${back.id}`, { description: s.content }, agent.token)).status, what)
+            .toBeLessThan(500)
         }
-        expect((yield* post("/v1/auth/login", { username: s.username, password: s.title })).status, what).toBeLessThan(500)
+        expect((yield* post("/v1/auth/login", { username: s.username, password: s.title })).status, what).toBeLessThan(
+          500
+        )
       }
     }))
 })

@@ -2,8 +2,8 @@
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import { MessageSent, TicketCreated } from "../../src/Domain/Events.js"
 import { Api } from "../../src/App/Api.js"
+import { MessageSent, TicketCreated } from "../../src/Domain/Events.js"
 import { Message, MessagePage } from "../../src/Messages/Domain.js"
 import { Ticket } from "../../src/Tickets/Domain.js"
 import { decode, get, post } from "./support/Client.js"
@@ -23,7 +23,9 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
       const authed = yield* HttpApiClient.make(Api, {
         transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(accessToken))
       })
-      const ticket = yield* authed.tickets.createTicket({ payload: { title: "Test Ticket", description: "Testing messaging" } })
+      const ticket = yield* authed.tickets.createTicket({
+        payload: { title: "Test Ticket", description: "Testing messaging" }
+      })
       expect(ticket).toMatchObject({ ownerId: admin.id, status: "open" })
       const ticketId = ticket.id
       const message = yield* authed.messages.sendMessage({ payload: { ticketId, content: "Test message" } })
@@ -37,7 +39,13 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
       expect(Object.keys(envelope.payload).sort()).toEqual(["authorId", "content", "id", "sentAt", "ticketId"])
       const event = Schema.decodeUnknownSync(MessageSent)(row!.envelope)
       expect(event).toMatchObject({ event: "message.sent", eventId: row!.eventId })
-      expect(event.payload).toEqual({ id: message.id, ticketId, authorId: admin.id, content: "Test message", sentAt: message.createdAt })
+      expect(event.payload).toEqual({
+        id: message.id,
+        ticketId,
+        authorId: admin.id,
+        content: "Test message",
+        sentAt: message.createdAt
+      })
 
       const audit = yield* auditRows(message.id)
       expect(audit).toEqual([{
@@ -57,7 +65,9 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
       const agent = yield* fx.user("agent")
       const ticket = yield* createTicket(owner)
       expect((yield* post("/v1/messages", { ticketId: ticket.id, content: "mine" }, owner.token)).status).toBe(201)
-      expect((yield* post("/v1/messages", { ticketId: ticket.id, content: "staff reply" }, agent.token)).status).toBe(201)
+      expect((yield* post("/v1/messages", { ticketId: ticket.id, content: "staff reply" }, agent.token)).status).toBe(
+        201
+      )
       const hidden = yield* post("/v1/messages", { ticketId: ticket.id, content: "intruder" }, other.token)
       expect(hidden.status).toBe(404)
       const unknownId = crypto.randomUUID()
@@ -88,7 +98,8 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
         expect(r.status, JSON.stringify(body).slice(0, 80)).toBe(400)
         expect((r.body as { issues: Array<{ path: Array<string> }> }).issues.map((i) => i.path[0])).toContain(field)
       }
-      expect((yield* post("/v1/messages", { ticketId: ticket.id, content: "c".repeat(10_000) }, agent.token)).status).toBe(201)
+      expect((yield* post("/v1/messages", { ticketId: ticket.id, content: "c".repeat(10_000) }, agent.token)).status)
+        .toBe(201)
     }))
 
   it.scoped("messages list oldest first, each exactly once across pages", () =>
@@ -107,7 +118,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
       do {
         const path: string = `/v1/tickets/${ticket.id}/messages?limit=3${cursor ? `&cursor=${cursor}` : ""}`
         const page = decode(MessagePage, yield* get(path, owner.token))
-        seen.push(...page.items.map((m) => m.id))
+        for (const m of page.items) seen.push(m.id)
         cursor = page.nextCursor
         pages++
       } while (cursor !== null && pages < 10)

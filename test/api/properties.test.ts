@@ -70,7 +70,9 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("pro
         const inserted: Array<{ id: string; at: string; status: TicketStatus }> = []
         for (const [i, t] of tickets.entries()) {
           const at = `2030-01-01T00:00:0${t.second}.00000${t.micro}Z`
-          const [row] = yield* sql<{ id: string }>`INSERT INTO tickets (title, description, status, priority, owner_id, created_at, updated_at)
+          const [row] = yield* sql<
+            { id: string }
+          >`INSERT INTO tickets (title, description, status, priority, owner_id, created_at, updated_at)
             VALUES (${`generated ${i}`}, 'd', ${t.status}, ${t.priority}, ${owner.id}, ${at}::timestamptz, ${at}::timestamptz) RETURNING id`
           inserted.push({ id: row!.id, at, status: t.status })
         }
@@ -83,10 +85,14 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("pro
         let cursor: string | null = null
         let pages = 0
         do {
-          const qs: URLSearchParams = new URLSearchParams({ limit: String(limit), ...(only ? { status: only } : {}), ...(cursor ? { cursor } : {}) })
+          const qs: URLSearchParams = new URLSearchParams({
+            limit: String(limit),
+            ...(only ? { status: only } : {}),
+            ...(cursor ? { cursor } : {})
+          })
           const page: TicketPage = decode(TicketPage, yield* get(`/v1/tickets?${qs}`, owner.token))
           expect(page.items.length).toBeLessThanOrEqual(limit)
-          seen.push(...page.items.map((t) => t.id))
+          for (const t of page.items) seen.push(t.id)
           cursor = page.nextCursor
           pages++
         } while (cursor !== null && pages <= tickets.length + 1)

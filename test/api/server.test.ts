@@ -22,8 +22,10 @@ const getStatus = (port: number) =>
   Effect.async<{ status: number; body: string }>((resume) => {
     request({ host: "127.0.0.1", port, path: "/health" }, (res) => {
       let body = ""
-      res.setEncoding("utf8").on("data", (c: string) => (body += c)).on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body })))
-    }).on("error", (e) => resume(Effect.die(e))).end()
+      res.setEncoding("utf8").on("data", (c: string) => (body += c)).on("end", () =>
+        resume(Effect.succeed({ status: res.statusCode ?? 0, body })))
+    }).on("error", (e) =>
+      resume(Effect.die(e))).end()
   })
 
 describe("NodeServerLive", () => {

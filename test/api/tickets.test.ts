@@ -21,7 +21,8 @@ const createTicket = (user: TestUser, body: Record<string, unknown> = {}) =>
     })
   )
 
-const setStatus = (user: TestUser, id: string, status: string) => post(`/v1/tickets/${id}/status`, { status }, user.token)
+const setStatus = (user: TestUser, id: string, status: string) =>
+  post(`/v1/tickets/${id}/status`, { status }, user.token)
 
 const envelopes = <A, I>(schema: Schema.Schema<A, I>, id: string, type: string) =>
   Effect.map(outboxRows(id, type), (rows) => rows.map((r) => Schema.decodeUnknownSync(schema)(r.envelope)))
@@ -131,14 +132,19 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       expect(bobList.items.map((t) => t.id)).toEqual([b1.id])
 
       // Isolate the three tickets in the shared database by assigning them to a fresh agent.
-      for (const t of [a1, a2, b1]) expect((yield* patch(`/v1/tickets/${t.id}`, { assigneeId: agent.id }, admin.token)).status).toBe(200)
+      for (const t of [a1, a2, b1]) {
+        expect((yield* patch(`/v1/tickets/${t.id}`, { assigneeId: agent.id }, admin.token)).status).toBe(200)
+      }
       yield* setStatus(agent, a1.id, "in_progress")
       for (const staff of [agent, admin]) {
         const all = decode(TicketPage, yield* get(`/v1/tickets?assigneeId=${agent.id}`, staff.token))
         expect(all.items.map((t) => t.id)).toEqual([b1.id, a2.id, a1.id])
         const high = decode(TicketPage, yield* get(`/v1/tickets?assigneeId=${agent.id}&priority=high`, staff.token))
         expect(high.items.map((t) => t.id)).toEqual([b1.id, a1.id])
-        const busy = decode(TicketPage, yield* get(`/v1/tickets?assigneeId=${agent.id}&priority=high&status=in_progress`, staff.token))
+        const busy = decode(
+          TicketPage,
+          yield* get(`/v1/tickets?assigneeId=${agent.id}&priority=high&status=in_progress`, staff.token)
+        )
         expect(busy.items.map((t) => t.id)).toEqual([a1.id])
       }
       // A customer's filters never widen the scope.
@@ -150,7 +156,18 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
     Effect.gen(function*() {
       const fx = yield* makeFixtures
       const user = yield* fx.user("agent")
-      for (const qs of ["limit=0", "limit=101", "limit=abc", "limit=1.5", "status=pending", "priority=normal", "assigneeId=nope", "limit=1&limit=2"]) {
+      for (
+        const qs of [
+          "limit=0",
+          "limit=101",
+          "limit=abc",
+          "limit=1.5",
+          "status=pending",
+          "priority=normal",
+          "assigneeId=nope",
+          "limit=1&limit=2"
+        ]
+      ) {
         const r = yield* get(`/v1/tickets?${qs}`, user.token)
         expect(r.status, qs).toBe(400)
       }
@@ -167,7 +184,11 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       const fx = yield* makeFixtures
       const owner = yield* fx.user("customer")
       const ticket = yield* createTicket(owner, { priority: "low" })
-      const r = yield* patch(`/v1/tickets/${ticket.id}`, { title: ticket.title, priority: "high", description: "Now floor 4" }, owner.token)
+      const r = yield* patch(`/v1/tickets/${ticket.id}`, {
+        title: ticket.title,
+        priority: "high",
+        description: "Now floor 4"
+      }, owner.token)
       expect(r.status).toBe(200)
       const updated = decode(Ticket, r)
       expect(updated).toMatchObject({ title: ticket.title, priority: "high", description: "Now floor 4" })
@@ -277,7 +298,13 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       }
       const events = yield* envelopes(TicketStatusChanged, ticket.id, "ticket.status_changed")
       expect(events.map((e) => `${e.payload.from}>${e.payload.to}`)).toEqual([
-        "open>in_progress", "in_progress>resolved", "resolved>closed", "closed>open", "open>in_progress", "in_progress>resolved", "resolved>open"
+        "open>in_progress",
+        "in_progress>resolved",
+        "resolved>closed",
+        "closed>open",
+        "open>in_progress",
+        "in_progress>resolved",
+        "resolved>open"
       ])
       for (const e of events) {
         expect(e.payload).toMatchObject({ id: ticket.id, changedBy: agent.id, ownerId: owner.id, assigneeId: agent.id })
@@ -329,10 +356,17 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
   it.scoped("concurrent status changes from the same state: exactly one wins (SELECT ... FOR UPDATE)", () =>
     Effect.gen(function*() {
       const fx = yield* makeFixtures
-      const agents = [yield* fx.user("agent"), yield* fx.user("agent"), yield* fx.user("agent"), yield* fx.user("agent")]
+      const agents = [
+        yield* fx.user("agent"),
+        yield* fx.user("agent"),
+        yield* fx.user("agent"),
+        yield* fx.user("agent")
+      ]
       for (let round = 0; round < 5; round++) {
         const ticket = yield* createTicket(agents[0]!)
-        const replies = yield* Effect.all(agents.map((a) => setStatus(a, ticket.id, "in_progress")), { concurrency: "unbounded" })
+        const replies = yield* Effect.all(agents.map((a) => setStatus(a, ticket.id, "in_progress")), {
+          concurrency: "unbounded"
+        })
         expect(replies.map((r) => r.status).sort()).toEqual([200, 409, 409, 409])
         expect(yield* outboxRows(ticket.id, "ticket.status_changed")).toHaveLength(1)
       }
@@ -346,6 +380,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       expect((yield* patch(`/v1/tickets/${unknown}`, { title: "x" }, admin.token)).status).toBe(404)
       expect((yield* setStatus(admin, unknown, "in_progress")).status).toBe(404)
       expect((yield* patch("/v1/tickets/123", { title: "x" }, admin.token)).status).toBe(400)
-      expect((yield* call("POST", "/v1/tickets/123/status", { token: admin.token, json: { status: "open" } })).status).toBe(400)
+      expect((yield* call("POST", "/v1/tickets/123/status", { token: admin.token, json: { status: "open" } })).status)
+        .toBe(400)
     }))
 })

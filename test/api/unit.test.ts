@@ -9,7 +9,15 @@ import { LoginRequest, LoginResponse } from "../../src/Auth/Api.js"
 import { hashPassword, verifyPassword } from "../../src/Auth/Password.js"
 import { resolveSecret, Tokens } from "../../src/Auth/Tokens.js"
 import { DEFAULT_JWT_SECRET } from "../../src/Config.js"
-import { decodeEventJson, DomainEvent, MessageSent, TicketCreated, TicketStatus, TicketStatusChanged, TicketUpdated } from "../../src/Domain/Events.js"
+import {
+  decodeEventJson,
+  DomainEvent,
+  MessageSent,
+  TicketCreated,
+  TicketStatus,
+  TicketStatusChanged,
+  TicketUpdated
+} from "../../src/Domain/Events.js"
 import { decodeCursor, encodeCursor } from "../../src/Kit/Pagination.js"
 import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "../../src/Messages/Domain.js"
 import {
@@ -90,7 +98,8 @@ describe("Schema round trips (property)", () => {
   }, numRuns)
 
   it("`normal` decodes to medium; an empty patch is rejected", () => {
-    expect(Schema.decodeUnknownSync(CreateTicketRequest)({ title: "t", description: "", priority: "normal" }).priority).toBe("medium")
+    expect(Schema.decodeUnknownSync(CreateTicketRequest)({ title: "t", description: "", priority: "normal" }).priority)
+      .toBe("medium")
     expect(Either.isLeft(Schema.decodeUnknownEither(UpdateTicketRequest)({}))).toBe(true)
   })
 })
@@ -111,7 +120,14 @@ describe("cursors", () => {
 
   it("rejects impossible instants", () => {
     const id = crypto.randomUUID()
-    for (const ts of ["2024-02-31T00:00:00.000000Z", "2024-13-01T00:00:00.000000Z", "0000-01-01T00:00:00.000000Z", "2024-01-01T25:00:00.000000Z"]) {
+    for (
+      const ts of [
+        "2024-02-31T00:00:00.000000Z",
+        "2024-13-01T00:00:00.000000Z",
+        "0000-01-01T00:00:00.000000Z",
+        "2024-01-01T25:00:00.000000Z"
+      ]
+    ) {
       expect(decodeCursor(Buffer.from(`${ts}|${id}`).toString("base64url")), ts).toEqual(Option.none())
     }
   })
@@ -122,7 +138,13 @@ describe("status machine", () => {
     const allowed = TicketStatus.literals.flatMap((from) =>
       TicketStatus.literals.filter((to) => canTransition(from, to)).map((to) => `${from}>${to}`)
     )
-    expect(allowed.sort()).toEqual(["closed>open", "in_progress>resolved", "open>in_progress", "resolved>closed", "resolved>open"])
+    expect(allowed.sort()).toEqual([
+      "closed>open",
+      "in_progress>resolved",
+      "open>in_progress",
+      "resolved>closed",
+      "resolved>open"
+    ])
     for (const s of TicketStatus.literals) expect(TRANSITIONS[s]).not.toContain(s)
   })
 })
@@ -135,7 +157,9 @@ describe("passwords", () => {
       expect(yield* hashPassword("hunter2-hunter2")).not.toBe(hash)
       expect(yield* verifyPassword("hunter2-hunter2", hash)).toBe(true)
       expect(yield* verifyPassword("hunter2-hunter3", hash)).toBe(false)
-      for (const broken of ["", "plain", "scrypt$1$1$1$a$b", "scrypt$99999999$8$1$abc$def", hash.replace("$8$", "$x$")]) {
+      for (
+        const broken of ["", "plain", "scrypt$1$1$1$a$b", "scrypt$99999999$8$1$abc$def", hash.replace("$8$", "$x$")]
+      ) {
         expect(yield* verifyPassword("hunter2-hunter2", broken), broken).toBe(false)
       }
     }))
@@ -154,7 +178,8 @@ describe("JWT secret", () => {
         expect(Exit.isFailure(exit), JSON.stringify(env)).toBe(true)
         expect(String(exit)).toContain("InsecureJwtSecret")
       }
-      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "production", JWT_SECRET: "a-real-secret-from-the-vault" }))).toBe("a-real-secret-from-the-vault")
+      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "production", JWT_SECRET: "a-real-secret-from-the-vault" })))
+        .toBe("a-real-secret-from-the-vault")
     }))
 
   it.effect("development falls back to the default secret", () =>
@@ -175,7 +200,11 @@ describe("JWT secret", () => {
       expect(exp - Math.floor(Date.now() / 1000)).toBeGreaterThan(100)
       expect(exp - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(120)
       const verifyWith = (secret: string) =>
-        Effect.flatMap(Tokens, (t) => t.verify(issued.accessToken)).pipe(Effect.provide(Tokens.Default), withEnv({ JWT_SECRET: secret }), Effect.either)
+        Effect.flatMap(Tokens, (t) => t.verify(issued.accessToken)).pipe(
+          Effect.provide(Tokens.Default),
+          withEnv({ JWT_SECRET: secret }),
+          Effect.either
+        )
       expect(yield* verifyWith("secret-one")).toEqual(Either.right(actor))
       expect(Either.isLeft(yield* verifyWith("secret-two"))).toBe(true)
     }))

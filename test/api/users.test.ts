@@ -30,7 +30,13 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("use
       expect(stored!.passwordHash).not.toContain("s3cret-password")
 
       const audit = yield* auditRows(user.id)
-      expect(audit).toEqual([{ actorId: admin.id, action: "user.create", entity: "user", entityId: user.id, changes: { username, role: "agent" } }])
+      expect(audit).toEqual([{
+        actorId: admin.id,
+        action: "user.create",
+        entity: "user",
+        entityId: user.id,
+        changes: { username, role: "agent" }
+      }])
     }))
 
   it.scoped("agents and customers may not create users (403)", () =>
@@ -38,11 +44,19 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("use
       const fx = yield* makeFixtures
       for (const role of ["agent", "customer"] as const) {
         const actor = yield* fx.user(role)
-        const r = yield* post("/v1/users", { username: `blocked_${suffix()}`, password: "password123", role: "admin" }, actor.token)
+        const r = yield* post(
+          "/v1/users",
+          { username: `blocked_${suffix()}`, password: "password123", role: "admin" },
+          actor.token
+        )
         expect(r.status, role).toBe(403)
         expect(r.body).toMatchObject({ _tag: "Forbidden" })
       }
-      const anonymous = yield* post("/v1/users", { username: `anon_${suffix()}`, password: "password123", role: "admin" })
+      const anonymous = yield* post("/v1/users", {
+        username: `anon_${suffix()}`,
+        password: "password123",
+        role: "admin"
+      })
       expect(anonymous.status).toBe(401)
     }))
 
@@ -51,13 +65,18 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("use
       const fx = yield* makeFixtures
       const admin = yield* fx.user("admin")
       const existing = yield* fx.user("customer")
-      const r = yield* post("/v1/users", { username: existing.username, password: "password123", role: "agent" }, admin.token)
+      const r = yield* post(
+        "/v1/users",
+        { username: existing.username, password: "password123", role: "agent" },
+        admin.token
+      )
       expect(r.status).toBe(409)
       expect(r.body).toMatchObject({ _tag: "Conflict" })
       const sql = yield* SqlClient.SqlClient
       const rows = yield* sql<{ role: string }>`SELECT role FROM users WHERE username = ${existing.username}`
       expect(rows).toEqual([{ role: "customer" }])
-      const audit = yield* sql`SELECT 1 FROM audit_log WHERE action = 'user.create' AND changes->>'username' = ${existing.username}`
+      const audit =
+        yield* sql`SELECT 1 FROM audit_log WHERE action = 'user.create' AND changes->>'username' = ${existing.username}`
       expect(audit).toHaveLength(0)
     }))
 

@@ -24,25 +24,33 @@ describe("verified-token cache", () => {
     expect(cache.get("a", 50)).toBeUndefined()
   })
 
-  it.live("Tokens: a remembered token is refused once it expires; a tampered one is verified in full and refused", () =>
-    Effect.gen(function*() {
-      const tokens = yield* Tokens
-      const { accessToken } = yield* tokens.issue(actor(crypto.randomUUID()))
-      expect((yield* tokens.verify(accessToken)).username).toMatch(/^user-/)
-      expect(tokens.remembered(accessToken)).toBeDefined()
+  it.live(
+    "Tokens: a remembered token is refused once it expires; a tampered one is verified in full and refused",
+    () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens
+        const { accessToken } = yield* tokens.issue(actor(crypto.randomUUID()))
+        expect((yield* tokens.verify(accessToken)).username).toMatch(/^user-/)
+        expect(tokens.remembered(accessToken)).toBeDefined()
 
-      const [header, payload, signature] = accessToken.split(".")
-      const tampered = `${header}.${payload}.${signature!.slice(0, -2)}${signature!.endsWith("AA") ? "BB" : "AA"}`
-      expect(tokens.remembered(tampered)).toBeUndefined()
-      expect(Exit.isFailure(yield* Effect.exit(tokens.verify(tampered)))).toBe(true)
+        const [header, payload, signature] = accessToken.split(".")
+        const tampered = `${header}.${payload}.${signature!.slice(0, -2)}${signature!.endsWith("AA") ? "BB" : "AA"}`
+        expect(tokens.remembered(tampered)).toBeUndefined()
+        expect(Exit.isFailure(yield* Effect.exit(tokens.verify(tampered)))).toBe(true)
 
-      // Lifetime 2 s, in whole seconds: `exp` is 1 to 2 s away at issue (so the checks above cannot
-      // race it, as a 1 s lifetime issued at x.999 could), and at most 3 s away.
-      yield* Effect.sleep("3100 millis")
-      expect(tokens.remembered(accessToken)).toBeUndefined()
-      expect(Exit.isFailure(yield* Effect.exit(tokens.verify(accessToken)))).toBe(true)
-    }).pipe(
-      Effect.provide(Tokens.Default),
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "2"]])))
-    ), { timeout: 10_000 })
+        // Lifetime 2 s, in whole seconds: `exp` is 1 to 2 s away at issue (so the checks above cannot
+        // race it, as a 1 s lifetime issued at x.999 could), and at most 3 s away.
+        yield* Effect.sleep("3100 millis")
+        expect(tokens.remembered(accessToken)).toBeUndefined()
+        expect(Exit.isFailure(yield* Effect.exit(tokens.verify(accessToken)))).toBe(true)
+      }).pipe(
+        Effect.provide(Tokens.Default),
+        Effect.withConfigProvider(
+          ConfigProvider.fromMap(
+            new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "2"]])
+          )
+        )
+      ),
+    { timeout: 10_000 }
+  )
 })

@@ -10,8 +10,17 @@ import { spawnSync } from "node:child_process"
 describe("chaos (short run)", () => {
   it("loses nothing and doubles nothing under every fault kind", () => {
     const run = spawnSync(process.execPath, [
-      "--import", "tsx", "scripts/chaos.ts",
-      "--writes", "300", "--rate", "30", "--outage-s", "3", "--drain-timeout-s", "120"
+      "--import",
+      "tsx",
+      "scripts/chaos.ts",
+      "--writes",
+      "300",
+      "--rate",
+      "30",
+      "--outage-s",
+      "3",
+      "--drain-timeout-s",
+      "120"
     ], { encoding: "utf8", timeout: 300_000, env: { ...process.env, LOG_LEVEL: "info" } })
     const report = `${run.stdout}\n${run.stderr}`
     expect(run.stdout, report).toContain("OpsDesk chaos run")

@@ -1,12 +1,12 @@
 /**
- * The DLQ service's lazily opened, idle-closed connection (src/Dlq/Connection.ts),
+ * The DLQ service's lazily opened, idle-closed connection (src/Broker/LazyConnection.ts),
  * with a fake connection and the TestClock.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Scope, TestClock } from "effect"
 import type { ChannelModel } from "amqplib"
+import { Effect, Exit, Scope, TestClock } from "effect"
 import { EventEmitter } from "node:events"
-import { makeLazyConnection } from "../../src/Dlq/Connection.js"
+import { makeLazyConnection } from "../../src/Broker/LazyConnection.js"
 
 class FakeConnection extends EventEmitter {
   closed = false
@@ -32,7 +32,9 @@ const setup = Effect.gen(function*() {
     idleTimeToLive: "1 minute"
   }).pipe(Scope.extend(owner))
   /** One operation: lease, run, release. */
-  const use = Effect.scoped(Effect.flatMap(pool.lease, (lease) => Effect.succeed(lease.connection as unknown as FakeConnection)))
+  const use = Effect.scoped(
+    Effect.flatMap(pool.lease, (lease) => Effect.succeed(lease.connection as unknown as FakeConnection))
+  )
   return { opened, owner, pool, use }
 })
 

@@ -3,8 +3,8 @@
  * (src/Cli/Format.ts), without a broker.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Either } from "effect"
 import type { Message, MessageProperties } from "amqplib"
+import { Duration, Either } from "effect"
 import { formatAge, formatDuration, parseDuration, renderTable } from "../../src/Cli/Format.js"
 import { failedAtMs, matches, messageKey, replayOptions, replayTarget, toEntry } from "../../src/Dlq/Entry.js"
 
@@ -30,7 +30,12 @@ const message = (body: string, properties: Partial<MessageProperties> = {}): Mes
   }
 })
 
-const eventBody = JSON.stringify({ event: "message.sent", eventId: "e-1", occurredAt: "2026-01-01T00:00:00.000Z", payload: {} })
+const eventBody = JSON.stringify({
+  event: "message.sent",
+  eventId: "e-1",
+  occurredAt: "2026-01-01T00:00:00.000Z",
+  payload: {}
+})
 
 const workerCopy = (headers: Record<string, unknown> = {}) =>
   message(eventBody, {
@@ -71,14 +76,23 @@ describe("DLQ entries", () => {
 
   it("ids are stable for one copy and differ between two copies of one event", () => {
     expect(messageKey(workerCopy())).toBe(messageKey(workerCopy()))
-    expect(messageKey(workerCopy({ "opsdesk-failed-at": "2026-01-02T00:00:00.000Z" }))).not.toBe(messageKey(workerCopy()))
+    expect(messageKey(workerCopy({ "opsdesk-failed-at": "2026-01-02T00:00:00.000Z" }))).not.toBe(
+      messageKey(workerCopy())
+    )
   })
 
   it("reads a copy RabbitMQ dead-lettered itself (x-death)", () => {
     const msg = message(eventBody, {
       messageId: "e-1",
       headers: {
-        "x-death": [{ count: 1, reason: "rejected", queue: "message.sent.queue", time: { "!": "timestamp", value: 1_767_225_600 }, exchange: "opsdesk.events", "routing-keys": ["message.sent"] }],
+        "x-death": [{
+          count: 1,
+          reason: "rejected",
+          queue: "message.sent.queue",
+          time: { "!": "timestamp", value: 1_767_225_600 },
+          exchange: "opsdesk.events",
+          "routing-keys": ["message.sent"]
+        }],
         "x-first-death-queue": "message.sent.queue",
         "x-first-death-reason": "rejected"
       }
@@ -109,8 +123,17 @@ describe("DLQ entries", () => {
   })
 
   it("a replayed copy keeps the message's identity and drops the failure", () => {
-    const options = replayOptions(workerCopy({ "x-retry-count": 2, "x-death": [], "opsdesk-replayed-at": "old" }), new Date("2026-02-01T00:00:00.000Z"))
-    expect(options).toMatchObject({ persistent: true, mandatory: true, messageId: "e-1", type: "message.sent", contentType: "application/json" })
+    const options = replayOptions(
+      workerCopy({ "x-retry-count": 2, "x-death": [], "opsdesk-replayed-at": "old" }),
+      new Date("2026-02-01T00:00:00.000Z")
+    )
+    expect(options).toMatchObject({
+      persistent: true,
+      mandatory: true,
+      messageId: "e-1",
+      type: "message.sent",
+      contentType: "application/json"
+    })
     expect(options.headers).toEqual({ traceparent: "t", "opsdesk-replayed-at": "2026-02-01T00:00:00.000Z" })
   })
 
@@ -139,8 +162,20 @@ describe("CLI formatting", () => {
   })
 
   it("formats ages and tables", () => {
-    expect([formatAge(null), formatAge(5), formatAge(125), formatAge(7200), formatAge(200_000)]).toEqual(["?", "5s", "2m", "2h", "2d"])
-    expect(renderTable([{ header: "A" }, { header: "N", align: "right" }, { header: "TEXT", maxWidth: 5 }], [["x", "7", "abcdefgh"], ["yy", "10", "ok"]]))
+    expect([formatAge(null), formatAge(5), formatAge(125), formatAge(7200), formatAge(200_000)]).toEqual([
+      "?",
+      "5s",
+      "2m",
+      "2h",
+      "2d"
+    ])
+    expect(
+      renderTable([{ header: "A" }, { header: "N", align: "right" }, { header: "TEXT", maxWidth: 5 }], [[
+        "x",
+        "7",
+        "abcdefgh"
+      ], ["yy", "10", "ok"]])
+    )
       .toBe(["A    N  TEXT", "x    7  abcd…", "yy  10  ok"].join("\n"))
   })
 })

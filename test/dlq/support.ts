@@ -1,13 +1,13 @@
 /**
  * Helpers for the DLQ tests: put messages in `tickets.dlq` exactly as the
- * worker does (src/Worker/Consumer.ts `deadLetter`: a copy through the default
+ * worker does (src/Broker/AmqpDelivery.ts `deadLetter`: a copy through the default
  * exchange with the opsdesk-* DLQ headers), read queues, reset a vhost.
  */
-import { Effect } from "effect"
 import type { ConfirmChannel, GetMessage } from "amqplib"
+import { Effect } from "effect"
+import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Broker/Headers.js"
 import { DLQ, QUEUES } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
-import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Broker/Delivery.js"
 
 export interface DeadLetterOptions {
   readonly kind?: "poison" | "failed"
@@ -22,15 +22,22 @@ export interface DeadLetterOptions {
 }
 
 /** A failed event's DLQ copy (retries spent), or a raw body's (poison). */
-export const deadLetter = (channel: ConfirmChannel, message: DomainEvent | { readonly body: string; readonly event: string }, options: DeadLetterOptions = {}) =>
+export const deadLetter = (
+  channel: ConfirmChannel,
+  message: DomainEvent | { readonly body: string; readonly event: string },
+  options: DeadLetterOptions = {}
+) =>
   Effect.promise(async () => {
     const isEvent = !("body" in message)
     const body = isEvent ? JSON.stringify(message) : message.body
     const kind = options.kind ?? (isEvent ? "failed" : "poison")
     const routingKey = options.routingKey === undefined ? message.event : options.routingKey
     const headers: Record<string, unknown> = {
-      ...(kind === "failed" ? { [RETRY_HEADER]: (options.attempts ?? 3) - 1, "opsdesk-last-error": options.error ?? "Simulated failure" } : {}),
-      [DLQ_HEADERS.reason]: options.error ?? (kind === "poison" ? "Body is not valid JSON (Unexpected token)" : "Simulated failure"),
+      ...(kind === "failed"
+        ? { [RETRY_HEADER]: (options.attempts ?? 3) - 1, "opsdesk-last-error": options.error ?? "Simulated failure" }
+        : {}),
+      [DLQ_HEADERS.reason]: options.error ??
+        (kind === "poison" ? "Body is not valid JSON (Unexpected token)" : "Simulated failure"),
       [DLQ_HEADERS.kind]: kind,
       [DLQ_HEADERS.attempts]: options.attempts ?? (kind === "poison" ? 1 : 3),
       ...(routingKey === null ? {} : { [DLQ_HEADERS.routingKey]: routingKey }),

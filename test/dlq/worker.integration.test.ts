@@ -6,26 +6,43 @@
  * worker's idempotency suppresses it).
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, ManagedRuntime, Ref } from "effect"
 import type { ConfirmChannel } from "amqplib"
+import { Context, Effect, Layer, ManagedRuntime, Ref } from "effect"
 import { declareTopology, DLQ, EXCHANGE } from "../../src/Broker/Topology.js"
-import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { Dlq } from "../../src/Dlq/Dlq.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
 import { FatalLive } from "../../src/Fatal.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { Faults, HandlerError } from "../../src/Worker/Faults.js"
 import { WorkerMetrics, WorkerMetricsLive } from "../../src/Worker/Metrics.js"
-import { configFrom, countRows, deleteEventRows, InfraLive, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
+import {
+  configFrom,
+  countRows,
+  deleteEventRows,
+  InfraLive,
+  ticketCreated,
+  waitUntil,
+  withAmqp,
+  withVhost
+} from "../support/Env.js"
 import { deadLetter, depth } from "./support.js"
 
 /** Event ids whose handler fails on every attempt. */
 const failing = Effect.runSync(Ref.make(new Set<string>()))
-const FaultsTest = Layer.succeed(Faults, Faults.of({
-  check: (event) =>
-    Effect.flatMap(Ref.get(failing), (ids) => (ids.has(event.eventId) ? Effect.fail(new HandlerError({ message: "Simulated failure" })) : Effect.void))
-}))
+const FaultsTest = Layer.succeed(
+  Faults,
+  Faults.of({
+    check: (event) =>
+      Effect.flatMap(
+        Ref.get(failing),
+        (
+          ids
+        ) => (ids.has(event.eventId) ? Effect.fail(new HandlerError({ message: "Simulated failure" })) : Effect.void)
+      )
+  })
+)
 
 const config = (url: string) =>
   configFrom({
@@ -40,7 +57,10 @@ const config = (url: string) =>
     AMQP_RECONNECT_MAX_MS: 500
   })
 
-class TestBroker extends Context.Tag("test/dlq/worker/TestBroker")<TestBroker, { readonly url: string; readonly channel: ConfirmChannel }>() {}
+class TestBroker extends Context.Tag("test/dlq/worker/TestBroker")<
+  TestBroker,
+  { readonly url: string; readonly channel: ConfirmChannel }
+>() {}
 
 const TestBrokerLive = Layer.scoped(
   TestBroker,
@@ -56,13 +76,21 @@ const TestBrokerLive = Layer.scoped(
 const WorkerTest = Layer.scopedContext(
   Effect.flatMap(TestBroker, ({ url }) =>
     Layer.build(
-      WorkerLive.pipe(Layer.provideMerge(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsTest, WorkerMetricsLive, FatalLive)))
+      WorkerLive.pipe(
+        Layer.provideMerge(
+          Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsTest, WorkerMetricsLive, FatalLive)
+        )
+      )
     ).pipe(Effect.withConfigProvider(config(url))))
 )
 
-const DlqTest = Layer.scopedContext(Effect.flatMap(TestBroker, ({ url }) => Layer.build(Dlq.Default).pipe(Effect.withConfigProvider(config(url)))))
+const DlqTest = Layer.scopedContext(
+  Effect.flatMap(TestBroker, ({ url }) => Layer.build(Dlq.Default).pipe(Effect.withConfigProvider(config(url))))
+)
 
-const runtime = ManagedRuntime.make(Layer.mergeAll(WorkerTest, DlqTest).pipe(Layer.provideMerge(TestBrokerLive), Layer.provideMerge(InfraLive)))
+const runtime = ManagedRuntime.make(
+  Layer.mergeAll(WorkerTest, DlqTest).pipe(Layer.provideMerge(TestBrokerLive), Layer.provideMerge(InfraLive))
+)
 afterAll(() => runtime.dispose(), 30_000)
 
 const publish = (channel: ConfirmChannel, event: DomainEvent | { readonly event: string; readonly body: string }) =>
@@ -85,7 +113,10 @@ describe("DLQ replay with the worker running", () => {
       const metrics = yield* WorkerMetrics
 
       yield* publish(channel, event)
-      yield* waitUntil("the event to be processed", Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1))
+      yield* waitUntil(
+        "the event to be processed",
+        Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1)
+      )
       expect(yield* countRows("notifications", [event.eventId])).toBe(1)
 
       // A stale copy in the DLQ (say its ack was lost after a failure was recorded), replayed by an operator.
@@ -93,7 +124,10 @@ describe("DLQ replay with the worker running", () => {
       const before = yield* metrics.totals
       expect(yield* dlq.replay({ eventId: event.eventId })).toMatchObject({ matched: 1, replayed: 1, skipped: 0 })
 
-      yield* waitUntil("the replay to be counted as a duplicate", Effect.map(metrics.totals, (t) => t.duplicates > before.duplicates))
+      yield* waitUntil(
+        "the replay to be counted as a duplicate",
+        Effect.map(metrics.totals, (t) => t.duplicates > before.duplicates)
+      )
       const after = yield* metrics.totals
       expect(after.duplicates - before.duplicates).toBe(1)
       expect(after.processed).toBe(before.processed)
@@ -103,57 +137,71 @@ describe("DLQ replay with the worker running", () => {
     }).pipe(Effect.ensuring(deleteEventRows([event.eventId])), Effect.provide(runtime))
   }, 60_000)
 
-  it.live("what the worker dead-lettered is listed with its reason; a replay retries it afresh, and once fixed processes it once", () => {
-    const doomed = ticketCreated()
-    return Effect.gen(function*() {
-      const { channel } = yield* TestBroker
-      const dlq = yield* Dlq
-      const metrics = yield* WorkerMetrics
-      const start = yield* metrics.totals
+  it.live(
+    "what the worker dead-lettered is listed with its reason; a replay retries it afresh, and once fixed processes it once",
+    () => {
+      const doomed = ticketCreated()
+      return Effect.gen(function*() {
+        const { channel } = yield* TestBroker
+        const dlq = yield* Dlq
+        const metrics = yield* WorkerMetrics
+        const start = yield* metrics.totals
 
-      // The worker dead-letters a failing event (after MAX_RETRIES=2 retries) and a poison message.
-      yield* Ref.update(failing, (s) => new Set([...s, doomed.eventId]))
-      yield* publish(channel, doomed)
-      yield* publish(channel, { event: "message.sent", body: "{not json" })
-      yield* waitUntil(
-        "both to reach the DLQ",
-        Effect.map(metrics.totals, (t) => t.failed > start.failed && t.poison > start.poison)
-      )
-      const listed = yield* dlq.list()
-      expect(listed).toHaveLength(2)
-      const failedEntry = listed.find((e) => e.kind === "failed")
-      const poisonEntry = listed.find((e) => e.kind === "poison")
-      expect(failedEntry).toMatchObject({
-        event: "ticket.created",
-        eventId: doomed.eventId,
-        originalRoutingKey: "ticket.created",
-        originalQueue: "ticket.created.queue",
-        attempts: 3,
-        error: "Simulated failure",
-        replayable: true
-      })
-      expect(poisonEntry).toMatchObject({ event: "message.sent", originalQueue: "message.sent.queue", replayable: false })
-      expect(poisonEntry!.error).toContain("not valid JSON")
-      expect(yield* dlq.depth).toBe(2)
+        // The worker dead-letters a failing event (after MAX_RETRIES=2 retries) and a poison message.
+        yield* Ref.update(failing, (s) => new Set([...s, doomed.eventId]))
+        yield* publish(channel, doomed)
+        yield* publish(channel, { event: "message.sent", body: "{not json" })
+        yield* waitUntil(
+          "both to reach the DLQ",
+          Effect.map(metrics.totals, (t) => t.failed > start.failed && t.poison > start.poison)
+        )
+        const listed = yield* dlq.list()
+        expect(listed).toHaveLength(2)
+        const failedEntry = listed.find((e) => e.kind === "failed")
+        const poisonEntry = listed.find((e) => e.kind === "poison")
+        expect(failedEntry).toMatchObject({
+          event: "ticket.created",
+          eventId: doomed.eventId,
+          originalRoutingKey: "ticket.created",
+          originalQueue: "ticket.created.queue",
+          attempts: 3,
+          error: "Simulated failure",
+          replayable: true
+        })
+        expect(poisonEntry).toMatchObject({
+          event: "message.sent",
+          originalQueue: "message.sent.queue",
+          replayable: false
+        })
+        expect(poisonEntry!.error).toContain("not valid JSON")
+        expect(yield* dlq.depth).toBe(2)
 
-      // Replayed while still failing: its retry count starts again, so the worker retries it twice more before dead-lettering it.
-      const beforeReplay = yield* metrics.totals
-      expect(yield* dlq.replay({ eventId: doomed.eventId })).toMatchObject({ replayed: 1 })
-      yield* waitUntil("the replayed event to fail again", Effect.map(metrics.totals, (t) => t.failed > beforeReplay.failed))
-      expect((yield* metrics.totals).retried - beforeReplay.retried).toBe(2)
-      expect((yield* dlq.list()).filter((e) => e.eventId === doomed.eventId)).toHaveLength(1)
+        // Replayed while still failing: its retry count starts again, so the worker retries it twice more before dead-lettering it.
+        const beforeReplay = yield* metrics.totals
+        expect(yield* dlq.replay({ eventId: doomed.eventId })).toMatchObject({ replayed: 1 })
+        yield* waitUntil(
+          "the replayed event to fail again",
+          Effect.map(metrics.totals, (t) => t.failed > beforeReplay.failed)
+        )
+        expect((yield* metrics.totals).retried - beforeReplay.retried).toBe(2)
+        expect((yield* dlq.list()).filter((e) => e.eventId === doomed.eventId)).toHaveLength(1)
 
-      // Fixed: replay everything. The event is processed exactly once; the poison message is skipped and stays.
-      yield* Ref.update(failing, (s) => new Set([...s].filter((id) => id !== doomed.eventId)))
-      const result = yield* dlq.replay({ all: true })
-      expect(result).toMatchObject({ matched: 2, replayed: 1, skipped: 1 })
-      expect(result.skippedMessages[0]!.reason).toContain("poison")
-      yield* waitUntil("the fixed event to be processed", Effect.map(countRows("processed_events", [doomed.eventId]), (n) => n === 1))
-      expect(yield* countRows("notifications", [doomed.eventId])).toBe(1)
-      const [left, ...rest] = yield* dlq.list()
-      expect(rest).toHaveLength(0)
-      expect(left!.kind).toBe("poison")
-      expect(yield* depth(channel, DLQ)).toBe(1)
-    }).pipe(Effect.ensuring(deleteEventRows([doomed.eventId])), Effect.provide(runtime))
-  }, 60_000)
+        // Fixed: replay everything. The event is processed exactly once; the poison message is skipped and stays.
+        yield* Ref.update(failing, (s) => new Set([...s].filter((id) => id !== doomed.eventId)))
+        const result = yield* dlq.replay({ all: true })
+        expect(result).toMatchObject({ matched: 2, replayed: 1, skipped: 1 })
+        expect(result.skippedMessages[0]!.reason).toContain("poison")
+        yield* waitUntil(
+          "the fixed event to be processed",
+          Effect.map(countRows("processed_events", [doomed.eventId]), (n) => n === 1)
+        )
+        expect(yield* countRows("notifications", [doomed.eventId])).toBe(1)
+        const [left, ...rest] = yield* dlq.list()
+        expect(rest).toHaveLength(0)
+        expect(left!.kind).toBe("poison")
+        expect(yield* depth(channel, DLQ)).toBe(1)
+      }).pipe(Effect.ensuring(deleteEventRows([doomed.eventId])), Effect.provide(runtime))
+    },
+    60_000
+  )
 })

@@ -14,18 +14,26 @@
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Arbitrary, Context, Effect, Either, FastCheck as fc, Layer, Ref } from "effect"
 import type { ConfirmChannel, GetMessage, Options } from "amqplib"
-import { declareTopology, DLQ, EXCHANGE, QUEUES, queueFor } from "../../src/Broker/Topology.js"
-import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
+import { Arbitrary, Context, Effect, Either, FastCheck as fc, Layer, Ref } from "effect"
+import { DLQ_HEADERS } from "../../src/Broker/Headers.js"
+import { declareTopology, DLQ, EXCHANGE, queueFor, QUEUES } from "../../src/Broker/Topology.js"
 import { decodeEventJson, DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
 import { FatalLive } from "../../src/Fatal.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WorkerLive } from "../../src/Worker/Consumer.js"
-import { DLQ_HEADERS } from "../../src/Broker/Delivery.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { FaultsNone } from "../../src/Worker/Faults.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
-import { configFrom, deleteEventRows, InfraLive, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
+import {
+  configFrom,
+  deleteEventRows,
+  InfraLive,
+  ticketCreated,
+  waitUntil,
+  withAmqp,
+  withVhost
+} from "../support/Env.js"
 
 // ------------------------------------------------------------------ world ---
 
@@ -59,7 +67,11 @@ const WorldLive = Layer.scoped(
     const { channel } = yield* withAmqp(url)
     yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [100, 200] })
     yield* Layer.build(
-      WorkerLive.pipe(Layer.provideMerge(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsNone, WorkerMetricsLive, FatalLive)))
+      WorkerLive.pipe(
+        Layer.provideMerge(
+          Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsNone, WorkerMetricsLive, FatalLive)
+        )
+      )
     ).pipe(Effect.withConfigProvider(configFrom(workerConfig(url))))
     return BrokerWorld.of({ channel, dlq: yield* Ref.make<ReadonlyArray<GetMessage>>([]) })
   })
@@ -103,7 +115,10 @@ const headers = fc.option(
   fc.record({
     "x-retry-count": headerValue,
     "opsdesk-retry-count": headerValue,
-    traceparent: fc.oneof(fc.string({ maxLength: 60 }), fc.constant("00-00000000000000000000000000000000-0000000000000000-01")),
+    traceparent: fc.oneof(
+      fc.string({ maxLength: 60 }),
+      fc.constant("00-00000000000000000000000000000000-0000000000000000-01")
+    ),
     "opsdesk-original-routing-key": fc.string({ maxLength: 20 }),
     "x-death": fc.constantFrom("garbage", 42),
     "x-fuzz": fc.string({ maxLength: 20 })
@@ -112,7 +127,9 @@ const headers = fc.option(
 )
 const properties = fc.record({
   messageId: fc.option(fc.oneof(fc.uuid(), fc.string({ maxLength: 20 }), fc.constant("")), { nil: undefined }),
-  contentType: fc.option(fc.constantFrom("application/json", "text/plain", "application/octet-stream", ""), { nil: undefined }),
+  contentType: fc.option(fc.constantFrom("application/json", "text/plain", "application/octet-stream", ""), {
+    nil: undefined
+  }),
   contentEncoding: fc.option(fc.constantFrom("gzip", "utf-16", "identity"), { nil: undefined }),
   type: fc.option(fc.constantFrom(...EVENT_NAMES, "nonsense"), { nil: undefined }),
   priority: fc.option(fc.integer({ min: 0, max: 9 }), { nil: undefined }),
@@ -120,7 +137,21 @@ const properties = fc.record({
 }, { requiredKeys: [] })
 
 /** A valid event's JSON with one value replaced (it may or may not still be valid: the Schema decides). */
-const mutated = fc.tuple(eventArb, fc.constantFrom("event", "eventId", "occurredAt", "payload", "payload.id", "payload.ownerId", "payload.status", "payload.title", "payload.changedFields"), fc.jsonValue({ maxDepth: 2 })).map(
+const mutated = fc.tuple(
+  eventArb,
+  fc.constantFrom(
+    "event",
+    "eventId",
+    "occurredAt",
+    "payload",
+    "payload.id",
+    "payload.ownerId",
+    "payload.status",
+    "payload.title",
+    "payload.changedFields"
+  ),
+  fc.jsonValue({ maxDepth: 2 })
+).map(
   ([event, path, value]) => {
     const copy = JSON.parse(JSON.stringify(event)) as Record<string, Record<string, unknown>>
     const [head, tail] = path.split(".") as [string, string | undefined]
@@ -136,29 +167,39 @@ const body = fc.oneof(
   // Bad JSON: random text, cut events, deep nesting.
   fc.oneof(
     fc.string({ maxLength: 80 }),
-    fc.tuple(validJson, fc.double({ min: 0, max: 1, noNaN: true })).map(([j, at]) => j.slice(0, Math.floor(j.length * at))),
+    fc.tuple(validJson, fc.double({ min: 0, max: 1, noNaN: true })).map(([j, at]) =>
+      j.slice(0, Math.floor(j.length * at))
+    ),
     fc.integer({ min: 100, max: 20_000 }).map((n) => "[".repeat(n) + "]".repeat(n)),
-    fc.integer({ min: 100, max: 5_000 }).map((n) => `{"event":"ticket.created","eventId":${"[".repeat(n)}${"]".repeat(n)}}`)
+    fc.integer({ min: 100, max: 5_000 }).map((n) =>
+      `{"event":"ticket.created","eventId":${"[".repeat(n)}${"]".repeat(n)}}`
+    )
   ).map((text) => ({ kind: "bad JSON", body: Buffer.from(text) })),
   // JSON of the wrong shape.
   fc.oneof(
     fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
     mutated,
-    fc.tuple(eventArb, fc.constantFrom(...EVENT_NAMES, "ticket.deleted", "", "TICKET.CREATED")).map(([e, name]) => JSON.stringify({ ...e, event: name }))
+    fc.tuple(eventArb, fc.constantFrom(...EVENT_NAMES, "ticket.deleted", "", "TICKET.CREATED")).map(([e, name]) =>
+      JSON.stringify({ ...e, event: name })
+    )
   ).map((text) => ({ kind: "JSON", body: Buffer.from(text) })),
   // Valid events, with text in every shape (emoji, RTL, combining marks, NUL, lone surrogates).
-  fc.tuple(eventArb, fc.constantFrom("", "🙂", "\u202emirror", "e\u0301", "\u0000", "\ud800", "' OR 1=1 --")).map(([e, odd]) => {
-    const event = e.event === "ticket.created"
-      ? { ...e, payload: { ...e.payload, title: `${e.payload.title}${odd}` } }
-      : e.event === "message.sent"
-      ? { ...e, payload: { ...e.payload, content: `${e.payload.content}${odd}` } }
-      : e
-    return { kind: "event", body: Buffer.from(JSON.stringify(event)) }
-  })
+  fc.tuple(eventArb, fc.constantFrom("", "🙂", "\u202emirror", "e\u0301", "\u0000", "\ud800", "' OR 1=1 --")).map(
+    ([e, odd]) => {
+      const event = e.event === "ticket.created"
+        ? { ...e, payload: { ...e.payload, title: `${e.payload.title}${odd}` } }
+        : e.event === "message.sent"
+        ? { ...e, payload: { ...e.payload, content: `${e.payload.content}${odd}` } }
+        : e
+      return { kind: "event", body: Buffer.from(JSON.stringify(event)) }
+    }
+  )
 )
 
 const message = fc.tuple(route, body, properties).map(([r, b, props]): Published => ({
-  describe: `${b.kind} → ${r.exchange || "(default)"}/${r.routingKey} ${JSON.stringify(props, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}`,
+  describe: `${b.kind} → ${r.exchange || "(default)"}/${r.routingKey} ${
+    JSON.stringify(props, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))
+  }`,
   route: r,
   body: b.body,
   options: { persistent: false, ...props }
@@ -217,7 +258,8 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
     const poison = expected.filter((e) => "poison" in e)
     // A DLQ copy of a published message: same body, from the queue it was published to (two may share a body).
     const copyOf = (p: (typeof poison)[number]) => (m: GetMessage) =>
-      m.content.equals(Buffer.from(p.message.body)) && m.properties.headers?.[DLQ_HEADERS.queue] === p.message.route.queue
+      m.content.equals(Buffer.from(p.message.body)) &&
+      m.properties.headers?.[DLQ_HEADERS.queue] === p.message.route.queue
     const settled = Effect.gen(function*() {
       yield* drainDlq
       const done = yield* claimed(eventIds)
@@ -231,7 +273,11 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
       })
       return eventIds.every((id) => done.has(id)) && missing.length === 0
     })
-    yield* waitUntil(`every message processed or dead-lettered: ${expected.map((e) => e.message.describe).join("; ").slice(0, 2000)}`, settled, "30 seconds")
+    yield* waitUntil(
+      `every message processed or dead-lettered: ${expected.map((e) => e.message.describe).join("; ").slice(0, 2000)}`,
+      settled,
+      "30 seconds"
+    )
 
     // Each poison message is in the DLQ once, with its reason; the valid ones are not there.
     const dead = yield* Ref.get(dlq)
@@ -247,10 +293,14 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
       expect(h[DLQ_HEADERS.queue], what).toBe(p.message.route.queue)
       expect(h[DLQ_HEADERS.attempts], what).toBe(1)
       expect(copy.properties.messageId, what).toBe(p.message.options.messageId)
-      if (p.message.options.headers?.["x-fuzz"] !== undefined) expect(h["x-fuzz"], what).toBe(p.message.options.headers["x-fuzz"])
+      if (p.message.options.headers?.["x-fuzz"] !== undefined) {
+        expect(h["x-fuzz"], what).toBe(p.message.options.headers["x-fuzz"])
+      }
     }
     const strays = dead.filter((m) => !used.has(m))
-    expect(strays.map((m) => `${m.properties.headers?.[DLQ_HEADERS.kind]}: ${m.properties.headers?.[DLQ_HEADERS.reason]}`)).toEqual([])
+    expect(
+      strays.map((m) => `${m.properties.headers?.[DLQ_HEADERS.kind]}: ${m.properties.headers?.[DLQ_HEADERS.reason]}`)
+    ).toEqual([])
     yield* Ref.set(dlq, [])
     expect(yield* claimed(eventIds)).toEqual(new Set(eventIds))
 
@@ -261,7 +311,10 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
       body: Buffer.from(JSON.stringify(sentinel)),
       options: { persistent: true, messageId: sentinel.eventId }
     }])
-    yield* waitUntil("a valid event published after the batch to be processed", Effect.map(claimed([sentinel.eventId]), (s) => s.size === 1))
+    yield* waitUntil(
+      "a valid event published after the batch to be processed",
+      Effect.map(claimed([sentinel.eventId]), (s) => s.size === 1)
+    )
   }).pipe(Effect.scoped)
 
 /** A message as the fuzzing makes them, for the fixed cases. */
@@ -276,10 +329,22 @@ layer(WorldLive, { excludeTestServices: true, timeout: "120 seconds" })("broker 
   it.effect("cases fuzzing found: a deeply nested field (was a requeue loop), NUL in a title (was retried into the DLQ)", () => {
     const created = ticketCreated()
     return runBatch([
-      fixed("deep", "ticket.created.queue", `{"event":"ticket.created","eventId":${"[".repeat(5000)}${"]".repeat(5000)}}`),
-      fixed("deep event name", "message.sent.queue", `{"event":${"[".repeat(20000)}${"]".repeat(20000)}}`, { messageId: "deep" }),
-      fixed("NUL in the title", "ticket.created.queue", JSON.stringify({ ...created, payload: { ...created.payload, title: "nul\u0000here" } })),
-      fixed("huge retry count, no messageId", "message.sent.queue", JSON.stringify(ticketCreated()), { headers: { "x-retry-count": Number.MAX_SAFE_INTEGER } }),
+      fixed(
+        "deep",
+        "ticket.created.queue",
+        `{"event":"ticket.created","eventId":${"[".repeat(5000)}${"]".repeat(5000)}}`
+      ),
+      fixed("deep event name", "message.sent.queue", `{"event":${"[".repeat(20000)}${"]".repeat(20000)}}`, {
+        messageId: "deep"
+      }),
+      fixed(
+        "NUL in the title",
+        "ticket.created.queue",
+        JSON.stringify({ ...created, payload: { ...created.payload, title: "nul\u0000here" } })
+      ),
+      fixed("huge retry count, no messageId", "message.sent.queue", JSON.stringify(ticketCreated()), {
+        headers: { "x-retry-count": Number.MAX_SAFE_INTEGER }
+      }),
       fixed("negative and non-numeric retry counts", "ticket.updated.queue", JSON.stringify(ticketCreated()), {
         messageId: "",
         headers: { "x-retry-count": -5, "opsdesk-retry-count": "abc" }

@@ -15,7 +15,7 @@ import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import { BODY_LIMIT } from "../../src/App/Middleware.js"
 import { makeFixtures, PASSWORD, suffix, type TestUser } from "../api/support/Fixtures.js"
 import { apiWithOwnThrottle, NO_THROTTLE } from "../support/LoginThrottle.js"
-import { rawRequest, type RawReply, type RawRequest, serverPort } from "../support/RawHttp.js"
+import { type RawReply, type RawRequest, rawRequest, serverPort } from "../support/RawHttp.js"
 
 // ------------------------------------------------------------------ world ---
 
@@ -32,7 +32,10 @@ const json = (port: number, method: string, path: string, token: string, body?: 
   rawRequest(port, {
     method,
     path,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" })
+    },
     body: body === undefined ? undefined : JSON.stringify(body)
   })
 
@@ -40,9 +43,16 @@ const WorldLive = Layer.scoped(
   FuzzWorld,
   Effect.gen(function*() {
     const fx = yield* makeFixtures
-    const users = { admin: yield* fx.user("admin"), agent: yield* fx.user("agent"), customer: yield* fx.user("customer") }
+    const users = {
+      admin: yield* fx.user("admin"),
+      agent: yield* fx.user("agent"),
+      customer: yield* fx.user("customer")
+    }
     const port = yield* serverPort
-    const first = yield* json(port, "POST", "/v1/tickets", users.customer.token, { title: "fuzz target", description: "d" })
+    const first = yield* json(port, "POST", "/v1/tickets", users.customer.token, {
+      title: "fuzz target",
+      description: "d"
+    })
     yield* json(port, "POST", "/v1/tickets", users.customer.token, { title: "second", description: "d" })
     const page = yield* json(port, "GET", "/v1/tickets?limit=1", users.customer.token)
     const ticketId = (first.json as { id: string }).id
@@ -210,13 +220,46 @@ const who = fc.constantFrom<Who>("admin", "agent", "customer", "anonymous")
 const staff = fc.constantFrom<Who>("admin", "agent")
 const short = (s: string) => (s.length > 120 ? `${s.slice(0, 120)}… (${s.length} chars)` : s)
 
-const SQL = ["' OR 1=1 --", "\"; DROP TABLE tickets; --", "'); DELETE FROM users; --", "1; SELECT pg_sleep(5)", "' UNION SELECT * FROM users --"]
-const UNICODE = [
-  "\u0000", "\ud800", "\udfff", "\udc00\ud800", "\u202e", "\u202dRTL\u202c", "مرحبا بالعالم", "עברית", "🙂", "👩‍👩‍👧‍👦", "🏳️‍🌈",
-  "e\u0301", "Z\u0351\u0352\u0353\u0354\u0355\u0356", "\u200b", "\u200d", "\ufeff", "\uffff", "\ufffe", "\u0085", "\u2028", "\u2029",
-  "𝕏", "\u{10FFFF}", "\r\n", "\t", "\\", "\"", "a"
+const SQL = [
+  "' OR 1=1 --",
+  "\"; DROP TABLE tickets; --",
+  "'); DELETE FROM users; --",
+  "1; SELECT pg_sleep(5)",
+  "' UNION SELECT * FROM users --"
 ]
-const unicodeString = fc.array(fc.constantFrom(...UNICODE), { minLength: 1, maxLength: 12 }).map((parts) => parts.join(""))
+const UNICODE = [
+  "\u0000",
+  "\ud800",
+  "\udfff",
+  "\udc00\ud800",
+  "\u202e",
+  "\u202dRTL\u202c",
+  "مرحبا بالعالم",
+  "עברית",
+  "🙂",
+  "👩‍👩‍👧‍👦",
+  "🏳️‍🌈",
+  "e\u0301",
+  "Z\u0351\u0352\u0353\u0354\u0355\u0356",
+  "\u200b",
+  "\u200d",
+  "\ufeff",
+  "\uffff",
+  "\ufffe",
+  "\u0085",
+  "\u2028",
+  "\u2029",
+  "𝕏",
+  "\u{10FFFF}",
+  "\r\n",
+  "\t",
+  "\\",
+  "\"",
+  "a"
+]
+const unicodeString = fc.array(fc.constantFrom(...UNICODE), { minLength: 1, maxLength: 12 }).map((parts) =>
+  parts.join("")
+)
 const oddString = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: "binary", maxLength: 40 }),
@@ -244,13 +287,34 @@ const UUID_LIKE = fc.oneof(
   fc.uuid().map((u) => u.slice(1)),
   fc.uuid().map((u) => u.replace(/-/g, "")),
   fc.uuid(),
-  fc.constantFrom("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"),
+  fc.constantFrom(
+    "00000000-0000-0000-0000-000000000000",
+    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"
+  ),
   oddString
 )
 /** Path segments: encoded odd text, and raw percent-sequences (invalid ones included). */
 const pathId = fc.oneof(
   UUID_LIKE.map(encodeLoose),
-  fc.constantFrom("%00", "%ZZ", "%", "%E0%A4%A", "%ED%A0%80", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", ".", "..", "a;b", "a,b", "%20", "+", "~", "null", "-1")
+  fc.constantFrom(
+    "%00",
+    "%ZZ",
+    "%",
+    "%E0%A4%A",
+    "%ED%A0%80",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e",
+    ".",
+    "..",
+    "a;b",
+    "a,b",
+    "%20",
+    "+",
+    "~",
+    "null",
+    "-1"
+  )
 )
 
 // 1. random JSON
@@ -261,15 +325,38 @@ const randomJson = fc.tuple(fc.constantFrom(...withBody), who, fc.jsonValue({ ma
 // 2. malformed JSON
 const malformedText = fc.oneof(
   fc.constantFrom(
-    "", "{", "}", "[", "{'a': 1}", "{\"a\":1,}", "NaN", "undefined", "{\"a\":01}", "\"\\u12\"", "{\"a\":\"\\x41\"}", "nul", "tru",
-    "\ufeff{}", "{}garbage", "[]]", "{\"__proto__\":", "{\"a\" 1}", "{a:1}", "/* */ {}", "{\"a\":1}{\"b\":2}", "\u0000", "1e999"
+    "",
+    "{",
+    "}",
+    "[",
+    "{'a': 1}",
+    "{\"a\":1,}",
+    "NaN",
+    "undefined",
+    "{\"a\":01}",
+    "\"\\u12\"",
+    "{\"a\":\"\\x41\"}",
+    "nul",
+    "tru",
+    "\ufeff{}",
+    "{}garbage",
+    "[]]",
+    "{\"__proto__\":",
+    "{\"a\" 1}",
+    "{a:1}",
+    "/* */ {}",
+    "{\"a\":1}{\"b\":2}",
+    "\u0000",
+    "1e999"
   ),
   fc.string({ maxLength: 60 }),
   fc.integer({ min: 1_000, max: 30_000 }).map((n) => "[".repeat(n) + "]".repeat(n)),
   fc.integer({ min: 1_000, max: 15_000 }).map((n) => "{\"a\":".repeat(n) + "1" + "}".repeat(n))
 )
 const malformed = fc.oneof(
-  fc.tuple(fc.constantFrom(...withBody), who, malformedText).map(([e, w, text]) => bodyProbe(e, w, `malformed ${short(text)}`, () => text)),
+  fc.tuple(fc.constantFrom(...withBody), who, malformedText).map(([e, w, text]) =>
+    bodyProbe(e, w, `malformed ${short(text)}`, () => text)
+  ),
   // A valid body cut anywhere.
   fc.tuple(fc.constantFrom(...withBody), who, fc.double({ min: 0, max: 1, noNaN: true })).map(([e, w, at]) =>
     bodyProbe(e, w, `truncated at ${at.toFixed(2)}`, (world) => {
@@ -279,7 +366,12 @@ const malformed = fc.oneof(
   ),
   // Bytes that are not UTF-8.
   fc.tuple(fc.constantFrom(...withBody), who, fc.uint8Array({ minLength: 1, maxLength: 40 })).map(([e, w, bytes]) =>
-    bodyProbe(e, w, `bytes ${Buffer.from(bytes).toString("hex")}`, () => Buffer.concat([Buffer.from("{\"title\":\""), bytes, Buffer.from("\"}")]))
+    bodyProbe(
+      e,
+      w,
+      `bytes ${Buffer.from(bytes).toString("hex")}`,
+      () => Buffer.concat([Buffer.from("{\"title\":\""), bytes, Buffer.from("\"}")])
+    )
   )
 )
 
@@ -294,7 +386,19 @@ const wrongTypes = fc.tuple(fc.constantFrom(...withBody), who, fc.nat(), wrongVa
 
 // 4. missing and extra fields
 const extraKey = fc.oneof(
-  fc.constantFrom("__proto__", "constructor", "prototype", "", "ownerId", "role", "id", "passwordHash", "status", "authorId", "x".repeat(1000)),
+  fc.constantFrom(
+    "__proto__",
+    "constructor",
+    "prototype",
+    "",
+    "ownerId",
+    "role",
+    "id",
+    "passwordHash",
+    "status",
+    "authorId",
+    "x".repeat(1000)
+  ),
   fc.string({ maxLength: 10 })
 )
 const missingExtra = fc.tuple(
@@ -303,8 +407,12 @@ const missingExtra = fc.tuple(
   fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
   fc.array(fc.tuple(extraKey, fc.jsonValue({ maxDepth: 2 })), { maxLength: 4 })
 ).map(([e, w, keep, extra]) =>
-  bodyProbe(e, w, `keep ${keep.map(Number).join("")}, extra ${short(JSON.stringify(extra))}`, (world) =>
-    objectText([...Object.entries(e.body!(world)).filter((_, i) => keep[i % keep.length]), ...extra]))
+  bodyProbe(
+    e,
+    w,
+    `keep ${keep.map(Number).join("")}, extra ${short(JSON.stringify(extra))}`,
+    (world) => objectText([...Object.entries(e.body!(world)).filter((_, i) => keep[i % keep.length]), ...extra])
+  )
 )
 
 // 5. huge strings and bodies (beyond BODY_LIMIT → 413, declared or chunked)
@@ -339,8 +447,12 @@ const idInBody = fc.tuple(
   staff,
   UUID_LIKE
 ).map(([e, w, id]) =>
-  bodyProbe(e, w, `${e.name === "sendMessage" ? "ticketId" : "assigneeId"} = ${JSON.stringify(id)}`, () =>
-    JSON.stringify(e.name === "sendMessage" ? { ticketId: id, content: "x" } : { assigneeId: id }))
+  bodyProbe(
+    e,
+    w,
+    `${e.name === "sendMessage" ? "ticketId" : "assigneeId"} = ${JSON.stringify(id)}`,
+    () => JSON.stringify(e.name === "sendMessage" ? { ticketId: id, content: "x" } : { assigneeId: id })
+  )
 )
 
 // 7. query strings: invalid cursors and limits, unknown, repeated and badly encoded parameters
@@ -359,7 +471,23 @@ const cursorValue = fc.oneof(
   oddString
 )
 const queryValue = fc.oneof(
-  fc.constantFrom("-1", "0", "101", "1e2", "0x10", " 5", "5.0", "5.5", "NaN", "Infinity", "99999999999999999999", "", "open", "urgent", "normal"),
+  fc.constantFrom(
+    "-1",
+    "0",
+    "101",
+    "1e2",
+    "0x10",
+    " 5",
+    "5.0",
+    "5.5",
+    "NaN",
+    "Infinity",
+    "99999999999999999999",
+    "",
+    "open",
+    "urgent",
+    "normal"
+  ),
   cursorValue,
   UUID_LIKE
 )
@@ -383,13 +511,22 @@ const query = fc.tuple(
     build: (world) => {
       const valid = keepValid ? Object.entries(e.query!(world)).map(([k, v]) => `${k}=${encodeURIComponent(v)}`) : []
       const odd = params.map(([k, v, raw]) => `${encode(k, raw)}=${encode(v, raw)}`)
-      return { method: "GET", path: `${e.path(world, world.ticketId)}?${[...valid, ...odd].join("&")}${tail}`, headers: authHeaders(world, w) }
+      return {
+        method: "GET",
+        path: `${e.path(world, world.ticketId)}?${[...valid, ...odd].join("&")}${tail}`,
+        headers: authHeaders(world, w)
+      }
     }
   }
 })
 
 // 8. odd unicode and 9. SQL-looking strings, in every field
-const oddText = fc.tuple(fc.constantFrom(...withBody), who, fc.nat(), fc.oneof(unicodeString, fc.constantFrom(...SQL), oddString)).map(
+const oddText = fc.tuple(
+  fc.constantFrom(...withBody),
+  who,
+  fc.nat(),
+  fc.oneof(unicodeString, fc.constantFrom(...SQL), oddString)
+).map(
   ([e, w, i, s]) =>
     bodyProbe(e, w, `field #${i} = ${JSON.stringify(s)}`, (world) => {
       const entries = Object.entries(e.body!(world))
@@ -403,21 +540,59 @@ const contentType = fc.tuple(
   fc.constantFrom(...withBody),
   who,
   fc.constantFrom(
-    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "text/html",
-    "application/octet-stream", "application/json; charset=utf-16", "APPLICATION/JSON", "application/json;charset=latin1",
-    "application/jsonp", "application/json, text/plain", "application/vnd.api+json", "", "*/*", "application/*", "json"
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/xml",
+    "text/html",
+    "application/octet-stream",
+    "application/json; charset=utf-16",
+    "APPLICATION/JSON",
+    "application/json;charset=latin1",
+    "application/jsonp",
+    "application/json, text/plain",
+    "application/vnd.api+json",
+    "",
+    "*/*",
+    "application/*",
+    "json"
   ),
   fc.boolean()
 ).map(([e, w, type, valid]) =>
-  bodyProbe(e, w, `Content-Type ${JSON.stringify(type)}${valid ? "" : ", form body"}`, (world) =>
-    valid ? JSON.stringify(e.body!(world)) : "title=x&description=y", { headers: { "content-type": type } })
+  bodyProbe(
+    e,
+    w,
+    `Content-Type ${JSON.stringify(type)}${valid ? "" : ", form body"}`,
+    (world) => valid ? JSON.stringify(e.body!(world)) : "title=x&description=y",
+    { headers: { "content-type": type } }
+  )
 )
 
 // 11. odd methods, with or without a body
 const methods = fc.tuple(
   fc.constantFrom(...ENDPOINTS),
   who,
-  fc.constantFrom("PUT", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PURGE", "LINK", "UNLINK", "SEARCH", "REPORT", "QUERY", "get", "Post"),
+  fc.constantFrom(
+    "PUT",
+    "DELETE",
+    "OPTIONS",
+    "HEAD",
+    "TRACE",
+    "PROPFIND",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "PURGE",
+    "LINK",
+    "UNLINK",
+    "SEARCH",
+    "REPORT",
+    "QUERY",
+    "get",
+    "Post"
+  ),
   fc.boolean()
 ).map(([e, w, method, withPayload]): Probe => ({
   describe: `${method} ${e.name} as ${w}${withPayload ? " with a body" : ""}`,
@@ -432,13 +607,25 @@ const methods = fc.tuple(
 
 // 12. odd Authorization headers
 const authHeader = fc.oneof(
-  fc.constantFrom("Bearer", "Bearer ", "bearer", "Basic YWRtaW46YWRtaW4xMjM=", "Bearer a.b.c", "Bearer ....", "Token x", "Bearer  x", "Bearer\tx"),
+  fc.constantFrom(
+    "Bearer",
+    "Bearer ",
+    "bearer",
+    "Basic YWRtaW46YWRtaW4xMjM=",
+    "Bearer a.b.c",
+    "Bearer ....",
+    "Token x",
+    "Bearer  x",
+    "Bearer\tx"
+  ),
   fc.string({ minLength: 1, maxLength: 40 }).filter((s) => /^[\x21-\x7e ]*$/.test(s)).map((s) => `Bearer ${s}`),
   fc.integer({ min: 1_000, max: 12_000 }).map((n) => `Bearer ${"A".repeat(n)}`),
   fc.constantFrom("admin", "agent", "customer").map((role) => ({ role }))
 )
 const auth = fc.tuple(fc.constantFrom(...ENDPOINTS.filter((e) => e.auth)), authHeader).map(([e, h]): Probe => ({
-  describe: `${e.method} ${e.name}: Authorization ${typeof h === "string" ? short(JSON.stringify(h)) : `token of ${h.role} with its payload's role changed`}`,
+  describe: `${e.method} ${e.name}: Authorization ${
+    typeof h === "string" ? short(JSON.stringify(h)) : `token of ${h.role} with its payload's role changed`
+  }`,
   endpoint: e,
   build: (world) => {
     let value: string
@@ -460,13 +647,16 @@ const auth = fc.tuple(fc.constantFrom(...ENDPOINTS.filter((e) => e.auth)), authH
 
 // ------------------------------------------------------------- the check ---
 
-const bodySize = (req: RawRequest) => (req.body === undefined ? 0 : typeof req.body === "string" ? Buffer.byteLength(req.body) : req.body.length)
+const bodySize = (
+  req: RawRequest
+) => (req.body === undefined ? 0 : typeof req.body === "string" ? Buffer.byteLength(req.body) : req.body.length)
 
 const check = (probe: Probe, req: RawRequest, reply: RawReply) => {
   const what = `${probe.describe} → ${reply.status} ${short(reply.text)}`
   expect(reply.status, what).toBeGreaterThanOrEqual(200)
   // /ready answers 503 while a dependency is really down (another suite may stop Redis meanwhile): not an input's doing.
-  const notReady = probe.endpoint.name === "ready" && reply.status === 503 && (reply.json as { _tag?: unknown } | undefined)?._tag === "NotReady"
+  const notReady = probe.endpoint.name === "ready" && reply.status === 503 &&
+    (reply.json as { _tag?: unknown } | undefined)?._tag === "NotReady"
   if (!notReady) expect(reply.status, what).toBeLessThan(500)
   const bodyMethod = req.method === "POST" || req.method === "PATCH" || req.method === "PUT"
   if (bodyMethod && bodySize(req) > BODY_LIMIT && reply.status !== 404) expect(reply.status, what).toBe(413)
@@ -487,7 +677,9 @@ const runBatch = (probes: ReadonlyArray<Probe>) =>
       const req = probe.build(world)
       const reply = yield* rawRequest(port, req)
       check(probe, req, reply)
-      if (probe.endpoint.name === "createUser" && reply.status === 201) yield* world.track((reply.json as { id: string }).id)
+      if (probe.endpoint.name === "createUser" && reply.status === 201) {
+        yield* world.track((reply.json as { id: string }).id)
+      }
     }
     const health = yield* rawRequest(port, { method: "GET", path: "/health" })
     expect(health.status, "the server stopped serving after the batch").toBe(200)
@@ -501,20 +693,58 @@ const RUNS = { fastCheck: { numRuns: NUM_RUNS } }
 
 layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("HTTP fuzzing", (it) => {
   it.effect.prop("random JSON bodies", { probes: batch(randomJson) }, ({ probes }) => runBatch(probes), RUNS)
-  it.effect.prop("malformed JSON and non-UTF-8 bodies", { probes: batch(malformed) }, ({ probes }) => runBatch(probes), RUNS)
+  it.effect.prop(
+    "malformed JSON and non-UTF-8 bodies",
+    { probes: batch(malformed) },
+    ({ probes }) => runBatch(probes),
+    RUNS
+  )
   it.effect.prop("wrong types in every field", { probes: batch(wrongTypes) }, ({ probes }) => runBatch(probes), RUNS)
   it.effect.prop("missing and extra fields", { probes: batch(missingExtra) }, ({ probes }) => runBatch(probes), RUNS)
-  it.effect.prop("huge strings and bodies (over 64 KiB → 413)", { probes: batch(huge) }, ({ probes }) => runBatch(probes), RUNS)
+  it.effect.prop(
+    "huge strings and bodies (over 64 KiB → 413)",
+    { probes: batch(huge) },
+    ({ probes }) => runBatch(probes),
+    RUNS
+  )
   it.effect.prop("invalid ids in paths", { probes: batch(idInPath) }, ({ probes }) => runBatch(probes), RUNS)
   it.effect.prop("invalid ids in bodies", { probes: batch(idInBody) }, ({ probes }) => runBatch(probes), RUNS)
-  it.effect.prop("invalid cursors, limits and query strings", { probes: batch(query) }, ({ probes }) => runBatch(probes), RUNS)
-  it.effect.prop("odd unicode and SQL-looking strings in every field", { probes: batch(oddText) }, ({ probes }) => runBatch(probes), RUNS)
+  it.effect.prop(
+    "invalid cursors, limits and query strings",
+    { probes: batch(query) },
+    ({ probes }) => runBatch(probes),
+    RUNS
+  )
+  it.effect.prop(
+    "odd unicode and SQL-looking strings in every field",
+    { probes: batch(oddText) },
+    ({ probes }) => runBatch(probes),
+    RUNS
+  )
   it.effect.prop("wrong content types", { probes: batch(contentType) }, ({ probes }) => runBatch(probes), RUNS)
   it.effect.prop("odd methods", { probes: batch(methods) }, ({ probes }) => runBatch(probes), RUNS)
   it.effect.prop("odd Authorization headers", { probes: batch(auth) }, ({ probes }) => runBatch(probes), RUNS)
   it.effect.prop(
     "everything at once",
-    { probes: fc.array(fc.oneof(randomJson, malformed, wrongTypes, missingExtra, huge, idInPath, idInBody, query, oddText, contentType, methods, auth), { minLength: 5, maxLength: 15 }) },
+    {
+      probes: fc.array(
+        fc.oneof(
+          randomJson,
+          malformed,
+          wrongTypes,
+          missingExtra,
+          huge,
+          idInPath,
+          idInBody,
+          query,
+          oddText,
+          contentType,
+          methods,
+          auth
+        ),
+        { minLength: 5, maxLength: 15 }
+      )
+    },
     ({ probes }) => runBatch(probes),
     { fastCheck: { numRuns: Math.ceil(NUM_RUNS / 2) } }
   )

@@ -9,13 +9,13 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Effect, FastCheck as fc, Layer } from "effect"
-import { connect } from "node:net"
 import { createServer } from "node:http"
+import { connect } from "node:net"
 import { MigrateOnStart } from "../../src/App/ApiProcess.js"
-import { Tokens } from "../../src/Auth/Tokens.js"
 import { HttpLive, NodeServerLive } from "../../src/App/Server.js"
-import { RedisLive } from "../../src/Store/Redis.js"
+import { Tokens } from "../../src/Auth/Tokens.js"
 import * as Otel from "../../src/Observability/Otel.js"
+import { RedisLive } from "../../src/Store/Redis.js"
 import { PgLive } from "../../src/Store/Sql.js"
 import { FakePublisher, PassThroughCache } from "../api/support/Layers.js"
 import { NO_THROTTLE, ThrottleCleanup, throttlePrefix, withSettings } from "../support/LoginThrottle.js"
@@ -36,7 +36,9 @@ const ProductionServer = Layer.unwrapEffect(Effect.map(freePort, (port) =>
   ThrottleCleanup(PREFIX).pipe(
     Layer.provideMerge(HttpLive),
     Layer.provide(MigrateOnStart),
-    Layer.provideMerge(Layer.mergeAll(PassThroughCache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-fuzz" }))),
+    Layer.provideMerge(
+      Layer.mergeAll(PassThroughCache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-fuzz" }))
+    ),
     Layer.provideMerge(NodeServerLive),
     Layer.provideMerge(Layer.merge(PgLive, RedisLive)),
     Layer.provide(withSettings({ PORT: port, LOGIN_THROTTLE_PREFIX: PREFIX, ...NO_THROTTLE }))
@@ -125,16 +127,36 @@ const CASES: ReadonlyArray<readonly [string, string, ReadonlyArray<number>]> = [
   ["headers over 16 KiB", `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, [431]],
   ["NUL in the path", "GET /he\x00alth HTTP/1.1\r\nHost: x\r\n\r\n", [400]],
   ["a control character in a header", "GET /health HTTP/1.1\r\nHost: x\r\nX: \x01\r\n\r\n", [400]],
-  ["Content-Length and Transfer-Encoding", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400]],
+  [
+    "Content-Length and Transfer-Encoding",
+    "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    [400]
+  ],
   ["Content-Length: abc", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", [400]],
   ["Content-Length: -1", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", [400]],
-  ["two different Content-Lengths", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", [400]],
+  [
+    "two different Content-Lengths",
+    "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    [400]
+  ],
   ["not HTTP at all", "HELLO\r\n\r\n", [400]],
   ["HTTP/9.9", "GET /health HTTP/9.9\r\nHost: x\r\n\r\n", [400]],
   ["no path", "GET HTTP/1.1\r\nHost: x\r\n\r\n", [400]],
-  ["a bad chunk size", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", [400]],
-  ["Expect: banana", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: banana\r\n\r\n{}", [417]],
-  ["Expect: 100-continue", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}", [100, 400]],
+  [
+    "a bad chunk size",
+    "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    [400]
+  ],
+  [
+    "Expect: banana",
+    "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: banana\r\n\r\n{}",
+    [417]
+  ],
+  [
+    "Expect: 100-continue",
+    "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}",
+    [100, 400]
+  ],
   ["an absolute URL", "GET http://elsewhere.example/health HTTP/1.1\r\nHost: x\r\n\r\n", [200]],
   ["OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", [404]],
   ["HTTP/1.0 without Host", "GET /health HTTP/1.0\r\n\r\n", [200]],
@@ -146,44 +168,74 @@ const junk = fc.oneof(
   fc.uint8Array({ minLength: 1, maxLength: 300 }),
   fc.tuple(
     fc.constantFrom("GET", "POST", "PATCH", "get", "G\x00T", "", "CONNECT", "PRI", "POST /"),
-    fc.constantFrom("/health", "/v1/tickets", "/v1/auth/login", "*", "", "/\xff", "/%", "//", "/v1/tickets/../../etc", "http://x"),
+    fc.constantFrom(
+      "/health",
+      "/v1/tickets",
+      "/v1/auth/login",
+      "*",
+      "",
+      "/\xff",
+      "/%",
+      "//",
+      "/v1/tickets/../../etc",
+      "http://x"
+    ),
     fc.constantFrom("HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 extra", "", "http/1.1"),
     fc.array(
       fc.oneof(
         fc.constantFrom(
-          "Host: x", "Content-Type: application/json", "Content-Length: 2", "Content-Length: 99999", "Content-Length: 1e3",
-          "Transfer-Encoding: chunked", "Transfer-Encoding: gzip", "Connection: keep-alive", "Expect: 100-continue",
-          "Authorization: Bearer x", ": novalue", "NoColon", " Leading: space", "X-A:\tb", "X: \u00e9"
+          "Host: x",
+          "Content-Type: application/json",
+          "Content-Length: 2",
+          "Content-Length: 99999",
+          "Content-Length: 1e3",
+          "Transfer-Encoding: chunked",
+          "Transfer-Encoding: gzip",
+          "Connection: keep-alive",
+          "Expect: 100-continue",
+          "Authorization: Bearer x",
+          ": novalue",
+          "NoColon",
+          " Leading: space",
+          "X-A:\tb",
+          "X: \u00e9"
         ),
         fc.string({ maxLength: 30 }).map((s) => `X-Fuzz: ${s}`)
       ),
       { maxLength: 6 }
     ),
     fc.oneof(fc.constant(""), fc.string({ maxLength: 60 }), fc.constant("{}"), fc.constant("0\r\n\r\n"))
-  ).map(([method, path, version, headers, body]) => Buffer.from(`${method} ${path} ${version}\r\n${headers.join("\r\n")}\r\n\r\n${body}`, "latin1"))
+  ).map(([method, path, version, headers, body]) =>
+    Buffer.from(`${method} ${path} ${version}\r\n${headers.join("\r\n")}\r\n\r\n${body}`, "latin1")
+  )
 )
 
-layer(ProductionServer, { excludeTestServices: true, timeout: "60 seconds" })("HTTP protocol fuzzing (production server)", (it) => {
-  it.effect("requests Node's parser rejects get a JSON error with the right status; the server keeps serving", () =>
-    Effect.gen(function*() {
-      const port = yield* serverPort
-      for (const [what, data, statuses] of CASES) {
-        const answer = yield* exchange(port, data)
-        expect(answer.statuses, `${what}: ${answer.raw.slice(0, 200)}`).toEqual(statuses)
-        checkAnswer(answer, what)
-      }
-      yield* healthy
-    }))
-
-  it.effect.prop(
-    "random request lines, headers and bytes: a 4xx with a JSON body, a valid answer, or a closed connection; never a 5xx",
-    { batch: fc.array(junk, { minLength: 1, maxLength: 8 }) },
-    ({ batch }) =>
+layer(ProductionServer, { excludeTestServices: true, timeout: "60 seconds" })(
+  "HTTP protocol fuzzing (production server)",
+  (it) => {
+    it.effect("requests Node's parser rejects get a JSON error with the right status; the server keeps serving", () =>
       Effect.gen(function*() {
         const port = yield* serverPort
-        for (const data of batch) checkAnswer(yield* exchange(port, data), JSON.stringify(Buffer.from(data).toString("latin1").slice(0, 200)))
+        for (const [what, data, statuses] of CASES) {
+          const answer = yield* exchange(port, data)
+          expect(answer.statuses, `${what}: ${answer.raw.slice(0, 200)}`).toEqual(statuses)
+          checkAnswer(answer, what)
+        }
         yield* healthy
-      }),
-    { fastCheck: { numRuns: Number(process.env.FUZZ_RUNS ?? 30) } }
-  )
-})
+      }))
+
+    it.effect.prop(
+      "random request lines, headers and bytes: a 4xx with a JSON body, a valid answer, or a closed connection; never a 5xx",
+      { batch: fc.array(junk, { minLength: 1, maxLength: 8 }) },
+      ({ batch }) =>
+        Effect.gen(function*() {
+          const port = yield* serverPort
+          for (const data of batch) {
+            checkAnswer(yield* exchange(port, data), JSON.stringify(Buffer.from(data).toString("latin1").slice(0, 200)))
+          }
+          yield* healthy
+        }),
+      { fastCheck: { numRuns: Number(process.env.FUZZ_RUNS ?? 30) } }
+    )
+  }
+)

@@ -5,8 +5,8 @@
  * went through.
  */
 import { Effect, Layer, Ref } from "effect"
-import { makeMemory, TicketListCache } from "../../src/Tickets/ListCache.js"
 import { RedisError } from "../../src/Store/Redis.js"
+import { makeMemory, TicketListCache } from "../../src/Tickets/ListCache.js"
 
 export class ControllableCache extends Effect.Service<ControllableCache>()("OpsDesk/Test/ControllableCache", {
   effect: Effect.gen(function*() {

@@ -26,7 +26,13 @@ interface FaultState {
 
 export class ControllableFaults extends Effect.Service<ControllableFaults>()("OpsDesk/Test/ControllableFaults", {
   effect: Effect.gen(function*() {
-    const state = yield* Ref.make<FaultState>({ always: new Set(), firstAttempts: new Map(), firstCalls: new Map(), dies: new Set(), calls: [] })
+    const state = yield* Ref.make<FaultState>({
+      always: new Set(),
+      firstAttempts: new Map(),
+      firstCalls: new Map(),
+      dies: new Set(),
+      calls: []
+    })
 
     const check = (event: DomainEvent, attempt: number): Effect.Effect<void, HandlerError> =>
       Ref.modify(state, (s): [boolean | "die", FaultState] => {
@@ -40,7 +46,13 @@ export class ControllableFaults extends Effect.Service<ControllableFaults>()("Op
         Effect.flatMap((failed) =>
           failed === "die"
             ? Effect.dieMessage(`Simulated defect in the handler of ${event.eventId}`)
-            : failed ? Effect.fail(new HandlerError({ message: `Simulated failure of ${event.event} ${event.eventId} at attempt ${attempt}` })) : Effect.void
+            : failed
+            ? Effect.fail(
+              new HandlerError({
+                message: `Simulated failure of ${event.event} ${event.eventId} at attempt ${attempt}`
+              })
+            )
+            : Effect.void
         )
       )
 

@@ -9,9 +9,9 @@
  *    `releaseRetries` (the TTL retry queue dead-lettering them back);
  *  - `dlq`: copies published by `deadLetter`, with their headers.
  *
- * Settling behaves like `toDelivery` in src/Worker/Consumer.ts: `ack` and
- * `requeue` are once-only and become no-ops once the channel (epoch) is gone;
- * a copy is published with the same header rewriting as the real consumer.
+ * Settling behaves like `AmqpDelivery` (src/Broker/AmqpDelivery.ts): `ack`
+ * and `requeue` are once-only and become no-ops once the channel (epoch) is
+ * gone; a copy gets its headers from the same functions (src/Broker/Headers.ts).
  *
  * Failure modes:
  *   publishEvent twice            duplicate publishes (same eventId)
@@ -22,9 +22,10 @@
  */
 import { Effect, Either, Ref } from "effect"
 import { BrokerError } from "../../src/Broker/Amqp.js"
+import type { Delivery } from "../../src/Broker/Delivery.js"
+import { deadLetterHeaders, type FailureKind, retryHeaders } from "../../src/Broker/Headers.js"
 import { queueFor } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
-import { type Delivery, DLQ_HEADERS, type FailureKind, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Delivery.js"
 
 export interface BrokerMessage {
   /** Identity of this physical message; a copy (retry, DLQ) gets a new one. */
@@ -59,8 +60,22 @@ export interface DeliveryRecord {
 
 export type BrokerOp =
   | { readonly op: "ack" | "requeue" | "ack-lost"; readonly tag: number; readonly message: BrokerMessage }
-  | { readonly op: "retryLater"; readonly tag: number; readonly message: BrokerMessage; readonly delayMs: number; readonly attempt: number; readonly error: string }
-  | { readonly op: "deadLetter"; readonly tag: number; readonly message: BrokerMessage; readonly kind: FailureKind; readonly reason: string; readonly attempts: number }
+  | {
+    readonly op: "retryLater"
+    readonly tag: number
+    readonly message: BrokerMessage
+    readonly delayMs: number
+    readonly attempt: number
+    readonly error: string
+  }
+  | {
+    readonly op: "deadLetter"
+    readonly tag: number
+    readonly message: BrokerMessage
+    readonly kind: FailureKind
+    readonly reason: string
+    readonly attempts: number
+  }
   | { readonly op: "retryLater-failed" | "deadLetter-failed"; readonly tag: number; readonly message: BrokerMessage }
 
 export interface BrokerState {
@@ -97,15 +112,6 @@ const initial: BrokerState = {
   loseAcks: 0
 }
 
-/** Headers the broker owns; the real consumer drops them when it republishes. */
-const BROKER_HEADERS = /^x-(death|first-death-|last-death-)/
-
-const copyHeaders = (headers: Readonly<Record<string, unknown>>): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(headers)) if (!BROKER_HEADERS.test(k)) out[k] = v
-  return out
-}
-
 const encoder = new TextEncoder()
 export const encodeBody = (text: string): Uint8Array => encoder.encode(text)
 
@@ -113,7 +119,9 @@ export const encodeBody = (text: string): Uint8Array => encoder.encode(text)
 export const eventIdOf = (message: BrokerMessage): string | undefined => {
   try {
     const json: unknown = JSON.parse(new TextDecoder().decode(message.body))
-    if (typeof json === "object" && json !== null && "eventId" in json && typeof json.eventId === "string") return json.eventId
+    if (typeof json === "object" && json !== null && "eventId" in json && typeof json.eventId === "string") {
+      return json.eventId
+    }
   } catch {
     // not JSON
   }
@@ -152,7 +160,10 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
         return [message.id, { ...s, nextId: s.nextId + 1, published: s.published + 1, ready: [...s.ready, message] }]
       })
 
-    const publishEvent = (event: DomainEvent, options?: { readonly headers?: Readonly<Record<string, unknown>>; readonly messageId?: string }) =>
+    const publishEvent = (
+      event: DomainEvent,
+      options?: { readonly headers?: Readonly<Record<string, unknown>>; readonly messageId?: string }
+    ) =>
       publishRaw({
         body: encodeBody(JSON.stringify(event)),
         routingKey: event.event,
@@ -162,7 +173,7 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
       })
 
     const makeDelivery = (tag: number, epoch: number, message: BrokerMessage): Delivery => {
-      /** Once-only settle on a live channel, like `settle` in Consumer.ts. */
+      /** Once-only settle on a live channel, like `settle` in AmqpDelivery.ts. */
       const settle = (op: "ack" | "requeue") =>
         Ref.update(state, (s): BrokerState => {
           const record = s.deliveries.get(tag)
@@ -225,15 +236,13 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
         requeue: settle("requeue"),
         retryLater: ({ attempt, delayMs, error }) =>
           publishCopy("retryLater", (s) => {
-            const headers = copyHeaders(message.headers)
-            delete headers[SEED_RETRY_HEADER]
             const copy: BrokerMessage = {
               ...message,
               id: s.nextId,
               copyOf: message.id,
               redelivered: false,
               // As the real consumer: the first routing key travels with the copy (it comes back with `<delay>ms.<queue>`).
-              headers: { ...headers, [RETRY_HEADER]: attempt, [DLQ_HEADERS.routingKey]: message.routingKey, "opsdesk-last-error": error.slice(0, 500) }
+              headers: retryHeaders(message.headers, { attempt, routingKey: message.routingKey, error })
             }
             return {
               ...s,
@@ -250,15 +259,14 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
               copyOf: message.id,
               redelivered: false,
               queue: "tickets.dlq",
-              headers: {
-                ...copyHeaders(message.headers),
-                [DLQ_HEADERS.reason]: reason.slice(0, 2000),
-                [DLQ_HEADERS.kind]: kind,
-                [DLQ_HEADERS.attempts]: attempts,
-                [DLQ_HEADERS.routingKey]: message.routingKey,
-                [DLQ_HEADERS.queue]: message.queue,
-                [DLQ_HEADERS.failedAt]: new Date().toISOString()
-              }
+              headers: deadLetterHeaders(message.headers, {
+                kind,
+                reason,
+                attempts,
+                routingKey: message.routingKey,
+                queue: message.queue,
+                failedAt: new Date()
+              })
             }
             return {
               ...s,
@@ -290,14 +298,23 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
     /** The channel dies: unacked messages go back to the head of their queue, marked redelivered. */
     const crash = Ref.modify(state, (s): [number, BrokerState] => {
       const back = [...s.unacked.entries()].sort(([a], [b]) => a - b).map(([, m]) => ({ ...m, redelivered: true }))
-      return [back.length, { ...s, epoch: s.epoch + 1, crashes: s.crashes + 1, unacked: new Map(), ready: [...back, ...s.ready] }]
+      return [back.length, {
+        ...s,
+        epoch: s.epoch + 1,
+        crashes: s.crashes + 1,
+        unacked: new Map(),
+        ready: [...back, ...s.ready]
+      }]
     })
 
     /** The retry queues' TTLs expire: every held copy returns to its original queue. */
     const releaseRetries = Ref.modify(state, (s): [number, BrokerState] => {
       const back = s.retry.map((r): BrokerMessage => ({
         ...r.message,
-        headers: { ...r.message.headers, "x-death": [{ queue: `opsdesk.retry.${r.delayMs}ms`, reason: "expired", count: 1 }] }
+        headers: {
+          ...r.message.headers,
+          "x-death": [{ queue: `opsdesk.retry.${r.delayMs}ms`, reason: "expired", count: 1 }]
+        }
       }))
       return [back.length, { ...s, retry: [], ready: [...s.ready, ...back] }]
     })
@@ -313,7 +330,9 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
       failNextDeadLetter: (k: number) => Ref.update(state, (s) => ({ ...s, failDeadLetter: s.failDeadLetter + k })),
       loseNextAcks: (k: number) => Ref.update(state, (s) => ({ ...s, loseAcks: s.loseAcks + k })),
       /** Nothing ready, nothing unacked, nothing waiting in a retry queue. */
-      isDrained: Ref.get(state).pipe(Effect.map((s) => s.ready.length === 0 && s.unacked.size === 0 && s.retry.length === 0))
+      isDrained: Ref.get(state).pipe(
+        Effect.map((s) => s.ready.length === 0 && s.unacked.size === 0 && s.retry.length === 0)
+      )
     } as const
   })
 }) {}

@@ -86,7 +86,12 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
         }
         if (s.rejectedWatchers > 0) {
           return [
-            Either.left(new StoreError({ message: "Watcher lookup failed: relation \"tickets\" does not exist (simulated)", transient: false })),
+            Either.left(
+              new StoreError({
+                message: "Watcher lookup failed: relation \"tickets\" does not exist (simulated)",
+                transient: false
+              })
+            ),
             { ...next, rejectedWatchers: s.rejectedWatchers - 1, failedWatcherLookups: s.failedWatcherLookups + 1 }
           ]
         }
@@ -98,51 +103,73 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
         return [Either.right(found), next]
       }).pipe(Effect.flatMap(Either.match({ onLeft: Effect.fail, onRight: Effect.succeed })))
 
-    const runHooks = Ref.getAndSet(commitHooks, []).pipe(Effect.flatMap((hooks) => Effect.all(hooks, { discard: true })))
+    const runHooks = Ref.getAndSet(commitHooks, []).pipe(
+      Effect.flatMap((hooks) => Effect.all(hooks, { discard: true }))
+    )
 
     const commit = (processor: string, plans: ReadonlyArray<Plan>): Effect.Effect<ReadonlySet<string>, StoreError> =>
-      runHooks.pipe(Effect.zipRight(Ref.modify(state, (s): [Result<ReadonlySet<string>>, StoreState] => {
-        const eventIds = plans.map((p) => p.event.eventId)
-        const record = (outcome: CommitOutcome, claimed: ReadonlyArray<string> = []) => [
-          ...s.commits,
-          { processor, eventIds, outcome, claimed }
-        ]
-        if (s.transientCommits > 0) {
-          return [
-            Either.left(unreachable("Commit failed")),
-            { ...s, transientCommits: s.transientCommits - 1, commits: record("transient") }
+      runHooks.pipe(
+        Effect.zipRight(Ref.modify(state, (s): [Result<ReadonlySet<string>>, StoreState] => {
+          const eventIds = plans.map((p) => p.event.eventId)
+          const record = (outcome: CommitOutcome, claimed: ReadonlyArray<string> = []) => [
+            ...s.commits,
+            { processor, eventIds, outcome, claimed }
           ]
-        }
-        const bad = eventIds.find((id) => (s.rejects.get(id) ?? 0) > 0)
-        if (bad !== undefined) {
-          const rejects = new Map(s.rejects)
-          rejects.set(bad, (s.rejects.get(bad) ?? 0) - 1)
-          return [
-            Either.left(
-              new StoreError({ message: `Commit failed: value too long for type character varying (event ${bad}, simulated)`, transient: false })
-            ),
-            { ...s, rejects, commits: record("rejected") }
+          if (s.transientCommits > 0) {
+            return [
+              Either.left(unreachable("Commit failed")),
+              { ...s, transientCommits: s.transientCommits - 1, commits: record("transient") }
+            ]
+          }
+          const bad = eventIds.find((id) => (s.rejects.get(id) ?? 0) > 0)
+          if (bad !== undefined) {
+            const rejects = new Map(s.rejects)
+            rejects.set(bad, (s.rejects.get(bad) ?? 0) - 1)
+            return [
+              Either.left(
+                new StoreError({
+                  message: `Commit failed: value too long for type character varying (event ${bad}, simulated)`,
+                  transient: false
+                })
+              ),
+              { ...s, rejects, commits: record("rejected") }
+            ]
+          }
+          // As the SQL: INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, then every plan's notifications
+          // whose event_id was returned (so a plan given twice in one commit would write its rows twice).
+          const claims = new Map(s.claims)
+          const claimed = new Set<string>()
+          for (const p of plans) {
+            const key = claimKey(p.event.eventId, processor)
+            if (claims.has(key)) continue
+            claims.set(key, { eventId: p.event.eventId, eventType: p.event.event, processor })
+            claimed.add(p.event.eventId)
+          }
+          const notifications = [
+            ...s.notifications,
+            ...plans.flatMap((p) => p.notifications.filter((n) => claimed.has(n.eventId)))
           ]
-        }
-        // As the SQL: INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, then every plan's notifications
-        // whose event_id was returned (so a plan given twice in one commit would write its rows twice).
-        const claims = new Map(s.claims)
-        const claimed = new Set<string>()
-        for (const p of plans) {
-          const key = claimKey(p.event.eventId, processor)
-          if (claims.has(key)) continue
-          claims.set(key, { eventId: p.event.eventId, eventType: p.event.event, processor })
-          claimed.add(p.event.eventId)
-        }
-        const notifications = [...s.notifications, ...plans.flatMap((p) => p.notifications.filter((n) => claimed.has(n.eventId)))]
-        if (s.lostResponses > 0) {
-          return [
-            Either.left(new StoreError({ message: "Commit failed: Connection terminated unexpectedly (simulated, after COMMIT)", transient: true })),
-            { ...s, claims, notifications, lostResponses: s.lostResponses - 1, commits: record("lost-response", [...claimed]) }
-          ]
-        }
-        return [Either.right(claimed), { ...s, claims, notifications, commits: record("committed", [...claimed]) }]
-      })), Effect.flatMap(Either.match({ onLeft: Effect.fail, onRight: Effect.succeed })))
+          if (s.lostResponses > 0) {
+            return [
+              Either.left(
+                new StoreError({
+                  message: "Commit failed: Connection terminated unexpectedly (simulated, after COMMIT)",
+                  transient: true
+                })
+              ),
+              {
+                ...s,
+                claims,
+                notifications,
+                lostResponses: s.lostResponses - 1,
+                commits: record("lost-response", [...claimed])
+              }
+            ]
+          }
+          return [Either.right(claimed), { ...s, claims, notifications, commits: record("committed", [...claimed]) }]
+        })),
+        Effect.flatMap(Either.match({ onLeft: Effect.fail, onRight: Effect.succeed }))
+      )
 
     return {
       store: EventStore.of({ watchers, commit }),

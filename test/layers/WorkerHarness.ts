@@ -4,9 +4,9 @@
  * the processor from the MemoryBroker until the broker is empty.
  */
 import { Clock, Duration, Effect, Fiber, Layer, Logger, LogLevel, Option, TestClock } from "effect"
-import { TicketListCacheMemory } from "../../src/Tickets/ListCache.js"
-import type { WorkerConfig } from "../../src/Config.js"
 import type { Delivery } from "../../src/Broker/Delivery.js"
+import type { WorkerConfig } from "../../src/Config.js"
+import { TicketListCacheMemory } from "../../src/Tickets/ListCache.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
 import type { ProcessBatch } from "../../src/Worker/Processor.js"
 import { ControllableCacheLayer } from "./ControllableCache.js"
@@ -162,7 +162,10 @@ export const drain = <R = never>(processBatch: ProcessBatch, options: DrainOptio
         yield* Effect.forEach(group, processBatch, { concurrency: "unbounded", discard: true })
         const after = yield* broker.get
         for (const record of after.deliveries.values()) {
-          if (record.epoch === after.epoch && record.status === "unacked" && !record.publishFailed && record.tag >= s.nextTag) {
+          if (
+            record.epoch === after.epoch && record.status === "unacked" && !record.publishFailed &&
+            record.tag >= s.nextTag
+          ) {
             stranded.push(record)
           }
         }
@@ -176,5 +179,14 @@ export const drain = <R = never>(processBatch: ProcessBatch, options: DrainOptio
         break
       }
     }
-    return { steps: step, batches, deliveries, crashes, releases, concurrentSteps, stranded, exhausted } satisfies DrainReport
+    return {
+      steps: step,
+      batches,
+      deliveries,
+      crashes,
+      releases,
+      concurrentSteps,
+      stranded,
+      exhausted
+    } satisfies DrainReport
   })

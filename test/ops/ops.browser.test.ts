@@ -18,21 +18,21 @@
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Ref } from "effect"
 import type { ConfirmChannel } from "amqplib"
+import { Context, Effect, Layer, Ref } from "effect"
 import { existsSync } from "node:fs"
-import { chromium, type Browser, type Page } from "playwright-core"
+import { type Browser, chromium, type Page } from "playwright-core"
 import { MigrateOnStart } from "../../src/App/ApiProcess.js"
+import { HttpLive } from "../../src/App/Server.js"
 import { Tokens } from "../../src/Auth/Tokens.js"
 import { declareTopology, DLQ, EXCHANGE } from "../../src/Broker/Topology.js"
-import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
 import { FatalLive } from "../../src/Fatal.js"
-import { HttpLive } from "../../src/App/Server.js"
+import * as Otel from "../../src/Observability/Otel.js"
 import type { Overview } from "../../src/Ops/Domain.js"
 import { RedisLive } from "../../src/Store/Redis.js"
-import * as Otel from "../../src/Observability/Otel.js"
 import { PgLive } from "../../src/Store/Sql.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { Faults, HandlerError } from "../../src/Worker/Faults.js"
@@ -70,7 +70,13 @@ const DEGRADED: Overview = {
     events: [],
     totals: NOTHING
   },
-  dlq: { available: false, error: "Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:5672", depth: null, limit: 50, entries: [] }
+  dlq: {
+    available: false,
+    error: "Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:5672",
+    depth: null,
+    limit: 50,
+    entries: []
+  }
 }
 
 /** Event types whose handler fails on every attempt. */
@@ -82,8 +88,13 @@ const FaultSwitch = Layer.effectContext(
     const faults = Faults.of({
       enabled: true,
       check: (event) =>
-        Effect.flatMap(Ref.get(broken), (set) =>
-          set.has(event.event) ? Effect.fail(new HandlerError({ message: `Simulated failure: ${event.event} handler is broken` })) : Effect.void)
+        Effect.flatMap(
+          Ref.get(broken),
+          (set) =>
+            set.has(event.event)
+              ? Effect.fail(new HandlerError({ message: `Simulated failure: ${event.event} handler is broken` }))
+              : Effect.void
+        )
     })
     return Context.make(BrokenEvents, broken).pipe(Context.add(Faults, faults))
   })
@@ -131,7 +142,9 @@ const TestEnv = Layer.scopedContext(
       Layer.provideMerge(Layer.mergeAll(PassThroughCache, FakePublisher, Tokens.Default)),
       Layer.provideMerge(NodeHttpServer.layerTest)
     )
-    const worker = WorkerLive.pipe(Layer.provide(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), WorkerMetricsLive, FatalLive)))
+    const worker = WorkerLive.pipe(
+      Layer.provide(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), WorkerMetricsLive, FatalLive))
+    )
     const app = Layer.mergeAll(api, worker).pipe(
       Layer.provideMerge(FaultSwitch),
       Layer.provide(MigrateOnStart),
@@ -139,7 +152,9 @@ const TestEnv = Layer.scopedContext(
       Layer.provideMerge(Layer.merge(PgLive, RedisLive))
     )
     const ctx = yield* Layer.build(app).pipe(Effect.withConfigProvider(config))
-    const baseUrl = yield* serverUrl.pipe(Effect.provideService(HttpServer.HttpServer, Context.get(ctx, HttpServer.HttpServer)))
+    const baseUrl = yield* serverUrl.pipe(
+      Effect.provideService(HttpServer.HttpServer, Context.get(ctx, HttpServer.HttpServer))
+    )
     const browser = yield* launchBrowser
     return Context.add(ctx, E2E, { baseUrl, channel, browser })
   })
@@ -183,7 +198,9 @@ const signIn = (page: Page, username: string) =>
 
 /** The count in a worker table cell (`worker-<counter>-<event>`). */
 const workerCount = (page: Page, counter: string, event: string) =>
-  ui(async () => Number((await page.textContent(`[data-testid="worker-${counter}-${event}"] .count`))?.replace(/,/g, "") ?? NaN))
+  ui(async () =>
+    Number((await page.textContent(`[data-testid="worker-${counter}-${event}"] .count`))?.replace(/,/g, "") ?? NaN)
+  )
 
 layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashboard in a browser", (it) => {
   it.scoped("an admin sees a dead-lettered event with its reason, replays it after the fix, and watches it processed", () =>
@@ -212,7 +229,9 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
         await page.fill("#username", admin.username)
         await page.fill("#password", "not-the-password")
         await page.click("#login-submit")
-        await page.waitForFunction(() => document.querySelector("#login-error")?.textContent === "Wrong username or password.")
+        await page.waitForFunction(() =>
+          document.querySelector("#login-error")?.textContent === "Wrong username or password."
+        )
       })
 
       // The admin gets the dashboard: five queues, the worker's metrics scraped from its exporter.
@@ -231,13 +250,19 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       yield* publish(channel, event)
       const row = `#dlq-body tr[data-event-id="${event.eventId}"]`
       yield* ui(() => page.waitForSelector(row, { timeout: 20_000 }))
-      expect(yield* ui(() => page.textContent(`${row} [data-testid=dlq-error]`))).toBe("Simulated failure: message.sent handler is broken")
+      expect(yield* ui(() => page.textContent(`${row} [data-testid=dlq-error]`))).toBe(
+        "Simulated failure: message.sent handler is broken"
+      )
       const cells = yield* ui(() => page.locator(`${row} td`).allTextContents())
       expect(cells.slice(0, 5)).toEqual(["message.sent", event.eventId, "message.sent", "2", "failed"])
-      yield* ui(() => page.waitForFunction(() => document.querySelector("[data-testid=dlq-depth]")?.textContent === "1"))
+      yield* ui(() =>
+        page.waitForFunction(() => document.querySelector("[data-testid=dlq-depth]")?.textContent === "1")
+      )
       yield* ui(() =>
         page.waitForFunction(
-          (n) => Number(document.querySelector("[data-testid='worker-deadLettered-message.sent'] .count")?.textContent) === n,
+          (n) =>
+            Number(document.querySelector("[data-testid='worker-deadLettered-message.sent'] .count")?.textContent) ===
+              n,
           deadBefore + 1
         )
       )
@@ -252,10 +277,14 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       yield* ui(() => page.waitForSelector("#banner.success:not([hidden])"))
       expect(yield* ui(() => page.textContent("#banner"))).toBe("Replayed 1 message.")
       yield* ui(() => page.waitForSelector(row, { state: "detached", timeout: 10_000 }))
-      yield* waitUntil("the replayed event to be processed", Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1))
+      yield* waitUntil(
+        "the replayed event to be processed",
+        Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1)
+      )
       yield* ui(() =>
         page.waitForFunction(
-          (n) => Number(document.querySelector("[data-testid='worker-processed-message.sent'] .count")?.textContent) === n,
+          (n) =>
+            Number(document.querySelector("[data-testid='worker-processed-message.sent'] .count")?.textContent) === n,
           processedBefore + 1,
           { timeout: 10_000 }
         )
@@ -265,8 +294,15 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       yield* ui(() => page.screenshot({ path: "/tmp/ops-after.png", fullPage: true }))
 
       // Sources down: each panel says why. The API failing: a message, the last data stays, and it recovers.
-      yield* ui(() => page.route("**/ops/api/overview", (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(DEGRADED) })))
-      yield* ui(() => page.waitForFunction(() => document.querySelector("#worker-body")?.textContent === "worker metrics unavailable"))
+      yield* ui(() =>
+        page.route(
+          "**/ops/api/overview",
+          (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(DEGRADED) })
+        )
+      )
+      yield* ui(() =>
+        page.waitForFunction(() => document.querySelector("#worker-body")?.textContent === "worker metrics unavailable")
+      )
       expect(yield* ui(() => page.textContent("#queues-card .panel-error"))).toBe(DEGRADED.queues.error)
       expect(yield* ui(() => page.textContent("#worker-card .panel-error"))).toBe(DEGRADED.worker.error)
       expect(yield* ui(() => page.textContent("[data-testid=outbox-oldest]"))).toBe("oldest unpublished: 1m 15s")
@@ -274,8 +310,15 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       yield* ui(() => page.screenshot({ path: "/tmp/ops-degraded.png", fullPage: true }))
       yield* ui(() => page.unroute("**/ops/api/overview"))
       yield* ui(() =>
-        page.route("**/ops/api/overview", (route) =>
-          route.fulfill({ status: 500, contentType: "application/json", body: JSON.stringify({ _tag: "InternalServerError", message: "internal server error" }) }))
+        page.route(
+          "**/ops/api/overview",
+          (route) =>
+            route.fulfill({
+              status: 500,
+              contentType: "application/json",
+              body: JSON.stringify({ _tag: "InternalServerError", message: "internal server error" })
+            })
+        )
       )
       yield* ui(() => page.waitForSelector("#banner.error:not([hidden])"))
       expect(yield* ui(() => page.textContent("#banner"))).toBe("internal server error")
@@ -283,7 +326,9 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       expect(yield* ui(() => page.isVisible("#dashboard"))).toBe(true)
       yield* ui(() => page.unroute("**/ops/api/overview"))
       yield* ui(() => page.waitForSelector("#banner", { state: "hidden" }))
-      yield* ui(() => page.waitForFunction(() => document.querySelector("#status-text")?.textContent?.startsWith("Updated") === true))
+      yield* ui(() =>
+        page.waitForFunction(() => document.querySelector("#status-text")?.textContent?.startsWith("Updated") === true)
+      )
 
       // Signing out forgets the token.
       yield* ui(() => page.click("#logout"))

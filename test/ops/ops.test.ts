@@ -6,9 +6,9 @@
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
 import type { ConfirmChannel } from "amqplib"
-import { DLQ, declareTopology, EXCHANGE, QUEUES, queueFor } from "../../src/Broker/Topology.js"
+import { Context, Effect, Layer } from "effect"
+import { declareTopology, DLQ, EXCHANGE, queueFor, QUEUES } from "../../src/Broker/Topology.js"
 import { DlqList, Overview, ReplayResponse } from "../../src/Ops/Domain.js"
 import { call, decode, get, post } from "../api/support/Client.js"
 import { makeFixtures } from "../api/support/Fixtures.js"
@@ -17,7 +17,10 @@ import { bodyOf, deadLetter, depth, drain, reset } from "../dlq/support.js"
 import { configFrom, messageSent, ticketCreated, withAmqp, withVhost } from "../support/Env.js"
 import { type FakeMetrics, fakeMetricsServer, workerMetricsText } from "./support.js"
 
-class TestBroker extends Context.Tag("test/ops/TestBroker")<TestBroker, { readonly channel: ConfirmChannel; readonly worker: FakeMetrics }>() {}
+class TestBroker extends Context.Tag("test/ops/TestBroker")<
+  TestBroker,
+  { readonly channel: ConfirmChannel; readonly worker: FakeMetrics }
+>() {}
 
 /** The API under test, its Dlq on this file's vhost and its scrape pointed at the stand-in. */
 const TestEnv = Layer.scopedContext(
@@ -35,7 +38,10 @@ const TestEnv = Layer.scopedContext(
 
 const publish = (channel: ConfirmChannel, event: { readonly event: string; readonly eventId: string }) =>
   Effect.promise(async () => {
-    channel.publish(EXCHANGE, event.event, Buffer.from(JSON.stringify(event)), { persistent: true, messageId: event.eventId })
+    channel.publish(EXCHANGE, event.event, Buffer.from(JSON.stringify(event)), {
+      persistent: true,
+      messageId: event.eventId
+    })
     await channel.waitForConfirms()
   })
 
@@ -91,16 +97,19 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
         () => sql`DELETE FROM outbox WHERE event_id = ${stale.eventId}`.pipe(Effect.orDie)
       )
 
-      yield* worker.answer(200, workerMetricsText([
-        { name: "opsdesk_worker_processed_total", event: "ticket.created", value: 40 },
-        { name: "opsdesk_worker_processed_total", event: "message.sent", value: 2 },
-        { name: "opsdesk_worker_failed_total", event: "message.sent", value: 3 },
-        { name: "opsdesk_worker_poison_total", event: "message.sent", value: 1 },
-        { name: "opsdesk_worker_retried_total", event: "message.sent", value: 9 },
-        { name: "opsdesk_worker_duplicates_total", event: "ticket.created", value: 5 },
-        { name: "opsdesk_worker_processing_seconds_sum", event: "ticket.created", value: 0.2 },
-        { name: "opsdesk_worker_processing_seconds_count", event: "ticket.created", value: 40 }
-      ]))
+      yield* worker.answer(
+        200,
+        workerMetricsText([
+          { name: "opsdesk_worker_processed_total", event: "ticket.created", value: 40 },
+          { name: "opsdesk_worker_processed_total", event: "message.sent", value: 2 },
+          { name: "opsdesk_worker_failed_total", event: "message.sent", value: 3 },
+          { name: "opsdesk_worker_poison_total", event: "message.sent", value: 1 },
+          { name: "opsdesk_worker_retried_total", event: "message.sent", value: 9 },
+          { name: "opsdesk_worker_duplicates_total", event: "ticket.created", value: 5 },
+          { name: "opsdesk_worker_processing_seconds_sum", event: "ticket.created", value: 0.2 },
+          { name: "opsdesk_worker_processing_seconds_count", event: "ticket.created", value: 40 }
+        ])
+      )
 
       const r = yield* get("/ops/api/overview", admin.token)
       expect(r.status).toBe(200)
@@ -109,7 +118,12 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(o.queues).toMatchObject({ available: true, error: null })
       const depths = Object.fromEntries(o.queues.items.map((q) => [q.queue, q.messages]))
       expect(Object.keys(depths)).toEqual([...QUEUES, DLQ])
-      expect(depths).toMatchObject({ "ticket.created.queue": 2, "message.sent.queue": 1, "ticket.updated.queue": 0, [DLQ]: 1 })
+      expect(depths).toMatchObject({
+        "ticket.created.queue": 2,
+        "message.sent.queue": 1,
+        "ticket.updated.queue": 0,
+        [DLQ]: 1
+      })
       expect(o.queues.items.every((q) => q.consumers === 0)).toBe(true)
 
       expect(o.outbox.available).toBe(true)
@@ -118,16 +132,41 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
 
       expect(o.worker).toMatchObject({ available: true, error: null, url: worker.url })
       const byEvent = Object.fromEntries(o.worker.events.map((e) => [e.event, e]))
-      expect(Object.keys(byEvent).sort()).toEqual(["message.sent", "ticket.created", "ticket.status_changed", "ticket.updated"])
-      expect(byEvent["message.sent"]).toMatchObject({ processed: 2, failed: 3, poison: 1, deadLettered: 4, retried: 9, duplicates: 0, avgProcessingMs: null })
+      expect(Object.keys(byEvent).sort()).toEqual([
+        "message.sent",
+        "ticket.created",
+        "ticket.status_changed",
+        "ticket.updated"
+      ])
+      expect(byEvent["message.sent"]).toMatchObject({
+        processed: 2,
+        failed: 3,
+        poison: 1,
+        deadLettered: 4,
+        retried: 9,
+        duplicates: 0,
+        avgProcessingMs: null
+      })
       expect(byEvent["ticket.created"]).toMatchObject({ processed: 40, duplicates: 5, deadLettered: 0 })
       expect(byEvent["ticket.created"]!.avgProcessingMs).toBeCloseTo(5, 5)
       expect(byEvent["ticket.updated"]).toMatchObject({ processed: 0, deadLettered: 0 })
-      expect(o.worker.totals).toEqual({ processed: 42, failed: 3, retried: 9, duplicates: 5, poison: 1, deadLettered: 4 })
+      expect(o.worker.totals).toEqual({
+        processed: 42,
+        failed: 3,
+        retried: 9,
+        duplicates: 5,
+        poison: 1,
+        deadLettered: 4
+      })
 
       expect(o.dlq).toMatchObject({ available: true, depth: 1, limit: 50 })
       expect(o.dlq.entries).toHaveLength(1)
-      expect(o.dlq.entries[0]).toMatchObject({ eventId: dead.eventId, error: "Handler exploded: boom", attempts: 4, kind: "failed" })
+      expect(o.dlq.entries[0]).toMatchObject({
+        eventId: dead.eventId,
+        error: "Handler exploded: boom",
+        attempts: 4,
+        kind: "failed"
+      })
 
       // Looking changed nothing.
       expect(yield* depth(channel, queueFor("ticket.created"))).toBe(2)
@@ -157,7 +196,11 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       const fx = yield* makeFixtures
       const admin = yield* fx.user("admin")
       const failed = messageSent()
-      yield* deadLetter(channel, failed, { error: "Simulated failure", attempts: 3, failedAt: new Date(Date.now() - 120_000) })
+      yield* deadLetter(channel, failed, {
+        error: "Simulated failure",
+        attempts: 3,
+        failedAt: new Date(Date.now() - 120_000)
+      })
       yield* deadLetter(channel, { event: "ticket.updated", body: "{not json" }, { error: "Body is not valid JSON" })
       yield* deadLetter(channel, ticketCreated())
 
@@ -223,7 +266,9 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(left[0]!.eventId).toBe(other.eventId)
 
       const sql = yield* SqlClient.SqlClient
-      const audit = yield* sql<{ action: string; entityId: string }>`SELECT action, entity_id FROM audit_log WHERE actor_id = ${admin.id} ORDER BY id`
+      const audit = yield* sql<
+        { action: string; entityId: string }
+      >`SELECT action, entity_id FROM audit_log WHERE actor_id = ${admin.id} ORDER BY id`
       expect(audit).toEqual([{ action: "dlq.replay", entityId: id }, { action: "dlq.replay", entityId: poisonId }])
     }))
 

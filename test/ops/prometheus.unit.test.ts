@@ -18,8 +18,18 @@ describe("Prometheus text format", () => {
       ""
     ].join("\n")
     const samples = parse(text)
-    expect(samples.map((s) => s.name)).toEqual(["opsdesk_worker_processed_total", "up", "weird", "opsdesk_worker_lag_seconds_bucket", "nan_gauge"])
-    expect(samples[0]).toEqual({ name: "opsdesk_worker_processed_total", labels: { event: "ticket.created", otel_scope_name: "x" }, value: 12 })
+    expect(samples.map((s) => s.name)).toEqual([
+      "opsdesk_worker_processed_total",
+      "up",
+      "weird",
+      "opsdesk_worker_lag_seconds_bucket",
+      "nan_gauge"
+    ])
+    expect(samples[0]).toEqual({
+      name: "opsdesk_worker_processed_total",
+      labels: { event: "ticket.created", otel_scope_name: "x" },
+      value: 12
+    })
     expect(samples[1]).toEqual({ name: "up", labels: {}, value: 1 })
     expect(samples[2]!.labels).toEqual({ msg: "a \"quoted\" \\ back, slash\nnew line", other: "}" })
     expect(samples[2]!.value).toBe(Number.POSITIVE_INFINITY)
@@ -40,7 +50,13 @@ describe("Prometheus text format", () => {
       "opsdesk_worker_processed_total{event=\"ticket.created\"} NaN"
     ].join("\n")
     const { events, totals } = workerStats(parse(text))
-    expect(events.map((e) => e.event)).toEqual(["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent", "bogus.event"])
+    expect(events.map((e) => e.event)).toEqual([
+      "ticket.created",
+      "ticket.updated",
+      "ticket.status_changed",
+      "message.sent",
+      "bogus.event"
+    ])
     const sent = events.find((e) => e.event === "message.sent")!
     expect(sent).toMatchObject({ processed: 5, failed: 4, deadLettered: 4, avgProcessingMs: null, avgLagMs: 500 })
     expect(events.find((e) => e.event === "bogus.event")).toMatchObject({ poison: 1, deadLettered: 1 })

@@ -56,7 +56,9 @@ export const serverUrl = Effect.map(HttpServer.HttpServer, (server) => {
 })
 
 /** Worker counters in the Prometheus text format, as the worker's exporter writes them. */
-export const workerMetricsText = (counters: ReadonlyArray<{ readonly name: string; readonly event: string; readonly value: number }>) =>
+export const workerMetricsText = (
+  counters: ReadonlyArray<{ readonly name: string; readonly event: string; readonly value: number }>
+) =>
   [
     "# HELP target_info Target metadata",
     "# TYPE target_info gauge",

@@ -62,7 +62,11 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("login th
   it.effect("the in-memory fallback keeps a bounded number of counters, forgetting the least recently used", () =>
     Effect.gen(function*() {
       const store = memoryStore(config)
-      const counter = (name: string) => ({ failKey: `fail:${name}`, lockKey: `lock:${name}`, threshold: config.maxFailures })
+      const counter = (name: string) => ({
+        failKey: `fail:${name}`,
+        lockKey: `lock:${name}`,
+        threshold: config.maxFailures
+      })
       // The first counter is locked...
       for (let i = 0; i < config.maxFailures; i++) yield* store.begin([counter("first")])
       expect((yield* store.begin([counter("first")])).lockedForMs).toBeGreaterThan(29_000)

@@ -5,10 +5,10 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { apiTestLayer } from "../api/support/Layers.js"
 import { makeFixtures, PASSWORD, suffix } from "../api/support/Fixtures.js"
+import { apiTestLayer } from "../api/support/Layers.js"
 import { clearThrottle, ThrottleCleanup, throttlePrefix, withSettings } from "../support/LoginThrottle.js"
-import { rawRequest, type RawReply, serverPort } from "../support/RawHttp.js"
+import { type RawReply, rawRequest, serverPort } from "../support/RawHttp.js"
 
 const PREFIX = throttlePrefix("throttle")
 const MAX_FAILURES = 3
@@ -37,7 +37,11 @@ const login = (username: string, password: string) =>
 
 const expectLocked = (r: RawReply, retryAfter?: number) => {
   expect(r.status, r.text).toBe(429)
-  expect(r.json).toMatchObject({ _tag: "TooManyAttempts", message: expect.any(String), retryAfterSeconds: expect.any(Number) })
+  expect(r.json).toMatchObject({
+    _tag: "TooManyAttempts",
+    message: expect.any(String),
+    retryAfterSeconds: expect.any(Number)
+  })
   const seconds = (r.json as { retryAfterSeconds: number }).retryAfterSeconds
   expect(r.headers["retry-after"]).toBe(String(seconds))
   expect(seconds).toBeGreaterThanOrEqual(1)
@@ -133,28 +137,37 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("login th
       expect(statuses).toEqual([...Array(MAX_FAILURES).fill(401), ...Array(10 - MAX_FAILURES).fill(429)])
     }))
 
-  it.scoped("one address spraying many usernames is locked; successful logins from it never count", () =>
-    Effect.gen(function*() {
-      yield* fresh
-      const fx = yield* makeFixtures
-      const user = yield* fx.user("admin")
-      // The benchmark's pattern: many logins with the right password. None counts against the address.
-      for (let i = 0; i < MAX_FAILURES_PER_IP + 3; i++) expect((yield* login(user.username, PASSWORD)).status).toBe(200)
-      // A spray: one guess each at many usernames, none of which reaches its own threshold.
-      for (let i = 0; i < MAX_FAILURES_PER_IP; i++) expect((yield* login(`spray_${i}_${suffix()}`, "Summer2024!")).status).toBe(401)
-      const locked = yield* login(user.username, PASSWORD)
-      const seconds = expectLocked(locked, 1)
-      yield* waitOut(seconds)
-      // The lock ended. This success set the next (longer) address lock on admission, and lifts it again.
-      expect((yield* login(user.username, PASSWORD)).status).toBe(200)
-      expect((yield* login(user.username, PASSWORD)).status).toBe(200)
-    }), 30_000)
+  it.scoped(
+    "one address spraying many usernames is locked; successful logins from it never count",
+    () =>
+      Effect.gen(function*() {
+        yield* fresh
+        const fx = yield* makeFixtures
+        const user = yield* fx.user("admin")
+        // The benchmark's pattern: many logins with the right password. None counts against the address.
+        for (let i = 0; i < MAX_FAILURES_PER_IP + 3; i++) {
+          expect((yield* login(user.username, PASSWORD)).status).toBe(200)
+        }
+        // A spray: one guess each at many usernames, none of which reaches its own threshold.
+        for (let i = 0; i < MAX_FAILURES_PER_IP; i++) {
+          expect((yield* login(`spray_${i}_${suffix()}`, "Summer2024!")).status).toBe(401)
+        }
+        const locked = yield* login(user.username, PASSWORD)
+        const seconds = expectLocked(locked, 1)
+        yield* waitOut(seconds)
+        // The lock ended. This success set the next (longer) address lock on admission, and lifts it again.
+        expect((yield* login(user.username, PASSWORD)).status).toBe(200)
+        expect((yield* login(user.username, PASSWORD)).status).toBe(200)
+      }),
+    30_000
+  )
 
   it.effect("the OpenAPI contract lists the 429 of the login endpoint", () =>
     Effect.gen(function*() {
       const port = yield* serverPort
       const spec = yield* rawRequest(port, { method: "GET", path: "/openapi.json" })
-      const responses = (spec.json as { paths: Record<string, { post: { responses: Record<string, unknown> } }> }).paths["/v1/auth/login"]!.post.responses
+      const responses = (spec.json as { paths: Record<string, { post: { responses: Record<string, unknown> } }> })
+        .paths["/v1/auth/login"]!.post.responses
       expect(Object.keys(responses)).toEqual(expect.arrayContaining(["200", "400", "401", "429"]))
     }))
 })

@@ -40,8 +40,13 @@ const CLASSICS = [
 /** Classic payloads, alone or around random text, and random strings of SQL metacharacters. */
 const payload = fc.oneof(
   fc.constantFrom(...CLASSICS),
-  fc.tuple(fc.string({ maxLength: 8 }), fc.constantFrom(...CLASSICS), fc.string({ maxLength: 8 })).map(([a, b, c]) => `${a}${b}${c}`),
-  fc.stringOf(fc.constantFrom("'", "\"", ";", "-", "-", "/", "*", "\\", "%", "_", "(", ")", "=", " ", "O", "R", "1", "$"), { minLength: 1, maxLength: 30 })
+  fc.tuple(fc.string({ maxLength: 8 }), fc.constantFrom(...CLASSICS), fc.string({ maxLength: 8 })).map(([a, b, c]) =>
+    `${a}${b}${c}`
+  ),
+  fc.stringOf(
+    fc.constantFrom("'", "\"", ";", "-", "-", "/", "*", "\\", "%", "_", "(", ")", "=", " ", "O", "R", "1", "$"),
+    { minLength: 1, maxLength: 30 }
+  )
 )
 
 const VALID_TS = "2030-01-01T00:00:00.000000Z"
@@ -62,10 +67,14 @@ const cursorsFor = (p: string) => [
 const fingerprint = (userIds: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql<{ digest: string }>`SELECT concat_ws('|',
-        (SELECT string_agg(concat_ws(',', id, username, role, password_hash, created_at), ';' ORDER BY id) FROM users WHERE id IN ${sql.in(userIds)}),
+        (SELECT string_agg(concat_ws(',', id, username, role, password_hash, created_at), ';' ORDER BY id) FROM users WHERE id IN ${
+      sql.in(userIds)
+    }),
         (SELECT string_agg(concat_ws(',', id, title, description, status, priority, owner_id, assignee_id, updated_at), ';' ORDER BY id)
           FROM tickets WHERE owner_id IN ${sql.in(userIds)}),
-        (SELECT string_agg(concat_ws(',', id, ticket_id, author_id, content), ';' ORDER BY id) FROM messages WHERE author_id IN ${sql.in(userIds)}),
+        (SELECT string_agg(concat_ws(',', id, ticket_id, author_id, content), ';' ORDER BY id) FROM messages WHERE author_id IN ${
+      sql.in(userIds)
+    }),
         (SELECT count(*) FROM audit_log WHERE actor_id IN ${sql.in(userIds)}),
         (SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public')
       ) AS digest`.pipe(Effect.map((rows) => rows[0]!.digest), Effect.orDie))
@@ -92,8 +101,13 @@ const probe = (p: string, options: { readonly credentials: boolean }) =>
     const customer = yield* fx.user("customer")
     // Sentinels: an admin and a customer with a ticket and a message, which no request below touches.
     const sentinels = [yield* fx.user("admin"), yield* fx.user("customer")]
-    const sentinelTicket = decode(Ticket, yield* post("/v1/tickets", { title: "sentinel", description: "d" }, sentinels[1]!.token))
-    expect((yield* post("/v1/messages", { ticketId: sentinelTicket.id, content: "sentinel" }, sentinels[0]!.token)).status).toBe(201)
+    const sentinelTicket = decode(
+      Ticket,
+      yield* post("/v1/tickets", { title: "sentinel", description: "d" }, sentinels[1]!.token)
+    )
+    expect(
+      (yield* post("/v1/messages", { ticketId: sentinelTicket.id, content: "sentinel" }, sentinels[0]!.token)).status
+    ).toBe(201)
     const before = yield* fingerprint(sentinels.map((u) => u.id))
     const q = encodeURIComponent(p)
 
@@ -111,7 +125,10 @@ const probe = (p: string, options: { readonly credentials: boolean }) =>
     const [created, t1] = yield* timed(post("/v1/tickets", { title: p, description: p }, customer.token))
     const blank = p.trim().length === 0
     expectAnswer(created, blank ? [400] : [201], `ticket ${p}`, t1)
-    const ticket = decode(Ticket, blank ? yield* post("/v1/tickets", { title: "t", description: p }, customer.token) : created)
+    const ticket = decode(
+      Ticket,
+      blank ? yield* post("/v1/tickets", { title: "t", description: p }, customer.token) : created
+    )
     expect([ticket.title, ticket.description].slice(blank ? 1 : 0)).toEqual([p, p].slice(blank ? 1 : 0))
     const [edited, t2] = yield* timed(patch(`/v1/tickets/${ticket.id}`, { description: `${p}!` }, customer.token))
     expectAnswer(edited, [200], `patch ${p}`, t2)
@@ -126,21 +143,25 @@ const probe = (p: string, options: { readonly credentials: boolean }) =>
     }
 
     // Fields that are enums or ids: a 400.
-    for (const [what, r] of [
-      ["status", yield* timed(post(`/v1/tickets/${ticket.id}/status`, { status: p }, admin.token))],
-      ["priority", yield* timed(patch(`/v1/tickets/${ticket.id}`, { priority: p }, admin.token))],
-      ["assigneeId", yield* timed(patch(`/v1/tickets/${ticket.id}`, { assigneeId: p }, admin.token))],
-      ["ticketId", yield* timed(post("/v1/messages", { ticketId: p, content: "x" }, customer.token))],
-      ["messages ?limit", yield* timed(get(`/v1/tickets/${ticket.id}/messages?limit=${q}`, customer.token))],
-      ["messages ?cursor", yield* timed(get(`/v1/tickets/${ticket.id}/messages?cursor=${q}`, customer.token))]
-    ] as const) expectAnswer(r[0], [400], `${what} = ${p}`, r[1])
+    for (
+      const [what, r] of [
+        ["status", yield* timed(post(`/v1/tickets/${ticket.id}/status`, { status: p }, admin.token))],
+        ["priority", yield* timed(patch(`/v1/tickets/${ticket.id}`, { priority: p }, admin.token))],
+        ["assigneeId", yield* timed(patch(`/v1/tickets/${ticket.id}`, { assigneeId: p }, admin.token))],
+        ["ticketId", yield* timed(post("/v1/messages", { ticketId: p, content: "x" }, customer.token))],
+        ["messages ?limit", yield* timed(get(`/v1/tickets/${ticket.id}/messages?limit=${q}`, customer.token))],
+        ["messages ?cursor", yield* timed(get(`/v1/tickets/${ticket.id}/messages?cursor=${q}`, customer.token))]
+      ] as const
+    ) expectAnswer(r[0], [400], `${what} = ${p}`, r[1])
 
     // Path ids: 400 (not a UUID), or 404 where the text changes the route itself.
     for (const path of [`/v1/tickets/${q}`, `/v1/tickets/${q}/messages`]) {
       const [r, t] = yield* timed(get(path, admin.token))
       expectAnswer(r, [400, 404], path, t)
     }
-    const [status, t5] = yield* timed(call("POST", `/v1/tickets/${q}/status`, { token: admin.token, json: { status: "closed" } }))
+    const [status, t5] = yield* timed(
+      call("POST", `/v1/tickets/${q}/status`, { token: admin.token, json: { status: "closed" } })
+    )
     expectAnswer(status, [400, 404], "status path", t5)
 
     // Credentials: an unknown username (401, or 400 if too long); a password is just bytes to hash.
@@ -161,14 +182,17 @@ const probe = (p: string, options: { readonly credentials: boolean }) =>
     expect(yield* fingerprint(sentinels.map((u) => u.id))).toBe(before)
   }).pipe(Effect.scoped)
 
-layer(apiWithOwnThrottle("sqli", NO_THROTTLE), { excludeTestServices: true, timeout: "60 seconds" })("SQL injection", (it) => {
-  it.effect("each classic payload through every filter, path and field: a 4xx or the literal text stored; the tables are intact", () =>
-    Effect.forEach(CLASSICS, (p) => probe(p, { credentials: false }), { discard: true }))
+layer(apiWithOwnThrottle("sqli", NO_THROTTLE), { excludeTestServices: true, timeout: "60 seconds" })(
+  "SQL injection",
+  (it) => {
+    it.effect("each classic payload through every filter, path and field: a 4xx or the literal text stored; the tables are intact", () =>
+      Effect.forEach(CLASSICS, (p) => probe(p, { credentials: false }), { discard: true }))
 
-  it.effect.prop(
-    "generated payloads, credentials included: the same",
-    { p: payload },
-    ({ p }) => probe(p, { credentials: true }),
-    { fastCheck: { numRuns: 10 } }
-  )
-})
+    it.effect.prop(
+      "generated payloads, credentials included: the same",
+      { p: payload },
+      ({ p }) => probe(p, { credentials: true }),
+      { fastCheck: { numRuns: 10 } }
+    )
+  }
+)

@@ -99,7 +99,9 @@ export const startApi = async (options: {
   const deadline = Date.now() + (options.timeoutMs ?? 60_000)
   for (const path of ["/health", "/ready"]) {
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`dist/api.mjs exited with ${child.exitCode} before ${path} answered:\n${output}`)
+      if (child.exitCode !== null) {
+        throw new Error(`dist/api.mjs exited with ${child.exitCode} before ${path} answered:\n${output}`)
+      }
       if ((await statusOf(options.port, path)) === 200) break
       if (Date.now() > deadline) {
         await stop()

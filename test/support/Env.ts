@@ -5,13 +5,13 @@
  * other's messages; PostgreSQL rows are scoped by the event ids a test makes.
  */
 import { SqlClient } from "@effect/sql"
-import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
+import * as amqp from "amqplib"
+import { ConfigProvider, type Duration, Effect, Layer, Schedule } from "effect"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
-import * as amqp from "amqplib"
+import { makeEvent, type MessageSent, type TicketCreated } from "../../src/Domain/Events.js"
 import { RedisLive } from "../../src/Store/Redis.js"
 import { PgLive, runMigrations } from "../../src/Store/Sql.js"
-import { makeEvent, type TicketCreated, type MessageSent } from "../../src/Domain/Events.js"
 
 const exec = promisify(execFile)
 
@@ -33,7 +33,8 @@ export const withVhost = (name: string) =>
     ({ vhost }) => rabbitmqctl("delete_vhost", vhost).pipe(Effect.ignore)
   )
 
-export const closeAllConnections = (vhost: string) => rabbitmqctl("close_all_connections", "-p", vhost, "test: connection closed under the worker")
+export const closeAllConnections = (vhost: string) =>
+  rabbitmqctl("close_all_connections", "-p", vhost, "test: connection closed under the worker")
 
 /** One AMQP connection + confirm channel per test file (the broker here may have few file descriptors). */
 export const withAmqp = (url: string) =>
@@ -55,7 +56,11 @@ export const configFrom = (values: Record<string, string | number>) =>
   )
 
 /** Polls `check` until it returns true; fails with `what` after `timeout`. */
-export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, timeout: Duration.DurationInput = "20 seconds") =>
+export const waitUntil = <E, R>(
+  what: string,
+  check: Effect.Effect<boolean, E, R>,
+  timeout: Duration.DurationInput = "20 seconds"
+) =>
   check.pipe(
     Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (ok) => ok }),
     Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`Timed out waiting for: ${what}`) })

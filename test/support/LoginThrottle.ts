@@ -9,7 +9,8 @@ import { apiTestLayer } from "../api/support/Layers.js"
 import { configFrom } from "./Env.js"
 
 /** A fresh Redis key prefix for one test file's throttle counters. */
-export const throttlePrefix = (name: string) => `opsdesk-test:${name}:${process.pid}-${crypto.randomUUID().slice(0, 8)}:login:`
+export const throttlePrefix = (name: string) =>
+  `opsdesk-test:${name}:${process.pid}-${crypto.randomUUID().slice(0, 8)}:login:`
 
 /** Deletes every key under the prefix (SCAN, so it never blocks Redis). */
 export const clearThrottle = (prefix: string) =>

@@ -36,18 +36,32 @@ const parse = (text: string): unknown => {
 }
 
 /** The test server's port. */
-export const serverPort = Effect.map(HttpServer.HttpServer, (server) =>
-  server.address._tag === "TcpAddress" ? server.address.port : 0)
+export const serverPort = Effect.map(
+  HttpServer.HttpServer,
+  (server) => server.address._tag === "TcpAddress" ? server.address.port : 0
+)
 
 /** Sends one request; dies only if no answer comes back at all (reset, timeout). */
 export const rawRequest = (port: number, req: RawRequest) =>
   Effect.async<RawReply>((resume) => {
-    const body = req.body === undefined ? undefined : typeof req.body === "string" ? Buffer.from(req.body, "utf8") : Buffer.from(req.body)
+    const body = req.body === undefined
+      ? undefined
+      : typeof req.body === "string"
+      ? Buffer.from(req.body, "utf8")
+      : Buffer.from(req.body)
     const headers: Record<string, string> = { ...req.headers }
     if (body !== undefined && !req.chunked && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
       headers["content-length"] = String(body.length)
     }
-    const out = request({ host: "127.0.0.1", port, method: req.method, path: req.path, headers, agent, timeout: 20_000 }, (res) => {
+    const out = request({
+      host: "127.0.0.1",
+      port,
+      method: req.method,
+      path: req.path,
+      headers,
+      agent,
+      timeout: 20_000
+    }, (res) => {
       const chunks: Array<Buffer> = []
       res.on("data", (c: Buffer) => chunks.push(c))
       res.on("end", () => {

@@ -4,20 +4,27 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Duration, FastCheck as fc } from "effect"
+import { decodeDelivery, type Delivery } from "../../src/Broker/Delivery.js"
+import { attemptOf, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Headers.js"
+import { retryDelays } from "../../src/Broker/Topology.js"
 import { DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
-import { attemptOf, decodeDelivery, type Delivery, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Delivery.js"
-import { brokerDelays } from "../../src/Worker/RetryPolicy.js"
 import { encodeBody } from "../layers/MemoryBroker.js"
 
 const maxRetriesArb = fc.integer({ min: 0, max: 10 })
 const headerName = fc.constantFrom(RETRY_HEADER, SEED_RETRY_HEADER)
 
 describe("attemptOf", () => {
-  const cases: ReadonlyArray<{ readonly name: string; readonly headers: Readonly<Record<string, unknown>>; readonly expected: number }> = [
+  const cases: ReadonlyArray<
+    { readonly name: string; readonly headers: Readonly<Record<string, unknown>>; readonly expected: number }
+  > = [
     { name: "missing", headers: {}, expected: 0 },
     { name: "opsdesk header", headers: { [RETRY_HEADER]: 2 }, expected: 2 },
     { name: "seed header", headers: { [SEED_RETRY_HEADER]: 1 }, expected: 1 },
-    { name: "opsdesk header wins over the seed's", headers: { [RETRY_HEADER]: 1, [SEED_RETRY_HEADER]: 3 }, expected: 1 },
+    {
+      name: "opsdesk header wins over the seed's",
+      headers: { [RETRY_HEADER]: 1, [SEED_RETRY_HEADER]: 3 },
+      expected: 1
+    },
     { name: "seed header when ours is null", headers: { [RETRY_HEADER]: null, [SEED_RETRY_HEADER]: 2 }, expected: 2 },
     { name: "zero", headers: { [RETRY_HEADER]: 0 }, expected: 0 },
     { name: "negative", headers: { [RETRY_HEADER]: -1 }, expected: 0 },
@@ -43,14 +50,22 @@ describe("attemptOf", () => {
     expect(attemptOf(headers, 3)).toBe(expected)
   })
 
-  it.prop("is always an integer in [0, maxRetries]", [fc.dictionary(fc.constantFrom(RETRY_HEADER, SEED_RETRY_HEADER, "other"), fc.anything()), maxRetriesArb], ([headers, max]) => {
+  it.prop("is always an integer in [0, maxRetries]", [
+    fc.dictionary(fc.constantFrom(RETRY_HEADER, SEED_RETRY_HEADER, "other"), fc.anything()),
+    maxRetriesArb
+  ], ([headers, max]) => {
     const n = attemptOf(headers, max)
     expect(Number.isInteger(n)).toBe(true)
     expect(n).toBeGreaterThanOrEqual(0)
     expect(n).toBeLessThanOrEqual(max)
   }, { fastCheck: { numRuns: 200 } })
 
-  it.prop("reads a non-negative integer (number or digits) and clamps it to maxRetries", [headerName, fc.nat(), fc.boolean(), maxRetriesArb], ([name, n, asString, max]) => {
+  it.prop("reads a non-negative integer (number or digits) and clamps it to maxRetries", [
+    headerName,
+    fc.nat(),
+    fc.boolean(),
+    maxRetriesArb
+  ], ([name, n, asString, max]) => {
     expect(attemptOf({ [name]: asString ? String(n) : n }, max)).toBe(Math.min(n, max))
   }, { fastCheck: { numRuns: 200 } })
 
@@ -79,19 +94,31 @@ describe("attemptOf", () => {
   })
 })
 
-describe("brokerDelays", () => {
+describe("retryDelays", () => {
   it("is the seed's schedule by default: 1000, 2000, 4000", () => {
-    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 3 })).toEqual([1000, 2000, 4000])
+    expect(
+      retryDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 3 })
+    ).toEqual([1000, 2000, 4000])
   })
 
   it("caps at the maximum delay", () => {
-    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 7 })).toEqual([
-      1000, 2000, 4000, 8000, 16_000, 30_000, 30_000
+    expect(
+      retryDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 7 })
+    ).toEqual([
+      1000,
+      2000,
+      4000,
+      8000,
+      16_000,
+      30_000,
+      30_000
     ])
   })
 
   it("is empty with MAX_RETRIES = 0", () => {
-    expect(brokerDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 0 })).toEqual([])
+    expect(
+      retryDelays({ retryInitialDelay: Duration.millis(1000), retryMaxDelay: Duration.millis(30_000), maxRetries: 0 })
+    ).toEqual([])
   })
 
   it.prop("delay n is min(initial * 2^n, max), one per retry", [
@@ -100,7 +127,11 @@ describe("brokerDelays", () => {
     fc.integer({ min: 0, max: 12 })
   ], ([initial, extra, maxRetries]) => {
     const max = initial + extra
-    const delays = brokerDelays({ retryInitialDelay: Duration.millis(initial), retryMaxDelay: Duration.millis(max), maxRetries })
+    const delays = retryDelays({
+      retryInitialDelay: Duration.millis(initial),
+      retryMaxDelay: Duration.millis(max),
+      maxRetries
+    })
     expect(delays).toEqual(Array.from({ length: maxRetries }, (_, n) => Math.min(initial * 2 ** n, max)))
   }, { fastCheck: { numRuns: 100 } })
 })
@@ -133,7 +164,10 @@ describe("decodeDelivery", () => {
     }
   }, { fastCheck: { numRuns: 100 } })
 
-  it.prop("names an unknown event type", [Arbitrary.make(DomainEvent), fc.string().filter((s) => !(EVENT_NAMES as ReadonlyArray<string>).includes(s))], ([event, name]) => {
+  it.prop("names an unknown event type", [
+    Arbitrary.make(DomainEvent),
+    fc.string().filter((s) => !(EVENT_NAMES as ReadonlyArray<string>).includes(s))
+  ], ([event, name]) => {
     const decoded = decodeDelivery(deliveryOf(encodeBody(JSON.stringify({ ...event, event: name }))))
     expect(decoded).toMatchObject({ _tag: "Left", left: expect.stringMatching(/^Unknown event type/) })
   }, { fastCheck: { numRuns: 50 } })

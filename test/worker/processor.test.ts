@@ -8,26 +8,42 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, type Context, Effect, FastCheck as fc, Fiber, Layer, Option, TestClock, TestContext } from "effect"
-import { queueFor } from "../../src/Broker/Topology.js"
-import { TicketListCache } from "../../src/Tickets/ListCache.js"
+import { attemptOf, DLQ_HEADERS, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Headers.js"
+import { queueFor, retryDelays } from "../../src/Broker/Topology.js"
 import type { WorkerConfig } from "../../src/Config.js"
 import { DomainEvent, EVENT_NAMES, isTicketEvent, MessageSent, TicketCreated } from "../../src/Domain/Events.js"
-import { attemptOf, DLQ_HEADERS, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Delivery.js"
+import { TicketListCache } from "../../src/Tickets/ListCache.js"
 import { plan, type Watchers } from "../../src/Worker/Handlers.js"
 import { WorkerMetrics } from "../../src/Worker/Metrics.js"
 import { makeProcessor } from "../../src/Worker/Processor.js"
-import { brokerDelays } from "../../src/Worker/RetryPolicy.js"
 import { ControllableCache } from "../layers/ControllableCache.js"
 import { ControllableFaults } from "../layers/ControllableFaults.js"
-import { type BrokerMessage, type BrokerOp, type BrokerState, encodeBody, eventIdOf, MemoryBroker } from "../layers/MemoryBroker.js"
+import {
+  type BrokerMessage,
+  type BrokerOp,
+  type BrokerState,
+  encodeBody,
+  eventIdOf,
+  MemoryBroker
+} from "../layers/MemoryBroker.js"
 import { MemoryEventStore } from "../layers/MemoryEventStore.js"
-import { drain, type DrainOptions, driven, quietLogs, testConfig, withTestClock, WorkerTestLayer, WorkerTestLayerWithFlakyRedis } from "../layers/WorkerHarness.js"
+import {
+  drain,
+  type DrainOptions,
+  driven,
+  quietLogs,
+  testConfig,
+  withTestClock,
+  WorkerTestLayer,
+  WorkerTestLayerWithFlakyRedis
+} from "../layers/WorkerHarness.js"
 
 const eventArb = Arbitrary.make(DomainEvent)
 const ticketEventArb = eventArb.filter(isTicketEvent)
 const messageSentArb = Arbitrary.make(MessageSent)
 const ticketCreatedArb = Arbitrary.make(TicketCreated)
-const eventsArb = (min: number, max: number) => fc.uniqueArray(eventArb, { minLength: min, maxLength: max, selector: (e) => e.eventId })
+const eventsArb = (min: number, max: number) =>
+  fc.uniqueArray(eventArb, { minLength: min, maxLength: max, selector: (e) => e.eventId })
 
 /** Everything a test needs from the in-memory world, plus the processor under test. */
 const world = (cfg: WorkerConfig) =>
@@ -110,8 +126,14 @@ const faultArb = (maxRetries: number): fc.Arbitrary<Fault> =>
       weight: maxRetries > 0 ? 3 : 0,
       arbitrary: fc.integer({ min: 1, max: Math.max(1, maxRetries) }).map((n): Fault => ({ _tag: "firstAttempts", n }))
     },
-    { weight: 1, arbitrary: fc.integer({ min: 1, max: IMMEDIATE_RETRIES }).map((n): Fault => ({ _tag: "firstCalls", n })) },
-    { weight: 1, arbitrary: fc.integer({ min: 1, max: IMMEDIATE_RETRIES }).map((n): Fault => ({ _tag: "rejectCommit", n })) },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: 1, max: IMMEDIATE_RETRIES }).map((n): Fault => ({ _tag: "firstCalls", n }))
+    },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: 1, max: IMMEDIATE_RETRIES }).map((n): Fault => ({ _tag: "rejectCommit", n }))
+    },
     { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "always" }) }
   )
 
@@ -191,7 +213,8 @@ const runScenario = (sc: Scenario) =>
     for (const i of sc.order) yield* broker.publishEvent(sc.events[i]!)
 
     const pendingLate = [...sc.late]
-    const at = <A extends { readonly step: number }>(list: ReadonlyArray<A>, step: number) => list.filter((x) => x.step === step)
+    const at = <A extends { readonly step: number }>(list: ReadonlyArray<A>, step: number) =>
+      list.filter((x) => x.step === step)
     const report = yield* w.run({
       batchSizes: sc.batchSizes,
       parallel: sc.parallel,
@@ -199,8 +222,16 @@ const runScenario = (sc: Scenario) =>
         Effect.gen(function*() {
           for (const { count } of at(sc.transientCommits, step)) yield* store.failNextCommits(count)
           for (const s of sc.lostCommitResponses) if (s === step) yield* store.loseNextCommitResponses(1)
-          for (const s of sc.crashDuringCommit) if (s === step) yield* store.onNextCommit(Effect.asVoid(Effect.zipRight(broker.crash, Effect.sync(() => coverage.crashesMidCommit++))))
-          for (const s of sc.transientWatcherLookups) if (s === step) yield* store.failNextWatcherLookups(1, { transient: true })
+          for (const s of sc.crashDuringCommit) {
+            if (s === step) {
+              yield* store.onNextCommit(
+                Effect.asVoid(Effect.zipRight(broker.crash, Effect.sync(() => coverage.crashesMidCommit++)))
+              )
+            }
+          }
+          for (const s of sc.transientWatcherLookups) {
+            if (s === step) yield* store.failNextWatcherLookups(1, { transient: true })
+          }
           for (const { count } of at(sc.lostAcks, step)) yield* broker.loseNextAcks(count)
           for (const { count } of at(sc.retryPublishFailures, step)) yield* broker.failNextRetryLater(count)
           for (const { count } of at(sc.dlqPublishFailures, step)) yield* broker.failNextDeadLetter(count)
@@ -251,7 +282,7 @@ const runScenario = (sc: Scenario) =>
     expect(st.notifications.length).toBe(expectedNotifications)
 
     // Every scheduled retry is the next attempt, with the policy's delay for it.
-    const delays = brokerDelays(cfg)
+    const delays = retryDelays(cfg)
     for (const r of retriesOf(b)) {
       expect(r.attempt).toBeGreaterThanOrEqual(1)
       expect(r.attempt).toBeLessThanOrEqual(cfg.maxRetries)
@@ -262,7 +293,9 @@ const runScenario = (sc: Scenario) =>
     expect(totals.failed).toBe(b.dlq.length)
     expect(totals.retried).toBe(retriesOf(b).length)
     expect(totals.poison).toBe(0)
-    expect(totals.processed).toBe(st.commits.filter((c) => c.outcome === "committed").reduce((n, c) => n + c.claimed.length, 0))
+    expect(totals.processed).toBe(
+      st.commits.filter((c) => c.outcome === "committed").reduce((n, c) => n + c.claimed.length, 0)
+    )
 
     coverage.runs++
     coverage.processed += st.claims.size
@@ -284,51 +317,72 @@ const runScenario = (sc: Scenario) =>
 const RUNS = Number(process.env["OPSDESK_PROP_RUNS"] ?? 50)
 
 describe("Processor", () => {
-  it("(1) exactly once under duplicates, crashes, lost acks, outages, flaky handlers and rejected commits; nothing lost or left unacked", async () => {
-    await fc.assert(
-      fc.asyncProperty(scenarioArb, (sc) =>
-        runScenario(sc).pipe(inWorld, Effect.provide(TestContext.TestContext), Effect.runPromise)),
-      { numRuns: RUNS }
-    )
-    expect(coverage.runs).toBe(RUNS)
-    for (const [mode, count] of Object.entries(coverage)) expect(count, `failure mode never exercised: ${mode}`).toBeGreaterThan(0)
-  }, Math.max(60_000, RUNS * 500))
+  it(
+    "(1) exactly once under duplicates, crashes, lost acks, outages, flaky handlers and rejected commits; nothing lost or left unacked",
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          scenarioArb,
+          (sc) => runScenario(sc).pipe(inWorld, Effect.provide(TestContext.TestContext), Effect.runPromise)
+        ),
+        { numRuns: RUNS }
+      )
+      expect(coverage.runs).toBe(RUNS)
+      for (const [mode, count] of Object.entries(coverage)) {
+        expect(count, `failure mode never exercised: ${mode}`).toBeGreaterThan(0)
+      }
+    },
+    Math.max(60_000, RUNS * 500)
+  )
 
   // -------------------------------------------------------------------------------------------
   // 2. Retries, then the DLQ.
   // -------------------------------------------------------------------------------------------
 
-  it.effect.prop("(2) an always-failing event is retried exactly MAX_RETRIES times on the policy's delays, then dead-lettered", {
-    event: eventArb,
-    maxRetries: fc.integer({ min: 0, max: 6 })
-  }, ({ event, maxRetries }) =>
-    inWorld(Effect.gen(function*() {
-      const cfg = testConfig({ maxRetries })
-      const w = yield* world(cfg)
-      yield* w.faults.failAlways(event.eventId)
-      yield* w.broker.publishEvent(event)
-      yield* w.run()
-      const b = yield* w.broker.get
-      const retries = retriesOf(b, event.eventId)
-      expect(retries.map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
-      expect(retries.map((r) => r.delayMs)).toEqual(Array.from({ length: maxRetries }, (_, n) => Math.min(1000 * 2 ** n, 30_000)))
-      expect(retries.map((r) => r.delayMs)).toEqual(brokerDelays(cfg))
-      // The copies carry the attempt in our header.
-      expect(retries.map((r) => header(r.message, RETRY_HEADER))).toEqual(retries.map((r) => (r.attempt === 1 ? undefined : r.attempt - 1)))
-      const dlq = dlqOf(b, event.eventId)
-      expect(dlq).toHaveLength(1)
-      expectFailedDlqEntry(dlq[0]!, event, cfg)
-      expect(header(dlq[0]!, DLQ_HEADERS.reason)).toMatch(/Simulated failure/)
-      expect(header(dlq[0]!, RETRY_HEADER)).toBe(maxRetries === 0 ? undefined : maxRetries)
-      // Every attempt ran the handler 1 + IMMEDIATE_RETRIES times.
-      const calls = yield* w.faults.callsOf(event.eventId)
-      expect(calls.map((c) => c.attempt)).toEqual(Array.from({ length: maxRetries + 1 }, (_, a) => [a, a, a]).flat())
-      expect(yield* w.store.claimsOf(event.eventId)).toEqual([])
-      expect(yield* w.store.notificationsOf(event.eventId)).toEqual([])
-      expectDrained(b)
-      const totals = yield* w.metrics.totals
-      expect({ retried: totals.retried, failed: totals.failed, processed: totals.processed }).toEqual({ retried: maxRetries, failed: 1, processed: 0 })
-    })), { fastCheck: { numRuns: 25 } })
+  it.effect.prop(
+    "(2) an always-failing event is retried exactly MAX_RETRIES times on the policy's delays, then dead-lettered",
+    {
+      event: eventArb,
+      maxRetries: fc.integer({ min: 0, max: 6 })
+    },
+    ({ event, maxRetries }) =>
+      inWorld(Effect.gen(function*() {
+        const cfg = testConfig({ maxRetries })
+        const w = yield* world(cfg)
+        yield* w.faults.failAlways(event.eventId)
+        yield* w.broker.publishEvent(event)
+        yield* w.run()
+        const b = yield* w.broker.get
+        const retries = retriesOf(b, event.eventId)
+        expect(retries.map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
+        expect(retries.map((r) => r.delayMs)).toEqual(
+          Array.from({ length: maxRetries }, (_, n) => Math.min(1000 * 2 ** n, 30_000))
+        )
+        expect(retries.map((r) => r.delayMs)).toEqual(retryDelays(cfg))
+        // The copies carry the attempt in our header.
+        expect(retries.map((r) => header(r.message, RETRY_HEADER))).toEqual(
+          retries.map((r) => (r.attempt === 1 ? undefined : r.attempt - 1))
+        )
+        const dlq = dlqOf(b, event.eventId)
+        expect(dlq).toHaveLength(1)
+        expectFailedDlqEntry(dlq[0]!, event, cfg)
+        expect(header(dlq[0]!, DLQ_HEADERS.reason)).toMatch(/Simulated failure/)
+        expect(header(dlq[0]!, RETRY_HEADER)).toBe(maxRetries === 0 ? undefined : maxRetries)
+        // Every attempt ran the handler 1 + IMMEDIATE_RETRIES times.
+        const calls = yield* w.faults.callsOf(event.eventId)
+        expect(calls.map((c) => c.attempt)).toEqual(Array.from({ length: maxRetries + 1 }, (_, a) => [a, a, a]).flat())
+        expect(yield* w.store.claimsOf(event.eventId)).toEqual([])
+        expect(yield* w.store.notificationsOf(event.eventId)).toEqual([])
+        expectDrained(b)
+        const totals = yield* w.metrics.totals
+        expect({ retried: totals.retried, failed: totals.failed, processed: totals.processed }).toEqual({
+          retried: maxRetries,
+          failed: 1,
+          processed: 0
+        })
+      })),
+    { fastCheck: { numRuns: 25 } }
+  )
 
   it.effect("(2) defaults: retries after 1000, 2000, 4000 ms, then the DLQ with attempts = 4", () =>
     inWorld(Effect.gen(function*() {
@@ -437,57 +491,72 @@ describe("Processor", () => {
         body: text(JSON.stringify(v)),
         reason: /^Body is not a JSON object/
       })),
-      fc.tuple(eventArb, unknownName).map(([e, name]) => ({ body: text(JSON.stringify({ ...e, event: name })), reason: /^Unknown event type/ })),
-      fc.tuple(eventArb, fc.nat()).map(([e, how]) => ({ body: text(JSON.stringify(breakEvent(e, how))), reason: new RegExp(`^Invalid ${e.event.replace(".", "\\.")}: `) }))
+      fc.tuple(eventArb, unknownName).map(([e, name]) => ({
+        body: text(JSON.stringify({ ...e, event: name })),
+        reason: /^Unknown event type/
+      })),
+      fc.tuple(eventArb, fc.nat()).map(([e, how]) => ({
+        body: text(JSON.stringify(breakEvent(e, how))),
+        reason: new RegExp(`^Invalid ${e.event.replace(".", "\\.")}: `)
+      }))
     ),
     routingKey: fc.constantFrom(...EVENT_NAMES),
     // Poison is never retried, whatever its retry header says.
     headers: fc.oneof(fc.constant({}), fc.nat({ max: 10 }).map((n) => ({ [RETRY_HEADER]: n })))
   }).map(({ body, headers, routingKey }) => ({ ...body, headers, routingKey }))
 
-  it.effect.prop("(3) poison goes to the DLQ at once with a reason, is never retried nor claimed; the rest of the batch is processed", {
-    // Poison and valid messages interleaved in one batch.
-    mix: fc.tuple(eventsArb(0, 4), fc.array(poisonArb, { minLength: 1, maxLength: 4 })).chain(([valid, poison]) => {
-      const all: ReadonlyArray<{ readonly poison: Poison } | { readonly event: DomainEvent }> = [
-        ...poison.map((p) => ({ poison: p })),
-        ...valid.map((e) => ({ event: e }))
-      ]
-      return fc.shuffledSubarray([...all], { minLength: all.length, maxLength: all.length }).map((order) => ({ valid, poison, all: order }))
-    })
-  }, ({ mix: { all, poison, valid } }) =>
-    inWorld(Effect.gen(function*() {
-      const w = yield* world(testConfig())
-      const poisonIds = new Map<number, Poison>()
-      for (const m of all) {
-        if ("poison" in m) poisonIds.set(yield* w.broker.publishRaw(m.poison), m.poison)
-        else yield* w.broker.publishEvent(m.event)
-      }
-      yield* w.run({ batchSizes: [all.length] })
-      const b = yield* w.broker.get
-      expect(b.dlq).toHaveLength(poison.length)
-      for (const m of b.dlq) {
-        const p = poisonIds.get(m.copyOf!)!
-        expect(p).toBeDefined()
-        expect(m.headers[DLQ_HEADERS.kind]).toBe("poison")
-        expect(m.headers[DLQ_HEADERS.attempts]).toBe(1)
-        expect(m.headers[DLQ_HEADERS.routingKey]).toBe(p.routingKey)
-        expect(m.headers[DLQ_HEADERS.queue]).toBe(`${p.routingKey}.queue`)
-        expect(m.headers[DLQ_HEADERS.reason]).toMatch(p.reason)
-        expect(m.body).toEqual(p.body)
-      }
-      expect(retriesOf(b)).toEqual([])
-      expect(b.ops.filter((o) => poisonIds.has(o.message.id)).map((o) => o.op).sort()).toEqual(
-        [...Array<string>(poison.length).fill("ack"), ...Array<string>(poison.length).fill("deadLetter")].sort()
-      )
-      // Only valid events reached the handlers and the store.
-      const checked = new Set((yield* w.faults.calls).map((c) => c.eventId))
-      expect(checked).toEqual(new Set(valid.map((e) => e.eventId)))
-      const st = yield* w.store.get
-      expect([...st.claims.values()].map((c) => c.eventId).sort()).toEqual(valid.map((e) => e.eventId).sort())
-      for (const e of valid) yield* expectProcessedOnce(w, e)
-      expect((yield* w.metrics.totals).poison).toBe(poison.length)
-      expectDrained(b)
-    })), { fastCheck: { numRuns: 40 } })
+  it.effect.prop(
+    "(3) poison goes to the DLQ at once with a reason, is never retried nor claimed; the rest of the batch is processed",
+    {
+      // Poison and valid messages interleaved in one batch.
+      mix: fc.tuple(eventsArb(0, 4), fc.array(poisonArb, { minLength: 1, maxLength: 4 })).chain(([valid, poison]) => {
+        const all: ReadonlyArray<{ readonly poison: Poison } | { readonly event: DomainEvent }> = [
+          ...poison.map((p) => ({ poison: p })),
+          ...valid.map((e) => ({ event: e }))
+        ]
+        return fc.shuffledSubarray([...all], { minLength: all.length, maxLength: all.length }).map((order) => ({
+          valid,
+          poison,
+          all: order
+        }))
+      })
+    },
+    ({ mix: { all, poison, valid } }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        const poisonIds = new Map<number, Poison>()
+        for (const m of all) {
+          if ("poison" in m) poisonIds.set(yield* w.broker.publishRaw(m.poison), m.poison)
+          else yield* w.broker.publishEvent(m.event)
+        }
+        yield* w.run({ batchSizes: [all.length] })
+        const b = yield* w.broker.get
+        expect(b.dlq).toHaveLength(poison.length)
+        for (const m of b.dlq) {
+          const p = poisonIds.get(m.copyOf!)!
+          expect(p).toBeDefined()
+          expect(m.headers[DLQ_HEADERS.kind]).toBe("poison")
+          expect(m.headers[DLQ_HEADERS.attempts]).toBe(1)
+          expect(m.headers[DLQ_HEADERS.routingKey]).toBe(p.routingKey)
+          expect(m.headers[DLQ_HEADERS.queue]).toBe(`${p.routingKey}.queue`)
+          expect(m.headers[DLQ_HEADERS.reason]).toMatch(p.reason)
+          expect(m.body).toEqual(p.body)
+        }
+        expect(retriesOf(b)).toEqual([])
+        expect(b.ops.filter((o) => poisonIds.has(o.message.id)).map((o) => o.op).sort()).toEqual(
+          [...Array<string>(poison.length).fill("ack"), ...Array<string>(poison.length).fill("deadLetter")].sort()
+        )
+        // Only valid events reached the handlers and the store.
+        const checked = new Set((yield* w.faults.calls).map((c) => c.eventId))
+        expect(checked).toEqual(new Set(valid.map((e) => e.eventId)))
+        const st = yield* w.store.get
+        expect([...st.claims.values()].map((c) => c.eventId).sort()).toEqual(valid.map((e) => e.eventId).sort())
+        for (const e of valid) yield* expectProcessedOnce(w, e)
+        expect((yield* w.metrics.totals).poison).toBe(poison.length)
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 40 } }
+  )
 
   // -------------------------------------------------------------------------------------------
   // 4. Odd retry headers.
@@ -538,47 +607,58 @@ describe("Processor", () => {
   // 5. A rejected commit caused by one event.
   // -------------------------------------------------------------------------------------------
 
-  it.effect.prop("(5) a statement rejected because of one event: the batch is split, the others commit, the bad one is retried then dead-lettered", {
-    events: eventsArb(2, 6),
-    bad: fc.nat(),
-    maxRetries: fc.integer({ min: 0, max: 3 })
-  }, ({ bad: rawBad, events, maxRetries }) =>
-    inWorld(Effect.gen(function*() {
-      const cfg = testConfig({ maxRetries })
-      const w = yield* world(cfg)
-      const bad = events[rawBad % events.length]!
-      yield* w.store.rejectBatchesContaining(bad.eventId)
-      for (const e of events) yield* w.broker.publishEvent(e)
-      yield* w.run({ batchSizes: [events.length] })
-      const b = yield* w.broker.get
-      const st = yield* w.store.get
-      // The first commit held the whole batch and was rejected; then every event was committed on its own.
-      expect(st.commits[0]).toMatchObject({ outcome: "rejected", eventIds: events.map((e) => e.eventId) })
-      for (const e of events) {
-        if (e.eventId === bad.eventId) continue
-        expect(st.commits.filter((c) => c.eventIds.length === 1 && c.eventIds[0] === e.eventId).map((c) => c.outcome)).toEqual(["committed"])
-        yield* expectProcessedOnce(w, e)
-      }
-      // The bad one: immediate retries of its lone commit on every attempt, MAX_RETRIES broker retries, then the DLQ.
-      const lone = st.commits.filter((c) => c.eventIds.length === 1 && c.eventIds[0] === bad.eventId)
-      expect(lone).toHaveLength((maxRetries + 1) * (1 + IMMEDIATE_RETRIES))
-      expect(lone.every((c) => c.outcome === "rejected")).toBe(true)
-      expect(retriesOf(b, bad.eventId).map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
-      expect(yield* w.store.claimsOf(bad.eventId)).toEqual([])
-      const dlq = dlqOf(b, bad.eventId)
-      expect(dlq).toHaveLength(1)
-      expectFailedDlqEntry(dlq[0]!, bad, cfg)
-      expect(dlq[0]!.headers[DLQ_HEADERS.reason]).toMatch(/^Commit failed/)
-      expectDrained(b)
-    })), { fastCheck: { numRuns: 30 } })
+  it.effect.prop(
+    "(5) a statement rejected because of one event: the batch is split, the others commit, the bad one is retried then dead-lettered",
+    {
+      events: eventsArb(2, 6),
+      bad: fc.nat(),
+      maxRetries: fc.integer({ min: 0, max: 3 })
+    },
+    ({ bad: rawBad, events, maxRetries }) =>
+      inWorld(Effect.gen(function*() {
+        const cfg = testConfig({ maxRetries })
+        const w = yield* world(cfg)
+        const bad = events[rawBad % events.length]!
+        yield* w.store.rejectBatchesContaining(bad.eventId)
+        for (const e of events) yield* w.broker.publishEvent(e)
+        yield* w.run({ batchSizes: [events.length] })
+        const b = yield* w.broker.get
+        const st = yield* w.store.get
+        // The first commit held the whole batch and was rejected; then every event was committed on its own.
+        expect(st.commits[0]).toMatchObject({ outcome: "rejected", eventIds: events.map((e) => e.eventId) })
+        for (const e of events) {
+          if (e.eventId === bad.eventId) continue
+          expect(st.commits.filter((c) => c.eventIds.length === 1 && c.eventIds[0] === e.eventId).map((c) => c.outcome))
+            .toEqual(["committed"])
+          yield* expectProcessedOnce(w, e)
+        }
+        // The bad one: immediate retries of its lone commit on every attempt, MAX_RETRIES broker retries, then the DLQ.
+        const lone = st.commits.filter((c) => c.eventIds.length === 1 && c.eventIds[0] === bad.eventId)
+        expect(lone).toHaveLength((maxRetries + 1) * (1 + IMMEDIATE_RETRIES))
+        expect(lone.every((c) => c.outcome === "rejected")).toBe(true)
+        expect(retriesOf(b, bad.eventId).map((r) => r.attempt)).toEqual(
+          Array.from({ length: maxRetries }, (_, i) => i + 1)
+        )
+        expect(yield* w.store.claimsOf(bad.eventId)).toEqual([])
+        const dlq = dlqOf(b, bad.eventId)
+        expect(dlq).toHaveLength(1)
+        expectFailedDlqEntry(dlq[0]!, bad, cfg)
+        expect(dlq[0]!.headers[DLQ_HEADERS.reason]).toMatch(/^Commit failed/)
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 30 } }
+  )
 
   // -------------------------------------------------------------------------------------------
   // 6. Cache invalidation.
   // -------------------------------------------------------------------------------------------
 
   const fillCache = (cache: Context.Tag.Service<typeof TicketListCache>, n: number) =>
-    Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-      cache.lookup(`scope-${i}`, "status=open").pipe(Effect.flatMap((l) => l.store(`listing ${i}`))), { discard: true })
+    Effect.forEach(
+      Array.from({ length: n }, (_, i) => i),
+      (i) => cache.lookup(`scope-${i}`, "status=open").pipe(Effect.flatMap((l) => l.store(`listing ${i}`))),
+      { discard: true }
+    )
   const cachedCount = (cache: Context.Tag.Service<typeof TicketListCache>, n: number) =>
     Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) => cache.lookup(`scope-${i}`, "status=open")).pipe(
       Effect.map((ls) => ls.filter((l) => Option.isSome(l.hit)).length)
@@ -641,7 +721,10 @@ describe("Processor", () => {
 
   it.effect("(6) Redis down beyond the hold: committed effects stay once; the retry is a duplicate that invalidates", () =>
     inFlakyRedisWorld(Effect.gen(function*() {
-      const [ticket, message] = [fc.sample(ticketCreatedArb, { numRuns: 1, seed: 22 })[0]!, fc.sample(messageSentArb, { numRuns: 1, seed: 23 })[0]!]
+      const [ticket, message] = [
+        fc.sample(ticketCreatedArb, { numRuns: 1, seed: 22 })[0]!,
+        fc.sample(messageSentArb, { numRuns: 1, seed: 23 })[0]!
+      ]
       const w = yield* world(testConfig())
       const redis = yield* ControllableCache
       yield* fillCache(w.cache, 3)
@@ -673,44 +756,49 @@ describe("Processor", () => {
   // 7. Unconfirmed retry / DLQ publishes.
   // -------------------------------------------------------------------------------------------
 
-  it.effect.prop("(7) an unconfirmed retry or DLQ publish never acks the original; it is requeued, comes back, and nothing is lost or doubled", {
-    event: eventArb,
-    maxRetries: fc.integer({ min: 1, max: 3 }),
-    retryFailures: fc.integer({ min: 1, max: 3 }),
-    dlqFailures: fc.integer({ min: 1, max: 2 })
-  }, ({ dlqFailures, event, maxRetries, retryFailures }) =>
-    inWorld(Effect.gen(function*() {
-      const cfg = testConfig({ maxRetries })
-      const w = yield* world(cfg)
-      yield* w.faults.failAlways(event.eventId)
-      yield* w.broker.failNextRetryLater(retryFailures)
-      yield* w.broker.failNextDeadLetter(dlqFailures)
-      yield* w.broker.publishEvent(event)
+  it.effect.prop(
+    "(7) an unconfirmed retry or DLQ publish never acks the original; it is requeued, comes back, and nothing is lost or doubled",
+    {
+      event: eventArb,
+      maxRetries: fc.integer({ min: 1, max: 3 }),
+      retryFailures: fc.integer({ min: 1, max: 3 }),
+      dlqFailures: fc.integer({ min: 1, max: 2 })
+    },
+    ({ dlqFailures, event, maxRetries, retryFailures }) =>
+      inWorld(Effect.gen(function*() {
+        const cfg = testConfig({ maxRetries })
+        const w = yield* world(cfg)
+        yield* w.faults.failAlways(event.eventId)
+        yield* w.broker.failNextRetryLater(retryFailures)
+        yield* w.broker.failNextDeadLetter(dlqFailures)
+        yield* w.broker.publishEvent(event)
 
-      // The first attempt: the retry copy is not confirmed, so the original is not acked or copied;
-      // after a pause it goes back to its queue (rather than holding a prefetch slot).
-      const first = yield* w.broker.take(1)
-      yield* driven(w.processBatch(first))
-      let b = yield* w.broker.get
-      expect([...b.deliveries.values()].map((d) => [d.status, d.publishFailed])).toEqual([["requeued", true]])
-      expect(b.retry).toEqual([])
-      expect(b.unacked.size).toBe(0)
-      expect((yield* w.metrics.totals).retried).toBe(0)
+        // The first attempt: the retry copy is not confirmed, so the original is not acked or copied;
+        // after a pause it goes back to its queue (rather than holding a prefetch slot).
+        const first = yield* w.broker.take(1)
+        yield* driven(w.processBatch(first))
+        let b = yield* w.broker.get
+        expect([...b.deliveries.values()].map((d) => [d.status, d.publishFailed])).toEqual([["requeued", true]])
+        expect(b.retry).toEqual([])
+        expect(b.unacked.size).toBe(0)
+        expect((yield* w.metrics.totals).retried).toBe(0)
 
-      yield* w.run()
-      b = yield* w.broker.get
-      expect(opsOf(b, "retryLater-failed")).toHaveLength(retryFailures)
-      expect(opsOf(b, "deadLetter-failed")).toHaveLength(dlqFailures)
-      // Each unconfirmed copy sent the original back: requeued after the pause, or redelivered by a crash first.
-      expect(opsOf(b, "requeue").length + b.crashes).toBe(retryFailures + dlqFailures)
-      // Not doubled: one confirmed retry per attempt, one DLQ copy.
-      expect(retriesOf(b).map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
-      expect(b.dlq).toHaveLength(1)
-      expectFailedDlqEntry(b.dlq[0]!, event, cfg)
-      expectDrained(b)
-      const totals = yield* w.metrics.totals
-      expect({ retried: totals.retried, failed: totals.failed }).toEqual({ retried: maxRetries, failed: 1 })
-    })), { fastCheck: { numRuns: 25 } })
+        yield* w.run()
+        b = yield* w.broker.get
+        expect(opsOf(b, "retryLater-failed")).toHaveLength(retryFailures)
+        expect(opsOf(b, "deadLetter-failed")).toHaveLength(dlqFailures)
+        // Each unconfirmed copy sent the original back: requeued after the pause, or redelivered by a crash first.
+        expect(opsOf(b, "requeue").length + b.crashes).toBe(retryFailures + dlqFailures)
+        // Not doubled: one confirmed retry per attempt, one DLQ copy.
+        expect(retriesOf(b).map((r) => r.attempt)).toEqual(Array.from({ length: maxRetries }, (_, i) => i + 1))
+        expect(b.dlq).toHaveLength(1)
+        expectFailedDlqEntry(b.dlq[0]!, event, cfg)
+        expectDrained(b)
+        const totals = yield* w.metrics.totals
+        expect({ retried: totals.retried, failed: totals.failed }).toEqual({ retried: maxRetries, failed: 1 })
+      })),
+    { fastCheck: { numRuns: 25 } }
+  )
 
   it.effect("(7) an unconfirmed DLQ publish of poison requeues it; it is dead-lettered once on redelivery", () =>
     inWorld(Effect.gen(function*() {
@@ -766,7 +854,9 @@ describe("Processor", () => {
       const notes = yield* w.store.notificationsOf(message.eventId)
       const expected = known ? [...new Set(watchers)].filter((id) => id !== message.payload.authorId) : []
       expect(notes.map((n) => n.recipientId)).toEqual(expected)
-      for (const n of notes) expect(n).toMatchObject({ eventId: message.eventId, eventType: "message.sent", channel: "in_app" })
+      for (const n of notes) {
+        expect(n).toMatchObject({ eventId: message.eventId, eventType: "message.sent", channel: "in_app" })
+      }
       expect(notes.some((n) => n.recipientId === message.payload.authorId)).toBe(false)
       expect(yield* w.store.claimsOf(message.eventId)).toHaveLength(1)
       expect((yield* w.store.get).watcherLookups).toBe(1)
@@ -854,7 +944,10 @@ describe("Processor", () => {
       expect(report.crashes).toBe(1)
       const b = yield* w.broker.get
       expect(b.deliveries.size).toBe(2)
-      expect([...b.deliveries.values()].map((d) => [d.status, d.message.redelivered])).toEqual([["ack-lost", false], ["acked", true]])
+      expect([...b.deliveries.values()].map((d) => [d.status, d.message.redelivered])).toEqual([["ack-lost", false], [
+        "acked",
+        true
+      ]])
       yield* expectProcessedOnce(w, event)
       const totals = yield* w.metrics.totals
       expect({ processed: totals.processed, duplicates: totals.duplicates }).toEqual({ processed: 1, duplicates: 1 })
@@ -869,7 +962,7 @@ describe("Processor", () => {
       yield* w.run({ batchSizes: [2] })
       const b = yield* w.broker.get
       expect(opsOf(b, "ack")).toHaveLength(2)
-      expect((yield* w.faults.calls)).toHaveLength(1)
+      expect(yield* w.faults.calls).toHaveLength(1)
       expect((yield* w.store.get).commits).toHaveLength(1)
       yield* expectProcessedOnce(w, event)
       expect((yield* w.metrics.totals).duplicates).toBe(1)

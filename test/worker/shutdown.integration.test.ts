@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { EXCHANGE, declareTopology } from "../../src/Broker/Topology.js"
+import { declareTopology, EXCHANGE } from "../../src/Broker/Topology.js"
 import { countRows, deleteEventRows, InfraLive, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
 
 const N = 1500
@@ -51,12 +51,18 @@ describe("worker shutdown", () => {
       const ids = events.map((e) => e.eventId)
       yield* Effect.addFinalizer(() => deleteEventRows(ids))
       yield* Effect.promise(async () => {
-        for (const e of events) channel.publish(EXCHANGE, e.event, Buffer.from(JSON.stringify(e)), { persistent: true, messageId: e.eventId })
+        for (const e of events) {
+          channel.publish(EXCHANGE, e.event, Buffer.from(JSON.stringify(e)), { persistent: true, messageId: e.eventId })
+        }
         await channel.waitForConfirms()
       })
 
       const first = yield* spawnWorker(url)
-      yield* waitUntil("the worker to be mid-load", Effect.map(countRows("processed_events", ids), (n) => n >= 100), "60 seconds")
+      yield* waitUntil(
+        "the worker to be mid-load",
+        Effect.map(countRows("processed_events", ids), (n) => n >= 100),
+        "60 seconds"
+      )
       const code = yield* stop(first.child, first.exited)
       expect(code).toBe(0)
       expect(first.output()).toContain("SIGTERM received, shutting down gracefully...")
@@ -64,7 +70,11 @@ describe("worker shutdown", () => {
       expect(processedAtStop).toBeLessThan(N)
 
       const second = yield* spawnWorker(url)
-      yield* waitUntil("every event processed", Effect.map(countRows("processed_events", ids), (n) => n === N), "90 seconds")
+      yield* waitUntil(
+        "every event processed",
+        Effect.map(countRows("processed_events", ids), (n) => n === N),
+        "90 seconds"
+      )
       expect(yield* stop(second.child, second.exited)).toBe(0)
       expect(yield* countRows("processed_events", ids)).toBe(N)
       expect(yield* countRows("notifications", ids)).toBe(N)

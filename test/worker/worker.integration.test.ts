@@ -3,15 +3,15 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Ref, Scope } from "effect"
 import type { ConfirmChannel, GetMessage } from "amqplib"
-import { DLQ, EXCHANGE, declareTopology } from "../../src/Broker/Topology.js"
+import { Context, Effect, Exit, Layer, Ref, Scope } from "effect"
 import { PublisherLive } from "../../src/Broker/Publisher.js"
-import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
+import { declareTopology, DLQ, EXCHANGE } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
 import { FatalLive } from "../../src/Fatal.js"
 import { appendEvent } from "../../src/Outbox/Outbox.js"
 import { RelayLive } from "../../src/Outbox/Relay.js"
+import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { Faults, HandlerError } from "../../src/Worker/Faults.js"
@@ -31,10 +31,16 @@ import {
 
 /** Fails every attempt of the event ids in the set. */
 const failing = Effect.runSync(Ref.make(new Set<string>()))
-const FaultsTest = Layer.succeed(Faults, Faults.of({
-  check: (event) =>
-    Effect.flatMap(Ref.get(failing), (ids) => ids.has(event.eventId) ? Effect.fail(new HandlerError({ message: "Simulated failure" })) : Effect.void)
-}))
+const FaultsTest = Layer.succeed(
+  Faults,
+  Faults.of({
+    check: (event) =>
+      Effect.flatMap(
+        Ref.get(failing),
+        (ids) => ids.has(event.eventId) ? Effect.fail(new HandlerError({ message: "Simulated failure" })) : Effect.void
+      )
+  })
+)
 
 const workerConfig = (url: string) => ({
   AMQP_URL: url,
@@ -52,15 +58,25 @@ const workerConfig = (url: string) => ({
 const startWorker = (url: string, scope: Scope.Scope) =>
   Layer.buildWithScope(
     WorkerLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsTest, WorkerMetricsLive, FatalLive))
+      Layer.provideMerge(
+        Layer.mergeAll(EventStoreLive, TicketListCacheLive(), FaultsTest, WorkerMetricsLive, FatalLive)
+      )
     ),
     scope
   ).pipe(Effect.withConfigProvider(configFrom(workerConfig(url))))
 
-const publish = (channel: ConfirmChannel, event: DomainEvent | { event: string; body: Buffer }, options: { messageId?: string; headers?: Record<string, unknown> } = {}) =>
+const publish = (
+  channel: ConfirmChannel,
+  event: DomainEvent | { event: string; body: Buffer },
+  options: { messageId?: string; headers?: Record<string, unknown> } = {}
+) =>
   Effect.promise(async () => {
     const [key, body] = "body" in event ? [event.event, event.body] : [event.event, Buffer.from(JSON.stringify(event))]
-    channel.publish(EXCHANGE, key, body, { persistent: true, messageId: options.messageId ?? ("eventId" in event ? event.eventId : undefined), headers: options.headers })
+    channel.publish(EXCHANGE, key, body, {
+      persistent: true,
+      messageId: options.messageId ?? ("eventId" in event ? event.eventId : undefined),
+      headers: options.headers
+    })
     await channel.waitForConfirms()
   })
 
@@ -95,11 +111,17 @@ describe("worker integration", () => {
       yield* sql.withTransaction(appendEvent(viaOutbox))
       const relayScope = yield* Scope.make()
       yield* Effect.addFinalizer(() => Scope.close(relayScope, Exit.void))
-      yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(PublisherLive), Layer.provide(FatalLive)), relayScope).pipe(
-        Effect.withConfigProvider(configFrom(workerConfig(url)))
+      yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(PublisherLive), Layer.provide(FatalLive)), relayScope)
+        .pipe(
+          Effect.withConfigProvider(configFrom(workerConfig(url)))
+        )
+      yield* waitUntil(
+        "the outbox event to be processed",
+        Effect.map(countRows("processed_events", [viaOutbox.eventId]), (n) => n === 1)
       )
-      yield* waitUntil("the outbox event to be processed", Effect.map(countRows("processed_events", [viaOutbox.eventId]), (n) => n === 1))
-      const [outboxRow] = yield* sql<{ published: boolean }>`SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${viaOutbox.eventId}`
+      const [outboxRow] = yield* sql<
+        { published: boolean }
+      >`SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${viaOutbox.eventId}`
       expect(outboxRow?.published).toBe(true)
       expect(yield* countRows("notifications", [viaOutbox.eventId])).toBe(1)
       yield* Scope.close(relayScope, Exit.void)
@@ -110,21 +132,33 @@ describe("worker integration", () => {
       created.push(twice.eventId)
       yield* publish(channel, twice)
       yield* publish(channel, twice)
-      yield* waitUntil("the duplicate to be seen", Effect.map(metrics.totals, (t) => t.duplicates > before.duplicates && t.processed > before.processed))
+      yield* waitUntil(
+        "the duplicate to be seen",
+        Effect.map(metrics.totals, (t) => t.duplicates > before.duplicates && t.processed > before.processed)
+      )
       expect(yield* countRows("processed_events", [twice.eventId])).toBe(1)
       expect(yield* countRows("notifications", [twice.eventId])).toBe(1)
 
       // 3. Poison → DLQ at once, with its reason; never retried.
       yield* publish(channel, { event: "message.sent", body: Buffer.from("{not json") })
-      yield* publish(channel, { event: "ticket.updated", body: Buffer.from(JSON.stringify({ event: "ticket.updated", eventId: "nope" })) })
-      yield* waitUntil("two poison messages in the DLQ", Effect.map(metrics.totals, (t) => t.poison >= before.poison + 2))
+      yield* publish(channel, {
+        event: "ticket.updated",
+        body: Buffer.from(JSON.stringify({ event: "ticket.updated", eventId: "nope" }))
+      })
+      yield* waitUntil(
+        "two poison messages in the DLQ",
+        Effect.map(metrics.totals, (t) => t.poison >= before.poison + 2)
+      )
       const poison = yield* getAll(channel, DLQ)
       expect(poison).toHaveLength(2)
       const reasons = poison.map((m) => String(m.properties.headers?.["opsdesk-error"]))
       expect(reasons.some((r) => r.includes("not valid JSON"))).toBe(true)
       expect(reasons.some((r) => r.includes("eventId"))).toBe(true)
       expect(poison.every((m) => m.properties.headers?.["opsdesk-error-kind"] === "poison")).toBe(true)
-      expect(poison.map((m) => m.properties.headers?.["opsdesk-original-queue"]).sort()).toEqual(["message.sent.queue", "ticket.updated.queue"])
+      expect(poison.map((m) => m.properties.headers?.["opsdesk-original-queue"]).sort()).toEqual([
+        "message.sent.queue",
+        "ticket.updated.queue"
+      ])
 
       // 4. A failing handler → retries held by the broker (2), then the DLQ with headers.
       const doomed = messageSent()
@@ -134,7 +168,10 @@ describe("worker integration", () => {
       created.push(healthy.eventId)
       yield* publish(channel, doomed)
       yield* publish(channel, healthy)
-      yield* waitUntil("the failing message to be dead-lettered", Effect.map(metrics.totals, (t) => t.failed > before.failed))
+      yield* waitUntil(
+        "the failing message to be dead-lettered",
+        Effect.map(metrics.totals, (t) => t.failed > before.failed)
+      )
       expect(yield* countRows("processed_events", [healthy.eventId])).toBe(1)
       const [dead, ...rest] = yield* getAll(channel, DLQ)
       expect(rest).toHaveLength(0)
@@ -155,7 +192,10 @@ describe("worker integration", () => {
       created.push(afterReconnect.eventId)
       yield* Effect.sleep("300 millis")
       yield* publish(channel2, afterReconnect)
-      yield* waitUntil("processing after a reconnect", Effect.map(countRows("processed_events", [afterReconnect.eventId]), (n) => n === 1))
+      yield* waitUntil(
+        "processing after a reconnect",
+        Effect.map(countRows("processed_events", [afterReconnect.eventId]), (n) => n === 1)
+      )
       expect(yield* countRows("notifications", [afterReconnect.eventId])).toBe(1)
 
       yield* Scope.close(workerScope, Exit.void)

@@ -35,7 +35,9 @@ export const call = (method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE", path: 
     if (options.token !== undefined) request = HttpClientRequest.bearerToken(request, options.token)
     if (options.headers !== undefined) request = HttpClientRequest.setHeaders(request, options.headers)
     if (options.json !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, options.json)
-    if (options.raw !== undefined) request = HttpClientRequest.bodyText(request, options.raw, options.contentType ?? "application/json")
+    if (options.raw !== undefined) {
+      request = HttpClientRequest.bodyText(request, options.raw, options.contentType ?? "application/json")
+    }
     const response = yield* client.execute(request)
     const text = yield* response.text
     const reply: Reply = { status: response.status, text, body: parse(text), headers: response.headers }
@@ -47,4 +49,5 @@ export const post = (path: string, json: unknown, token?: string) => call("POST"
 export const patch = (path: string, json: unknown, token?: string) => call("PATCH", path, { token, json })
 
 /** The reply's body decoded with `schema` (a contract check as well as a cast). */
-export const decode = <A, I>(schema: Schema.Schema<A, I>, reply: Reply): A => Schema.decodeUnknownSync(schema)(reply.body)
+export const decode = <A, I>(schema: Schema.Schema<A, I>, reply: Reply): A =>
+  Schema.decodeUnknownSync(schema)(reply.body)

@@ -69,14 +69,20 @@ export const makeFixtures = Effect.gen(function*() {
 })
 
 export const outboxRows = (entityId: string, eventType?: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ eventId: string; eventType: string; envelope: unknown; publishedAt: Date | null }>`
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<{ eventId: string; eventType: string; envelope: unknown; publishedAt: Date | null }>`
       SELECT event_id, event_type, envelope, published_at FROM outbox
       WHERE envelope->'payload'->>'id' = ${entityId}
       ${eventType === undefined ? sql`` : sql`AND event_type = ${eventType}`}
-      ORDER BY id`).pipe(Effect.orDie)
+      ORDER BY id`
+  ).pipe(Effect.orDie)
 
 export const auditRows = (entityId: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ actorId: string | null; action: string; entity: string; entityId: string; changes: unknown }>`
-      SELECT actor_id, action, entity, entity_id, changes FROM audit_log WHERE entity_id = ${entityId} ORDER BY id`).pipe(Effect.orDie)
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<{ actorId: string | null; action: string; entity: string; entityId: string; changes: unknown }>`
+      SELECT actor_id, action, entity, entity_id, changes FROM audit_log WHERE entity_id = ${entityId} ORDER BY id`
+  ).pipe(Effect.orDie)

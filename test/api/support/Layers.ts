@@ -10,13 +10,13 @@ import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { ConfigProvider, Context, Effect, Layer, Option, Ref } from "effect"
 import { createServer } from "node:net"
 import { MigrateOnStart } from "../../../src/App/ApiProcess.js"
+import { HttpLive, NodeServerLive } from "../../../src/App/Server.js"
 import { Tokens } from "../../../src/Auth/Tokens.js"
 import { Publisher } from "../../../src/Broker/Publisher.js"
-import { TicketListCache } from "../../../src/Tickets/ListCache.js"
-import { HttpLive, NodeServerLive } from "../../../src/App/Server.js"
-import { RedisLive } from "../../../src/Store/Redis.js"
 import * as Otel from "../../../src/Observability/Otel.js"
+import { RedisLive } from "../../../src/Store/Redis.js"
 import { PgLive } from "../../../src/Store/Sql.js"
+import { TicketListCache } from "../../../src/Tickets/ListCache.js"
 
 /** Always a miss, never stores: listings come straight from the database. */
 export const PassThroughCache = Layer.succeed(
@@ -28,12 +28,18 @@ export const PassThroughCache = Layer.succeed(
 )
 
 /** Whether the fake publisher reports itself connected. */
-export class PublisherConnected extends Context.Tag("test/PublisherConnected")<PublisherConnected, Ref.Ref<boolean>>() {}
+export class PublisherConnected
+  extends Context.Tag("test/PublisherConnected")<PublisherConnected, Ref.Ref<boolean>>()
+{}
 
 export const FakePublisher = Layer.effectContext(
   Effect.gen(function*() {
     const connected = yield* Ref.make(true)
-    const publisher = Publisher.of({ publishAll: () => Effect.void, send: () => Effect.succeed(Effect.void), isConnected: Ref.get(connected) })
+    const publisher = Publisher.of({
+      publishAll: () => Effect.void,
+      send: () => Effect.succeed(Effect.void),
+      isConnected: Ref.get(connected)
+    })
     return Context.make(PublisherConnected, connected).pipe(Context.add(Publisher, publisher))
   })
 )
@@ -42,7 +48,9 @@ export const FakePublisher = Layer.effectContext(
 export const apiTestLayer = <E = never, R = never>(cache: Layer.Layer<TicketListCache, E, R> = PassThroughCache) =>
   HttpLive.pipe(
     Layer.provide(MigrateOnStart),
-    Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))),
+    Layer.provideMerge(
+      Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))
+    ),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Layer.merge(PgLive, RedisLive))
   )
@@ -57,20 +65,25 @@ const freePort = Effect.async<number>((resume) => {
 
 /**
  * Like `apiTestLayer`, but on the production server (NodeServerLive, on a free
- * port) instead of layerTest: with its node:http shortcut for cached listings.
+ * port) instead of layerTest: real sockets, Node's own request parsing and
+ * the server's lifecycle fixes.
  */
 export const apiProductionServerLayer = <E = never, R = never>(cache: Layer.Layer<TicketListCache, E, R>) =>
   Layer.unwrapEffect(Effect.map(freePort, (port) =>
     HttpLive.pipe(
       Layer.provide(MigrateOnStart),
-      Layer.provideMerge(Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))),
+      Layer.provideMerge(
+        Layer.mergeAll(cache, FakePublisher, Tokens.Default, Otel.layer({ serviceName: "opsdesk-api-test" }))
+      ),
       Layer.provideMerge(
         HttpServer.layerTestClient.pipe(
           Layer.provide(NodeHttpClient.layerWithoutAgent),
           Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: false })),
           Layer.provideMerge(NodeServerLive.pipe(
             Layer.provide(Layer.setConfigProvider(
-              ConfigProvider.fromMap(new Map([["PORT", String(port)]])).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+              ConfigProvider.fromMap(new Map([["PORT", String(port)]])).pipe(
+                ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+              )
             ))
           ))
         )

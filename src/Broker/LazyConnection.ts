@@ -1,7 +1,8 @@
 /**
- * One AMQP connection shared by the operations of a long-lived service, opened
- * on first use and closed again after `idleTimeToLive` without users: a
- * service nobody calls holds no connection, a dashboard that polls reuses one.
+ * One AMQP connection shared by the operations of a long-lived service (the
+ * DLQ tools), opened on first use and closed again after `idleTimeToLive`
+ * without users: a service nobody calls holds no connection, a dashboard that
+ * polls reuses one.
  *
  * A connection that dropped (the broker restarted between two calls, say) is
  * noticed through its 'close' event and replaced on the next lease; `invalidate`
@@ -9,9 +10,9 @@
  * same. Unlike `RcRef`, a lease of a replaced connection never leaks it: the
  * last user of a retired connection closes it.
  */
-import { type Duration, Effect, Exit, Scope } from "effect"
 import type { ChannelModel } from "amqplib"
-import { BrokerError } from "../Broker/Amqp.js"
+import { type Duration, Effect, Exit, Scope } from "effect"
+import { BrokerError } from "./Amqp.js"
 
 interface Held {
   readonly connection: ChannelModel
@@ -80,7 +81,7 @@ export const makeLazyConnection = <E>(options: {
     })
 
     const acquire = lock.withPermits(1)(Effect.suspend((): Effect.Effect<Held, BrokerError | E> => {
-      if (shutDown) return Effect.fail(new BrokerError({ message: "The DLQ service is shut down" }))
+      if (shutDown) return Effect.fail(new BrokerError({ message: "The broker connection is shut down" }))
       const reuse = current !== undefined && current.alive ? current : undefined
       const next = reuse
         ? Effect.succeed(reuse)
@@ -104,7 +105,11 @@ export const makeLazyConnection = <E>(options: {
         if (current !== held || !held.alive) return lock.withPermits(1)(retire(held))
         const epoch = held.epoch
         return Effect.sleep(options.idleTimeToLive).pipe(
-          Effect.zipRight(lock.withPermits(1)(Effect.suspend(() => (held.users === 0 && held.epoch === epoch ? retire(held) : Effect.void)))),
+          Effect.zipRight(
+            lock.withPermits(1)(
+              Effect.suspend(() => (held.users === 0 && held.epoch === epoch ? retire(held) : Effect.void))
+            )
+          ),
           // Released from a finalizer (uninterruptible): the timer itself must stay interruptible, or closing the service waits it out.
           Effect.interruptible,
           Effect.forkIn(owner),

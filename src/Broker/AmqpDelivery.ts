@@ -1,0 +1,95 @@
+/**
+ * The `Delivery` of an amqplib message: every settle is once-only and bound
+ * to the channel the message came on; retry and DLQ copies are published on
+ * that connection's confirm channel and confirmed before the caller acks.
+ */
+import type { ConfirmChannel, ConsumeMessage } from "amqplib"
+import { Effect } from "effect"
+import type { AckBatcher } from "./AckBatcher.js"
+import type { Delivery } from "./Delivery.js"
+import { deadLetterHeaders, DLQ_HEADERS, type FailureKind, retryHeaders } from "./Headers.js"
+import { copyOptions } from "./Message.js"
+import { publishOne } from "./Publish.js"
+import { DLQ, RETRY_EXCHANGE, RETRY_RETURN_EXCHANGE, retryRoutingKey } from "./Topology.js"
+
+/** A class, not an object of closures: one is made per message on the hot path. */
+export class AmqpDelivery implements Delivery {
+  readonly routingKey: string
+  private settled = false
+
+  constructor(
+    private readonly msg: ConsumeMessage,
+    readonly queue: string,
+    private readonly acks: AckBatcher,
+    private readonly confirm: ConfirmChannel,
+    /** False once either channel closed: settling is then a no-op (the broker redelivers). */
+    private readonly open: { readonly value: boolean }
+  ) {
+    // A message back from a retry queue arrives with routing key `<delay>ms.<queue>`; its first routing key travels in a header.
+    const original = msg.properties.headers?.[DLQ_HEADERS.routingKey]
+    this.routingKey = msg.fields.exchange === RETRY_RETURN_EXCHANGE && typeof original === "string"
+      ? original
+      : msg.fields.routingKey
+  }
+
+  get body(): Uint8Array {
+    return this.msg.content
+  }
+  get messageId(): string | undefined {
+    return this.msg.properties.messageId
+  }
+  get headers(): Readonly<Record<string, unknown>> {
+    return this.msg.properties.headers ?? {}
+  }
+  get ack(): Effect.Effect<void> {
+    return Effect.sync(() => this.settle(() => this.acks.ack(this.msg)))
+  }
+  get requeue(): Effect.Effect<void> {
+    return Effect.sync(() => this.settle(() => this.acks.requeue(this.msg)))
+  }
+
+  private settle(f: () => void): void {
+    if (this.settled || !this.open.value) return
+    this.settled = true
+    try {
+      f()
+    } catch {
+      // The channel closed under us: the broker will redeliver.
+    }
+  }
+
+  retryLater(
+    { attempt, delayMs, error }: { readonly delayMs: number; readonly attempt: number; readonly error: string }
+  ) {
+    return publishOne(this.confirm, {
+      exchange: RETRY_EXCHANGE,
+      routingKey: retryRoutingKey(delayMs, this.queue),
+      content: this.msg.content,
+      options: copyOptions(
+        this.msg.properties,
+        retryHeaders(this.headers, { attempt, routingKey: this.routingKey, error })
+      )
+    })
+  }
+
+  deadLetter(
+    { attempts, kind, reason }: { readonly kind: FailureKind; readonly reason: string; readonly attempts: number }
+  ) {
+    return publishOne(this.confirm, {
+      exchange: "",
+      routingKey: DLQ,
+      content: this.msg.content,
+      options: copyOptions(
+        this.msg.properties,
+        deadLetterHeaders(this.headers, {
+          kind,
+          reason,
+          attempts,
+          routingKey: this.routingKey,
+          queue: this.queue,
+          failedAt: new Date()
+        })
+      )
+    })
+  }
+}

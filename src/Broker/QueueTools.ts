@@ -1,0 +1,121 @@
+/**
+ * What the operator tools (the DLQ service) do on the broker: read queue
+ * depths, borrow messages, remove them or give them back, purge a queue, and
+ * republish copies, over one lazily opened connection (see LazyConnection.ts)
+ * on which the topology is declared first, so the tools work on a fresh broker.
+ *
+ * A borrowed message is read with basic.get *without* acking: until it is
+ * removed it stays the queue's. Given back (nack with requeue), RabbitMQ puts
+ * it back in its original position; should the process die midway, the broker
+ * requeues it when the connection closes. Nothing is lost by looking.
+ */
+import type { Channel, ConfirmChannel, Message } from "amqplib"
+import { type Duration, Effect, Option, type Scope } from "effect"
+import { AmqpUrl, QueueType, WorkerConfig } from "../Config.js"
+import { describe } from "../Kit/Cause.js"
+import { BrokerError, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
+import { makeLazyConnection } from "./LazyConnection.js"
+import type { OutgoingMessage, QueuedMessage } from "./Message.js"
+import { publishConfirmed, type PublishOutcome } from "./Publish.js"
+import { checkQueues, declareTopology, type QueueState, type TopologyError, topologyOptions } from "./Topology.js"
+
+export interface Borrowed {
+  readonly message: QueuedMessage
+  /** Removes the message from its queue (acks it). */
+  readonly remove: Effect.Effect<void, BrokerError>
+}
+
+/** One operation's channels; they close with its scope, which gives back whatever it did not remove. */
+export interface QueueSession {
+  readonly states: (queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueueState>, BrokerError>
+  /** Ready messages in `queue` (not those borrowed by anyone). */
+  readonly depth: (queue: string) => Effect.Effect<number, BrokerError>
+  /** The next ready message of `queue`, borrowed; None once no ready message is left. */
+  readonly borrow: (queue: string) => Effect.Effect<Option.Option<Borrowed>, BrokerError>
+  /** Gives every borrowed message not removed back, in its original position. */
+  readonly giveBack: Effect.Effect<void>
+  /** Removes every ready message of `queue`; returns how many. */
+  readonly purge: (queue: string) => Effect.Effect<number, BrokerError>
+  /** Publishes copies (confirmed; mandatory ones come back as Returned when unroutable). Needs a session opened with `confirm`. */
+  readonly republish: (
+    messages: ReadonlyArray<OutgoingMessage>
+  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, BrokerError>
+}
+
+export interface QueueTools {
+  readonly session: (
+    options?: { readonly confirm?: boolean }
+  ) => Effect.Effect<QueueSession, BrokerError | TopologyError, Scope.Scope>
+  /** Whether a broker connection is open right now (one is opened on demand). */
+  readonly isConnected: Effect.Effect<boolean>
+}
+
+const brokerError = (what: string) => (cause: unknown) =>
+  new BrokerError({ message: `${what}: ${describe(cause)}`, cause })
+
+const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined): QueueSession => ({
+  states: (queues) => checkQueues(channel, queues),
+  depth: (queue) => Effect.map(checkQueues(channel, [queue]), ([state]) => state?.messages ?? 0),
+  borrow: (queue) =>
+    Effect.tryPromise({
+      try: () => channel.get(queue, { noAck: false }),
+      catch: brokerError(`Cannot read from ${queue}`)
+    }).pipe(
+      Effect.map((msg) => (msg === false ? Option.none() : Option.some(borrowed(channel, queue, msg))))
+    ),
+  giveBack: Effect.sync(() => {
+    try {
+      channel.nackAll(true)
+    } catch {
+      // The channel is gone: the broker has requeued them already.
+    }
+  }),
+  purge: (queue) =>
+    Effect.tryPromise({ try: () => channel.purgeQueue(queue), catch: brokerError(`Cannot purge ${queue}`) }).pipe(
+      Effect.map((r) => r.messageCount)
+    ),
+  republish: (messages) =>
+    confirm === undefined
+      ? Effect.fail(new BrokerError({ message: "This session has no confirm channel" }))
+      : Effect.flatten(publishConfirmed(confirm, messages))
+})
+
+const borrowed = (channel: Channel, queue: string, message: Message): Borrowed => ({
+  message,
+  remove: Effect.try({ try: () => channel.ack(message), catch: brokerError(`Cannot remove a message from ${queue}`) })
+})
+
+/** Tools on AMQP_URL, declaring the topology of QUEUE_TYPE and the worker's retry delays. */
+export const makeQueueTools = (options: {
+  /** The connection's name, as RabbitMQ shows it. */
+  readonly name: string
+  readonly idleTimeToLive: Duration.DurationInput
+}) =>
+  Effect.gen(function*() {
+    const url = yield* AmqpUrl
+    const topology = topologyOptions(yield* QueueType, yield* WorkerConfig)
+    const pool = yield* makeLazyConnection<BrokerError | TopologyError>({
+      open: Effect.gen(function*() {
+        const connection = yield* openConnection(url, options.name)
+        yield* Effect.scoped(Effect.flatMap(openChannel(connection), (channel) => declareTopology(channel, topology)))
+        return connection
+      }),
+      idleTimeToLive: options.idleTimeToLive
+    })
+
+    // A channel that will not open means the connection is unusable: it is replaced and the open tried once more.
+    const session = (sessionOptions: { readonly confirm?: boolean } = {}) =>
+      Effect.gen(function*() {
+        const { connection, invalidate } = yield* pool.lease
+        return yield* Effect.all({
+          channel: openChannel(connection),
+          confirm: sessionOptions.confirm === true ? openConfirmChannel(connection) : Effect.succeed(undefined)
+        }).pipe(
+          Effect.map(({ channel, confirm }) => sessionOn(channel, confirm)),
+          Effect.tapError(() => invalidate)
+        )
+      }).pipe(Effect.retry({ times: 1, while: (e) => e._tag === "BrokerError" }))
+
+    const tools: QueueTools = { session, isConnected: pool.isOpen }
+    return tools
+  })
