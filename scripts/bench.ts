@@ -233,9 +233,11 @@ const prepublish = (n: number, dupes: number) =>
     let published = 0
     let copies = 0
     const ids: Array<string> = []
+    const events: Array<ReturnType<typeof makeEvent>> = []
     for (let i = 0; i < n; i++) {
       const e = makeEvent(EVENTS[i % 4]!)
       ids.push(e.eventId)
+      events.push(e)
       const body = Buffer.from(JSON.stringify(e))
       const times = dupes > 0 && Math.floor((i + 1) * dupes) > Math.floor(i * dupes) ? 2 : 1
       for (let k = 0; k < times; k++) {
@@ -255,8 +257,49 @@ const prepublish = (n: number, dupes: number) =>
       if (i % 1000 === 999) await ch.waitForConfirms()
     }
     await ch.waitForConfirms()
-    return { published, unique: n, dupes: copies, ids }
+    return { published, unique: n, dupes: copies, ids, events }
   })
+
+type BenchEvent = ReturnType<typeof makeEvent>
+
+/**
+ * The users, tickets and messages the events name: the worker acts only on
+ * events about entities that exist (as the API's always are). Returns a
+ * function that deletes them again.
+ */
+const insertEntities = async (db: pg.Client, events: ReadonlyArray<BenchEvent>) => {
+  const users = new Set<string>()
+  const tickets = new Map<string, string>()
+  const messages: Array<[string, string, string]> = []
+  for (const { payload: p } of events) {
+    if ("authorId" in p && p.authorId !== undefined) {
+      users.add(p.authorId)
+      tickets.set(p.ticketId, p.authorId)
+      messages.push([p.id, p.ticketId, p.authorId])
+    } else if ("ownerId" in p && p.ownerId !== undefined) {
+      users.add(p.ownerId)
+      tickets.set(p.id, p.ownerId)
+    }
+  }
+  await db.query(
+    "INSERT INTO users (id, username, password_hash, role) SELECT id, 'bench-' || id, 'x', 'customer' FROM unnest($1::uuid[]) AS u(id)",
+    [[...users]]
+  )
+  await db.query(
+    "INSERT INTO tickets (id, title, description, owner_id) SELECT id, 't', 'd', o FROM unnest($1::uuid[], $2::uuid[]) AS t(id, o)",
+    [[...tickets.keys()], [...tickets.values()]]
+  )
+  await db.query(
+    `INSERT INTO messages (id, ticket_id, author_id, content)
+     SELECT id, t, a, 'b' FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS m(id, t, a)`,
+    [messages.map((m) => m[0]), messages.map((m) => m[1]), messages.map((m) => m[2])]
+  )
+  return async () => {
+    await db.query("DELETE FROM messages WHERE id = ANY($1::uuid[])", [messages.map((m) => m[0])])
+    await db.query("DELETE FROM tickets WHERE id = ANY($1::uuid[])", [[...tickets.keys()]])
+    await db.query("DELETE FROM users WHERE id = ANY($1::uuid[])", [[...users]])
+  }
+}
 
 const queueDepth = () =>
   withChannel(async (ch) => {
@@ -316,6 +359,7 @@ const drainOpsDesk = async (
   await db.connect()
   await db.query("TRUNCATE processed_events, notifications")
   const pub = await prepublish(n, opts.dupes ?? 0)
+  const deleteEntities = await insertEntities(db, pub.events)
   const failPct = opts.failOncePercent ?? 0
   // The events the worker's fault injection will fail once (the same stable hash): the rate is
   // measured over the others, which must not wait for them.
@@ -359,6 +403,7 @@ const drainOpsDesk = async (
     SELECT (SELECT count(*)::int FROM processed_events) AS claims,
            (SELECT count(*)::int FROM notifications) AS notifications,
            (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id HAVING count(*) > 1) d) AS doubled`)
+  await deleteEntities()
   await db.end()
   const left = await queueDepth()
   // ticket.* events each notify exactly one recipient (the owner; assignee null); message.sent has no watchers here.

@@ -5,7 +5,8 @@
  *   is read here, up to the limit, and over it → 413 as well (the platform's
  *   reader would destroy the socket instead of answering; `MaxBodySize`, set
  *   on the server layer, stays as the backstop);
- * - a body that is not JSON (`Content-Type` other than application/json) → 415;
+ * - a body whose media type is not exactly `application/json` (parameters such
+ *   as `; charset=utf-8` allowed, any case), or that has no `Content-Type` → 415;
  * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
  *   as a defect); JSON nested deeper than MAX_JSON_DEPTH (src/Domain/Json.ts) → 400 before it is
  *   decoded (a few KiB of `[[[[…` otherwise overflow the stack while the
@@ -13,10 +14,12 @@
  * - an unknown route → 404 JSON;
  * - PostgreSQL unreachable (a connection-class SQL error, see
  *   `isTransientSqlError`) → 503 with `Retry-After: 1`, logged at warning level;
+ * - a client that breaks off while its body is read → interrupted as a client
+ *   abort (RequestMetrics.ts counts it as 499; nobody is left to answer);
  * - any other defect → 500 JSON, logged at error level with its cause.
- * Typed errors pass through untouched: HttpApi encodes them afterwards.
+ * Typed errors pass through, the values they echo bounded (`boundEchoes`): HttpApi encodes them afterwards.
  */
-import { type HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiError, type HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Option } from "effect"
@@ -46,6 +49,66 @@ const SERVICE_UNAVAILABLE = errorResponse(503, "ServiceUnavailable", "the databa
 
 const hasBody = (method: string) => method === "POST" || method === "PATCH" || method === "PUT"
 
+/**
+ * Whether a `Content-Type` is JSON: its media type (RFC 9110 §8.3.1: the part
+ * before any `;` parameter, case-insensitive) is exactly `application/json`.
+ * Hand-written: one comparison, where a parser package would add a dependency.
+ */
+const isJson = (contentType: string) => contentType.split(";", 1)[0]!.trim().toLowerCase() === "application/json"
+
+/** Whether the request carries a body: a non-zero Content-Length, or a chunked one. */
+const carriesBody = (headers: HttpServerRequest.HttpServerRequest["headers"]) =>
+  headers["transfer-encoding"] !== undefined ||
+  (headers["content-length"] !== undefined && Number(headers["content-length"]) !== 0)
+
+/** The longest part of a rejected value that an error message repeats. */
+export const ECHO_LIMIT = 64
+
+const bounded = (value: string) => (value.length > ECHO_LIMIT ? `${value.slice(0, ECHO_LIMIT)}…` : value)
+
+/** A JSON string literal, as Schema's formatters quote a value. */
+const QUOTED = /"(?:[^"\\\n]|\\.)*"/g
+
+/**
+ * An error message with the client's values in it cut to ECHO_LIMIT
+ * characters: every quoted string (`actual "…"`, `Unable to decode "…"`,
+ * a path's `["…"]`), then whatever else follows `actual ` on a line (arrays,
+ * objects). Schema's formatters repeat a rejected value whole, in the message
+ * and in each issue: a 60 KB field would come back twice.
+ */
+export const boundEchoes = (message: string): string =>
+  message
+    .replace(QUOTED, (quoted) => (quoted.length > ECHO_LIMIT + 2 ? `${quoted.slice(0, ECHO_LIMIT + 1)}…"` : quoted))
+    .replace(/(actual )(.+)$/gm, (_, prefix: string, value: string) =>
+      // A quoted value is bounded already (at most ECHO_LIMIT + 3 characters with its quotes and ellipsis).
+      prefix + (value.length > ECHO_LIMIT + 3 ? `${value.slice(0, ECHO_LIMIT)}…` : value))
+
+const boundPath = (path: ReadonlyArray<PropertyKey>) =>
+  path.map((key) => (typeof key === "string" ? bounded(key) : key))
+
+/** The same typed error with its echoed values bounded (HttpApi's decode errors, and any `{ message }` error). */
+const withBoundedEchoes = <E>(error: E): E => {
+  if (error instanceof HttpApiError.HttpApiDecodeError) {
+    return new HttpApiError.HttpApiDecodeError({
+      message: boundEchoes(error.message),
+      issues: error.issues.map((issue) => ({
+        ...issue,
+        message: boundEchoes(issue.message),
+        path: boundPath(issue.path)
+      }))
+    }) as E
+  }
+  if (
+    error instanceof Error && "_tag" in error && typeof error.message === "string" &&
+    boundEchoes(error.message) !== error.message
+  ) {
+    // A tagged error class whose fields are its own enumerable properties: rebuilt with the message bounded.
+    const Class = error.constructor as new(fields: Record<string, unknown>) => E
+    return new Class({ ...(error as Record<string, unknown>), message: boundEchoes(error.message) })
+  }
+  return error
+}
+
 const isTooLarge = (error: HttpServerError.RequestError) =>
   error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
 
@@ -55,12 +118,13 @@ const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Caus
     const error = failure.value
     return HttpServerError.isServerError(error) && error._tag === "RouteNotFound"
       ? Effect.succeed(ROUTE_NOT_FOUND)
-      : Effect.failCause(cause)
+      : Effect.failCause(Cause.map(cause, withBoundedEchoes))
   }
   const defect = Cause.dieOption(cause)
   if (Option.isNone(defect)) return Effect.failCause(cause) // interrupted
   const error = defect.value
   if (HttpServerError.isServerError(error) && error._tag === "RequestError") {
+    if (clientGone(request)) return clientAbort
     return Effect.succeed(isTooLarge(error) ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
   }
   if (error instanceof SqlError && isTransientSqlError(error)) {
@@ -75,12 +139,19 @@ const recover = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Caus
   )
 }
 
+/** The client broke off before its request was read to the end. */
+const clientGone = (request: HttpServerRequest.HttpServerRequest) =>
+  NodeHttpServerRequest.toIncomingMessage(request).readableAborted
+
+/** Ends the request as the platform does when the client disconnects (RequestMetrics.ts: 499). */
+const clientAbort = Effect.interruptWith(HttpServerError.clientAbortFiberId)
+
 /**
  * Reads a body sent without Content-Length to its end, keeping at most
- * BODY_LIMIT bytes; `undefined` when it was longer (or the client broke off).
+ * BODY_LIMIT bytes; `undefined` when it was longer, `null` when the client broke off.
  */
 const readChunked = (incoming: IncomingMessage) =>
-  Effect.async<string | undefined>((resume) => {
+  Effect.async<string | undefined | null>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
     incoming.on("data", (chunk: Buffer) => {
@@ -91,7 +162,7 @@ const readChunked = (incoming: IncomingMessage) =>
     incoming.once("end", () =>
       resume(Effect.succeed(size > BODY_LIMIT ? undefined : Buffer.concat(chunks).toString("utf8"))))
     incoming.once("error", () =>
-      resume(Effect.succeed(undefined)))
+      resume(Effect.succeed(incoming.readableAborted ? null : undefined)))
   })
 
 /** The same request, its body already read: HttpApi's `json` reads `text`. */
@@ -109,7 +180,7 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
     if (!hasBody(request.method)) return run
     const headers = request.headers
     const type = headers["content-type"]
-    if (type !== undefined && !type.toLowerCase().includes("application/json")) {
+    if (type === undefined ? carriesBody(headers) : !isJson(type)) {
       return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
     }
     const checked = (text: string) => (nestedTooDeep(text) ? Effect.succeed(TOO_DEEP) : run)
@@ -118,11 +189,16 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
       // The platform caches the text, so HttpApi's own read does not read the body again.
       return Number(length) > BODY_LIMIT
         ? Effect.succeed(PAYLOAD_TOO_LARGE)
-        : Effect.matchEffect(request.text, { onFailure: () => run, onSuccess: checked })
+        : Effect.matchEffect(request.text, {
+          onFailure: () => (clientGone(request) ? clientAbort : run),
+          onSuccess: checked
+        })
     }
     if (headers["transfer-encoding"] === undefined) return run
     return Effect.flatMap(readChunked(NodeHttpServerRequest.toIncomingMessage(request)), (text) =>
-      text === undefined
+      text === null
+        ? clientAbort
+        : text === undefined
         ? Effect.succeed(PAYLOAD_TOO_LARGE)
         : Effect.provideService(checked(text), HttpServerRequest.HttpServerRequest, withText(request, text)))
   })

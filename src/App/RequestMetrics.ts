@@ -5,7 +5,7 @@
  * (anything else is `other`), so random paths cannot blow up the label set.
  */
 import { HttpApi, type HttpApp, HttpServerError, HttpServerRequest } from "@effect/platform"
-import { Cause, Effect, Metric, MetricBoundaries, Option, Schema, SchemaAST } from "effect"
+import { Cause, Effect, Exit, Metric, MetricBoundaries, Option, Schema, SchemaAST } from "effect"
 import { Api } from "./Api.js"
 
 export const httpRequests = Metric.counter("opsdesk_http_requests_total", {
@@ -66,14 +66,19 @@ const declaredErrors = (() => {
   return Array.from(statuses, ([ast, status]) => ({ is: Schema.is(Schema.make(ast)), status }))
 })()
 
-/** The status HttpApi answers for a failure: its declared status for a typed error, else what the server renders. */
-const statusOf = (cause: Cause.Cause<unknown>): number => {
+/**
+ * The status HttpApi answers for a failure: its declared status for a typed
+ * error, else what the server renders (`causeResponse`, as the platform
+ * does): the response a defect carries, 500 for other defects, and for an
+ * interruption 499 when the client went away (503 when the server stopped).
+ */
+const statusOf = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const declared = declaredErrors.find((error) => error.is(failure.value))
-    if (declared !== undefined) return declared.status
+    if (declared !== undefined) return Effect.succeed(declared.status)
   }
-  return HttpServerError.causeResponseStripped(cause)[0].status
+  return Effect.map(HttpServerError.causeResponse(cause), ([response]) => response.status)
 }
 
 /** Tagged metrics, built once per label set (tagging allocates and hashes a key). */
@@ -112,15 +117,19 @@ export const recordRequest = (method: string, route: string, status: number, sta
 /**
  * Wraps the whole app. Errors that HttpApi encodes further out (401s from its
  * security middleware, typed endpoint errors) are counted with the status the
- * server will answer, as `HttpServerError.causeResponseStripped` computes it.
+ * server will answer (`statusOf`). On exit, so that a request interrupted
+ * because its client disconnected is counted too (as 499).
  */
 export const measured = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const started = performance.now()
     const record = (status: number) =>
       Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
-    return app.pipe(
-      Effect.tap((response) => record(response.status)),
-      Effect.tapErrorCause((cause) => record(statusOf(cause)))
+    return Effect.onExit(
+      app,
+      Exit.match({
+        onSuccess: (response) => record(response.status),
+        onFailure: (cause) => Effect.flatMap(statusOf(cause), record)
+      })
     )
   })

@@ -1,7 +1,8 @@
 /**
- * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs,
- * Prometheus metrics at /metrics, the request guards, and the Node HTTP
- * server with a bounded shutdown.
+ * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs (both
+ * cached and compressed, CachedDocs.ts), Prometheus metrics at /metrics, the
+ * request guards, and the Node HTTP server with explicit timeouts, a
+ * connection cap and a bounded shutdown.
  */
 import {
   FileSystem,
@@ -15,7 +16,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
-import { HttpPort } from "../Config.js"
+import { HttpPort, HttpServerConfig } from "../Config.js"
 import { HttpHealthLive } from "../Health/Http.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
 import { Tracing } from "../Observability/Otel.js"
@@ -24,6 +25,7 @@ import { OpsPageRouteLive } from "../Ops/Page.js"
 import { HttpTicketsLive } from "../Tickets/Http.js"
 import { HttpUsersLive } from "../Users/Http.js"
 import { Api } from "./Api.js"
+import { cachedDocs } from "./CachedDocs.js"
 import { MetricsRouteLive } from "./MetricsRoute.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
 import { measured } from "./RequestMetrics.js"
@@ -38,10 +40,11 @@ const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.so
 
 /**
  * The API-level middleware around every route, in this order: the request
- * metrics (RequestMetrics.ts) outside the request guards (Middleware.ts).
- * HttpApi's error encoding runs outside both; `logUnhandled` (below) is outermost.
+ * metrics (RequestMetrics.ts) outside the request guards (Middleware.ts),
+ * outside the caching of /docs and /openapi.json (CachedDocs.ts).
+ * HttpApi's error encoding runs outside all three; `logUnhandled` (below) is outermost.
  */
-const RequestMiddlewareLive = HttpApiBuilder.middleware((app) => measured(guard(app)))
+const RequestMiddlewareLive = HttpApiBuilder.middleware((app) => measured(guard(cachedDocs(app))))
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
@@ -72,7 +75,12 @@ export const SHUTDOWN_GRACE_MS = 5000
 const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server is starting or stopping" })
 
 /**
- * NodeHttpServer on PORT, with two fixes to v3's lifecycle:
+ * NodeHttpServer on PORT, with the limits of HttpServerConfig (Config.ts):
+ * a client must send its headers within HTTP_HEADERS_TIMEOUT_MS and its whole
+ * request within HTTP_REQUEST_TIMEOUT_MS (else 408 and the connection is
+ * closed: a slow client cannot hold a connection open), an idle keep-alive
+ * connection closes after HTTP_KEEP_ALIVE_TIMEOUT_MS, and connections beyond
+ * HTTP_MAX_CONNECTIONS are closed as they arrive. And two fixes to v3's lifecycle:
  * - it listens before the API attaches its request handler, and a request
  *   in between would hang forever; until then (and again during shutdown)
  *   a fallback answers 503. Once the API's handler is there, the fallback
@@ -85,8 +93,17 @@ export const NodeServerLive = Layer.scoped(
   HttpServer.HttpServer,
   Effect.gen(function*() {
     const port = yield* HttpPort
-    // Node's own Host check answers a bare 400; the request guard answers it as JSON instead.
-    const server = createServer({ requireHostHeader: false })
+    const limits = yield* HttpServerConfig
+    const server = createServer({
+      // Node's own Host check answers a bare 400; the request guard answers it as JSON instead.
+      requireHostHeader: false,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // Node checks both timeouts on this interval (default 30 s, which would add up to 30 s to each).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs)
+    })
+    server.keepAliveTimeout = limits.keepAliveTimeoutMs
+    server.maxConnections = limits.maxConnections
     answerProtocolErrorsAsJson(server)
     const fallback = (_req: IncomingMessage, res: ServerResponse) => {
       if (server.listenerCount("request") > 1) {

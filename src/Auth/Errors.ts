@@ -1,4 +1,4 @@
-/** What authentication fails with. The statuses are declared by Api.ts (401, 429). */
+/** What authentication fails with. The statuses are declared by Api.ts (401, 429, 503). */
 import { Schema } from "effect"
 import { wireTag } from "../Kit/Errors.js"
 
@@ -21,4 +21,14 @@ export class TooManyAttempts extends Schema.TaggedError<TooManyAttempts>()(
   "TooManyAttempts",
   { message: Schema.String, retryAfterSeconds: Schema.Int },
   { description: "Too many failed logins: retry after `retryAfterSeconds` (also in the `Retry-After` header)" }
+) {}
+
+/** A login while every password check is taken and none can wait: retry after `retryAfterSeconds`. */
+export class PasswordChecksBusy extends Schema.TaggedError<PasswordChecksBusy>("PasswordChecksBusy")(
+  "ServiceUnavailable",
+  { message: Schema.String, retryAfterSeconds: Schema.Int },
+  {
+    description:
+      "Too many logins are being checked at once: retry after `retryAfterSeconds` (also in the `Retry-After` header)"
+  }
 ) {}

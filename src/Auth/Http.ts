@@ -1,20 +1,32 @@
+/**
+ * The Authentication middleware (bearer token → the caller, as the database
+ * has them: Identity.ts) and the `auth` group: login, and logout everywhere.
+ */
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { apiOf } from "../Kit/Api.js"
 import { AuthApi, Authentication } from "./Api.js"
-import type { Actor } from "./CurrentUser.js"
-import { InvalidCredentials, type TooManyAttempts, Unauthorized } from "./Errors.js"
+import { CurrentUser } from "./CurrentUser.js"
+import { InvalidCredentials, type PasswordChecksBusy, type TooManyAttempts, Unauthorized } from "./Errors.js"
+import { Identity } from "./Identity.js"
 import { LoginThrottle, LoginThrottleLive } from "./LoginThrottle.js"
-import { hashPassword, verifyPassword } from "./Password.js"
+import { hashPassword, PasswordHasher } from "./Password.js"
 import { AuthRepo } from "./Repo.js"
-import { Tokens } from "./Tokens.js"
+import { Tokens, type TokenSubject } from "./Tokens.js"
 
 const BEARER = /^bearer /i
+
+/** 429s and 503s carry `Retry-After`, so clients need not parse the body. */
+export const retryAfter = (e: TooManyAttempts | PasswordChecksBusy) =>
+  HttpApp.appendPreResponseHandler((_request, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(e.retryAfterSeconds)))
+  )
 
 export const AuthenticationLive = Layer.effect(
   Authentication,
   Effect.gen(function*() {
     const tokens = yield* Tokens
+    const identity = yield* Identity
     const missing = new Unauthorized({ message: "Missing bearer token" })
     return Authentication.of({
       bearer: (token) =>
@@ -22,56 +34,69 @@ export const AuthenticationLive = Layer.effect(
           const header = request.headers.authorization
           return header === undefined || !BEARER.test(header)
             ? Effect.fail(missing)
-            : tokens.verify(Redacted.value(token).trim())
+            : Effect.flatMap(tokens.verify(Redacted.value(token).trim()), identity.resolve)
         })
     })
   })
-).pipe(Layer.provide(Tokens.Default))
+).pipe(Layer.provide([Tokens.Default, Identity.Default]))
 
 export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handlers) =>
   Effect.gen(function*() {
     const repo = yield* AuthRepo
     const tokens = yield* Tokens
+    const identity = yield* Identity
     const throttle = yield* LoginThrottle
+    const hasher = yield* PasswordHasher
     // Unknown usernames are checked against this hash, so both paths cost one scrypt.
     const dummyHash = yield* hashPassword("opsdesk-dummy-password-for-timing")
     const rejected = new InvalidCredentials({ message: "Invalid username or password" })
 
-    /** The user if the password is theirs; None for a wrong password or an unknown username. */
-    const authenticate = (username: string, password: string) =>
+    /** The user if the password is theirs; None for a wrong password, an unknown username or a deactivated user. */
+    const authenticate = (username: string, password: string, client: string) =>
       repo.findCredentials(username).pipe(
         Effect.flatMap(Option.match({
-          onNone: () => Effect.as(verifyPassword(password, dummyHash), Option.none<Actor>()),
+          onNone: () => Effect.as(hasher.verify(password, dummyHash, client), Option.none<TokenSubject>()),
           onSome: (user) =>
             Effect.map(
-              verifyPassword(password, user.passwordHash),
+              hasher.verify(password, user.passwordHash, client),
               (ok) =>
                 ok
-                  ? Option.some<Actor>({ id: user.id, username: user.username, role: user.role })
-                  : Option.none<Actor>()
+                  ? Option.some<TokenSubject>({
+                    id: user.id,
+                    username: user.username,
+                    role: user.role,
+                    tokenVersion: user.tokenVersion
+                  })
+                  : Option.none<TokenSubject>()
             )
         }))
       )
 
-    /** 429s carry `Retry-After`, so clients need not parse the body. */
-    const retryAfter = (e: TooManyAttempts) =>
-      HttpApp.appendPreResponseHandler((_request, response) =>
-        Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(e.retryAfterSeconds)))
-      )
-
-    return handlers.handle("login", ({ payload }) =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const attempt = { username: payload.username, ip: Option.getOrUndefined(request.remoteAddress) }
-        const admitted = yield* throttle.begin(attempt).pipe(Effect.tapError(retryAfter))
-        // Admitted attempts count as failures until they succeed; one that dies (a 503) is taken back.
-        const user = yield* authenticate(payload.username, payload.password).pipe(
-          Effect.onExit(Exit.match({
-            onFailure: () => admitted.abandoned,
-            onSuccess: (found) => (Option.isSome(found) ? admitted.succeeded : Effect.void)
-          }))
-        )
-        if (Option.isNone(user)) return yield* Effect.fail(rejected)
-        return yield* tokens.issue(user.value)
-      }).pipe(Effect.withSpan("Auth.login")))
-  })).pipe(Layer.provide([AuthRepo.Default, Tokens.Default, LoginThrottleLive]))
+    return handlers
+      .handle("logout", () =>
+        Effect.gen(function*() {
+          const actor = yield* CurrentUser
+          yield* repo.logoutEverywhere(actor.id)
+          yield* identity.forget(actor.id)
+        }).pipe(Effect.withSpan("Auth.logout")))
+      .handle("login", ({ payload }) =>
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const attempt = { username: payload.username, ip: Option.getOrUndefined(request.remoteAddress) }
+          const admitted = yield* throttle.begin(attempt).pipe(Effect.tapError(retryAfter))
+          // Admitted attempts count as failures until they succeed; one that gets no answer on the password
+          // (a 503, no room to check it, a disconnect) is taken back.
+          const user = yield* (Duration.isZero(admitted.delay) ? Effect.void : Effect.sleep(admitted.delay)).pipe(
+            Effect.zipRight(authenticate(payload.username, payload.password, admitted.client)),
+            Effect.tapError(retryAfter),
+            Effect.onExit(Exit.match({
+              onFailure: () => admitted.abandoned,
+              onSuccess: (found) => (Option.isSome(found) ? admitted.succeeded : Effect.void)
+            }))
+          )
+          if (Option.isNone(user)) return yield* Effect.fail(rejected)
+          return yield* tokens.issue(user.value)
+        }).pipe(Effect.withSpan("Auth.login")))
+  })).pipe(
+    Layer.provide([AuthRepo.Default, Tokens.Default, Identity.Default, LoginThrottleLive, PasswordHasher.Default])
+  )

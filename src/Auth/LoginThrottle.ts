@@ -1,32 +1,47 @@
 /**
- * Throttling of failed logins, to slow password guessing without locking the
- * real user out for good.
+ * Throttling of failed logins: slows password guessing without letting
+ * anyone lock a user out.
  *
- * Two counters of recent failures: one per username (known or not, so the
- * throttle does not reveal which usernames exist) and one per client address
- * (catches one client spraying a password over many usernames; its threshold
- * is higher, since many users may share an address). An attempt is counted as
- * a failure when it is admitted — check and count are one atomic step, so a
- * burst of concurrent guesses cannot all slip in before the first one fails —
- * and taken back if it succeeds or ends without an answer on the password
- * (with the lock it set, if any). A
- * count is forgotten `windowSeconds` after the last one. The `maxFailures`-th
- * failure locks the username (or address) for `lockoutBaseSeconds`, and each
- * further one for twice as long as the one before, up to `lockoutMaxSeconds`.
- * While locked, every login for it is answered 429 without checking the
- * password — the right one too, so a guess learns nothing — and nothing is
- * counted, so a lock always ends. A successful login resets its username's
- * counter; the address keeps its count of earlier failures (a client with one
- * valid account must not wipe its record between guesses at others).
+ * Three counters of recent failures per attempt:
+ * - the (username, client) pair, the client being the address (an IPv6
+ *   address's /64, Address.ts): its `maxFailures`-th failure locks that pair,
+ *   so the guesser's client is refused while the user, from anywhere else,
+ *   still logs in;
+ * - the client alone (one client spraying a password over many usernames):
+ *   a higher threshold, since many users may share an address;
+ * - the username from any client (a guess spread over many addresses): never
+ *   a lock, only a delay — once it has `userDelayAfter` recent failures, each
+ *   attempt for it first waits `userDelayBaseMs`, doubling with each further
+ *   failure up to `userDelayMaxMs` — so a distributed guesser is slowed and
+ *   the user still gets in. Usernames are counted whether they exist or not,
+ *   so the throttle does not reveal which do.
+ *
+ * An attempt is counted as a failure when it is admitted — check and count
+ * are one atomic step, so a burst of concurrent guesses cannot all slip in
+ * before the first one fails — and taken back if it succeeds or ends without
+ * an answer on the password (with the lock it set, if any). A count is
+ * forgotten `windowSeconds` after the last one. A lock lasts
+ * `lockoutBaseSeconds`, each further failure's twice as long as the one
+ * before, up to `lockoutMaxSeconds`. While locked, every login for it is
+ * answered 429 without checking the password — the right one too, so a guess
+ * learns nothing — and nothing is counted, so a lock always ends. A
+ * successful login resets its pair's counter; the client and the username
+ * keep their counts of earlier failures (a client with one valid account must
+ * not wipe its record between guesses at others, nor the user the record of
+ * the guesses against them).
  *
  * Counters live in Redis (atomic Lua scripts, one round trip per step, keys
  * expire on their own). When Redis is unreachable the throttle falls back to a
- * bounded in-memory map, so the API keeps answering logins.
+ * bounded in-memory map with the same rules, so the API keeps answering
+ * logins. Hand-written rather than rate-limiter-flexible: that library counts
+ * one key per call, so the three counters could not be checked and counted
+ * in one atomic step, and it has no growing lock nor per-attempt refund.
  */
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
 import { LoginThrottleConfig } from "../Config.js"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
 import { Redis, type RedisError } from "../Store/Redis.js"
+import { clientOf, UNKNOWN_CLIENT } from "./Address.js"
 import { TooManyAttempts } from "./Errors.js"
 
 export interface LoginAttempt {
@@ -35,20 +50,25 @@ export interface LoginAttempt {
   readonly ip: string | undefined
 }
 
-/** An admitted attempt; exactly one of these settles it (or neither, for a wrong password). */
+/** An admitted attempt; exactly one of `succeeded` / `abandoned` settles it (or neither, for a wrong password). */
 export interface Admitted {
-  /** The password was right: the username's counter is reset, the address's count of this attempt taken back. */
+  /** The client the attempt was counted for (Address.ts). */
+  readonly client: string
+  /** Wait this long before checking the password: the username's recent failures (zero when few). */
+  readonly delay: Duration.Duration
+  /** The password was right: the pair's counter is reset, the client's and username's counts of this attempt taken back. */
   readonly succeeded: Effect.Effect<void>
-  /** The attempt ended without an answer on the password (a 5xx, a disconnect): its counts are taken back. */
+  /** The attempt ended without an answer on the password (a 5xx, a disconnect, no room to check it): its counts are taken back. */
   readonly abandoned: Effect.Effect<void>
 }
 
 export class LoginThrottle extends Context.Tag("OpsDesk/Auth/LoginThrottle")<LoginThrottle, {
   /**
    * Admits an attempt, counting it as a failure until it is settled
-   * otherwise; fails with TooManyAttempts (counting nothing) while the
-   * username or the address is locked. Check and count are one atomic step,
-   * so concurrent guesses cannot all slip in before the first is counted.
+   * otherwise; fails with TooManyAttempts (counting nothing) while its
+   * (username, client) pair or its client is locked. Check and count are one
+   * atomic step, so concurrent guesses cannot all slip in before the first is
+   * counted.
    */
   readonly begin: (attempt: LoginAttempt) => Effect.Effect<Admitted, TooManyAttempts>
 }>() {}
@@ -56,22 +76,32 @@ export class LoginThrottle extends Context.Tag("OpsDesk/Auth/LoginThrottle")<Log
 export interface Counter {
   readonly failKey: string
   readonly lockKey: string
+  /** The failures that lock it; 0: counted, never locked. */
   readonly threshold: number
 }
 
 /** Lockout set by the `failures`-th counted attempt, in seconds (0: none). */
 export const lockoutSeconds = (cfg: LoginThrottleConfig, failures: number, threshold: number): number =>
-  failures < threshold
+  threshold === 0 || failures < threshold
     ? 0
     : Math.min(cfg.lockoutBaseSeconds * 2 ** Math.min(failures - threshold, 30), cfg.lockoutMaxSeconds)
 
-/** `::ffff:1.2.3.4` and `1.2.3.4` are the same client. */
-const normalizeIp = (ip: string) => (ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip)
+/** The wait before checking an attempt that is the username's `failures`-th counted one (in ms; 0: none). */
+export const userDelayMillis = (cfg: LoginThrottleConfig, failures: number): number => {
+  const before = failures - 1
+  return before < cfg.userDelayAfter
+    ? 0
+    : Math.min(cfg.userDelayBaseMs * 2 ** Math.min(before - cfg.userDelayAfter, 30), cfg.userDelayMaxMs)
+}
 
-/** What `begin` found: the longest lock in force (ms, 0 if none), else which counters this attempt locked. */
-interface Begun {
+/**
+ * What `begin` found: the longest lock in force (ms, 0 if none); else, per
+ * counter, whether this attempt locked it and its failures counting this one.
+ */
+export interface Begun {
   readonly lockedForMs: number
   readonly setLocks: ReadonlyArray<boolean>
+  readonly failures: ReadonlyArray<number>
 }
 
 /** The storage behind the throttle: Redis, or memory while Redis is away. */
@@ -86,7 +116,8 @@ interface Store<E> {
 const keysOf = (counters: ReadonlyArray<Counter>) => counters.flatMap((c) => [c.failKey, c.lockKey])
 
 // KEYS: fail1, lock1, fail2, lock2, ...; ARGV: base, cap, window, threshold1, threshold2, ...
-// Returns { longest lock in ms } when locked, else { 0, set1, set2, ... } (1 where this attempt set the lock).
+// Returns { longest lock in ms } when locked, else { 0, set1, failures1, set2, failures2, ... }
+// (set: 1 where this attempt set the lock).
 const BEGIN = `
 local longest = 0
 for i = 2, #KEYS, 2 do
@@ -100,12 +131,13 @@ for i = 1, #KEYS, 2 do
   local threshold = tonumber(ARGV[3 + (i + 1) / 2])
   local failures = redis.call('INCR', KEYS[i])
   local lock = 0
-  if failures >= threshold then
+  if threshold > 0 and failures >= threshold then
     lock = math.floor(math.min(base * 2 ^ math.min(failures - threshold, 30), cap))
     redis.call('SET', KEYS[i + 1], '1', 'EX', lock)
   end
   redis.call('EXPIRE', KEYS[i], window + lock)
   result[#result + 1] = lock > 0 and 1 or 0
+  result[#result + 1] = failures
 end
 return result`
 
@@ -129,7 +161,11 @@ const redisStore = (redis: Context.Tag.Service<Redis>, cfg: LoginThrottleConfig)
         cfg.windowSeconds,
         ...counters.map((k) => k.threshold)
       ) as Promise<Array<number>>
-    ).pipe(Effect.map(([lockedForMs = 0, ...set]): Begun => ({ lockedForMs, setLocks: set.map((s) => s === 1) }))),
+    ).pipe(Effect.map(([lockedForMs = 0, ...rest]): Begun => ({
+      lockedForMs,
+      setLocks: rest.filter((_, i) => i % 2 === 0).map((s) => s === 1),
+      failures: rest.filter((_, i) => i % 2 === 1)
+    }))),
   refund: (counters, setLocks) =>
     counters.length === 0
       ? Effect.void
@@ -177,8 +213,8 @@ export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
     begin: (counters) =>
       Effect.map(Clock.currentTimeMillis, (now): Begun => {
         const lockedForMs = Math.max(0, ...counters.map((c) => (live(c.failKey, now)?.lockedUntil ?? 0) - now))
-        if (lockedForMs > 0) return { lockedForMs, setLocks: [] }
-        const setLocks = counters.map((counter) => {
+        if (lockedForMs > 0) return { lockedForMs, setLocks: [], failures: [] }
+        const counted = counters.map((counter) => {
           const failures = (live(counter.failKey, now)?.failures ?? 0) + 1
           const lock = lockoutSeconds(cfg, failures, counter.threshold)
           put(counter.failKey, {
@@ -186,9 +222,9 @@ export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
             expiresAt: now + (cfg.windowSeconds + lock) * 1000,
             lockedUntil: lock > 0 ? now + lock * 1000 : 0
           }, now)
-          return lock > 0
+          return { set: lock > 0, failures }
         })
-        return { lockedForMs: 0, setLocks }
+        return { lockedForMs: 0, setLocks: counted.map((c) => c.set), failures: counted.map((c) => c.failures) }
       }),
     refund: (counters, setLocks) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
@@ -206,6 +242,30 @@ export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
   }
 }
 
+/**
+ * The counters of an attempt, in this order: the (username, client) pair,
+ * the username, and the client when its address is known. The pair's key puts
+ * the client first: a client never contains `|`, so no two pairs share a key.
+ */
+export const countersOf = (cfg: LoginThrottleConfig, username: string, client: string): ReadonlyArray<Counter> => {
+  const pair: Counter = {
+    failKey: `${cfg.keyPrefix}fail:pair:${client}|${username}`,
+    lockKey: `${cfg.keyPrefix}lock:pair:${client}|${username}`,
+    threshold: cfg.maxFailures
+  }
+  const user: Counter = {
+    failKey: `${cfg.keyPrefix}fail:name:${username}`,
+    lockKey: `${cfg.keyPrefix}lock:name:${username}`,
+    threshold: 0
+  }
+  if (client === UNKNOWN_CLIENT) return [pair, user]
+  return [pair, user, {
+    failKey: `${cfg.keyPrefix}fail:ip:${client}`,
+    lockKey: `${cfg.keyPrefix}lock:ip:${client}`,
+    threshold: cfg.maxFailuresPerIp
+  }]
+}
+
 export const make = (cfg: LoginThrottleConfig) =>
   Effect.gen(function*() {
     const redis = yield* Redis
@@ -218,27 +278,13 @@ export const make = (cfg: LoginThrottleConfig) =>
     const withFallback = <A>(f: <E>(store: Store<E>) => Effect.Effect<A, E>): Effect.Effect<A> =>
       f(primary).pipe(Effect.catchAll((e) => Effect.zipRight(warn(e), f(fallback))))
 
-    const countersOf = (attempt: LoginAttempt): ReadonlyArray<Counter> => {
-      const user: Counter = {
-        failKey: `${cfg.keyPrefix}fail:user:${attempt.username}`,
-        lockKey: `${cfg.keyPrefix}lock:user:${attempt.username}`,
-        threshold: cfg.maxFailures
-      }
-      if (attempt.ip === undefined) return [user]
-      const ip = normalizeIp(attempt.ip)
-      return [user, {
-        failKey: `${cfg.keyPrefix}fail:ip:${ip}`,
-        lockKey: `${cfg.keyPrefix}lock:ip:${ip}`,
-        threshold: cfg.maxFailuresPerIp
-      }]
-    }
-
     return LoginThrottle.of({
       begin: (attempt) => {
-        const counters = countersOf(attempt)
-        const [user, ...addresses] = counters
+        const client = clientOf(attempt.ip)
+        const counters = countersOf(cfg, attempt.username, client)
+        const [pair, ...others] = counters
         return withFallback((store) => store.begin(counters)).pipe(
-          Effect.flatMap(({ lockedForMs, setLocks }): Effect.Effect<Admitted, TooManyAttempts> => {
+          Effect.flatMap(({ failures, lockedForMs, setLocks }): Effect.Effect<Admitted, TooManyAttempts> => {
             if (lockedForMs > 0) {
               const retryAfterSeconds = Math.max(1, Math.ceil(lockedForMs / 1000))
               return Effect.fail(
@@ -249,8 +295,10 @@ export const make = (cfg: LoginThrottleConfig) =>
               )
             }
             return Effect.succeed({
+              client,
+              delay: Duration.millis(userDelayMillis(cfg, failures[1] ?? 0)),
               succeeded: withFallback((store) =>
-                Effect.zipRight(store.reset(user!), store.refund(addresses, setLocks.slice(1)))
+                Effect.zipRight(store.reset(pair!), store.refund(others, setLocks.slice(1)))
               ),
               abandoned: withFallback((store) => store.refund(counters, setLocks))
             })

@@ -3,9 +3,18 @@
  * parameters and salt — `scrypt$N$r$p$salt$hash` (base64url) — so the cost can
  * be raised later without invalidating existing hashes. Comparison is
  * constant-time.
+ *
+ * `PasswordHasher` bounds the scrypt work (each check takes ~16 MB and a
+ * thread of libuv's pool for tens of milliseconds): at most
+ * PASSWORD_HASH_CONCURRENCY checks run at once and at most PASSWORD_HASH_QUEUE
+ * wait, of which one client (Address.ts) may hold a quarter; any more is
+ * refused at once (503, or 429 for that client) instead of queueing behind a
+ * flood, so a flood of guesses cannot push a real login's check minutes back.
  */
 import { Effect } from "effect"
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto"
+import { PasswordHashConfig } from "../Config.js"
+import { PasswordChecksBusy, TooManyAttempts } from "./Errors.js"
 
 const PARAMS = { N: 16384, r: 8, p: 1 } as const
 const KEY_LENGTH = 32
@@ -51,3 +60,72 @@ export const verifyPassword = (password: string, stored: string): Effect.Effect<
       Effect.orElseSucceed(() => false)
     )
   })
+
+/** The seconds a refused check is told to wait: a check lasts tens of milliseconds, so places free up fast. */
+const RETRY_AFTER_SECONDS = 1
+
+/**
+ * Runs password checks within `concurrency` at once and `queue` waiting;
+ * one client may hold at most a quarter of those places (at least one).
+ */
+export const makeCheckGate = (cfg: PasswordHashConfig) =>
+  Effect.gen(function*() {
+    const semaphore = yield* Effect.makeSemaphore(cfg.concurrency)
+    const capacity = cfg.concurrency + cfg.queue
+    const perClient = Math.max(1, Math.floor(capacity / 4))
+    let held = 0
+    const byClient = new Map<string, number>()
+
+    const enter = (client: string) =>
+      Effect.suspend((): Effect.Effect<void, TooManyAttempts | PasswordChecksBusy> => {
+        const mine = byClient.get(client) ?? 0
+        if (mine >= perClient) {
+          return Effect.fail(
+            new TooManyAttempts({
+              message: `Too many logins at once from this address; try again in ${RETRY_AFTER_SECONDS} s`,
+              retryAfterSeconds: RETRY_AFTER_SECONDS
+            })
+          )
+        }
+        if (held >= capacity) {
+          return Effect.fail(
+            new PasswordChecksBusy({
+              message: `Too many logins are being checked; try again in ${RETRY_AFTER_SECONDS} s`,
+              retryAfterSeconds: RETRY_AFTER_SECONDS
+            })
+          )
+        }
+        held++
+        byClient.set(client, mine + 1)
+        return Effect.void
+      })
+    const leave = (client: string) =>
+      Effect.sync(() => {
+        held--
+        const left = (byClient.get(client) ?? 1) - 1
+        if (left === 0) byClient.delete(client)
+        else byClient.set(client, left)
+      })
+
+    return {
+      /** `check` once a place is free, or refused at once when `client` or everyone already holds too many. */
+      run: <A, E, R>(client: string, check: Effect.Effect<A, E, R>) =>
+        Effect.acquireUseRelease(enter(client), () => semaphore.withPermits(1)(check), () => leave(client)),
+      /** `work` once a thread is free, however long that takes (callers that are not anonymous). */
+      queue: <A, E, R>(work: Effect.Effect<A, E, R>) => semaphore.withPermits(1)(work),
+      /** Places taken (running or waiting), for tests. */
+      held: () => held
+    } as const
+  })
+
+export class PasswordHasher extends Effect.Service<PasswordHasher>()("OpsDesk/Auth/PasswordHasher", {
+  effect: Effect.gen(function*() {
+    const gate = yield* Effect.flatMap(PasswordHashConfig, makeCheckGate)
+    return {
+      /** Whether `password` matches `stored`; refused at once when there is no room to check it (see above). */
+      verify: (password: string, stored: string, client: string) => gate.run(client, verifyPassword(password, stored)),
+      /** A new hash (for a password being set), waiting for a free thread, never refused. */
+      hash: (password: string) => gate.queue(hashPassword(password))
+    } as const
+  })
+}) {}

@@ -1,9 +1,11 @@
 /**
- * What authentication reads of a user: the stored credentials of a username.
- * Auth owns this read so that it depends on no other feature (Users builds on Auth).
+ * What authentication reads of a user (the stored credentials of a username,
+ * the identity behind a token) and its one write (logout ends every session).
+ * Auth owns these so that it depends on no other feature (Users builds on Auth).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+import { recordAudit } from "../Store/Audit.js"
 import type { Role } from "./CurrentUser.js"
 
 export interface Credentials {
@@ -11,19 +13,58 @@ export interface Credentials {
   readonly username: string
   readonly role: Role
   readonly passwordHash: string
+  readonly tokenVersion: number
+}
+
+/** A user as authentication sees it on every request. */
+export interface IdentityRow {
+  readonly id: string
+  readonly username: string
+  readonly role: Role
+  readonly active: boolean
+  /** Tokens carrying another version are refused (see Identity.ts). */
+  readonly tokenVersion: number
 }
 
 export class AuthRepo extends Effect.Service<AuthRepo>()("OpsDesk/Auth/Repo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
+    /** Only an active user's: a deactivated user cannot log in. */
     const findCredentials = (username: string) =>
-      sql<Credentials>`SELECT id, username, role, password_hash FROM users WHERE username = ${username}`.pipe(
+      sql<Credentials>`SELECT id, username, role, password_hash, token_version FROM users
+        WHERE username = ${username} AND active`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.orDie,
         Effect.withSpan("AuthRepo.findCredentials")
       )
 
-    return { findCredentials } as const
+    const findIdentity = (id: string) =>
+      sql<IdentityRow>`SELECT id, username, role, active, token_version FROM users WHERE id = ${id}`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0])),
+        Effect.orDie,
+        Effect.withSpan("AuthRepo.findIdentity")
+      )
+
+    /** Ends every session of the user (bumps its token version), audited; false if the user is gone. */
+    const logoutEverywhere = (userId: string) =>
+      sql.withTransaction(
+        Effect.gen(function*() {
+          const rows = yield* sql<{ readonly tokenVersion: number }>`UPDATE users
+            SET token_version = token_version + 1, updated_at = now()
+            WHERE id = ${userId} RETURNING token_version`
+          if (rows.length === 0) return false
+          yield* recordAudit({
+            actorId: userId,
+            action: "user.logout",
+            entity: "user",
+            entityId: userId,
+            changes: { tokenVersion: rows[0]!.tokenVersion }
+          })
+          return true
+        })
+      ).pipe(Effect.orDie, Effect.withSpan("AuthRepo.logoutEverywhere"))
+
+    return { findCredentials, findIdentity, logoutEverywhere } as const
   })
 }) {}

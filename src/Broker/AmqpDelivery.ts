@@ -6,11 +6,29 @@
 import type { ConfirmChannel, ConsumeMessage } from "amqplib"
 import { Effect } from "effect"
 import type { AckBatcher } from "./AckBatcher.js"
-import type { Delivery } from "./Delivery.js"
-import { deadLetterHeaders, DLQ_HEADERS, type FailureKind, retryHeaders } from "./Headers.js"
-import { copyOptions } from "./Message.js"
-import { publishOne } from "./Publish.js"
+import { BrokerError } from "./Amqp.js"
+import { type DeadLetterOptions, type Delivery, UnencodableCopy } from "./Delivery.js"
+import { deadLetterHeaders, describeDropped, DLQ_HEADERS, retryHeaders, trimHeaders } from "./Headers.js"
+import { copyOptions, type OutgoingMessage } from "./Message.js"
+import { publishConfirmed } from "./Publish.js"
 import { DLQ, RETRY_EXCHANGE, RETRY_RETURN_EXCHANGE, retryRoutingKey } from "./Topology.js"
+
+/** Publishes one copy and waits for its confirm; one that cannot be encoded fails apart, having sent nothing. */
+const publishCopy = (
+  channel: ConfirmChannel,
+  message: OutgoingMessage
+): Effect.Effect<void, BrokerError | UnencodableCopy> =>
+  Effect.flatMap(Effect.flatten(publishConfirmed(channel, [message])), ([outcome]): Effect.Effect<
+    void,
+    BrokerError | UnencodableCopy
+  > =>
+    outcome === undefined || outcome._tag === "Confirmed"
+      ? Effect.void
+      : outcome._tag === "Unencodable"
+      ? Effect.fail(new UnencodableCopy({ message: outcome.error.message }))
+      : outcome._tag === "Refused"
+      ? Effect.fail(outcome.error)
+      : Effect.void)
 
 /** A class, not an object of closures: one is made per message on the hot path. */
 export class AmqpDelivery implements Delivery {
@@ -61,7 +79,7 @@ export class AmqpDelivery implements Delivery {
   retryLater(
     { attempt, delayMs, error }: { readonly delayMs: number; readonly attempt: number; readonly error: string }
   ) {
-    return publishOne(this.confirm, {
+    return publishCopy(this.confirm, {
       exchange: RETRY_EXCHANGE,
       routingKey: retryRoutingKey(delayMs, this.queue),
       content: this.msg.content,
@@ -72,24 +90,30 @@ export class AmqpDelivery implements Delivery {
     })
   }
 
-  deadLetter(
-    { attempts, kind, reason }: { readonly kind: FailureKind; readonly reason: string; readonly attempts: number }
-  ) {
-    return publishOne(this.confirm, {
+  deadLetter(options: DeadLetterOptions) {
+    const copy = (headers: Readonly<Record<string, unknown>>, reason: string): OutgoingMessage => ({
       exchange: "",
       routingKey: DLQ,
       content: this.msg.content,
       options: copyOptions(
         this.msg.properties,
-        deadLetterHeaders(this.headers, {
-          kind,
+        deadLetterHeaders(headers, {
+          ...options,
           reason,
-          attempts,
           routingKey: this.routingKey,
           queue: this.queue,
           failedAt: new Date()
         })
       )
     })
+    return publishCopy(this.confirm, copy(this.headers, options.reason)).pipe(
+      // Never back to its queue for this: the copy goes with the headers that fit, and says which did not.
+      Effect.catchTag("UnencodableCopy", (e) => {
+        const { dropped, kept } = trimHeaders(this.headers)
+        const note = `; headers dropped to copy it: ${describeDropped(dropped)} (${e.message})`
+        return publishCopy(this.confirm, copy(kept, `${options.reason.slice(0, 1000)}${note}`))
+      }),
+      Effect.catchTag("UnencodableCopy", (e) => Effect.fail(new BrokerError({ message: e.message })))
+    )
   }
 }

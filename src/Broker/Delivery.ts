@@ -4,10 +4,21 @@
  * delivery from the old channel can never be acked on the new one (its ack
  * becomes a no-op and the broker redelivers it, which idempotency absorbs).
  */
-import { type Effect, Either } from "effect"
+import { Data, type Effect, Either } from "effect"
 import { decodeEventJson, type DomainEvent } from "../Domain/Events.js"
 import type { BrokerError } from "./Amqp.js"
-import type { FailureKind } from "./Headers.js"
+import type { FailureKind, Fingerprints } from "./Headers.js"
+
+/** A copy of the message cannot be encoded as it is (its headers are too large, say): it was not published. */
+export class UnencodableCopy extends Data.TaggedError("UnencodableCopy")<{ readonly message: string }> {}
+
+export interface DeadLetterOptions {
+  readonly kind: FailureKind
+  readonly reason: string
+  readonly attempts: number
+  /** On a `conflict`: what it says and what its id was claimed with. */
+  readonly fingerprints?: Fingerprints | undefined
+}
 
 export interface Delivery {
   readonly queue: string
@@ -19,14 +30,16 @@ export interface Delivery {
   readonly ack: Effect.Effect<void>
   /** Gives the message back to its queue now (shutdown, or a bug); a no-op once the channel is gone. */
   readonly requeue: Effect.Effect<void>
-  /** Publishes a copy to the broker-held retry queue for `delayMs` (confirmed). */
+  /** Publishes a copy to the broker-held retry queue for `delayMs` (confirmed); never sent if it cannot be encoded. */
   readonly retryLater: (
     options: { readonly delayMs: number; readonly attempt: number; readonly error: string }
-  ) => Effect.Effect<void, BrokerError>
-  /** Publishes a copy to the DLQ with the reason in its headers (confirmed). */
-  readonly deadLetter: (
-    options: { readonly kind: FailureKind; readonly reason: string; readonly attempts: number }
-  ) => Effect.Effect<void, BrokerError>
+  ) => Effect.Effect<void, BrokerError | UnencodableCopy>
+  /**
+   * Publishes a copy to the DLQ with the reason in its headers (confirmed). A
+   * copy that cannot be encoded goes with its headers trimmed (see
+   * `trimHeaders`), the dropped ones named in the reason.
+   */
+  readonly deadLetter: (options: DeadLetterOptions) => Effect.Effect<void, BrokerError>
 }
 
 /** The body as text, without copying it (amqplib hands us a Buffer already). */

@@ -25,11 +25,28 @@ export const DLQ_HEADERS = {
   attempts: "opsdesk-attempts",
   routingKey: "opsdesk-original-routing-key",
   queue: "opsdesk-original-queue",
-  failedAt: "opsdesk-failed-at"
+  failedAt: "opsdesk-failed-at",
+  /** On a `conflict`: the fingerprint of the dead-lettered event's payload... */
+  fingerprint: "opsdesk-fingerprint",
+  /** ...and the one its eventId was claimed with. */
+  claimedFingerprint: "opsdesk-claimed-fingerprint"
 } as const
 
-/** `poison`: the body never decoded; `failed`: the retries are spent. */
-export type FailureKind = "poison" | "failed"
+/**
+ * Why a message is in the DLQ:
+ *  - `poison`: its body never decoded, or it cannot be copied as it is (headers too large);
+ *  - `failed`: its retries are spent;
+ *  - `invalid`: a well-formed event the worker must not act on: it arrived on another event's queue,
+ *    or the ticket or message it names does not exist;
+ *  - `conflict`: its eventId was already processed with another payload.
+ */
+export type FailureKind = "poison" | "failed" | "invalid" | "conflict"
+
+/** The two fingerprints of a `conflict`. */
+export interface Fingerprints {
+  readonly received: string
+  readonly claimed: string
+}
 
 type Headers = Readonly<Record<string, unknown>>
 
@@ -119,11 +136,9 @@ export const deathRecord = (headers: Headers): DeathRecord | null => {
 
 const BROKER_OWNED = /^x-(death|first-death-|last-death-)/
 
-const copyExcept = (headers: Headers, drop: (name: string) => boolean): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(headers)) if (!drop(k)) out[k] = v
-  return out
-}
+// Object.fromEntries, not assignment: a header may be called `__proto__`.
+const copyExcept = (headers: Headers, drop: (name: string) => boolean): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(headers).filter(([k]) => !drop(k)))
 
 /** A retried copy: the next attempt, the first routing key (it comes back with `<delay>ms.<queue>`), the error. */
 export const retryHeaders = (
@@ -132,7 +147,7 @@ export const retryHeaders = (
 ): Record<string, unknown> => ({
   ...copyExcept(headers, (k) => k === SEED_RETRY_HEADER || BROKER_OWNED.test(k)),
   [RETRY_HEADER]: retry.attempt,
-  [DLQ_HEADERS.routingKey]: retry.routingKey,
+  [DLQ_HEADERS.routingKey]: retry.routingKey.slice(0, 255),
   [LAST_ERROR_HEADER]: retry.error.slice(0, 500)
 })
 
@@ -146,16 +161,141 @@ export const deadLetterHeaders = (
     readonly routingKey: string
     readonly queue: string
     readonly failedAt: Date
+    readonly fingerprints?: Fingerprints | undefined
   }
 ): Record<string, unknown> => ({
-  ...copyExcept(headers, (k) => BROKER_OWNED.test(k)),
+  ...copyExcept(
+    headers,
+    (k) => BROKER_OWNED.test(k) || k === DLQ_HEADERS.fingerprint || k === DLQ_HEADERS.claimedFingerprint
+  ),
   [DLQ_HEADERS.reason]: failure.reason.slice(0, 2000),
   [DLQ_HEADERS.kind]: failure.kind,
   [DLQ_HEADERS.attempts]: failure.attempts,
-  [DLQ_HEADERS.routingKey]: failure.routingKey,
+  [DLQ_HEADERS.routingKey]: failure.routingKey.slice(0, 255),
   [DLQ_HEADERS.queue]: failure.queue,
-  [DLQ_HEADERS.failedAt]: failure.failedAt.toISOString()
+  [DLQ_HEADERS.failedAt]: failure.failedAt.toISOString(),
+  ...(failure.fingerprints === undefined ? {} : {
+    [DLQ_HEADERS.fingerprint]: failure.fingerprints.received,
+    [DLQ_HEADERS.claimedFingerprint]: failure.fingerprints.claimed
+  })
 })
+
+// ---------------------------------------------------------------------------------------------
+// Copies too large to encode.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * amqplib encodes a message's header table into a 64 KiB buffer and refuses
+ * (throws) beyond it, or when a value has a type it cannot write. A message
+ * received with headers just under that size cannot be copied with ours
+ * added. Its copy keeps OpsDesk's headers and only the small, encodable ones
+ * of the rest, up to these limits.
+ */
+const TRIMMED_HEADER_MAX_BYTES = 1024
+const TRIMMED_HEADERS_MAX_BYTES = 16 * 1024
+
+const TWO_63 = 2 ** 63
+
+/**
+ * Whether amqplib can write this number: it guesses a type (a double when it
+ * has a fraction below 2^50 or is at least 2^63, else an integer type), and
+ * its 64-bit integer path throws on fractions, NaN and values below -2^63.
+ */
+const encodableNumber = (n: number) =>
+  n >= TWO_63 || (Math.abs(n) < 2 ** 50 && Math.floor(n) !== n) || (Number.isInteger(n) && n >= -TWO_63)
+
+/**
+ * An upper bound of the bytes amqplib writes for a header value (type tag
+ * included), or undefined if it might refuse it. Written here because amqplib
+ * exposes no encoder; it follows AMQP 0-9-1's field table encoding, and of the
+ * `{ "!": type }` annotations accepts only those amqplib decodes from the wire
+ * (timestamps, decimals) with values it can write.
+ */
+export const encodedSize = (value: unknown): number | undefined => {
+  if (value === null) return 1
+  switch (typeof value) {
+    case "string":
+      return 5 + Buffer.byteLength(value)
+    case "number":
+      return encodableNumber(value) ? 9 : undefined
+    case "boolean":
+      return 2
+    case "object": {
+      if (Buffer.isBuffer(value)) return 5 + value.length
+      if (Array.isArray(value)) {
+        let n = 5
+        for (const v of value) {
+          const size = encodedSize(v)
+          if (size === undefined) return undefined
+          n += size
+        }
+        return n
+      }
+      const o = value as Record<string, unknown>
+      if (Object.hasOwn(o, "!")) {
+        const v = o["value"]
+        if (o["!"] === "timestamp") return Number.isSafeInteger(v) && (v as number) >= 0 ? 9 : undefined
+        if (o["!"] === "decimal" && typeof v === "object" && v !== null) {
+          const { digits, places } = v as { readonly places?: unknown; readonly digits?: unknown }
+          const ok = Number.isInteger(places) && (places as number) >= 0 && (places as number) < 256 &&
+            Number.isInteger(digits) && (digits as number) >= 0 && (digits as number) < 2 ** 32
+          return ok ? 6 : undefined
+        }
+        return undefined
+      }
+      const size = tableSize(o)
+      return size === undefined ? undefined : 1 + size
+    }
+    default:
+      return undefined
+  }
+}
+
+/** An upper bound of a header table's encoded size, or undefined if amqplib might refuse it. */
+export const tableSize = (headers: Headers): number | undefined => {
+  let n = 4
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined) continue
+    const key = Buffer.byteLength(k)
+    const size = encodedSize(v)
+    if (size === undefined || key > 255) return undefined
+    n += 1 + key + size
+  }
+  return n
+}
+
+/**
+ * The headers of a message whose copy could not be encoded, trimmed so that
+ * the copy can be: each kept header is encodable and at most 1 KiB, and all
+ * of them fit in 16 KiB, OpsDesk's own (`opsdesk-*`) first; `dropped` names
+ * the rest. The copy functions above then add the headers they write.
+ */
+export const trimHeaders = (
+  headers: Headers
+): { readonly kept: Record<string, unknown>; readonly dropped: ReadonlyArray<string> } => {
+  const kept: Array<[string, unknown]> = []
+  const dropped: Array<string> = []
+  let budget = TRIMMED_HEADERS_MAX_BYTES
+  const entries = Object.entries(headers).filter(([, v]) => v !== undefined)
+  const ours = entries.filter(([k]) => k.startsWith("opsdesk-"))
+  for (const [k, v] of [...ours, ...entries.filter(([k]) => !k.startsWith("opsdesk-"))]) {
+    const size = encodedSize(v)
+    const cost = size === undefined ? undefined : 1 + Buffer.byteLength(k) + size
+    if (cost !== undefined && cost <= TRIMMED_HEADER_MAX_BYTES && cost <= budget) {
+      kept.push([k, v])
+      budget -= cost
+    } else {
+      dropped.push(k)
+    }
+  }
+  return { kept: Object.fromEntries(kept), dropped }
+}
+
+/** The names of trimmed headers, for a reason: at most 10, each cut to 64 characters. */
+export const describeDropped = (dropped: ReadonlyArray<string>): string => {
+  const names = dropped.slice(0, 10).map((k) => JSON.stringify(k.slice(0, 64))).join(", ")
+  return dropped.length > 10 ? `${names} and ${dropped.length - 10} more` : names
+}
 
 /** Headers that belong to a failure, not to the event: a replayed copy starts afresh without them. */
 const FAILURE_HEADERS = new Set<string>([

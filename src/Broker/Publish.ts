@@ -2,8 +2,10 @@
  * The one way OpsDesk publishes: on a confirm channel, then waiting for the
  * broker's answer to every message. The relay's publisher sends batches
  * (pipelined: it sends the next while these are confirmed), the delivery
- * adapter a retry or DLQ copy, the DLQ tools replayed copies (mandatory, so
- * an unroutable copy is reported instead of vanishing).
+ * adapter a retry or DLQ copy, the DLQ tools replayed copies. The relay's
+ * events and the replayed copies are mandatory, so an unroutable one is
+ * reported (`Returned`) instead of vanishing; a message amqplib cannot encode
+ * is reported as such (`Unencodable`), having sent nothing.
  */
 import type { ConfirmChannel, Message } from "amqplib"
 import { Deferred, Effect } from "effect"
@@ -17,6 +19,8 @@ export type PublishOutcome =
   | { readonly _tag: "Returned" }
   /** `sent` is false when publishing threw (the channel is gone), true when the broker refused it or never answered. */
   | { readonly _tag: "Refused"; readonly error: BrokerError; readonly sent: boolean }
+  /** amqplib could not encode it (a header table over its 64 KiB buffer, a value it has no type for): never sent. */
+  | { readonly _tag: "Unencodable"; readonly error: BrokerError }
 
 /** A connection that dies mid-publish may never answer: the wait for confirms is bounded. */
 const CONFIRM_TIMEOUT = "15 seconds"
@@ -78,11 +82,21 @@ export const publishConfirmed = (
               : confirmed
           ))
       } catch (cause) {
-        answer(i, {
-          _tag: "Refused",
-          sent: false,
-          error: new BrokerError({ message: `Publish failed: ${describe(cause)}`, cause })
-        })
+        // amqplib encodes before it writes (and registers the confirm callback after), so an encoding
+        // error leaves the channel as it was; a closed channel throws its own IllegalOperationError.
+        answer(
+          i,
+          cause instanceof RangeError || cause instanceof TypeError
+            ? {
+              _tag: "Unencodable",
+              error: new BrokerError({ message: `The message cannot be encoded: ${describe(cause)}`, cause })
+            }
+            : {
+              _tag: "Refused",
+              sent: false,
+              error: new BrokerError({ message: `Publish failed: ${describe(cause)}`, cause })
+            }
+        )
       }
     })
     return Deferred.await(answered).pipe(
@@ -105,7 +119,7 @@ const firstFailure = (
   outcomes: ReadonlyArray<PublishOutcome>
 ): Effect.Effect<void, BrokerError> => {
   for (const [i, o] of outcomes.entries()) {
-    if (o._tag === "Refused") return Effect.fail(o.error)
+    if (o._tag === "Refused" || o._tag === "Unencodable") return Effect.fail(o.error)
     if (o._tag === "Returned") {
       return Effect.fail(new BrokerError({ message: `No queue is bound to routing key ${messages[i]!.routingKey}` }))
     }

@@ -2,28 +2,32 @@
  * The confirmed publisher used by the outbox relay. It keeps one connection
  * and confirm channel alive under `supervise` (reconnecting with backoff and
  * declaring the topology each time). A publish while disconnected fails at
- * once with BrokerError; the caller keeps its rows and tries again.
+ * once with BrokerError; the caller keeps its rows and tries again. `send`
+ * reports the broker's answer to each message, so a caller can tell a
+ * confirmed message from one returned as unroutable (mandatory) or refused.
  */
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { QueueType, WorkerConfig } from "../Config.js"
 import { awaitClose, BrokerError, openConfirmChannel, superviseInBackground } from "./Amqp.js"
 import type { OutgoingMessage } from "./Message.js"
-import { publishAll } from "./Publish.js"
+import { publishAll, publishConfirmed, type PublishOutcome } from "./Publish.js"
 import { declareTopology, topologyOptions } from "./Topology.js"
 
 export type { OutgoingMessage } from "./Message.js"
+export type { PublishOutcome } from "./Publish.js"
 
 export class Publisher extends Context.Tag("OpsDesk/Broker/Publisher")<Publisher, {
   /** Publishes every message and waits until the broker confirmed all of them. */
   readonly publishAll: (messages: ReadonlyArray<OutgoingMessage>) => Effect.Effect<void, BrokerError>
   /**
-   * Sends every message now and returns the wait for their confirms, so a
-   * caller can send the next batch while the broker confirms this one.
+   * Sends every message now and returns the wait for the broker's answer to
+   * each, in order, so a caller can send the next batch while the broker
+   * confirms this one.
    */
   readonly send: (
     messages: ReadonlyArray<OutgoingMessage>
-  ) => Effect.Effect<Effect.Effect<void, BrokerError>, BrokerError>
+  ) => Effect.Effect<Effect.Effect<ReadonlyArray<PublishOutcome>>, BrokerError>
   readonly isConnected: Effect.Effect<boolean>
 }>() {}
 
@@ -42,16 +46,15 @@ export const PublisherLive = Layer.scoped(
         return yield* awaitClose(channel, "publisher channel")
       }).pipe(Effect.ensuring(Ref.set(current, Option.none()))))
 
-    const send = (messages: ReadonlyArray<OutgoingMessage>) =>
-      Ref.get(current).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
-          onSome: (channel) => publishAll(channel, messages)
-        }))
-      )
+    const connected = Ref.get(current).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
+        onSome: Effect.succeed
+      }))
+    )
     return Publisher.of({
-      send,
-      publishAll: (messages) => Effect.flatten(send(messages)),
+      send: (messages) => Effect.flatMap(connected, (channel) => publishConfirmed(channel, messages)),
+      publishAll: (messages) => Effect.flatMap(connected, (channel) => Effect.flatten(publishAll(channel, messages))),
       isConnected: Effect.map(Ref.get(current), Option.isSome)
     })
   })

@@ -11,7 +11,7 @@
  */
 import type { Channel, ConfirmChannel, Message } from "amqplib"
 import { type Duration, Effect, Option, type Scope } from "effect"
-import { AmqpUrl, QueueType, WorkerConfig } from "../Config.js"
+import { OperatorAmqpUrl, QueueType, WorkerConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
 import { BrokerError, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
 import { makeLazyConnection } from "./LazyConnection.js"
@@ -85,14 +85,14 @@ const borrowed = (channel: Channel, queue: string, message: Message): Borrowed =
   remove: Effect.try({ try: () => channel.ack(message), catch: brokerError(`Cannot remove a message from ${queue}`) })
 })
 
-/** Tools on AMQP_URL, declaring the topology of QUEUE_TYPE and the worker's retry delays. */
+/** Tools on OPS_AMQP_URL (else AMQP_URL), declaring the topology of QUEUE_TYPE and the worker's retry delays. */
 export const makeQueueTools = (options: {
   /** The connection's name, as RabbitMQ shows it. */
   readonly name: string
   readonly idleTimeToLive: Duration.DurationInput
 }) =>
   Effect.gen(function*() {
-    const url = yield* AmqpUrl
+    const url = yield* OperatorAmqpUrl
     const topology = topologyOptions(yield* QueueType, yield* WorkerConfig)
     const pool = yield* makeLazyConnection<BrokerError | TopologyError>({
       open: Effect.gen(function*() {

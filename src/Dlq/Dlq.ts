@@ -189,7 +189,9 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
               const cause = describe(outcome.error.cause ?? outcome.error)
               skip(
                 item.entry,
-                outcome.sent
+                outcome._tag === "Unencodable"
+                  ? `the copy cannot be encoded (${cause})`
+                  : outcome.sent
                   ? `the broker did not confirm the copy (${cause})`
                   : `publishing the copy failed (${cause})`
               )

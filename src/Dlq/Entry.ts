@@ -36,8 +36,12 @@ export const DlqEntry = Schema.Struct({
   originalQueue: Schema.NullOr(Schema.String),
   attempts: Schema.NullOr(Schema.Number),
   error: Schema.NullOr(Schema.String),
-  /** `poison` (never decodable), `failed` (retries spent) or `unknown` (dead-lettered by something else). */
-  kind: Schema.Literal("poison", "failed", "unknown"),
+  /**
+   * `poison` (never decodable, or too large to copy), `failed` (retries spent), `invalid` (on another
+   * event's queue, or about a ticket or message that does not exist), `conflict` (its eventId was
+   * processed with another payload) or `unknown` (dead-lettered by something else).
+   */
+  kind: Schema.Literal("poison", "failed", "invalid", "conflict", "unknown"),
   /** ISO-8601; null when the message carries no failure time at all. */
   failedAt: Schema.NullOr(Schema.String),
   ageSeconds: Schema.NullOr(Schema.Number),
@@ -120,19 +124,28 @@ export const originalRoutingKey = (msg: QueuedMessage): string | null => {
 
 export const kindOf = (msg: QueuedMessage): EntryKind => {
   const kind = headerText(headersOf(msg)[DLQ_HEADERS.kind])
-  if (kind === "poison" || kind === "failed") return kind
+  if (kind === "poison" || kind === "failed" || kind === "invalid" || kind === "conflict") return kind
   return deathRecord(headersOf(msg)) !== null ? "failed" : "unknown"
+}
+
+/** Why a message of this kind is never replayed: the same bytes would be dead-lettered again. */
+const NOT_REPLAYABLE: Partial<Record<EntryKind, string>> = {
+  poison: "poison message (its body never decoded); fix or discard it",
+  invalid:
+    "invalid event (it came on another event's queue, or names a ticket or message that does not exist); discard it",
+  conflict: "conflicting event (its eventId was already processed with another payload); discard it"
 }
 
 /**
  * Where a replay would send the message: its original routing key (the
  * worker's header, else the broker's x-death record, else the body's `event`),
- * which must be one of the four events bound on `opsdesk.events`. Poison
- * messages are never replayed: their body did not decode, and replaying the
- * same bytes would only dead-letter them again.
+ * which must be one of the four events bound on `opsdesk.events`. Poison,
+ * invalid and conflicting messages are never replayed: the worker would only
+ * dead-letter them again.
  */
 export const replayTarget = (msg: QueuedMessage): Either.Either<EventName, string> => {
-  if (kindOf(msg) === "poison") return Either.left("poison message (its body never decoded); fix or discard it")
+  const refused = NOT_REPLAYABLE[kindOf(msg)]
+  if (refused !== undefined) return Either.left(refused)
   const key = originalRoutingKey(msg) ?? parseBody(msg.content).event
   if (key === null) return Either.left("no original routing key and no `event` in the body")
   return isEventName(key) ? Either.right(key) : Either.left(`routing key ${JSON.stringify(key)} is not a known event`)

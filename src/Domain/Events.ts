@@ -1,8 +1,12 @@
 /**
  * Domain events: one Schema per event, each in the envelope
  * `{ event, eventId, occurredAt, payload }`. The routing key is the event name.
+ *
+ * Ids decode in lower case, whatever case they were written in: `eventId` is
+ * the idempotency key, and `ABC…` and `abc…` must be one event, not two.
  */
 import { Either, ParseResult, Schema } from "effect"
+import { createHash } from "node:crypto"
 import { MAX_JSON_DEPTH, nestedTooDeep } from "./Json.js"
 
 export const TicketStatus = Schema.Literal("open", "in_progress", "resolved", "closed")
@@ -11,7 +15,8 @@ export type TicketStatus = typeof TicketStatus.Type
 export const TicketPriority = Schema.Literal("low", "medium", "high", "urgent")
 export type TicketPriority = typeof TicketPriority.Type
 
-const Uuid = Schema.UUID
+/** A UUID, canonical: lower case (RFC 9562 output form). */
+const Uuid = Schema.compose(Schema.Lowercase, Schema.UUID)
 /** ISO-8601 timestamps travel as strings, as in the seed (`sentAt: string`). */
 const Timestamp = Schema.String.pipe(
   Schema.filter((s) => !Number.isNaN(Date.parse(s)), { message: () => "expected an ISO-8601 timestamp" })
@@ -84,6 +89,32 @@ export const EVENT_NAMES = [
 
 export const isTicketEvent = (e: DomainEvent): e is TicketCreated | TicketUpdated | TicketStatusChanged =>
   e.event !== "message.sent"
+
+/**
+ * JSON with object keys sorted at every level: the canonical form (RFC 8785)
+ * of decoded events, whose values are only strings, arrays, objects and null.
+ * Hand-written: those values need no more than JSON.stringify and a key sort.
+ */
+const canonicalJson = (u: unknown): string => {
+  if (Array.isArray(u)) return `[${u.map(canonicalJson).join(",")}]`
+  if (typeof u === "object" && u !== null) {
+    const o = u as Record<string, unknown>
+    return `{${
+      Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+        .join(",")
+    }}`
+  }
+  return JSON.stringify(u) ?? "null"
+}
+
+/**
+ * What an event says, as sha256 hex of the canonical JSON of its name and
+ * payload (decoded: ids in lower case, unknown fields dropped). Two copies of
+ * one event have the same fingerprint, whatever their envelope's time; a
+ * reused eventId with another payload has another.
+ */
+export const eventFingerprint = (event: DomainEvent): string =>
+  createHash("sha256").update(canonicalJson({ event: event.event, payload: event.payload })).digest("hex")
 
 /** Builds an envelope with a fresh id and timestamp. */
 export const makeEvent = <E extends DomainEvent>(event: E["event"], payload: E["payload"], now = new Date()): E =>

@@ -3,8 +3,9 @@
  *
  * - Metrics: every Effect `Metric` is read by an OpenTelemetry Prometheus
  *   exporter (pull). The worker serves it on its own small HTTP port
- *   (WORKER_METRICS_PORT, 9464; 0 turns it off); the API mounts the same
- *   handler at `GET /metrics`.
+ *   (WORKER_METRICS_HOST:WORKER_METRICS_PORT, 127.0.0.1:9464; port 0 turns it
+ *   off; MetricsEndpoint.ts); the API mounts the same handler at `GET /metrics`.
+ *   Both ask for `Authorization: Bearer <METRICS_TOKEN>` when that is set.
  * - Traces: off by default. They are exported over OTLP/HTTP when the standard
  *   variables ask for it (OTEL_TRACES_EXPORTER=otlp, or an
  *   OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); the exporter reads the rest of its
@@ -21,8 +22,9 @@ import { NodeSdk } from "@effect/opentelemetry"
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Context, Effect, Layer, Option, Runtime } from "effect"
+import { Context, Effect, Layer, Option, type Redacted } from "effect"
 import { OtelConfig } from "../Config.js"
+import { serveMetrics } from "./MetricsEndpoint.js"
 
 export class PrometheusMetrics
   extends Context.Tag("OpsDesk/Observability/PrometheusMetrics")<PrometheusMetrics, PrometheusExporter>()
@@ -32,33 +34,29 @@ export class PrometheusMetrics
 export class Tracing extends Context.Tag("OpsDesk/Observability/Tracing")<Tracing, { readonly enabled: boolean }>() {}
 
 /**
- * The SDK for one process. `metricsPort` > 0 makes the exporter serve
- * `/metrics` itself on that port; `extraSpanProcessors` lets tests capture spans.
+ * The SDK for one process. `metricsPort` > 0 serves `GET /metrics` on
+ * `metricsHost` (loopback unless given) for the life of the layer, behind
+ * `metricsToken` when it is set; `extraSpanProcessors` lets tests capture spans.
  */
 export const layer = (options: {
   readonly serviceName: string
   readonly metricsPort?: number
+  readonly metricsHost?: string
+  readonly metricsToken?: Option.Option<Redacted.Redacted<string>>
   readonly extraSpanProcessors?: ReadonlyArray<SpanProcessor>
 }) =>
-  Layer.unwrapEffect(
+  Layer.unwrapScoped(
     Effect.gen(function*() {
       const cfg = yield* OtelConfig
-      const runtime = yield* Effect.runtime<never>()
-      const exporter = new PrometheusExporter(
-        options.metricsPort && options.metricsPort > 0
-          ? { port: options.metricsPort, host: "0.0.0.0" }
-          : { preventServerStart: true },
-        // The exporter would otherwise swallow a port already in use: say it, and carry on without /metrics.
-        (error) => {
-          if (error) {
-            Runtime.runFork(runtime)(
-              Effect.logWarning(
-                `Metrics endpoint not served: cannot listen on port ${options.metricsPort} (${error.message}); set WORKER_METRICS_PORT to a free port, or 0 to turn it off`
-              )
-            )
-          }
-        }
-      )
+      const exporter = new PrometheusExporter({ preventServerStart: true })
+      if (options.metricsPort !== undefined && options.metricsPort > 0) {
+        yield* serveMetrics({
+          exporter,
+          port: options.metricsPort,
+          host: options.metricsHost ?? "127.0.0.1",
+          token: options.metricsToken ?? Option.none()
+        })
+      }
       const exportTraces = !cfg.disabled &&
         (cfg.tracesExporter.split(",").includes("otlp") || Option.isSome(cfg.endpoint) ||
           Option.isSome(cfg.tracesEndpoint))

@@ -12,12 +12,12 @@
  * it scans (see Dlq.ts), so a listing running next to a discard would hide
  * the very message the discard looks for.
  */
-import { FetchHttpClient, HttpClient, HttpClientResponse } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { DateTime, Effect } from "effect"
+import { DateTime, Effect, Option, Redacted } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
 import { DLQ } from "../Broker/Topology.js"
-import { WorkerMetricsUrl } from "../Config.js"
+import { MetricsToken, WorkerMetricsUrl } from "../Config.js"
 import { Dlq, type DlqError } from "../Dlq/Dlq.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
@@ -99,7 +99,17 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
   effect: Effect.gen(function*() {
     const dlq = yield* Dlq
     const sql = yield* SqlClient.SqlClient
-    const http = (yield* HttpClient.HttpClient).pipe(HttpClient.withTracerPropagation(false))
+    const metricsToken = yield* MetricsToken
+    // The worker's /metrics asks for METRICS_TOKEN when it is set: the scrape sends it.
+    const http = (yield* HttpClient.HttpClient).pipe(
+      HttpClient.withTracerPropagation(false),
+      HttpClient.mapRequest((request) =>
+        Option.match(metricsToken, {
+          onNone: () => request,
+          onSome: (token) => HttpClientRequest.bearerToken(request, Redacted.value(token))
+        })
+      )
+    )
     const metricsUrl = yield* WorkerMetricsUrl
     const lock = yield* Effect.makeSemaphore(1)
     const exclusive = lock.withPermits(1)

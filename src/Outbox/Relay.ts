@@ -15,19 +15,29 @@
  * the same row at once; a crash between confirm and commit re-publishes the
  * batch, which the worker's idempotency absorbs (at-least-once on the wire).
  * The relay has a small connection pool of its own (see App/ApiProcess.ts).
+ *
+ * Every event is published as mandatory. One the broker returns (no queue is
+ * bound to its routing key: a deleted binding, say) is not lost: its row stays
+ * unpublished with the reason in `last_error`, is counted
+ * (`opsdesk_outbox_unroutable_total`, and the `opsdesk_outbox_unroutable`
+ * gauge), logged (at most every 5 s), and taken again after
+ * OUTBOX_UNROUTABLE_RETRY_MS until its route exists (the publisher and the
+ * worker declare the topology again whenever they reconnect). The rest of its
+ * batch is published as usual.
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Effect, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { BrokerError } from "../Broker/Amqp.js"
 import type { OutgoingMessage } from "../Broker/Message.js"
-import { Publisher } from "../Broker/Publisher.js"
+import { Publisher, type PublishOutcome } from "../Broker/Publisher.js"
 import { EXCHANGE } from "../Broker/Topology.js"
 import { OutboxConfig } from "../Config.js"
+import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
-import { rateLimitedWarning } from "../Kit/Warnings.js"
+import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
-import { readBacklog } from "./Backlog.js"
+import { readBacklog, readUnroutable } from "./Backlog.js"
 import { OUTBOX_CHANNEL } from "./Outbox.js"
 
 interface OutboxRow {
@@ -48,13 +58,26 @@ export const outboxBacklog = Metric.gauge("opsdesk_outbox_backlog", { descriptio
 export const outboxOldestAge = Metric.gauge("opsdesk_outbox_oldest_unpublished_seconds", {
   description: "Age of the oldest unpublished outbox event"
 })
+export const relayUnroutable = Metric.counter("opsdesk_outbox_unroutable_total", {
+  description:
+    "Publishes the broker returned as unroutable (no queue bound to the routing key); each try of a held event counts",
+  incremental: true
+})
+export const outboxUnroutable = Metric.gauge("opsdesk_outbox_unroutable", {
+  description: "Outbox events waiting for a route: returned as unroutable and not yet published"
+})
 
 /** The backlog gauges, refreshed every 5 s. */
 const measureBacklog = Effect.gen(function*() {
   const { backlog, oldestUnpublishedSeconds } = yield* readBacklog
   yield* Metric.set(outboxBacklog, backlog)
   yield* Metric.set(outboxOldestAge, oldestUnpublishedSeconds ?? 0)
+  yield* Metric.set(outboxUnroutable, yield* readUnroutable)
 })
+
+/** Metric labels come from the fixed set of event names. */
+const eventLabel = (eventType: string) =>
+  (EVENT_NAMES as ReadonlyArray<string>).includes(eventType) ? eventType : "unknown"
 
 export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): OutgoingMessage => ({
   exchange: EXCHANGE,
@@ -62,6 +85,8 @@ export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): O
   content: Buffer.from(row.envelope),
   options: {
     persistent: true,
+    // Returned, not dropped, when no queue is bound to its routing key.
+    mandatory: true,
     contentType: "application/json",
     messageId: row.eventId,
     type: row.eventType,
@@ -75,12 +100,56 @@ export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): O
 export const PIPELINE_DEPTH = 2
 
 /**
- * Publishes one batch; returns how many rows it published. `sending` orders
- * the claim and the send of concurrent batches, so messages reach the broker
- * in outbox order; the wait for confirms and the commit overlap with the next
- * batch.
+ * The rows to publish: those due again after being returned as unroutable,
+ * then new ones, `$1` in all. No ORDER BY: right after a burst the planner's
+ * row estimate for the partial index is stale, and with ORDER BY it sorted the
+ * whole backlog (on disk) for every batch. Without it, each scan stops after
+ * the rows it needs, new ones in id order (the index's), which is outbox order.
  */
-export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
+const CLAIM_SQL = `
+WITH due AS (
+  SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
+  WHERE published_at IS NULL AND retry_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED
+), fresh AS (
+  SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
+  WHERE published_at IS NULL AND retry_at IS NULL
+  LIMIT greatest($1 - (SELECT count(*) FROM due), 0) FOR UPDATE SKIP LOCKED
+)
+SELECT * FROM due UNION ALL SELECT * FROM fresh`
+
+export interface BatchResult {
+  /** Rows taken (a full batch means more may be waiting). */
+  readonly taken: number
+  readonly published: number
+  /** Returned as unroutable: they stay unpublished until their retry time. */
+  readonly unroutable: ReadonlyArray<{ readonly eventId: string; readonly eventType: string }>
+  /** The first refusal, if the broker refused (or never confirmed) some: those rows are taken again at once. */
+  readonly refused: BrokerError | undefined
+}
+
+const nothing: BatchResult = { taken: 0, published: 0, unroutable: [], refused: undefined }
+
+const spanExit = (outcome: PublishOutcome | undefined): Exit.Exit<void, BrokerError> =>
+  outcome === undefined
+    ? Exit.fail(new BrokerError({ message: "No answer from the broker" }))
+    : outcome._tag === "Confirmed"
+    ? Exit.void
+    : outcome._tag === "Returned"
+    ? Exit.fail(new BrokerError({ message: "Returned as unroutable" }))
+    : Exit.fail(outcome.error)
+
+/**
+ * Publishes one batch. `sending` orders the claim and the send of concurrent
+ * batches, so messages reach the broker in outbox order; the wait for
+ * confirms and the commit overlap with the next batch. Confirmed rows are
+ * marked published, returned ones keep their reason and a retry time, refused
+ * ones are left as they were.
+ */
+export const publishBatch = (
+  batchSize: number,
+  sending: Effect.Semaphore,
+  unroutableRetry: Duration.DurationInput = Duration.seconds(5)
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const publisher = yield* Publisher
@@ -90,14 +159,7 @@ export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
     return yield* sql.withTransaction(
       Effect.gen(function*() {
         const sent = yield* sending.withPermits(1)(Effect.gen(function*() {
-          // No ORDER BY: right after a burst the planner's row estimate for the partial index is
-          // stale, and with ORDER BY it sorted the whole backlog (on disk) for every batch. Without
-          // it, the scan stops after `batchSize` rows, taken in heap order, which for this
-          // append-only table is insertion order.
-          const rows = yield* sql<
-            OutboxRow
-          >`SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
-            WHERE published_at IS NULL LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`
+          const rows = yield* sql.unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
           if (rows.length === 0) return undefined
           // With tracing on, one producer span per event, child of the span that wrote it; its id travels as `traceparent`.
           const spans = tracing
@@ -118,22 +180,66 @@ export const publishBatch = (batchSize: number, sending: Effect.Semaphore) =>
           )
           return { rows, spans, confirmed }
         }))
-        if (sent === undefined) return 0
+        if (sent === undefined) return nothing
         const { confirmed, rows, spans } = sent
-        const published = yield* Effect.exit(confirmed)
+        const outcomes = yield* confirmed
         if (spans) {
           const now = yield* Clock.currentTimeNanos
-          for (const span of spans) span.end(now, published)
+          spans.forEach((span, i) => span.end(now, spanExit(outcomes[i])))
         }
-        yield* published
-        yield* sql.unsafe(
-          "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
-          [rows.map((r) => r.id)]
-        )
-        return rows.length
+        const published = rows.filter((_, i) => outcomes[i]?._tag === "Confirmed")
+        const returned = rows.filter((_, i) => outcomes[i]?._tag === "Returned")
+        const refusal = outcomes.find((o) => o._tag === "Refused" || o._tag === "Unencodable")
+        const refused = refusal !== undefined && (refusal._tag === "Refused" || refusal._tag === "Unencodable")
+          ? refusal.error
+          : undefined
+        if (published.length > 0) {
+          yield* sql.unsafe(
+            "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
+            [published.map((r) => r.id)]
+          )
+        }
+        if (returned.length > 0) {
+          yield* sql.unsafe(
+            `UPDATE outbox SET attempts = attempts + 1, retry_at = now() + $2::bigint * interval '1 millisecond',
+               last_error = 'Unroutable: no queue is bound to routing key ' || event_type || ' on ${EXCHANGE} (returned at ' ||
+                 to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
+             WHERE id = ANY($1::bigint[])`,
+            [returned.map((r) => r.id), Duration.toMillis(unroutableRetry)]
+          )
+        }
+        const result: BatchResult = {
+          taken: rows.length,
+          published: published.length,
+          unroutable: returned.map((r) => ({ eventId: r.eventId, eventType: r.eventType })),
+          refused
+        }
+        return result
       })
     )
-  }).pipe(Effect.tap((n) => Metric.incrementBy(relayPublished, n)))
+  }).pipe(
+    Effect.tap((result) =>
+      Effect.all([
+        Metric.incrementBy(relayPublished, result.published),
+        Effect.forEach(
+          result.unroutable,
+          (r) => Metric.incrementBy(relayUnroutable.pipe(Metric.tagged("event", eventLabel(r.eventType))), 1),
+          { discard: true }
+        )
+      ], { discard: true })
+    )
+  )
+
+/** The warning for returned events: which routing keys have no queue, at most every 5 s. */
+const warnUnroutable = (warning: RateLimitedWarning, result: BatchResult, retry: Duration.Duration) => {
+  if (result.unroutable.length === 0) return Effect.void
+  const keys = [...new Set(result.unroutable.map((r) => r.eventType))].join(", ")
+  return warning.warn(
+    `Outbox: ${result.unroutable.length} event(s) returned as unroutable: no queue is bound to routing key(s) ${keys} ` +
+      `on ${EXCHANGE}. They stay in the outbox (last_error) and are tried again every ${Duration.format(retry)}; ` +
+      `check the bindings (the publisher and the worker declare them again when they reconnect).`
+  )
+}
 
 export const RelayLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -155,10 +261,14 @@ export const RelayLive = Layer.scopedDiscard(
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
     const waiting = rateLimitedWarning()
-    const batch = publishBatch(cfg.batchSize, sending).pipe(
+    const unroutable = rateLimitedWarning()
+    const batch = publishBatch(cfg.batchSize, sending, cfg.unroutableRetry).pipe(
+      Effect.tap((result) => warnUnroutable(unroutable, result, cfg.unroutableRetry)),
+      // Refused rows stay unpublished and are taken again: the failure path logs and backs off.
+      Effect.flatMap((result) => (result.refused === undefined ? Effect.succeed(result) : Effect.fail(result.refused))),
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
       // A full batch means more is waiting: go on at once.
-      Effect.flatMap((n) => (n === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
+      Effect.flatMap((result) => (result.taken === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
       // Any failure, even a defect, must not end the relay: log, back off, go on.
       Effect.catchAllCause((cause) =>
         Effect.suspend(() => {

@@ -1,6 +1,7 @@
 /** Users as the API shows them (never with the password hash) and the requests about them. */
 import { Schema } from "effect"
 import { Role } from "../Auth/CurrentUser.js"
+import { Cursor, Limit } from "../Kit/Pagination.js"
 import { SecretString, Timestamp } from "../Kit/Schemas.js"
 
 export const Username = Schema.String.pipe(
@@ -15,10 +16,39 @@ export const User = Schema.Struct({
   id: Schema.UUID,
   username: Schema.String,
   role: Role,
+  active: Schema.Boolean.annotations({ description: "A deactivated user cannot log in, and their tokens are refused" }),
   createdAt: Timestamp
 }).annotations({ identifier: "User" })
 export type User = typeof User.Type
 
+export const UserPage = Schema.Struct({
+  items: Schema.Array(User),
+  nextCursor: Schema.NullOr(Schema.String)
+}).annotations({ identifier: "UserPage" })
+export type UserPage = typeof UserPage.Type
+
 export const CreateUserRequest = Schema.Struct({ username: Username, password: Password, role: Role })
   .annotations({ identifier: "CreateUserRequest" })
 export type CreateUserRequest = typeof CreateUserRequest.Type
+
+export const ChangeRoleRequest = Schema.Struct({ role: Role }).annotations({ identifier: "ChangeRoleRequest" })
+
+export const ResetPasswordRequest = Schema.Struct({ password: Password }).annotations({
+  identifier: "ResetPasswordRequest"
+})
+
+export const ChangePasswordRequest = Schema.Struct({
+  // Any length, as a login accepts: only the new one must meet the rules.
+  currentPassword: SecretString("currentPassword", 1, 200),
+  newPassword: SecretString("newPassword", 8, 200)
+}).annotations({ identifier: "ChangePasswordRequest" })
+
+export const ListUsersParams = Schema.Struct({
+  role: Schema.optional(Role),
+  active: Schema.optional(Schema.BooleanFromString.annotations({ description: "`true` or `false`" })),
+  limit: Schema.optional(Limit),
+  cursor: Schema.optional(Cursor)
+})
+export type ListUsersParams = typeof ListUsersParams.Type
+
+export const UserIdPath = Schema.Struct({ id: Schema.UUID })

@@ -1,31 +1,42 @@
-import { HttpApiBuilder } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
 import { CurrentUser } from "../Auth/CurrentUser.js"
-import { Unauthorized } from "../Auth/Errors.js"
-import { hashPassword } from "../Auth/Password.js"
+import { retryAfter } from "../Auth/Http.js"
 import { apiOf } from "../Kit/Api.js"
 import { UsersApi } from "./Api.js"
-import { canCreateUser } from "./Policy.js"
-import { UsersRepo } from "./Repo.js"
+import { Users } from "./Users.js"
 
 export const HttpUsersLive = HttpApiBuilder.group(apiOf(UsersApi), "users", (handlers) =>
   Effect.gen(function*() {
-    const repo = yield* UsersRepo
+    const users = yield* Users
     return handlers
-      .handle("createUser", ({ payload }) =>
+      .handle("createUser", ({ payload }) => Effect.flatMap(CurrentUser, (actor) => users.create(actor, payload)))
+      .handle("listUsers", ({ urlParams }) => Effect.flatMap(CurrentUser, (actor) => users.list(actor, urlParams)))
+      .handle("getMe", () => Effect.flatMap(CurrentUser, users.me))
+      .handle("changeMyPassword", ({ payload }) =>
         Effect.gen(function*() {
           const actor = yield* CurrentUser
-          yield* canCreateUser(actor)
-          const passwordHash = yield* hashPassword(payload.password)
-          return yield* repo.insert({ username: payload.username, passwordHash, role: payload.role }, actor.id)
-        }).pipe(Effect.withSpan("Users.create")))
-      .handle("getMe", () =>
-        CurrentUser.pipe(
-          Effect.flatMap((actor) => repo.findById(actor.id)),
-          // A valid token for a user deleted since it was issued.
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.fail(new Unauthorized({ message: "the user of this token no longer exists" })),
-            onSome: Effect.succeed
-          }))
+          const request = yield* HttpServerRequest.HttpServerRequest
+          return yield* users.changeOwnPassword(
+            actor,
+            Option.getOrUndefined(request.remoteAddress),
+            payload.currentPassword,
+            payload.newPassword
+          )
+        }).pipe(
+          Effect.tapErrorTag("TooManyAttempts", retryAfter),
+          Effect.tapErrorTag("ServiceUnavailable", retryAfter)
         ))
-  })).pipe(Layer.provide(UsersRepo.Default))
+      .handle("getUser", ({ path }) => Effect.flatMap(CurrentUser, (actor) => users.get(actor, path.id)))
+      .handle(
+        "changeRole",
+        ({ path, payload }) => Effect.flatMap(CurrentUser, (actor) => users.changeRole(actor, path.id, payload.role))
+      )
+      .handle("deactivateUser", ({ path }) => Effect.flatMap(CurrentUser, (actor) => users.deactivate(actor, path.id)))
+      .handle("reactivateUser", ({ path }) => Effect.flatMap(CurrentUser, (actor) => users.reactivate(actor, path.id)))
+      .handle(
+        "resetPassword",
+        ({ path, payload }) =>
+          Effect.flatMap(CurrentUser, (actor) => users.resetPassword(actor, path.id, payload.password))
+      )
+  })).pipe(Layer.provide(Users.Default))

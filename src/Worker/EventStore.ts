@@ -3,6 +3,12 @@
  * batch commit that claims events in `processed_events` and writes their
  * notifications in one transaction. A claimed event's effects commit with its
  * claim, so a crash at any point neither loses nor repeats them.
+ *
+ * The same statement checks what the worker must not take on trust: that the
+ * entity each event names exists (`Plan.requires`; an event that fails it is
+ * neither claimed nor acted on), and that an event id claimed before was
+ * claimed with the same fingerprint (a copy: a duplicate) and not another (a
+ * reused id: a conflict, reported with the fingerprint it was claimed with).
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, Data, Effect, Layer } from "effect"
@@ -16,10 +22,24 @@ export class StoreError extends Data.TaggedError("StoreError")<{
   readonly cause?: unknown
 }> {}
 
+/** What one commit did with each event; an event in none of these is a duplicate (claimed before, same payload). */
+export interface CommitResult {
+  /** Claimed now, with their notifications written. */
+  readonly claimed: ReadonlySet<string>
+  /** Claimed before with another payload: event id -> the fingerprint of that claim. Nothing written. */
+  readonly conflicts: ReadonlyMap<string, string>
+  /** The entity they name does not exist. Nothing written. */
+  readonly missing: ReadonlySet<string>
+}
+
 export class EventStore extends Context.Tag("OpsDesk/Worker/EventStore")<EventStore, {
   readonly watchers: (ticketIds: ReadonlyArray<string>) => Effect.Effect<Watchers, StoreError>
-  /** Claims each plan's event for `processor` and writes the claimed ones' notifications; returns the claimed event ids. */
-  readonly commit: (processor: string, plans: ReadonlyArray<Plan>) => Effect.Effect<ReadonlySet<string>, StoreError>
+  /**
+   * Claims each plan's event for `processor` (with its fingerprint) if the
+   * entity it requires exists, and writes the notifications of those it
+   * claimed, in one statement. Each event id once per call.
+   */
+  readonly commit: (processor: string, plans: ReadonlyArray<Plan>) => Effect.Effect<CommitResult, StoreError>
 }>() {}
 
 const toStoreError = (what: string) => (error: SqlError.SqlError) =>
@@ -29,19 +49,69 @@ const toStoreError = (what: string) => (error: SqlError.SqlError) =>
     cause: error
   })
 
+/**
+ * `known`: the events whose entity exists. A claim is an upsert that changes
+ * nothing: a new event id is inserted with its fingerprint and returned with
+ * it; an id claimed before with another (non-null) fingerprint is "updated"
+ * to its own value, only so that RETURNING hands back that fingerprint, which
+ * then differs from the event's (a conflict); a copy (same fingerprint, or a
+ * claim made before fingerprints) returns nothing: a duplicate. DO UPDATE,
+ * unlike DO NOTHING, waits for and sees a claim a concurrent transaction
+ * commits, so a conflict is reported even then.
+ */
 const COMMIT_SQL = `
-WITH claimed AS (
-  INSERT INTO processed_events (event_id, event_type, processor_name)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-  ON CONFLICT (event_id, processor_name) DO NOTHING
-  RETURNING event_id
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[])
+    AS i(event_id, event_type, fingerprint, ticket_id, owner_id, message_id, author_id)
+), known AS (
+  SELECT i.* FROM input i
+  WHERE CASE WHEN i.message_id IS NULL
+    THEN EXISTS (SELECT 1 FROM tickets t WHERE t.id = i.ticket_id AND t.owner_id = i.owner_id)
+    ELSE EXISTS (
+      SELECT 1 FROM messages m WHERE m.id = i.message_id AND m.ticket_id = i.ticket_id AND m.author_id = i.author_id
+    )
+  END
+), upserted AS (
+  INSERT INTO processed_events (event_id, event_type, processor_name, fingerprint)
+  SELECT event_id, event_type, $8, fingerprint FROM known
+  ON CONFLICT (event_id, processor_name) DO UPDATE SET fingerprint = processed_events.fingerprint
+    WHERE processed_events.fingerprint <> EXCLUDED.fingerprint
+  RETURNING event_id, fingerprint
+), outcome AS (
+  SELECT u.event_id, u.fingerprint = k.fingerprint AS claimed, u.fingerprint
+  FROM upserted u JOIN known k USING (event_id)
 ), notified AS (
   INSERT INTO notifications (event_id, event_type, recipient_id, channel, body)
-  SELECT n.* FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[])
+  SELECT n.* FROM unnest($9::text[], $10::text[], $11::uuid[], $12::text[], $13::text[])
     AS n(event_id, event_type, recipient_id, channel, body)
-  WHERE n.event_id IN (SELECT event_id FROM claimed)
+  WHERE n.event_id IN (SELECT event_id FROM outcome WHERE claimed)
 )
-SELECT event_id FROM claimed`
+SELECT event_id, CASE WHEN claimed THEN 'claimed' ELSE 'conflict' END AS outcome, fingerprint FROM outcome
+UNION ALL
+SELECT event_id, 'missing', NULL FROM input WHERE event_id NOT IN (SELECT event_id FROM known)`
+
+interface OutcomeRow {
+  readonly eventId: string
+  readonly outcome: "claimed" | "conflict" | "missing"
+  readonly fingerprint: string | null
+}
+
+const toResult = (rows: ReadonlyArray<OutcomeRow>): CommitResult => {
+  const claimed = new Set<string>()
+  const conflicts = new Map<string, string>()
+  const missing = new Set<string>()
+  for (const row of rows) {
+    if (row.outcome === "claimed") claimed.add(row.eventId)
+    else if (row.outcome === "conflict") conflicts.set(row.eventId, row.fingerprint ?? "")
+    else missing.add(row.eventId)
+  }
+  return { claimed, conflicts, missing }
+}
+
+const ticketOf = (p: Plan) => p.requires.ticketId
+const ownerOf = (p: Plan) => p.requires._tag === "Ticket" ? p.requires.ownerId : null
+const messageOf = (p: Plan) => p.requires._tag === "Message" ? p.requires.messageId : null
+const authorOf = (p: Plan) => p.requires._tag === "Message" ? p.requires.authorId : null
 
 export const EventStoreLive = Layer.effect(
   EventStore,
@@ -68,21 +138,26 @@ export const EventStoreLive = Layer.effect(
         )
       },
       commit: (processor, plans) => {
-        if (plans.length === 0) return Effect.succeed(new Set<string>())
+        if (plans.length === 0) return Effect.succeed(toResult([]))
         const notifications: Array<NotificationRow> = plans.flatMap((p) => p.notifications)
-        // One statement, so one implicit transaction and one round trip: the
+        // One statement, so one implicit transaction and one round trip: the entity checks, the
         // claims, and the notifications of exactly the events it claimed.
-        return sql.unsafe<{ readonly eventId: string }>(COMMIT_SQL, [
+        return sql.unsafe<OutcomeRow>(COMMIT_SQL, [
           plans.map((p) => p.event.eventId),
           plans.map((p) => p.event.event),
-          plans.map(() => processor),
+          plans.map((p) => p.fingerprint),
+          plans.map(ticketOf),
+          plans.map(ownerOf),
+          plans.map(messageOf),
+          plans.map(authorOf),
+          processor,
           notifications.map((n) => n.eventId),
           notifications.map((n) => n.eventType),
           notifications.map((n) => n.recipientId),
           notifications.map((n) => n.channel),
           notifications.map((n) => n.body)
         ]).pipe(
-          Effect.map((rows) => new Set(rows.map((r) => r.eventId)) as ReadonlySet<string>),
+          Effect.map(toResult),
           Effect.mapError(toStoreError("Commit failed"))
         )
       }

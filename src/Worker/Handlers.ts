@@ -1,9 +1,11 @@
 /**
- * What each event does, as a pure plan: the notifications to write (in the
- * same transaction as the idempotency claim), whether cached ticket listings
- * must go, and the seed's log lines to print once the effects committed.
+ * What each event does, as a pure plan: the entity that must exist for it to
+ * be acted on, the notifications to write (in the same transaction as the
+ * idempotency claim, and only if that entity exists), whether cached ticket
+ * listings must go, and the seed's log lines to print once the effects
+ * committed.
  */
-import type { DomainEvent } from "../Domain/Events.js"
+import { type DomainEvent, eventFingerprint } from "../Domain/Events.js"
 
 export interface NotificationRow {
   readonly eventId: string
@@ -13,8 +15,26 @@ export interface NotificationRow {
   readonly body: string
 }
 
+/**
+ * What an event names and the worker checks before acting on it, in the
+ * statement that claims it: a ticket event's ticket, with the owner the event
+ * gives it (owners never change); a message's row, on its ticket, by its
+ * author. Anyone who can publish to the queues could make up the rest.
+ */
+export type Requirement =
+  | { readonly _tag: "Ticket"; readonly ticketId: string; readonly ownerId: string }
+  | { readonly _tag: "Message"; readonly messageId: string; readonly ticketId: string; readonly authorId: string }
+
+export const describeRequirement = (r: Requirement): string =>
+  r._tag === "Ticket"
+    ? `ticket ${r.ticketId} owned by ${r.ownerId} does not exist`
+    : `message ${r.messageId} by ${r.authorId} on ticket ${r.ticketId} does not exist`
+
 export interface Plan {
   readonly event: DomainEvent
+  /** Of the event's name and payload (Domain/Events.ts): stored with its claim. */
+  readonly fingerprint: string
+  readonly requires: Requirement
   readonly notifications: ReadonlyArray<NotificationRow>
   readonly invalidatesListings: boolean
   readonly lines: ReadonlyArray<string>
@@ -43,11 +63,14 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
     channel,
     body: storable(body)
   })
+  const fingerprint = eventFingerprint(event)
   switch (event.event) {
     case "ticket.created": {
       const p = event.payload
       return {
         event,
+        fingerprint,
+        requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
         notifications: [note(p.ownerId, "email", `Your ticket "${p.title}" was created (${p.id})`)],
         invalidatesListings: true,
         lines: [`🎫 Ticket created: ${p.id}`, `   📧 [FAKE] Email notification sent to ticket owner ${p.ownerId}`]
@@ -58,6 +81,8 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
       const recipients = unique([p.ownerId, p.assigneeId], p.updatedBy)
       return {
         event,
+        fingerprint,
+        requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
         notifications: recipients.map((r) =>
           note(r, "email", `Ticket ${p.id} was updated: ${p.changedFields.join(", ")}`)
         ),
@@ -73,6 +98,8 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
       const recipients = unique([p.ownerId, p.assigneeId], p.changedBy)
       return {
         event,
+        fingerprint,
+        requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
         notifications: recipients.map((r) => note(r, "email", `Ticket ${p.id} moved from ${p.from} to ${p.to}`)),
         invalidatesListings: true,
         lines: [
@@ -86,6 +113,8 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
       const recipients = unique(watchers.get(p.ticketId) ?? [], p.authorId)
       return {
         event,
+        fingerprint,
+        requires: { _tag: "Message", messageId: p.id, ticketId: p.ticketId, authorId: p.authorId },
         notifications: recipients.map((r) => note(r, "in_app", `New message on ticket ${p.ticketId}`)),
         invalidatesListings: false,
         lines: [

@@ -2,10 +2,17 @@
  * Worker metrics. Each outcome is an Effect `Metric` tagged with the event
  * type (exported to Prometheus elsewhere), and also kept in plain totals for
  * the seed's periodic summary.
+ *
+ * Label values come from a fixed set, the event types (anything else counts
+ * as `unknown`): whoever can publish chooses routing keys and headers, and a
+ * label taken from them would let them create series without end. The lag
+ * is clamped to [0, 1 day], so an event stamped decades away cannot skew the
+ * histogram's sum; the clamped observations are counted.
  */
 import { Context, Effect, Layer, Metric, MetricBoundaries } from "effect"
+import { EVENT_NAMES } from "../Domain/Events.js"
 
-export type Outcome = "processed" | "failed" | "retried" | "duplicates" | "poison"
+export type Outcome = "processed" | "failed" | "retried" | "duplicates" | "poison" | "invalid" | "conflicts"
 
 export const processedTotal = Metric.counter("opsdesk_worker_processed_total", {
   description: "Events processed",
@@ -24,7 +31,20 @@ export const duplicatesTotal = Metric.counter("opsdesk_worker_duplicates_total",
   incremental: true
 })
 export const poisonTotal = Metric.counter("opsdesk_worker_poison_total", {
-  description: "Undecodable messages sent to the DLQ",
+  description: "Undecodable messages (or messages too large to copy) sent to the DLQ",
+  incremental: true
+})
+export const invalidTotal = Metric.counter("opsdesk_worker_invalid_total", {
+  description:
+    "Events sent to the DLQ unprocessed: on another event's queue, or about a ticket or message that does not exist",
+  incremental: true
+})
+export const conflictsTotal = Metric.counter("opsdesk_worker_conflicts_total", {
+  description: "Events sent to the DLQ unprocessed: their eventId was already processed with another payload",
+  incremental: true
+})
+export const lagClampedTotal = Metric.counter("opsdesk_worker_lag_clamped_total", {
+  description: "Lag observations outside [0, 1 day] (an occurredAt in the future, or over a day old), recorded clamped",
   incremental: true
 })
 export const queueDepth = Metric.gauge("opsdesk_queue_depth", {
@@ -41,12 +61,21 @@ export const endToEndLag = Metric.histogram(
   "Time from the event's occurredAt to its processing"
 )
 
+/** The longest lag recorded as it is. */
+export const MAX_LAG_MS = 24 * 60 * 60 * 1000
+
+/** A metric label for an event type: itself if it is one of ours, else `unknown`. */
+export const eventLabel = (eventType: string): string =>
+  (EVENT_NAMES as ReadonlyArray<string>).includes(eventType) ? eventType : "unknown"
+
 export interface Totals {
   processed: number
   failed: number
   retried: number
   duplicates: number
   poison: number
+  invalid: number
+  conflicts: number
   /** Per event type: count and summed milliseconds of processed events. */
   timings: Map<string, { count: number; totalMs: number; maxMs: number }>
 }
@@ -76,17 +105,31 @@ const memo = <M>(make: (eventType: string) => M) => {
 }
 
 export const make = Effect.sync(() => {
-  const totals: Totals = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, timings: new Map() }
+  const totals: Totals = {
+    processed: 0,
+    failed: 0,
+    retried: 0,
+    duplicates: 0,
+    poison: 0,
+    invalid: 0,
+    conflicts: 0,
+    timings: new Map()
+  }
   const tagged = {
     processed: memo((e) => processedTotal.pipe(Metric.tagged("event", e))),
     failed: memo((e) => failedTotal.pipe(Metric.tagged("event", e))),
     retried: memo((e) => retriedTotal.pipe(Metric.tagged("event", e))),
     duplicates: memo((e) => duplicatesTotal.pipe(Metric.tagged("event", e))),
-    poison: memo((e) => poisonTotal.pipe(Metric.tagged("event", e)))
+    poison: memo((e) => poisonTotal.pipe(Metric.tagged("event", e))),
+    invalid: memo((e) => invalidTotal.pipe(Metric.tagged("event", e))),
+    conflicts: memo((e) => conflictsTotal.pipe(Metric.tagged("event", e)))
   } satisfies Record<Outcome, unknown>
   const time = memo((e) => processingTime.pipe(Metric.tagged("event", e)))
   const lag = memo((e) => endToEndLag.pipe(Metric.tagged("event", e)))
-  const observe = ({ eventType, lagMillis, millis }: Timing) => {
+  const clamped = memo((e) => lagClampedTotal.pipe(Metric.tagged("event", e)))
+  const observe = (timing: Timing) => {
+    const eventType = eventLabel(timing.eventType)
+    const { lagMillis, millis } = timing
     const t = totals.timings.get(eventType) ?? { count: 0, totalMs: 0, maxMs: 0 }
     t.count++
     t.totalMs += millis
@@ -94,13 +137,16 @@ export const make = Effect.sync(() => {
     totals.timings.set(eventType, t)
     // What Metric.update does, minus its Effect: these metrics carry no ambient labels.
     time(eventType).unsafeUpdate(millis / 1000, [])
-    lag(eventType).unsafeUpdate(Math.max(0, lagMillis) / 1000, [])
+    const inRange = lagMillis >= 0 && lagMillis <= MAX_LAG_MS
+    if (!inRange) clamped(eventType).unsafeUpdate(1, [])
+    const lagMs = inRange ? lagMillis : Number.isNaN(lagMillis) || lagMillis < 0 ? 0 : MAX_LAG_MS
+    lag(eventType).unsafeUpdate(lagMs / 1000, [])
   }
   return WorkerMetrics.of({
     record: (outcome, eventType, count = 1) =>
       Effect.suspend(() => {
         totals[outcome] += count
-        return Metric.incrementBy(tagged[outcome](eventType), count)
+        return Metric.incrementBy(tagged[outcome](eventLabel(eventType)), count)
       }),
     timings: (timings) =>
       Effect.sync(() => {
@@ -118,7 +164,7 @@ export const summary = (t: Totals): string => {
     "",
     "📊 Worker Metrics:",
     `  ✅ Processed: ${t.processed}`,
-    `  ❌ Failed: ${t.failed + t.poison}`,
+    `  ❌ Failed: ${t.failed + t.poison + t.invalid + t.conflicts}`,
     `  🔄 Retried: ${t.retried}`,
     `  ⏭️  Duplicates: ${t.duplicates}`
   ]

@@ -5,35 +5,42 @@
  *
  *  decode  A body that is not JSON or fails its Schema is poison: it goes to
  *          the DLQ at once, with the reason in its headers, never retried.
- *          The first copy of an event in the batch is the one that runs.
+ *          So does (as `invalid`) an event on another event's queue. The
+ *          first copy of an event in the batch is the one that runs; a later
+ *          one with another payload under the same id is a `conflict`.
  *  plan    The watchers of the batch's tickets, the fault check, then the pure
  *          `plan` of each event (Handlers.ts). An event that stumbles gets
  *          tier-1 retries (quick, in-process) alongside the commit.
  *  commit  All plans in one statement: claims in `processed_events` plus
- *          notification rows (EventStore.ts). Unclaimed events are duplicates.
- *          Database unreachable: hold and retry (no retry is spent). Statement
- *          rejected: split the batch and commit one by one, so one bad event
- *          cannot hold back the rest.
+ *          notification rows (EventStore.ts), for the events whose entity
+ *          exists. Those whose entity does not are `invalid`, those whose id
+ *          was claimed with another payload a `conflict`: both go to the DLQ
+ *          at once, never retried, with no effect. Other unclaimed events are
+ *          duplicates. Database unreachable: hold and retry (no retry is
+ *          spent). Statement rejected: split the batch and commit one by one,
+ *          so one bad event cannot hold back the rest.
  *  settle  Invalidate cached listings once if any ticket event was in the
  *          batch (duplicates too: the first try may have died before this),
  *          ack, then log the seed's lines and count.
  *  fail    Tier 2, a broker-held delayed retry, up to MAX_RETRIES; then the
  *          DLQ with the error, the attempts and the original routing key. The
  *          copy is confirmed by the broker before the original is acked; if it
- *          cannot be, the original is not acked and goes back to its queue.
+ *          cannot be, the original is not acked and goes back to its queue. A
+ *          retry copy that cannot be encoded at all (headers too large) goes to
+ *          the DLQ instead, as poison: going back to its queue would loop.
  */
 import { Clock, type Context, Effect, Either, Exit, FiberRef, LogLevel, Option, Schedule, type Tracer } from "effect"
-import { decodeDelivery, type Delivery } from "../Broker/Delivery.js"
-import { attemptOf } from "../Broker/Headers.js"
-import { retryDelays } from "../Broker/Topology.js"
+import { decodeDelivery, type Delivery, type UnencodableCopy } from "../Broker/Delivery.js"
+import { attemptOf, type Fingerprints } from "../Broker/Headers.js"
+import { queueFor, retryDelays } from "../Broker/Topology.js"
 import type { WorkerConfig } from "../Config.js"
-import { type DomainEvent, isTicketEvent } from "../Domain/Events.js"
+import { type DomainEvent, eventFingerprint, isTicketEvent } from "../Domain/Events.js"
 import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders } from "../Observability/TraceContext.js"
 import { TicketListCache } from "../Tickets/ListCache.js"
-import { EventStore, type StoreError } from "./EventStore.js"
+import { type CommitResult, EventStore, type StoreError } from "./EventStore.js"
 import { Faults, type HandlerError } from "./Faults.js"
-import { type Plan, plan, type Watchers } from "./Handlers.js"
+import { describeRequirement, type Plan, plan, type Watchers } from "./Handlers.js"
 import { type Timing, WorkerMetrics } from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -94,6 +101,7 @@ export const processBatch = (env: Env): ProcessBatch => (deliveries) =>
     const startedAt = yield* Clock.currentTimeMillis
     const decoded = yield* traced(decode(deliveries, env.cfg.maxRetries))
     yield* Effect.forEach(decoded.poison, (poison) => deadLetterPoison(env, poison), { discard: true })
+    yield* Effect.forEach(decoded.rejected, (rejected) => deadLetterRejected(env, rejected), { discard: true })
     const plans = yield* planBatch(env, decoded.items)
     yield* Effect.forEach(plans.unplanned, ({ error, item }) => fail(env, item, error), { discard: true })
     // The planned events commit while the stumbled ones take their tier-1 retries: neither waits for the other.
@@ -117,19 +125,30 @@ export const makeProcessor = (cfg: WorkerConfig) => Effect.map(makeEnv(cfg), pro
 // decode
 // ---------------------------------------------------------------------------------------------
 
+/** A decoded event the worker will not act on: dead-lettered at once, never retried. */
+export interface Rejected {
+  readonly item: Item
+  readonly kind: "invalid" | "conflict"
+  readonly reason: string
+  readonly fingerprints?: Fingerprints | undefined
+}
+
 export interface Decoded {
   readonly poison: ReadonlyArray<{ readonly delivery: Delivery; readonly reason: string }>
   /** The first copy of each event in the batch: the ones that run. */
   readonly items: ReadonlyArray<Item>
   /** Later copies of an event already in `items`: settled as duplicates once the first is through. */
   readonly copies: ReadonlyArray<Item>
+  /** Events on another event's queue, and later uses of an id in `items` with another payload. */
+  readonly rejected: ReadonlyArray<Rejected>
 }
 
 export const decode = (deliveries: ReadonlyArray<Delivery>, maxRetries: number): Decoded => {
   const poison: Array<{ readonly delivery: Delivery; readonly reason: string }> = []
   const items: Array<Item> = []
   const copies: Array<Item> = []
-  const seen = new Set<string>()
+  const rejected: Array<Rejected> = []
+  const seen = new Map<string, Item>()
   for (const delivery of deliveries) {
     const decoded = decodeDelivery(delivery)
     if (Either.isLeft(decoded)) {
@@ -142,13 +161,34 @@ export const decode = (deliveries: ReadonlyArray<Delivery>, maxRetries: number):
       attempt: attemptOf(delivery.headers, maxRetries),
       span: undefined
     }
-    if (seen.has(item.event.eventId)) copies.push(item)
-    else {
-      seen.add(item.event.eventId)
+    const home = queueFor(item.event.event)
+    if (delivery.queue !== home) {
+      rejected.push({
+        item,
+        kind: "invalid",
+        reason: `Misrouted: a ${item.event.event} event arrived on ${delivery.queue} (its queue is ${home})`
+      })
+      continue
+    }
+    const first = seen.get(item.event.eventId)
+    if (first === undefined) {
+      seen.set(item.event.eventId, item)
       items.push(item)
+      continue
+    }
+    // Fingerprints only for ids seen twice in a batch (rare): the commit computes the others'.
+    const [claimed, received] = [eventFingerprint(first.event), eventFingerprint(item.event)]
+    if (claimed === received) copies.push(item)
+    else {
+      rejected.push({
+        item,
+        kind: "conflict",
+        reason: `Conflict: eventId ${item.event.eventId} is already in this batch with another payload`,
+        fingerprints: { received, claimed }
+      })
     }
   }
-  return { poison, items, copies }
+  return { poison, items, copies, rejected }
 }
 
 /** With the tracer on, gives every decoded item its span. */
@@ -171,9 +211,13 @@ const traced = (decoded: Decoded): Effect.Effect<Decoded> =>
       )
     return Effect.all({
       items: Effect.forEach(decoded.items, withSpan),
-      copies: Effect.forEach(decoded.copies, withSpan)
+      copies: Effect.forEach(decoded.copies, withSpan),
+      rejected: Effect.forEach(
+        decoded.rejected,
+        (r) => Effect.map(withSpan(r.item), (item): Rejected => ({ ...r, item }))
+      )
     }).pipe(
-      Effect.map(({ copies, items }) => ({ poison: decoded.poison, items, copies }))
+      Effect.map(({ copies, items, rejected }) => ({ poison: decoded.poison, items, copies, rejected }))
     )
   })
 
@@ -189,6 +233,23 @@ export const deadLetterPoison = (
     Effect.zipRight(env.metrics.record("poison", delivery.routingKey)),
     Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter a poison message"))
   )
+
+/** An `invalid` or `conflict` event: to the DLQ with the reason (and the fingerprints), then acked; no effect. */
+export const deadLetterRejected = (env: Env, { fingerprints, item, kind, reason }: Rejected) => {
+  const { delivery, event } = item
+  return Effect.logError(
+    `🚫 ${kind === "conflict" ? "Conflicting" : "Invalid"} ${event.event} on ${delivery.queue} (messageId: ${
+      delivery.messageId ?? event.eventId
+    }), sending to DLQ: ${reason}`
+  ).pipe(
+    Effect.zipRight(delivery.deadLetter({ kind, reason, attempts: item.attempt + 1, fingerprints })),
+    Effect.zipRight(delivery.ack),
+    Effect.zipRight(env.metrics.record(kind === "conflict" ? "conflicts" : "invalid", event.event)),
+    Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter the message")),
+    Effect.zipRight(endSpan(item, kind, reason)),
+    annotate(item)
+  )
+}
 
 // ---------------------------------------------------------------------------------------------
 // plan
@@ -267,9 +328,40 @@ export const commit = (env: Env, items: ReadonlyArray<Planned>, startedAt: numbe
         items.length > 1 && !error.transient
           ? Effect.forEach(items, (item) => commit(env, [item], startedAt), { discard: true })
           : Effect.forEach(items, (item) => fail(env, item, error.message), { discard: true }),
-      onRight: (claimed) => settle(env, items, claimed, startedAt)
+      onRight: (result) => settleCommit(env, items, result, startedAt)
     }))
   )
+
+/** The events the commit refused go to the DLQ; the others (claimed now, or duplicates) are settled. */
+const settleCommit = (env: Env, items: ReadonlyArray<Planned>, result: CommitResult, startedAt: number) => {
+  if (result.conflicts.size === 0 && result.missing.size === 0) return settle(env, items, result.claimed, startedAt)
+  const rejected: Array<Rejected> = []
+  const accepted: Array<Planned> = []
+  for (const item of items) {
+    const id = item.event.eventId
+    const claimedWith = result.conflicts.get(id)
+    if (claimedWith !== undefined) {
+      rejected.push({
+        item,
+        kind: "conflict",
+        reason: `Conflict: eventId ${id} was already processed with another payload`,
+        fingerprints: { received: item.plan.fingerprint, claimed: claimedWith }
+      })
+    } else if (result.missing.has(id)) {
+      rejected.push({
+        item,
+        kind: "invalid",
+        reason: `Invalid ${item.event.event}: ${describeRequirement(item.plan.requires)}`
+      })
+    } else {
+      accepted.push(item)
+    }
+  }
+  return Effect.zipRight(
+    Effect.forEach(rejected, (r) => deadLetterRejected(env, r), { discard: true }),
+    settle(env, accepted, result.claimed, startedAt)
+  )
+}
 
 // ---------------------------------------------------------------------------------------------
 // settle
@@ -298,7 +390,7 @@ export const settle = (
       removed = Option.some(result.right)
     }
     yield* Effect.forEach(items, (item) => item.delivery.ack, { discard: true })
-    yield* report(env, items, claimed, startedAt, removed)
+    if (items.length > 0) yield* report(env, items, claimed, startedAt, removed)
   })
 
 /** The seed's lines per event, unless the batch is large and LOG_EVENTS=auto: then one summary line. Metrics and spans. */
@@ -406,7 +498,8 @@ export const fail = (env: Env, item: Item, error: string): Effect.Effect<void> =
             Effect.zipRight(delivery.ack),
             Effect.zipRight(env.metrics.record("retried", event.event)),
             Effect.catchTag("BrokerError", requeueAfterPause(delivery, "schedule the retry")),
-            Effect.zipRight(endSpan(item, "retried", error))
+            Effect.zipRight(endSpan(item, "retried", error)),
+            Effect.catchTag("UnencodableCopy", (e) => unretryable(env, item, error, e))
           )
         : Effect.logError(`🚨 Max retries reached for ${event.event}, sending to DLQ`).pipe(
           Effect.zipRight(delivery.deadLetter({ kind: "failed", reason: error, attempts: attempt + 1 })),
@@ -417,6 +510,20 @@ export const fail = (env: Env, item: Item, error: string): Effect.Effect<void> =
         )
     ),
     annotate(item)
+  )
+}
+
+/** A retry copy that cannot be encoded: the DLQ (trimmed, as poison) rather than its queue, which would loop. */
+const unretryable = (env: Env, item: Item, error: string, cause: UnencodableCopy) => {
+  const { attempt, delivery, event } = item
+  const reason =
+    `Cannot be retried: its retry copy cannot be encoded (${cause.message}); the attempt failed with: ${error}`
+  return Effect.logError(`🚨 ${event.event} cannot be retried (its copy cannot be encoded), sending to DLQ`).pipe(
+    Effect.zipRight(delivery.deadLetter({ kind: "poison", reason, attempts: attempt + 1 })),
+    Effect.zipRight(delivery.ack),
+    Effect.zipRight(env.metrics.record("poison", event.event)),
+    Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter the message")),
+    Effect.zipRight(endSpan(item, "dead-lettered", error))
   )
 }
 

@@ -7,7 +7,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { SignJWT, UnsecuredJWT } from "jose"
 import { LoginResponse } from "../../src/Auth/Api.js"
-import { resolveSecret } from "../../src/Auth/Tokens.js"
+import { resolveSecret } from "../../src/Auth/Secret.js"
 import { User } from "../../src/Users/Domain.js"
 import { call, decode, get, post } from "./support/Client.js"
 import { cleanupUsers, makeFixtures, PASSWORD } from "./support/Fixtures.js"
@@ -17,7 +17,7 @@ const key = (secret: string) => new TextEncoder().encode(secret)
 
 const sign = (claims: Record<string, unknown>, secret: string, options: { sub: string; exp?: number; iss?: string }) =>
   Effect.promise(() =>
-    new SignJWT(claims)
+    new SignJWT({ ver: 0, ...claims })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setSubject(options.sub)
       .setIssuer(options.iss ?? "opsdesk")
@@ -125,11 +125,28 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
         })
       )
       // Signed, but the claims are not ours.
-      yield* expectUnauthorized(yield* sign({ username: user.username, role: "superuser" }, secret, { sub: user.id }))
-      yield* expectUnauthorized(yield* sign({ role: "customer" }, secret, { sub: user.id }))
       yield* expectUnauthorized(
         yield* sign({ username: user.username, role: "customer" }, secret, { sub: "not-a-uuid" })
       )
+      for (const ver of [undefined, -1, 1.5, "0", 1]) {
+        yield* expectUnauthorized(
+          yield* sign({ username: user.username, role: "customer", ver }, secret, { sub: user.id })
+        )
+      }
+      // The role and username claims are informational: the database's are used.
+      const claimsAdmin = yield* sign({ username: "someone-else", role: "admin" }, secret, { sub: user.id })
+      expect((yield* get("/v1/users/me", claimsAdmin)).body).toMatchObject({
+        username: user.username,
+        role: "customer"
+      })
+      expect(
+        (yield* post(
+          "/v1/users",
+          { username: `x_${user.id.slice(0, 8)}`, password: PASSWORD, role: "admin" },
+          claimsAdmin
+        )).status
+      )
+        .toBe(403)
     }))
 
   it.scoped("a valid token of a user deleted since is 401 on /me and on writes", () =>
@@ -159,9 +176,16 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
 
   it.effect("the public User schema has no password field", () =>
     Effect.sync(() => {
-      expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "createdAt"])
+      expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "active", "createdAt"])
       expect(
-        Schema.is(User)({ id: crypto.randomUUID(), username: "u", role: "admin", createdAt: "x", passwordHash: "h" })
+        Schema.is(User)({
+          id: crypto.randomUUID(),
+          username: "u",
+          role: "admin",
+          active: true,
+          createdAt: "x",
+          passwordHash: "h"
+        })
       ).toBe(true)
       expect(
         Schema.encodeSync(User)(
@@ -169,6 +193,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
             id: crypto.randomUUID(),
             username: "u",
             role: "admin",
+            active: true,
             createdAt: "x",
             passwordHash: "h"
           } as typeof User.Type

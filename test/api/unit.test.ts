@@ -1,14 +1,17 @@
 /**
  * Pure pieces, no server: Schema round trips over generated values (every
  * domain event and every request/response Schema), cursors, passwords, the
- * status machine, and the JWT secret rules.
+ * status machine, and the JWT secret rules (refused values, rotation).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Exit, Option, Schema } from "effect"
+import { ConfigProvider, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { jwtVerify } from "jose"
+import { randomBytes } from "node:crypto"
 import { LoginRequest, LoginResponse } from "../../src/Auth/Api.js"
 import { hashPassword, verifyPassword } from "../../src/Auth/Password.js"
-import { resolveSecret, Tokens } from "../../src/Auth/Tokens.js"
-import { DEFAULT_JWT_SECRET } from "../../src/Config.js"
+import { jwtSecrets } from "../../src/Auth/Secret.js"
+import { Tokens } from "../../src/Auth/Tokens.js"
+import { JwtConfig, MIN_JWT_SECRET_BYTES, PUBLIC_JWT_SECRETS } from "../../src/Config.js"
 import {
   decodeEventJson,
   DomainEvent,
@@ -166,34 +169,83 @@ describe("passwords", () => {
 })
 
 describe("JWT secret", () => {
-  it.effect("production refuses a missing, empty or default secret", () =>
+  const random = () => randomBytes(32).toString("hex")
+  const configWith = (env: Record<string, string>) => Effect.either(JwtConfig.pipe(withEnv(env)))
+
+  it.effect("a short or published secret is refused in every environment, with one line naming the variable", () =>
     Effect.gen(function*() {
-      const envs: Array<Record<string, string>> = [
-        { NODE_ENV: "production" },
-        { NODE_ENV: "production", JWT_SECRET: "" },
-        { NODE_ENV: "production", JWT_SECRET: DEFAULT_JWT_SECRET }
+      const refused = [
+        "mine",
+        "a-real-secret-from-the-vault",
+        "x".repeat(MIN_JWT_SECRET_BYTES - 1),
+        ...PUBLIC_JWT_SECRETS,
+        ...PUBLIC_JWT_SECRETS.map((s) => ` ${s}\n`)
       ]
-      for (const env of envs) {
-        const exit = yield* Effect.exit(resolveSecret.pipe(withEnv(env)))
-        expect(Exit.isFailure(exit), JSON.stringify(env)).toBe(true)
-        expect(String(exit)).toContain("InsecureJwtSecret")
+      for (const nodeEnv of ["development", "production", "test"]) {
+        for (const name of ["JWT_SECRET", "JWT_SECRET_PREVIOUS"]) {
+          for (const value of refused) {
+            const result = yield* configWith({ NODE_ENV: nodeEnv, [name]: value })
+            expect(Either.isLeft(result), `${nodeEnv} ${name}=${value}`).toBe(true)
+            const message = String(Either.isLeft(result) ? result.left : "")
+            expect(message).toContain(name)
+            expect(message).toContain("openssl rand -hex 32")
+            expect(message).not.toContain("\n")
+            expect(message).not.toContain(value.trim())
+          }
+        }
       }
-      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "production", JWT_SECRET: "a-real-secret-from-the-vault" })))
-        .toBe("a-real-secret-from-the-vault")
     }))
 
-  it.effect("development falls back to the default secret", () =>
+  it.effect("unset or blank means generated (None); 32 random bytes or more are accepted", () =>
     Effect.gen(function*() {
-      expect(yield* resolveSecret.pipe(withEnv({}))).toBe(DEFAULT_JWT_SECRET)
-      expect(yield* resolveSecret.pipe(withEnv({ NODE_ENV: "development", JWT_SECRET: "mine" }))).toBe("mine")
+      for (const env of [{}, { JWT_SECRET: "" }, { JWT_SECRET: "   " }] as Array<Record<string, string>>) {
+        const result = yield* configWith(env)
+        expect(Either.isRight(result) && Option.isNone(result.right.secret), JSON.stringify(env)).toBe(true)
+      }
+      const current = random()
+      const previous = "é".repeat(MIN_JWT_SECRET_BYTES / 2) // 32 bytes in UTF-8, 16 characters
+      const result = yield* configWith({ NODE_ENV: "production", JWT_SECRET: current, JWT_SECRET_PREVIOUS: previous })
+      expect(Either.isRight(result)).toBe(true)
+      if (Either.isRight(result)) {
+        expect(Option.map(result.right.secret, Redacted.value)).toEqual(Option.some(current))
+        expect(Option.map(result.right.previous, Redacted.value)).toEqual(Option.some(previous))
+      }
+      const same = yield* configWith({ JWT_SECRET: current, JWT_SECRET_PREVIOUS: current })
+      expect(String(Either.isLeft(same) ? same.left : "")).toContain("JWT_SECRET_PREVIOUS equals JWT_SECRET")
     }))
+
+  it.effect("tokens are signed with the current secret; the previous one verifies, an unrelated one does not", () =>
+    Effect.gen(function*() {
+      const [current, previous, unrelated] = [random(), random(), random()]
+      const subject = { id: crypto.randomUUID(), username: "someone", role: "agent" as const, tokenVersion: 0 }
+      const issueWith = (secret: string) =>
+        Effect.flatMap(Tokens, (t) => t.issue(subject)).pipe(
+          Effect.provide(Tokens.DefaultWithoutDependencies.pipe(Layer.provide(jwtSecrets(secret))))
+        )
+      const rotated = Tokens.DefaultWithoutDependencies.pipe(Layer.provide(jwtSecrets(current, previous)))
+      const verify = (token: string) =>
+        Effect.flatMap(Tokens, (t) => t.verify(token)).pipe(Effect.provide(rotated), Effect.either)
+      const issued = yield* Effect.flatMap(Tokens, (t) => t.issue(subject)).pipe(Effect.provide(rotated))
+      // Signed with the current secret, not the previous one.
+      expect(yield* Effect.promise(() => jwtVerify(issued.accessToken, new TextEncoder().encode(current)))).toBeTruthy()
+      expect(
+        yield* Effect.promise(() =>
+          jwtVerify(issued.accessToken, new TextEncoder().encode(previous)).then(() => "accepted", () => "refused")
+        )
+      ).toBe("refused")
+      expect(Either.isRight(yield* verify(issued.accessToken))).toBe(true)
+      expect(Either.isRight(yield* verify((yield* issueWith(previous)).accessToken))).toBe(true)
+      expect(Either.isLeft(yield* verify((yield* issueWith(unrelated)).accessToken))).toBe(true)
+    }).pipe(withEnv({})))
 
   it.effect("tokens issued under one secret verify only under it; lifetime comes from JWT_EXPIRES_IN_SECONDS", () =>
     Effect.gen(function*() {
-      const actor = { id: crypto.randomUUID(), username: "someone", role: "agent" as const }
+      const actor = { id: crypto.randomUUID(), username: "someone", role: "agent" as const, tokenVersion: 0 }
+      const [one, two] = [randomBytes(32).toString("hex"), randomBytes(32).toString("hex")]
+      const tokensWith = (secret: string) => Tokens.DefaultWithoutDependencies.pipe(Layer.provide(jwtSecrets(secret)))
       const issued = yield* Effect.flatMap(Tokens, (t) => t.issue(actor)).pipe(
-        Effect.provide(Tokens.Default),
-        withEnv({ JWT_SECRET: "secret-one", JWT_EXPIRES_IN_SECONDS: "120" })
+        Effect.provide(tokensWith(one)),
+        withEnv({ JWT_EXPIRES_IN_SECONDS: "120" })
       )
       expect(issued.expiresIn).toBe(120)
       const exp = JSON.parse(Buffer.from(issued.accessToken.split(".")[1]!, "base64url").toString()).exp
@@ -201,11 +253,11 @@ describe("JWT secret", () => {
       expect(exp - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(120)
       const verifyWith = (secret: string) =>
         Effect.flatMap(Tokens, (t) => t.verify(issued.accessToken)).pipe(
-          Effect.provide(Tokens.Default),
-          withEnv({ JWT_SECRET: secret }),
+          Effect.provide(tokensWith(secret)),
+          withEnv({}),
           Effect.either
         )
-      expect(yield* verifyWith("secret-one")).toEqual(Either.right(actor))
-      expect(Either.isLeft(yield* verifyWith("secret-two"))).toBe(true)
+      expect(yield* verifyWith(one)).toEqual(Either.right({ userId: actor.id, version: 0, exp }))
+      expect(Either.isLeft(yield* verifyWith(two))).toBe(true)
     }))
 })

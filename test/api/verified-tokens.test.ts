@@ -1,24 +1,29 @@
 /**
  * The verified-token LRU (src/Auth/Tokens.ts): a remembered token is still
  * refused once it expires, a changed token is never a hit, and the cache
- * stays within its capacity, evicting the least recently used token.
+ * stays within its capacity, evicting the least recently used token. It holds
+ * a token's claims only: whether its user may still use it is Identity's
+ * answer, on every request (test/security/identity.test.ts).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit } from "effect"
+import { ConfigProvider, Effect, Exit, Layer } from "effect"
+import { randomBytes } from "node:crypto"
+import { jwtSecrets } from "../../src/Auth/Secret.js"
 import { makeVerifiedCache, Tokens } from "../../src/Auth/Tokens.js"
 
-const actor = (id: string) => ({ id, username: `user-${id}`, role: "agent" as const })
+const claims = (userId: string) => ({ userId, version: 0, exp: 100 })
+const subject = (id: string) => ({ id, username: `user-${id}`, role: "agent" as const, tokenVersion: 3 })
 
 describe("verified-token cache", () => {
   it("a hit is checked against its expiry; capacity evicts the least recently used", () => {
     const cache = makeVerifiedCache(2)
-    cache.set("a", { actor: actor("a"), exp: 100 })
-    cache.set("b", { actor: actor("b"), exp: 100 })
-    expect(cache.get("a", 99)?.id).toBe("a") // "a" is now the most recently used
-    cache.set("c", { actor: actor("c"), exp: 100 })
+    cache.set("a", claims("a"))
+    cache.set("b", claims("b"))
+    expect(cache.get("a", 99)?.userId).toBe("a") // "a" is now the most recently used
+    cache.set("c", claims("c"))
     expect(cache.size).toBe(2)
     expect(cache.get("b", 99)).toBeUndefined() // evicted
-    expect(cache.get("c", 99)?.id).toBe("c")
+    expect(cache.get("c", 99)?.userId).toBe("c")
     // jose's rule: expired once exp <= now; an expired entry is dropped.
     expect(cache.get("a", 100)).toBeUndefined()
     expect(cache.get("a", 50)).toBeUndefined()
@@ -29,8 +34,9 @@ describe("verified-token cache", () => {
     () =>
       Effect.gen(function*() {
         const tokens = yield* Tokens
-        const { accessToken } = yield* tokens.issue(actor(crypto.randomUUID()))
-        expect((yield* tokens.verify(accessToken)).username).toMatch(/^user-/)
+        const id = crypto.randomUUID()
+        const { accessToken } = yield* tokens.issue(subject(id))
+        expect(yield* tokens.verify(accessToken)).toMatchObject({ userId: id, version: 3 })
         expect(tokens.remembered(accessToken)).toBeDefined()
 
         const [header, payload, signature] = accessToken.split(".")
@@ -44,12 +50,10 @@ describe("verified-token cache", () => {
         expect(tokens.remembered(accessToken)).toBeUndefined()
         expect(Exit.isFailure(yield* Effect.exit(tokens.verify(accessToken)))).toBe(true)
       }).pipe(
-        Effect.provide(Tokens.Default),
-        Effect.withConfigProvider(
-          ConfigProvider.fromMap(
-            new Map([["JWT_SECRET", "verified-tokens-test-secret"], ["JWT_EXPIRES_IN_SECONDS", "2"]])
-          )
-        )
+        Effect.provide(
+          Tokens.DefaultWithoutDependencies.pipe(Layer.provide(jwtSecrets(randomBytes(32).toString("hex"))))
+        ),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JWT_EXPIRES_IN_SECONDS", "2"]])))
       ),
     { timeout: 10_000 }
   )

@@ -122,6 +122,20 @@ describe("DLQ entries", () => {
     expect(Either.isLeft(replayTarget(message("{not json")))).toBe(true)
   })
 
+  it("lists invalid and conflicting events with their kind, and never replays them", () => {
+    for (const kind of ["invalid", "conflict"] as const) {
+      const msg = workerCopy({
+        "opsdesk-error-kind": kind,
+        "opsdesk-fingerprint": "a".repeat(64),
+        "opsdesk-claimed-fingerprint": "b".repeat(64)
+      })
+      expect(toEntry(msg, Date.now())).toMatchObject({ kind, replayable: false })
+      expect(replayTarget(msg)).toEqual(
+        Either.left(expect.stringContaining(kind === "invalid" ? "invalid" : "conflicting"))
+      )
+    }
+  })
+
   it("a replayed copy keeps the message's identity and drops the failure", () => {
     const options = replayOptions(
       workerCopy({ "x-retry-count": 2, "x-death": [], "opsdesk-replayed-at": "old" }),

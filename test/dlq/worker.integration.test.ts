@@ -17,6 +17,7 @@ import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { Faults, HandlerError } from "../../src/Worker/Faults.js"
 import { WorkerMetrics, WorkerMetricsLive } from "../../src/Worker/Metrics.js"
+import { withEntities } from "../support/Entities.js"
 import {
   configFrom,
   countRows,
@@ -111,6 +112,7 @@ describe("DLQ replay with the worker running", () => {
       const { channel } = yield* TestBroker
       const dlq = yield* Dlq
       const metrics = yield* WorkerMetrics
+      yield* withEntities([event])
 
       yield* publish(channel, event)
       yield* waitUntil(
@@ -134,7 +136,7 @@ describe("DLQ replay with the worker running", () => {
       expect(yield* countRows("processed_events", [event.eventId])).toBe(1)
       expect(yield* countRows("notifications", [event.eventId])).toBe(1)
       expect(yield* dlq.depth).toBe(0)
-    }).pipe(Effect.ensuring(deleteEventRows([event.eventId])), Effect.provide(runtime))
+    }).pipe(Effect.scoped, Effect.ensuring(deleteEventRows([event.eventId])), Effect.provide(runtime))
   }, 60_000)
 
   it.live(
@@ -146,6 +148,7 @@ describe("DLQ replay with the worker running", () => {
         const dlq = yield* Dlq
         const metrics = yield* WorkerMetrics
         const start = yield* metrics.totals
+        yield* withEntities([doomed])
 
         // The worker dead-letters a failing event (after MAX_RETRIES=2 retries) and a poison message.
         yield* Ref.update(failing, (s) => new Set([...s, doomed.eventId]))
@@ -200,7 +203,7 @@ describe("DLQ replay with the worker running", () => {
         expect(rest).toHaveLength(0)
         expect(left!.kind).toBe("poison")
         expect(yield* depth(channel, DLQ)).toBe(1)
-      }).pipe(Effect.ensuring(deleteEventRows([doomed.eventId])), Effect.provide(runtime))
+      }).pipe(Effect.scoped, Effect.ensuring(deleteEventRows([doomed.eventId])), Effect.provide(runtime))
     },
     60_000
   )

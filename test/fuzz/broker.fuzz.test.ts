@@ -9,8 +9,11 @@
  *
  * Each message must end up either processed (one `processed_events` row) or
  * in `tickets.dlq` with its reason in `opsdesk-error` — which one is decided
- * by the event Schema — and after every batch a valid event published last
- * must be processed: the worker keeps consuming.
+ * by the event Schema (poison), by the queue it came on (a valid event on
+ * another event's queue is `invalid`) and by the database (a valid event whose
+ * ticket or message does not exist is `invalid`; most of them are made to
+ * exist first) — and after every batch a valid event published last must be
+ * processed: the worker keeps consuming.
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
@@ -25,6 +28,7 @@ import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { FaultsNone } from "../../src/Worker/Faults.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
+import { withEntities } from "../support/Entities.js"
 import {
   configFrom,
   deleteEventRows,
@@ -85,6 +89,8 @@ interface Published {
   readonly route: { readonly exchange: string; readonly routingKey: string; readonly queue: string }
   readonly body: Uint8Array
   readonly options: Options.Publish
+  /** If the body is a valid event: whether the ticket or message it names is made to exist first. */
+  readonly real: boolean
 }
 
 const eventArb = Arbitrary.make(DomainEvent)
@@ -183,34 +189,94 @@ const body = fc.oneof(
       JSON.stringify({ ...e, event: name })
     )
   ).map((text) => ({ kind: "JSON", body: Buffer.from(text) })),
-  // Valid events, with text in every shape (emoji, RTL, combining marks, NUL, lone surrogates).
-  fc.tuple(eventArb, fc.constantFrom("", "🙂", "\u202emirror", "e\u0301", "\u0000", "\ud800", "' OR 1=1 --")).map(
-    ([e, odd]) => {
+  // Valid events, with text in every shape (emoji, RTL, combining marks, NUL, lone surrogates), ids in either case.
+  fc.tuple(
+    eventArb,
+    fc.constantFrom("", "🙂", "\u202emirror", "e\u0301", "\u0000", "\ud800", "' OR 1=1 --"),
+    fc.boolean()
+  ).map(
+    ([e, odd, upper]) => {
       const event = e.event === "ticket.created"
         ? { ...e, payload: { ...e.payload, title: `${e.payload.title}${odd}` } }
         : e.event === "message.sent"
         ? { ...e, payload: { ...e.payload, content: `${e.payload.content}${odd}` } }
         : e
-      return { kind: "event", body: Buffer.from(JSON.stringify(event)) }
+      return {
+        kind: upper ? "event (upper-case ids)" : "event",
+        body: Buffer.from(
+          JSON.stringify(
+            event,
+            (_, v) => (upper && typeof v === "string" && /^[0-9a-f-]{36}$/.test(v) ? v.toUpperCase() : v)
+          )
+        )
+      }
     }
   )
 )
 
-const message = fc.tuple(route, body, properties).map(([r, b, props]): Published => ({
-  describe: `${b.kind} → ${r.exchange || "(default)"}/${r.routingKey} ${
-    JSON.stringify(props, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))
-  }`,
-  route: r,
-  body: b.body,
-  options: { persistent: false, ...props }
-}))
+const message = fc.tuple(
+  route,
+  body,
+  properties,
+  fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, fc.constant(false))
+)
+  .map(([r, b, props, real]): Published => ({
+    describe: `${b.kind}${real ? "" : " (no entity)"} → ${r.exchange || "(default)"}/${r.routingKey} ${
+      JSON.stringify(props, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))
+    }`,
+    route: r,
+    body: b.body,
+    options: { persistent: false, ...props },
+    real
+  }))
+
+/** The valid event a body holds, if any. */
+const eventOf = (bytes: Uint8Array) => {
+  const decoded = decodeEventJson(Buffer.from(bytes).toString("utf8"))
+  return Either.isRight(decoded) ? decoded.right : undefined
+}
+
+/** A batch whose valid events have distinct ids (random ones collide often: fast-check favours small values). */
+const batch = fc.uniqueArray(message, {
+  minLength: 1,
+  maxLength: 12,
+  selector: (m) => eventOf(m.body)?.eventId ?? m
+})
 
 // ----------------------------------------------------------------- checks ---
 
-/** What the worker must do with a body: its own decoder (the Schema) is the oracle. */
-const outcomeOf = (bytes: Uint8Array): { readonly processed?: string; readonly poison?: string } => {
-  const decoded = decodeEventJson(Buffer.from(bytes).toString("utf8"))
-  return Either.isRight(decoded) ? { processed: decoded.right.eventId } : { poison: decoded.left.slice(0, 1000) }
+interface Outcome {
+  readonly processed?: string
+  readonly poison?: string
+  /** A valid event the worker must not act on: the reason's pattern. */
+  readonly invalid?: RegExp
+}
+
+/** Whether the ticket (with this owner) or the message (by this author, on this ticket) exists. */
+const entityExists = (event: DomainEvent) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    (event.event === "message.sent"
+      ? sql`SELECT 1 FROM messages WHERE id = ${event.payload.id} AND ticket_id = ${event.payload.ticketId}
+              AND author_id = ${event.payload.authorId}`
+      : sql`SELECT 1 FROM tickets WHERE id = ${event.payload.id} AND owner_id = ${event.payload.ownerId}`).pipe(
+        Effect.map((rows) => rows.length > 0)
+      )).pipe(Effect.orDie)
+
+/**
+ * What the worker must do with a message: its own decoder (the Schema) says
+ * poison or not; then the queue it came on and the database decide.
+ */
+const outcomeOf = (m: Published): Effect.Effect<Outcome, never, SqlClient.SqlClient> => {
+  const decoded = decodeEventJson(Buffer.from(m.body).toString("utf8"))
+  if (Either.isLeft(decoded)) return Effect.succeed({ poison: decoded.left.slice(0, 1000) })
+  const event = decoded.right
+  if (m.route.queue !== queueFor(event.event)) {
+    return Effect.succeed({ invalid: new RegExp(`^Misrouted: a ${event.event} event arrived on ${m.route.queue}`) })
+  }
+  return Effect.map(
+    entityExists(event),
+    (exists): Outcome => (exists ? { processed: event.eventId } : { invalid: /^Invalid .* does not exist$/ })
+  )
 }
 
 const drainDlq = Effect.gen(function*() {
@@ -249,13 +315,18 @@ const publishAll = (messages: ReadonlyArray<Published>) =>
 const runBatch = (messages: ReadonlyArray<Published>) =>
   Effect.gen(function*() {
     const { dlq } = yield* BrokerWorld
-    const expected = messages.map((m) => ({ message: m, ...outcomeOf(m.body) }))
-    const eventIds = expected.flatMap((e) => ("processed" in e && e.processed !== undefined ? [e.processed] : []))
     const sentinel = ticketCreated()
-    yield* Effect.addFinalizer(() => deleteEventRows([...eventIds, sentinel.eventId]))
+    const events = messages.flatMap((m) => {
+      const event = eventOf(m.body)
+      return event === undefined ? [] : [{ event, real: m.real }]
+    })
+    yield* Effect.addFinalizer(() => deleteEventRows([...events.map((e) => e.event.eventId), sentinel.eventId]))
+    yield* withEntities([...events.filter((e) => e.real).map((e) => e.event), sentinel])
+    const expected = yield* Effect.forEach(messages, (m) => Effect.map(outcomeOf(m), (o) => ({ message: m, ...o })))
+    const eventIds = expected.flatMap((e) => (e.processed !== undefined ? [e.processed] : []))
     yield* publishAll(messages)
 
-    const poison = expected.filter((e) => "poison" in e)
+    const poison = expected.filter((e) => e.poison !== undefined || e.invalid !== undefined)
     // A DLQ copy of a published message: same body, from the queue it was published to (two may share a body).
     const copyOf = (p: (typeof poison)[number]) => (m: GetMessage) =>
       m.content.equals(Buffer.from(p.message.body)) &&
@@ -287,11 +358,14 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
       used.add(copy)
       const h = copy.properties.headers ?? {}
       const what = p.message.describe
-      expect(h[DLQ_HEADERS.kind], what).toBe("poison")
+      expect(h[DLQ_HEADERS.kind], what).toBe(p.poison !== undefined ? "poison" : "invalid")
       expect(typeof h[DLQ_HEADERS.reason] === "string" && h[DLQ_HEADERS.reason].length > 0, what).toBe(true)
-      expect(String(h[DLQ_HEADERS.reason]), what).toBe(p.poison)
+      if (p.poison !== undefined) expect(String(h[DLQ_HEADERS.reason]), what).toBe(p.poison)
+      else expect(String(h[DLQ_HEADERS.reason]), what).toMatch(p.invalid!)
       expect(h[DLQ_HEADERS.queue], what).toBe(p.message.route.queue)
-      expect(h[DLQ_HEADERS.attempts], what).toBe(1)
+      // Poison is never retried; an invalid event neither, but its retry header may say it was.
+      if (p.poison !== undefined) expect(h[DLQ_HEADERS.attempts], what).toBe(1)
+      else expect(Number(h[DLQ_HEADERS.attempts]), what).toBeGreaterThanOrEqual(1)
       expect(copy.properties.messageId, what).toBe(p.message.options.messageId)
       if (p.message.options.headers?.["x-fuzz"] !== undefined) {
         expect(h["x-fuzz"], what).toBe(p.message.options.headers["x-fuzz"])
@@ -309,7 +383,8 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
       describe: "sentinel",
       route: { exchange: EXCHANGE, routingKey: sentinel.event, queue: queueFor(sentinel.event) },
       body: Buffer.from(JSON.stringify(sentinel)),
-      options: { persistent: true, messageId: sentinel.eventId }
+      options: { persistent: true, messageId: sentinel.eventId },
+      real: true
     }])
     yield* waitUntil(
       "a valid event published after the batch to be processed",
@@ -317,12 +392,13 @@ const runBatch = (messages: ReadonlyArray<Published>) =>
     )
   }).pipe(Effect.scoped)
 
-/** A message as the fuzzing makes them, for the fixed cases. */
+/** A message as the fuzzing makes them, for the fixed cases (a valid event's entity exists). */
 const fixed = (describe: string, queue: string, body: string, options: Options.Publish = {}): Published => ({
   describe,
   route: { exchange: "", routingKey: queue, queue },
   body: Buffer.from(body),
-  options
+  options,
+  real: true
 })
 
 layer(WorldLive, { excludeTestServices: true, timeout: "120 seconds" })("broker fuzzing", (it) => {
@@ -342,19 +418,30 @@ layer(WorldLive, { excludeTestServices: true, timeout: "120 seconds" })("broker 
         "ticket.created.queue",
         JSON.stringify({ ...created, payload: { ...created.payload, title: "nul\u0000here" } })
       ),
-      fixed("huge retry count, no messageId", "message.sent.queue", JSON.stringify(ticketCreated()), {
+      fixed("huge retry count, no messageId", "ticket.created.queue", JSON.stringify(ticketCreated()), {
         headers: { "x-retry-count": Number.MAX_SAFE_INTEGER }
       }),
-      fixed("negative and non-numeric retry counts", "ticket.updated.queue", JSON.stringify(ticketCreated()), {
+      fixed("negative and non-numeric retry counts", "ticket.created.queue", JSON.stringify(ticketCreated()), {
         messageId: "",
         headers: { "x-retry-count": -5, "opsdesk-retry-count": "abc" }
-      })
+      }),
+      fixed("an event on another event's queue", "ticket.updated.queue", JSON.stringify(ticketCreated()), {
+        headers: { "x-retry-count": Number.MAX_SAFE_INTEGER }
+      }),
+      {
+        ...fixed(
+          "an event about a ticket that does not exist",
+          "ticket.created.queue",
+          JSON.stringify(ticketCreated())
+        ),
+        real: false
+      }
     ])
   })
 
   it.effect.prop(
     "every message on every queue ends up processed or in the DLQ with its reason; the worker keeps consuming",
-    { messages: fc.array(message, { minLength: 1, maxLength: 12 }) },
+    { messages: batch },
     ({ messages }) => runBatch(messages),
     // Each run waits on the broker: no shrinking (a failure reports the whole batch), a generous bound.
     { timeout: 240_000, fastCheck: { numRuns: Number(process.env.FUZZ_RUNS ?? 40), endOnFailure: true } }

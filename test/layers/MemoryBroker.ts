@@ -12,6 +12,10 @@
  * Settling behaves like `AmqpDelivery` (src/Broker/AmqpDelivery.ts): `ack`
  * and `requeue` are once-only and become no-ops once the channel (epoch) is
  * gone; a copy gets its headers from the same functions (src/Broker/Headers.ts).
+ * A copy whose header table amqplib would not encode (over its 64 KiB buffer,
+ * or a value it has no type for; `tableSize` stands in for its encoder) is not
+ * published: a retry copy fails with UnencodableCopy, a DLQ copy goes with its
+ * headers trimmed (`trimHeaders`) and the dropped ones named in its reason.
  *
  * Failure modes:
  *   publishEvent twice            duplicate publishes (same eventId)
@@ -22,10 +26,25 @@
  */
 import { Effect, Either, Ref } from "effect"
 import { BrokerError } from "../../src/Broker/Amqp.js"
-import type { Delivery } from "../../src/Broker/Delivery.js"
-import { deadLetterHeaders, type FailureKind, retryHeaders } from "../../src/Broker/Headers.js"
+import { type Delivery, UnencodableCopy } from "../../src/Broker/Delivery.js"
+import {
+  deadLetterHeaders,
+  describeDropped,
+  type FailureKind,
+  type Fingerprints,
+  retryHeaders,
+  tableSize,
+  trimHeaders
+} from "../../src/Broker/Headers.js"
 import { queueFor } from "../../src/Broker/Topology.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
+
+/** amqplib's header encoding buffer. */
+const ENCODING_BUFFER = 65_536
+const encodable = (headers: Readonly<Record<string, unknown>>) => {
+  const size = tableSize(headers)
+  return size !== undefined && size <= ENCODING_BUFFER
+}
 
 export interface BrokerMessage {
   /** Identity of this physical message; a copy (retry, DLQ) gets a new one. */
@@ -75,8 +94,11 @@ export type BrokerOp =
     readonly kind: FailureKind
     readonly reason: string
     readonly attempts: number
+    readonly fingerprints: Fingerprints | undefined
   }
   | { readonly op: "retryLater-failed" | "deadLetter-failed"; readonly tag: number; readonly message: BrokerMessage }
+  /** A retry copy that could not be encoded: nothing published. */
+  | { readonly op: "retryLater-unencodable"; readonly tag: number; readonly message: BrokerMessage }
 
 export interface BrokerState {
   readonly nextId: number
@@ -115,12 +137,12 @@ const initial: BrokerState = {
 const encoder = new TextEncoder()
 export const encodeBody = (text: string): Uint8Array => encoder.encode(text)
 
-/** The eventId in a message body, if the body is a JSON object with a string `eventId`. */
+/** The eventId in a message body (canonical: in lower case), if the body is a JSON object with a string `eventId`. */
 export const eventIdOf = (message: BrokerMessage): string | undefined => {
   try {
     const json: unknown = JSON.parse(new TextDecoder().decode(message.body))
     if (typeof json === "object" && json !== null && "eventId" in json && typeof json.eventId === "string") {
-      return json.eventId
+      return json.eventId.toLowerCase()
     }
   } catch {
     // not JSON
@@ -162,13 +184,22 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
 
     const publishEvent = (
       event: DomainEvent,
-      options?: { readonly headers?: Readonly<Record<string, unknown>>; readonly messageId?: string }
+      options?: {
+        readonly headers?: Readonly<Record<string, unknown>>
+        readonly messageId?: string
+        /** Written in the body instead of the event's own (another letter case, say). */
+        readonly eventId?: string
+        /** Another queue than the event's own (misrouted). */
+        readonly queue?: string
+      }
     ) =>
       publishRaw({
-        body: encodeBody(JSON.stringify(event)),
+        body: encodeBody(
+          JSON.stringify(options?.eventId === undefined ? event : { ...event, eventId: options.eventId })
+        ),
         routingKey: event.event,
-        queue: queueFor(event.event),
-        messageId: options?.messageId ?? event.eventId,
+        queue: options?.queue ?? queueFor(event.event),
+        messageId: options?.messageId ?? options?.eventId ?? event.eventId,
         headers: options?.headers ?? {}
       })
 
@@ -234,45 +265,63 @@ export class MemoryBroker extends Effect.Service<MemoryBroker>()("OpsDesk/Test/M
         headers: message.headers,
         ack: settle("ack"),
         requeue: settle("requeue"),
-        retryLater: ({ attempt, delayMs, error }) =>
-          publishCopy("retryLater", (s) => {
-            const copy: BrokerMessage = {
-              ...message,
-              id: s.nextId,
-              copyOf: message.id,
-              redelivered: false,
-              // As the real consumer: the first routing key travels with the copy (it comes back with `<delay>ms.<queue>`).
-              headers: retryHeaders(message.headers, { attempt, routingKey: message.routingKey, error })
-            }
+        retryLater: ({ attempt, delayMs, error }) => {
+          // As the real consumer: the first routing key travels with the copy (it comes back with `<delay>ms.<queue>`).
+          const headers = retryHeaders(message.headers, { attempt, routingKey: message.routingKey, error })
+          const publish = publishCopy("retryLater", (s) => {
+            const copy: BrokerMessage = { ...message, id: s.nextId, copyOf: message.id, redelivered: false, headers }
             return {
               ...s,
               nextId: s.nextId + 1,
               retry: [...s.retry, { message: copy, delayMs, attempt, error }],
               ops: [...s.ops, { op: "retryLater", tag, message, delayMs, attempt, error }]
             }
-          }),
-        deadLetter: ({ attempts, kind, reason }) =>
+          })
+          // On a live channel, amqplib encodes before it sends: an unencodable copy fails without being sent.
+          return Effect.flatMap(
+            Ref.get(state),
+            (s): Effect.Effect<void, BrokerError | UnencodableCopy> =>
+              s.epoch !== epoch || encodable(headers)
+                ? publish
+                : Ref.update(state, (s): BrokerState => ({
+                  ...s,
+                  ops: [...s.ops, { op: "retryLater-unencodable", tag, message }]
+                })).pipe(
+                  Effect.zipRight(Effect.fail(new UnencodableCopy({ message: "header table too large (simulated)" })))
+                )
+          )
+        },
+        deadLetter: ({ attempts, fingerprints, kind, reason: given }) =>
           publishCopy("deadLetter", (s) => {
+            const failure = {
+              kind,
+              attempts,
+              fingerprints,
+              routingKey: message.routingKey,
+              queue: message.queue,
+              failedAt: new Date()
+            }
+            let reason = given
+            let headers = deadLetterHeaders(message.headers, { ...failure, reason })
+            if (!encodable(headers)) {
+              // As AmqpDelivery: the copy goes with the headers that fit, and names the others.
+              const { dropped, kept } = trimHeaders(message.headers)
+              reason = `${given.slice(0, 1000)}; headers dropped to copy it: ${describeDropped(dropped)} (simulated)`
+              headers = deadLetterHeaders(kept, { ...failure, reason })
+            }
             const copy: BrokerMessage = {
               ...message,
               id: s.nextId,
               copyOf: message.id,
               redelivered: false,
               queue: "tickets.dlq",
-              headers: deadLetterHeaders(message.headers, {
-                kind,
-                reason,
-                attempts,
-                routingKey: message.routingKey,
-                queue: message.queue,
-                failedAt: new Date()
-              })
+              headers
             }
             return {
               ...s,
               nextId: s.nextId + 1,
               dlq: [...s.dlq, copy],
-              ops: [...s.ops, { op: "deadLetter", tag, message, kind, reason, attempts }]
+              ops: [...s.ops, { op: "deadLetter", tag, message, kind, reason, attempts, fingerprints }]
             }
           })
       }

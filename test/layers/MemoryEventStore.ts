@@ -1,9 +1,17 @@
 /**
  * In-memory double of the worker's EventStore: `processed_events` claims keyed
- * by (eventId, processor), a notifications table and a watchers map, all in
- * one Ref. A commit is atomic like the SQL statement (src/Worker/EventStore.ts): a failed commit writes
+ * by (eventId, processor) with their fingerprints, a notifications table, a
+ * watchers map, and the tickets (with their owners) and messages that exist,
+ * all in one Ref. A commit is atomic like the SQL statement (src/Worker/EventStore.ts): a failed commit writes
  * nothing (the "lost response" fault is the one exception on purpose: the
- * transaction committed but the client never heard back).
+ * transaction committed but the client never heard back). Like the statement,
+ * it claims only events whose entity exists (`Plan.requires`), and tells a
+ * copy (same fingerprint, or a claim without one) from a reused id (another
+ * fingerprint: a conflict).
+ *
+ * Entities:
+ *   addEntitiesOf(events)         the tickets and messages `events` name now exist (as the API would have written them)
+ *   claimAs(eventId, fp)          a claim made earlier (by another payload under this id, or before fingerprints: null)
  *
  * Fault hooks:
  *   failNextCommits(k)            the next k commits fail as "database unreachable" (transient)
@@ -13,13 +21,16 @@
  *   onNextCommit(effect)          runs `effect` when the next commit starts (e.g. a broker crash mid-batch)
  */
 import { Effect, Either, Layer, Ref } from "effect"
-import { EventStore, StoreError } from "../../src/Worker/EventStore.js"
-import type { NotificationRow, Plan, Watchers } from "../../src/Worker/Handlers.js"
+import type { DomainEvent } from "../../src/Domain/Events.js"
+import { type CommitResult, EventStore, StoreError } from "../../src/Worker/EventStore.js"
+import type { NotificationRow, Plan, Requirement, Watchers } from "../../src/Worker/Handlers.js"
 
 export interface Claim {
   readonly eventId: string
   readonly eventType: string
   readonly processor: string
+  /** Null for a claim made before fingerprints were stored. */
+  readonly fingerprint: string | null
 }
 
 export type CommitOutcome = "committed" | "transient" | "rejected" | "lost-response"
@@ -30,12 +41,19 @@ export interface CommitRecord {
   readonly outcome: CommitOutcome
   /** Event ids claimed by this call (empty unless the transaction applied). */
   readonly claimed: ReadonlyArray<string>
+  /** Event ids whose entity did not exist (empty unless the transaction applied). */
+  readonly missing: ReadonlyArray<string>
+  /** Event ids claimed before with another fingerprint (empty unless the transaction applied). */
+  readonly conflicts: ReadonlyArray<string>
 }
 
 export interface StoreState {
   readonly claims: ReadonlyMap<string, Claim>
   readonly notifications: ReadonlyArray<NotificationRow>
   readonly watchers: ReadonlyMap<string, ReadonlyArray<string>>
+  /** ticket id -> owner id */
+  readonly tickets: ReadonlyMap<string, string>
+  readonly messages: ReadonlyMap<string, { readonly ticketId: string; readonly authorId: string }>
   readonly commits: ReadonlyArray<CommitRecord>
   readonly watcherLookups: number
   /** Lookups that failed by injection. */
@@ -55,6 +73,8 @@ const initial: StoreState = {
   claims: new Map(),
   notifications: [],
   watchers: new Map(),
+  tickets: new Map(),
+  messages: new Map(),
   commits: [],
   watcherLookups: 0,
   failedWatcherLookups: 0,
@@ -66,6 +86,13 @@ const initial: StoreState = {
 }
 
 type Result<A> = Either.Either<A, StoreError>
+
+/** The statement's `known`: the ticket with that owner, or the message by that author on that ticket. */
+const exists = (s: StoreState, r: Requirement) => {
+  if (r._tag === "Ticket") return s.tickets.get(r.ticketId) === r.ownerId
+  const m = s.messages.get(r.messageId)
+  return m !== undefined && m.ticketId === r.ticketId && m.authorId === r.authorId
+}
 
 const unreachable = (what: string) =>
   new StoreError({ message: `${what}: connect ECONNREFUSED 127.0.0.1:5432 (simulated)`, transient: true })
@@ -107,13 +134,20 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
       Effect.flatMap((hooks) => Effect.all(hooks, { discard: true }))
     )
 
-    const commit = (processor: string, plans: ReadonlyArray<Plan>): Effect.Effect<ReadonlySet<string>, StoreError> =>
+    const commit = (processor: string, plans: ReadonlyArray<Plan>): Effect.Effect<CommitResult, StoreError> =>
       runHooks.pipe(
-        Effect.zipRight(Ref.modify(state, (s): [Result<ReadonlySet<string>>, StoreState] => {
+        Effect.zipRight(Ref.modify(state, (s): [Result<CommitResult>, StoreState] => {
           const eventIds = plans.map((p) => p.event.eventId)
-          const record = (outcome: CommitOutcome, claimed: ReadonlyArray<string> = []) => [
+          const record = (outcome: CommitOutcome, applied?: CommitResult) => [
             ...s.commits,
-            { processor, eventIds, outcome, claimed }
+            {
+              processor,
+              eventIds,
+              outcome,
+              claimed: applied ? [...applied.claimed] : [],
+              missing: applied ? [...applied.missing] : [],
+              conflicts: applied ? [...applied.conflicts.keys()] : []
+            }
           ]
           if (s.transientCommits > 0) {
             return [
@@ -135,20 +169,44 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
               { ...s, rejects, commits: record("rejected") }
             ]
           }
-          // As the SQL: INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, then every plan's notifications
-          // whose event_id was returned (so a plan given twice in one commit would write its rows twice).
+          // As the SQL: the plans whose entity exists, then INSERT ... ON CONFLICT DO UPDATE ... WHERE the
+          // fingerprints differ, then the notifications of the events claimed now.
+          const known = plans.filter((p) => exists(s, p.requires))
+          const missing = new Set(plans.filter((p) => !exists(s, p.requires)).map((p) => p.event.eventId))
+          if (new Set(known.map((p) => p.event.eventId)).size !== known.length) {
+            return [
+              Either.left(
+                new StoreError({
+                  message: "Commit failed: ON CONFLICT DO UPDATE command cannot affect row a second time (simulated)",
+                  transient: false
+                })
+              ),
+              { ...s, commits: record("rejected") }
+            ]
+          }
           const claims = new Map(s.claims)
           const claimed = new Set<string>()
-          for (const p of plans) {
+          const conflicts = new Map<string, string>()
+          for (const p of known) {
             const key = claimKey(p.event.eventId, processor)
-            if (claims.has(key)) continue
-            claims.set(key, { eventId: p.event.eventId, eventType: p.event.event, processor })
-            claimed.add(p.event.eventId)
+            const before = claims.get(key)
+            if (before === undefined) {
+              claims.set(key, {
+                eventId: p.event.eventId,
+                eventType: p.event.event,
+                processor,
+                fingerprint: p.fingerprint
+              })
+              claimed.add(p.event.eventId)
+            } else if (before.fingerprint !== null && before.fingerprint !== p.fingerprint) {
+              conflicts.set(p.event.eventId, before.fingerprint)
+            }
           }
           const notifications = [
             ...s.notifications,
-            ...plans.flatMap((p) => p.notifications.filter((n) => claimed.has(n.eventId)))
+            ...known.flatMap((p) => p.notifications.filter((n) => claimed.has(n.eventId)))
           ]
+          const result: CommitResult = { claimed, conflicts, missing }
           if (s.lostResponses > 0) {
             return [
               Either.left(
@@ -162,11 +220,11 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
                 claims,
                 notifications,
                 lostResponses: s.lostResponses - 1,
-                commits: record("lost-response", [...claimed])
+                commits: record("lost-response", result)
               }
             ]
           }
-          return [Either.right(claimed), { ...s, claims, notifications, commits: record("committed", [...claimed]) }]
+          return [Either.right(result), { ...s, claims, notifications, commits: record("committed", result) }]
         })),
         Effect.flatMap(Either.match({ onLeft: Effect.fail, onRight: Effect.succeed }))
       )
@@ -176,6 +234,27 @@ export class MemoryEventStore extends Effect.Service<MemoryEventStore>()("OpsDes
       get: Ref.get(state),
       setWatchers: (ticketId: string, userIds: ReadonlyArray<string>) =>
         Ref.update(state, (s) => ({ ...s, watchers: new Map(s.watchers).set(ticketId, [...userIds]) })),
+      /** The tickets and messages `events` name exist from now on, as the API writes them before their events. */
+      addEntitiesOf: (events: ReadonlyArray<DomainEvent>) =>
+        Ref.update(state, (s) => {
+          const tickets = new Map(s.tickets)
+          const messages = new Map(s.messages)
+          for (const e of events) {
+            if (e.event === "message.sent") {
+              messages.set(e.payload.id, { ticketId: e.payload.ticketId, authorId: e.payload.authorId })
+              if (!tickets.has(e.payload.ticketId)) tickets.set(e.payload.ticketId, e.payload.authorId)
+            } else {
+              tickets.set(e.payload.id, e.payload.ownerId)
+            }
+          }
+          return { ...s, tickets, messages }
+        }),
+      /** A claim made earlier under this id: with another payload's fingerprint, or (null) before fingerprints. */
+      claimAs: (eventId: string, eventType: string, fingerprint: string | null, processor = "worker") =>
+        Ref.update(state, (s) => ({
+          ...s,
+          claims: new Map(s.claims).set(claimKey(eventId, processor), { eventId, eventType, processor, fingerprint })
+        })),
       onNextCommit: (hook: Effect.Effect<void>) => Ref.update(commitHooks, (hooks) => [...hooks, hook]),
       failNextCommits: (k: number) => Ref.update(state, (s) => ({ ...s, transientCommits: s.transientCommits + k })),
       loseNextCommitResponses: (k: number) => Ref.update(state, (s) => ({ ...s, lostResponses: s.lostResponses + k })),

@@ -40,6 +40,7 @@ import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
 import { makeFixtures, PASSWORD } from "../api/support/Fixtures.js"
 import { FakePublisher, PassThroughCache } from "../api/support/Layers.js"
 import { depth, reset } from "../dlq/support.js"
+import { withEntities } from "../support/Entities.js"
 import { configFrom, countRows, deleteEventRows, messageSent, waitUntil, withAmqp, withVhost } from "../support/Env.js"
 import { freePort, serverUrl } from "./support.js"
 
@@ -213,6 +214,7 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       const agent = yield* fx.user("agent")
       const event = messageSent()
       yield* Effect.addFinalizer(() => deleteEventRows([event.eventId]))
+      yield* withEntities([event])
       const { page, problems } = yield* openPage(browser)
 
       // Not signed in: the login form. An agent is turned away with a message.

@@ -8,7 +8,7 @@ import { memoryStore } from "../../src/Auth/LoginThrottle.js"
 import type { LoginThrottleConfig } from "../../src/Config.js"
 import { makeFixtures, PASSWORD, suffix } from "../api/support/Fixtures.js"
 import { apiTestLayer } from "../api/support/Layers.js"
-import { withSettings } from "../support/LoginThrottle.js"
+import { loginFrom, withSettings } from "../support/LoginThrottle.js"
 import { rawRequest, serverPort } from "../support/RawHttp.js"
 
 const MAX_FAILURES = 3
@@ -38,6 +38,9 @@ const config: LoginThrottleConfig = {
   lockoutBaseSeconds: 30,
   lockoutMaxSeconds: 900,
   windowSeconds: 900,
+  userDelayAfter: 5,
+  userDelayBaseMs: 250,
+  userDelayMaxMs: 2000,
   keyPrefix: "unit:"
 }
 
@@ -53,6 +56,11 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("login th
       const locked = yield* login(user.username, PASSWORD)
       expect(locked.status, locked.text).toBe(429)
       expect(locked.headers["retry-after"]).toBe("1")
+      // Locked for this address only: from another one the user gets in.
+      expect(
+        (yield* Effect.flatMap(serverPort, (port) => loginFrom(port, "127.0.0.9", user.username, PASSWORD))).status
+      )
+        .toBe(200)
       expect((yield* login(other.username, PASSWORD)).status).toBe(200)
       expect((yield* login(`nobody_${suffix()}`, "wrong")).status).toBe(401)
       yield* Effect.sleep("1150 millis")
@@ -72,22 +80,22 @@ layer(TestLayer, { excludeTestServices: true, timeout: "60 seconds" })("login th
       expect((yield* store.begin([counter("first")])).lockedForMs).toBeGreaterThan(29_000)
       // ...until 10,000 other usernames have pushed it out (the map never grows past its bound).
       for (let i = 0; i < 10_000; i++) yield* store.begin([counter(`filler-${i}`)])
-      expect(yield* store.begin([counter("first")])).toEqual({ lockedForMs: 0, setLocks: [false] })
+      expect(yield* store.begin([counter("first")])).toEqual({ lockedForMs: 0, setLocks: [false], failures: [1] })
     }))
 
   it.effect("refunds undo exactly what the refunded attempt did", () =>
     Effect.gen(function*() {
       const store = memoryStore(config)
       const counter = { failKey: "fail:x", lockKey: "lock:x", threshold: 2 }
-      expect(yield* store.begin([counter])).toEqual({ lockedForMs: 0, setLocks: [false] })
+      expect(yield* store.begin([counter])).toEqual({ lockedForMs: 0, setLocks: [false], failures: [1] })
       const second = yield* store.begin([counter])
-      expect(second).toEqual({ lockedForMs: 0, setLocks: [true] })
+      expect(second).toEqual({ lockedForMs: 0, setLocks: [true], failures: [2] })
       expect((yield* store.begin([counter])).lockedForMs).toBeGreaterThan(0)
       // The attempt that set the lock ended without an answer (a 503): its count and its lock are taken back.
       yield* store.refund([counter], second.setLocks)
       const again = yield* store.begin([counter])
-      expect(again).toEqual({ lockedForMs: 0, setLocks: [true] })
+      expect(again).toEqual({ lockedForMs: 0, setLocks: [true], failures: [2] })
       yield* store.reset(counter)
-      expect(yield* store.begin([counter])).toEqual({ lockedForMs: 0, setLocks: [false] })
+      expect(yield* store.begin([counter])).toEqual({ lockedForMs: 0, setLocks: [false], failures: [1] })
     }))
 })

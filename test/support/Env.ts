@@ -7,7 +7,8 @@
 import { SqlClient } from "@effect/sql"
 import * as amqp from "amqplib"
 import { ConfigProvider, type Duration, Effect, Layer, Schedule } from "effect"
-import { execFile } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
 import { promisify } from "node:util"
 import { makeEvent, type MessageSent, type TicketCreated } from "../../src/Domain/Events.js"
 import { RedisLive } from "../../src/Store/Redis.js"
@@ -20,14 +21,72 @@ export const AMQP_BASE = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5
 const rabbitmqctl = (...args: Array<string>) =>
   Effect.tryPromise(() => exec("rabbitmqctl", args, { timeout: 30_000 })).pipe(Effect.asVoid)
 
-/** A fresh vhost for one test file; deleted (with everything in it) afterwards. */
+const BROKER_USERS_SCRIPT = new URL("../../scripts/broker-users.sh", import.meta.url).pathname
+const BROKER_USERS_DIR = process.env.BROKER_USERS_DIR ?? new URL("../../.broker-users", import.meta.url).pathname
+
+/** `rabbitmqctl import_definitions` of `definitions`, given on standard input. */
+const importDefinitions = (definitions: string) =>
+  Effect.async<void, Error>((resume) => {
+    const child = spawn("rabbitmqctl", ["-q", "import_definitions"], { stdio: ["pipe", "ignore", "pipe"] })
+    let stderr = ""
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+    child.once("error", (e) => resume(Effect.fail(e)))
+    child.once("exit", (code) =>
+      resume(code === 0 ? Effect.void : Effect.fail(new Error(`import_definitions failed (${code}): ${stderr}`))))
+    child.stdin.end(definitions)
+  })
+
+/**
+ * OpsDesk's broker users (scripts/broker-users.sh) as the processes use them: a
+ * test's vhost grants them their permissions, so a test can run a process as one.
+ */
+export type BrokerUser = "api" | "worker" | "ops"
+const BROKER_USER_NAMES: Record<BrokerUser, string> = {
+  api: "opsdesk-api",
+  worker: "opsdesk-worker",
+  ops: "opsdesk-ops"
+}
+
+/** The user's password as the script resolves it: OPSDESK_AMQP_<USER>_PASSWORD, else the script's passwords file. */
+const brokerPassword = (user: BrokerUser) => {
+  const variable = `OPSDESK_AMQP_${user.toUpperCase()}_PASSWORD`
+  const fromEnv = process.env[variable]
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv
+  const file = `${BROKER_USERS_DIR}/passwords.env`
+  const line = existsSync(file)
+    ? readFileSync(file, "utf8").split("\n").filter((l) => l.startsWith(`${variable}=`)).at(-1)
+    : undefined
+  if (line === undefined) throw new Error(`No password for ${BROKER_USER_NAMES[user]}: run scripts/broker-users.sh`)
+  return line.slice(variable.length + 1)
+}
+
+/** The AMQP URL of `vhostUrl` (as `withVhost` gives it) as one of OpsDesk's broker users. */
+export const brokerUserUrl = (vhostUrl: string, user: BrokerUser) => {
+  const url = new URL(vhostUrl)
+  url.username = BROKER_USER_NAMES[user]
+  url.password = encodeURIComponent(brokerPassword(user))
+  return url.toString()
+}
+
+/**
+ * A fresh vhost for one test file; deleted (with everything in it) afterwards.
+ * `guest` gets every right on it (the tests' own setup and checks), and OpsDesk's
+ * broker users theirs, from the script, in the same import.
+ */
 export const withVhost = (name: string) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const vhost = `opsdesk_test_${name}_${process.pid}`
       yield* rabbitmqctl("delete_vhost", vhost).pipe(Effect.ignore)
-      yield* rabbitmqctl("add_vhost", vhost)
-      yield* rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+      const { stdout } = yield* Effect.tryPromise(() =>
+        exec("bash", [BROKER_USERS_SCRIPT, "--print", "--no-env-files", vhost], {
+          timeout: 30_000,
+          env: { ...process.env, BROKER_USERS_DIR }
+        })
+      )
+      const definitions = JSON.parse(stdout) as { permissions: Array<Record<string, string>> }
+      definitions.permissions.push({ user: "guest", vhost, configure: ".*", write: ".*", read: ".*" })
+      yield* importDefinitions(JSON.stringify(definitions))
       return { vhost, url: `${AMQP_BASE.replace(/\/$/, "")}/${vhost}` }
     }),
     ({ vhost }) => rabbitmqctl("delete_vhost", vhost).pipe(Effect.ignore)

@@ -4,6 +4,7 @@
  * development API's) and are deleted when the file is done.
  */
 import { Effect, Layer } from "effect"
+import { request } from "node:http"
 import { Redis } from "../../src/Store/Redis.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { configFrom } from "./Env.js"
@@ -44,4 +45,48 @@ export const apiWithOwnThrottle = (name: string, settings: Record<string, string
 }
 
 /** Settings under which no test traffic is ever throttled (fuzzing, timing). */
-export const NO_THROTTLE = { LOGIN_MAX_FAILURES: 1_000_000, LOGIN_MAX_FAILURES_PER_IP: 1_000_000 } as const
+export const NO_THROTTLE = {
+  LOGIN_MAX_FAILURES: 1_000_000,
+  LOGIN_MAX_FAILURES_PER_IP: 1_000_000,
+  LOGIN_USER_DELAY_AFTER: 1_000_000
+} as const
+
+/**
+ * POST /v1/auth/login from a client address of our choosing: any address of
+ * 127.0.0.0/8 is the loopback interface on Linux, so a connection bound to
+ * 127.0.0.N reaches the server from that address (it sees `::ffff:127.0.0.N`).
+ * One connection per login, so concurrent logins really are concurrent.
+ */
+export const loginFrom = (port: number, from: string, username: string, password: string) =>
+  Effect.async<{ readonly status: number; readonly retryAfter: string | undefined; readonly json: unknown }>(
+    (resume) => {
+      const body = JSON.stringify({ username, password })
+      const req = request({
+        host: "127.0.0.1",
+        port,
+        localAddress: from,
+        method: "POST",
+        path: "/v1/auth/login",
+        agent: false,
+        timeout: 30_000,
+        headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }
+      }, (res) => {
+        let text = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => (text += chunk))
+        res.on("end", () => {
+          let json: unknown
+          try {
+            json = JSON.parse(text)
+          } catch {
+            json = undefined
+          }
+          const retryAfter = res.headers["retry-after"]
+          resume(Effect.succeed({ status: res.statusCode ?? 0, retryAfter, json }))
+        })
+      })
+      req.on("timeout", () => req.destroy(new Error(`no answer to a login from ${from} within 30 s`)))
+      req.on("error", (e) => resume(Effect.die(e)))
+      req.end(body)
+    }
+  )

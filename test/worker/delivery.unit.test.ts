@@ -1,13 +1,24 @@
 /**
  * Pure parts of the consumer: the attempt counter read from the retry headers,
- * the broker-held retry delays, and body decoding.
+ * the broker-held retry delays, body decoding (canonical ids, fingerprints),
+ * and the headers of copies too large to encode.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Duration, FastCheck as fc } from "effect"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
 import { decodeDelivery, type Delivery } from "../../src/Broker/Delivery.js"
-import { attemptOf, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Headers.js"
+import {
+  attemptOf,
+  deadLetterHeaders,
+  describeDropped,
+  RETRY_HEADER,
+  SEED_RETRY_HEADER,
+  tableSize,
+  trimHeaders
+} from "../../src/Broker/Headers.js"
 import { retryDelays } from "../../src/Broker/Topology.js"
-import { DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
+import { DomainEvent, EVENT_NAMES, eventFingerprint } from "../../src/Domain/Events.js"
 import { encodeBody } from "../layers/MemoryBroker.js"
 
 const maxRetriesArb = fc.integer({ min: 0, max: 10 })
@@ -171,4 +182,136 @@ describe("decodeDelivery", () => {
     const decoded = decodeDelivery(deliveryOf(encodeBody(JSON.stringify({ ...event, event: name }))))
     expect(decoded).toMatchObject({ _tag: "Left", left: expect.stringMatching(/^Unknown event type/) })
   }, { fastCheck: { numRuns: 50 } })
+})
+
+describe("canonical events", () => {
+  it.prop("an event with its ids in any letter case decodes to the same event, with the same fingerprint", [
+    Arbitrary.make(DomainEvent),
+    fc.array(fc.boolean(), { minLength: 1, maxLength: 7 })
+  ], ([event, cases]) => {
+    let i = 0
+    const recased = JSON.stringify(
+      event,
+      (_, v) =>
+        typeof v === "string" && /^[0-9a-f-]{36}$/.test(v)
+          ? [...v].map((c) => (cases[i++ % cases.length] ? c.toUpperCase() : c)).join("")
+          : v
+    )
+    const decoded = decodeDelivery(deliveryOf(encodeBody(recased)))
+    expect(decoded._tag === "Right" && decoded.right).toEqual(event)
+    expect(decoded._tag === "Right" && eventFingerprint(decoded.right)).toBe(eventFingerprint(event))
+  }, { fastCheck: { numRuns: 100 } })
+
+  it.prop("the fingerprint ignores the envelope's time and unknown fields, and changes with the payload", [
+    Arbitrary.make(DomainEvent),
+    fc.string({ minLength: 1 })
+  ], ([event, extra]) => {
+    const fp = eventFingerprint(event)
+    expect(fp).toMatch(/^[0-9a-f]{64}$/)
+    const copy = decodeDelivery(
+      deliveryOf(encodeBody(JSON.stringify({ ...event, occurredAt: "2000-01-01T00:00:00Z", extra })))
+    )
+    expect(copy._tag === "Right" && eventFingerprint(copy.right)).toBe(fp)
+    const other = { ...event, payload: { ...event.payload, id: crypto.randomUUID() } } as DomainEvent
+    expect(eventFingerprint(other)).not.toBe(fp)
+  }, { fastCheck: { numRuns: 100 } })
+})
+
+/** amqplib's own encoder (internal, not exported, so loaded by its file): the truth `tableSize` bounds. */
+const require = createRequire(import.meta.url)
+const codec = require(Path.join(Path.dirname(require.resolve("amqplib")), "lib", "codec.js")) as {
+  readonly encodeTable: (buffer: Buffer, value: unknown, offset: number) => number
+}
+const amqplibSize = (headers: Record<string, unknown>): number | "refused" => {
+  try {
+    return codec.encodeTable(Buffer.alloc(1 << 20), headers, 0)
+  } catch {
+    return "refused"
+  }
+}
+
+/** Header values as amqplib decodes them off the wire, plus what a publisher may put in a table. */
+const wireValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small" },
+    fc.string({ maxLength: 40 }),
+    fc.fullUnicodeString({ maxLength: 10 }),
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.boolean(),
+    fc.constant(null),
+    fc.uint8Array({ maxLength: 20 }).map((b) => Buffer.from(b)),
+    fc.constant({ "!": "timestamp", value: 1_700_000_000 }),
+    fc.constant({ "!": "decimal", value: { places: 2, digits: 1234 } }),
+    fc.constant({ "!": "nonsense", value: 1 }),
+    fc.constant({ "!": "long", value: 1.5 }),
+    fc.constantFrom(-1e19, Number.NaN, Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY, 2 ** 63, 2 ** 50 + 0.5),
+    fc.array(tie("value"), { maxLength: 3 }),
+    fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== "!"), tie("value"), { maxKeys: 3 })
+  )
+})).value
+const headersArb = fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }), wireValue, { maxKeys: 8 })
+
+describe("copies too large to encode", () => {
+  it.prop(
+    "when tableSize has a size, amqplib encodes the table in at most that many bytes",
+    [headersArb],
+    ([headers]) => {
+      const size = tableSize(headers)
+      const actual = amqplibSize(headers)
+      if (size !== undefined) {
+        expect(actual).not.toBe("refused")
+        expect(size).toBeGreaterThanOrEqual(actual as number)
+      }
+    },
+    { fastCheck: { numRuns: 500 } }
+  )
+
+  it("tableSize refuses what amqplib refuses to encode", () => {
+    for (
+      const value of [
+        -1e19,
+        Number.NaN,
+        Number.NEGATIVE_INFINITY,
+        2 ** 50 + 0.5,
+        { "!": "nonsense", value: 1 },
+        { "!": "long", value: 1.5 },
+        { "!": "timestamp", value: -1 },
+        [1, { "!": "byte", value: 1000 }],
+        { nested: { "!": "decimal", value: { places: 300, digits: 1 } } }
+      ]
+    ) {
+      expect(amqplibSize({ h: value }), JSON.stringify(value)).toBe("refused")
+      expect(tableSize({ h: value }), JSON.stringify(value)).toBeUndefined()
+    }
+    expect(amqplibSize({ h: 2 ** 63 })).not.toBe("refused")
+    expect(tableSize({ h: 2 ** 63 })).toBeDefined()
+  })
+
+  it.prop("trimmed headers always encode, keep OpsDesk's small ones, and name every header they drop", [
+    headersArb,
+    fc.array(fc.tuple(fc.string({ maxLength: 10 }), fc.integer({ min: 0, max: 70_000 })), { maxLength: 6 })
+  ], ([headers, big]) => {
+    const all: Record<string, unknown> = { ...headers, "opsdesk-replayed-at": "2026-01-01T00:00:00Z" }
+    for (const [k, n] of big) all[`x-${k}`] = "a".repeat(n)
+    const { dropped, kept } = trimHeaders(all)
+    expect(new Set([...Object.keys(kept), ...dropped])).toEqual(
+      new Set(Object.keys(all).filter((k) => all[k] !== undefined))
+    )
+    expect(kept["opsdesk-replayed-at"]).toBe("2026-01-01T00:00:00Z")
+    // With OpsDesk's DLQ headers added, the copy still fits amqplib's 64 KiB buffer.
+    const copy = deadLetterHeaders(kept, {
+      kind: "poison",
+      reason: "r".repeat(5000),
+      attempts: 1,
+      routingKey: "k".repeat(5000),
+      queue: "message.sent.queue",
+      failedAt: new Date(),
+      fingerprints: { received: "a".repeat(64), claimed: "b".repeat(64) }
+    })
+    const actual = amqplibSize(copy)
+    expect(actual).not.toBe("refused")
+    expect(actual).toBeLessThanOrEqual(65_536)
+    expect(describeDropped(dropped).length).toBeLessThanOrEqual(10 * 66 + 30)
+  }, { fastCheck: { numRuns: 200 } })
 })

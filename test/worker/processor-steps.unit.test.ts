@@ -8,8 +8,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Effect, FastCheck as fc, Layer, type Schedule } from "effect"
 import type { Delivery } from "../../src/Broker/Delivery.js"
 import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Broker/Headers.js"
-import { retryDelays } from "../../src/Broker/Topology.js"
-import { DomainEvent, isTicketEvent, MessageSent, TicketCreated } from "../../src/Domain/Events.js"
+import { queueFor, retryDelays } from "../../src/Broker/Topology.js"
+import { DomainEvent, eventFingerprint, isTicketEvent, MessageSent, TicketCreated } from "../../src/Domain/Events.js"
 import { HandlerError } from "../../src/Worker/Faults.js"
 import { plan } from "../../src/Worker/Handlers.js"
 import { commit, decode, fail, type Item, makeEnv, nextTier, planBatch, tier1 } from "../../src/Worker/Processor.js"
@@ -25,8 +25,8 @@ const inWorld = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   self.pipe(Effect.provide(Layer.merge(WorkerTestLayer, quietLogs)))
 
 /** A delivery that is only ever decoded: settling it would be a bug in `decode`. */
-const stub = (body: Uint8Array, headers: Readonly<Record<string, unknown>> = {}): Delivery => ({
-  queue: "q",
+const stub = (body: Uint8Array, headers: Readonly<Record<string, unknown>> = {}, queue = "q"): Delivery => ({
+  queue,
   routingKey: "rk",
   body,
   messageId: undefined,
@@ -37,10 +37,15 @@ const stub = (body: Uint8Array, headers: Readonly<Record<string, unknown>> = {})
   deadLetter: () => Effect.die("decode settled a delivery")
 })
 
-/** Published, taken and decoded: items ready for the later steps. */
+/** An event's delivery on its own queue. */
+const stubOf = (event: DomainEvent, headers: Readonly<Record<string, unknown>> = {}) =>
+  stub(encodeBody(JSON.stringify(event)), headers, queueFor(event.event))
+
+/** Published (about entities that exist), taken and decoded: items ready for the later steps. */
 const itemsOf = (events: ReadonlyArray<DomainEvent>, headers: Readonly<Record<string, unknown>> = {}) =>
   Effect.gen(function*() {
     const broker = yield* MemoryBroker
+    yield* (yield* MemoryEventStore).addEntitiesOf(events)
     for (const e of events) yield* broker.publishEvent(e, { headers })
     return decode(yield* broker.take(events.length), testConfig().maxRetries).items
   })
@@ -55,10 +60,9 @@ describe("decode", () => {
     // Some events appear again later in the batch.
     const events = inputs.flatMap((i) => ("event" in i ? [i.event] : []))
     const all = [...inputs, ...(events.length === 0 ? [] : repeats.map((r) => ({ event: events[r % events.length]! })))]
-    const deliveries = all.map((i) =>
-      stub("event" in i ? encodeBody(JSON.stringify(i.event)) : encodeBody(`{${i.garbage}`))
-    )
-    const { copies, items, poison } = decode(deliveries, 3)
+    const deliveries = all.map((i) => ("event" in i ? stubOf(i.event) : stub(encodeBody(`{${i.garbage}`))))
+    const { copies, items, poison, rejected } = decode(deliveries, 3)
+    expect(rejected).toEqual([])
     expect(poison.map((p) => deliveries.indexOf(p.delivery))).toEqual(
       all.flatMap((input, i) => ("event" in input ? [] : [i]))
     )
@@ -74,10 +78,30 @@ describe("decode", () => {
 
   it("reads the attempt from the retry header, clamped to MAX_RETRIES", () => {
     const event = sample(eventArb, 1)
-    const body = encodeBody(JSON.stringify(event))
-    expect(decode([stub(body)], 3).items[0]!.attempt).toBe(0)
-    expect(decode([stub(body, { [RETRY_HEADER]: 2 })], 3).items[0]!.attempt).toBe(2)
-    expect(decode([stub(body, { [RETRY_HEADER]: 99 })], 3).items[0]!.attempt).toBe(3)
+    expect(decode([stubOf(event)], 3).items[0]!.attempt).toBe(0)
+    expect(decode([stubOf(event, { [RETRY_HEADER]: 2 })], 3).items[0]!.attempt).toBe(2)
+    expect(decode([stubOf(event, { [RETRY_HEADER]: 99 })], 3).items[0]!.attempt).toBe(3)
+  })
+
+  it("rejects an event on another event's queue (invalid) and a later use of an id with another payload (conflict)", () => {
+    const [a, b] = sample(fc.uniqueArray(eventArb, { minLength: 2, maxLength: 2, selector: (e) => e.event }), 8)
+    const upper = { ...a!, eventId: a!.eventId.toUpperCase() }
+    const reused = { ...a!, payload: { ...a!.payload, id: crypto.randomUUID() } } as DomainEvent
+    const misrouted = stub(encodeBody(JSON.stringify(b)), {}, queueFor(a!.event))
+    const deliveries = [stubOf(a!), misrouted, stubOf(upper), stubOf(reused)]
+    const { copies, items, poison, rejected } = decode(deliveries, 3)
+    expect(poison).toEqual([])
+    expect(items.map((i) => i.delivery)).toEqual([deliveries[0]])
+    // The same event with its id in upper case is a copy: ids decode in lower case.
+    expect(copies.map((i) => [i.delivery, i.event.eventId])).toEqual([[deliveries[2], a!.eventId]])
+    expect(rejected.map((r) => [r.item.delivery, r.kind])).toEqual([[misrouted, "invalid"], [
+      deliveries[3],
+      "conflict"
+    ]])
+    expect(rejected[0]!.reason).toBe(
+      `Misrouted: a ${b!.event} event arrived on ${queueFor(a!.event)} (its queue is ${queueFor(b!.event)})`
+    )
+    expect(rejected[1]!.fingerprints).toEqual({ received: eventFingerprint(reused), claimed: eventFingerprint(a!) })
   })
 })
 

@@ -11,7 +11,14 @@ import { Arbitrary, type Context, Effect, FastCheck as fc, Fiber, Layer, Option,
 import { attemptOf, DLQ_HEADERS, RETRY_HEADER, SEED_RETRY_HEADER } from "../../src/Broker/Headers.js"
 import { queueFor, retryDelays } from "../../src/Broker/Topology.js"
 import type { WorkerConfig } from "../../src/Config.js"
-import { DomainEvent, EVENT_NAMES, isTicketEvent, MessageSent, TicketCreated } from "../../src/Domain/Events.js"
+import {
+  DomainEvent,
+  EVENT_NAMES,
+  eventFingerprint,
+  isTicketEvent,
+  MessageSent,
+  TicketCreated
+} from "../../src/Domain/Events.js"
 import { TicketListCache } from "../../src/Tickets/ListCache.js"
 import { plan, type Watchers } from "../../src/Worker/Handlers.js"
 import { WorkerMetrics } from "../../src/Worker/Metrics.js"
@@ -54,6 +61,9 @@ const world = (cfg: WorkerConfig) =>
     const metrics = yield* WorkerMetrics
     const cache = yield* TicketListCache
     const processBatch = yield* makeProcessor(cfg)
+    /** Publishes an event whose ticket or message exists, as the API's events do. */
+    const publish = (event: DomainEvent, options?: Parameters<typeof broker.publishEvent>[1]) =>
+      Effect.zipRight(store.addEntitiesOf([event]), broker.publishEvent(event, options))
     const run = <R = never>(options?: DrainOptions<R>) =>
       driven(drain(processBatch, options)).pipe(
         Effect.tap((report) => {
@@ -61,7 +71,7 @@ const world = (cfg: WorkerConfig) =>
           expect(report.stranded, "deliveries left unsettled by the processor").toEqual([])
         })
       )
-    return { broker, store, faults, metrics, cache, processBatch, run, cfg }
+    return { broker, store, faults, metrics, cache, processBatch, publish, run, cfg }
   })
 
 type TestWorld = Layer.Layer.Success<typeof WorkerTestLayer>
@@ -81,6 +91,12 @@ const expectDrained = (s: BrokerState) => {
   expect(s.retry).toEqual([])
 }
 
+/** A DLQ copy's body as an event, its id in canonical (lower) case: a copy may have been published in another. */
+const bodyEvent = (m: BrokerMessage): unknown => {
+  const json = JSON.parse(new TextDecoder().decode(m.body)) as { eventId: string }
+  return { ...json, eventId: json.eventId.toLowerCase() }
+}
+
 const expectFailedDlqEntry = (m: BrokerMessage, event: DomainEvent, cfg: WorkerConfig) => {
   expect(header(m, DLQ_HEADERS.kind)).toBe("failed")
   expect(header(m, DLQ_HEADERS.attempts)).toBe(cfg.maxRetries + 1)
@@ -90,8 +106,16 @@ const expectFailedDlqEntry = (m: BrokerMessage, event: DomainEvent, cfg: WorkerC
   expect(String(header(m, DLQ_HEADERS.reason)).length).toBeGreaterThan(0)
   expect(Number.isNaN(Date.parse(String(header(m, DLQ_HEADERS.failedAt))))).toBe(false)
   expect(m.queue).toBe("tickets.dlq")
-  expect(m.body).toEqual(encodeBody(JSON.stringify(event)))
+  expect(bodyEvent(m)).toEqual(event)
 }
+
+/** The claim of a processed event: its canonical id, with its fingerprint. */
+const claimOf = (event: DomainEvent) => ({
+  eventId: event.eventId,
+  eventType: event.event,
+  processor: "worker",
+  fingerprint: eventFingerprint(event)
+})
 
 /** The processed outcome of one event: one claim, exactly the notifications `plan` computes, nothing in the DLQ. */
 const expectProcessedOnce = (
@@ -101,7 +125,7 @@ const expectProcessedOnce = (
 ) =>
   Effect.gen(function*() {
     const claims = yield* ctx.store.claimsOf(event.eventId)
-    expect(claims).toEqual([{ eventId: event.eventId, eventType: event.event, processor: "worker" }])
+    expect(claims).toEqual([claimOf(event)])
     expect(yield* ctx.store.notificationsOf(event.eventId)).toEqual(plan(event, watchers).notifications)
     expect(dlqOf(yield* ctx.broker.get, event.eventId)).toEqual([])
   })
@@ -116,6 +140,9 @@ type Fault =
   | { readonly _tag: "firstCalls"; readonly n: number } // fails the first n checks (n <= IMMEDIATE_RETRIES): tier-1 absorbs it
   | { readonly _tag: "rejectCommit"; readonly n: number } // the next n commits holding it are rejected (split + immediate retry absorb it)
   | { readonly _tag: "always" } // doomed: must end in the DLQ, with no effect
+  | { readonly _tag: "missing" } // its ticket or message does not exist: the DLQ as invalid, at once, with no effect
+  | { readonly _tag: "misrouted" } // published to another event's queue: the DLQ as invalid, at once, with no effect
+  | { readonly _tag: "conflict" } // its id was claimed before with another payload: the DLQ as a conflict, no effect
 
 const IMMEDIATE_RETRIES = 2
 
@@ -134,8 +161,25 @@ const faultArb = (maxRetries: number): fc.Arbitrary<Fault> =>
       weight: 1,
       arbitrary: fc.integer({ min: 1, max: IMMEDIATE_RETRIES }).map((n): Fault => ({ _tag: "rejectCommit", n }))
     },
-    { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "always" }) }
+    { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "always" }) },
+    { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "missing" }) },
+    { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "misrouted" }) },
+    { weight: 1, arbitrary: fc.constant<Fault>({ _tag: "conflict" }) }
   )
+
+/** Faults whose event must end in the DLQ, and with which kind. */
+const DOOMED: Partial<Record<Fault["_tag"], string>> = {
+  always: "failed",
+  missing: "invalid",
+  misrouted: "invalid",
+  conflict: "conflict"
+}
+
+/** Another event's queue than `event`'s own. */
+const otherQueue = (event: DomainEvent) => queueFor(EVENT_NAMES.find((n) => n !== event.event)!)
+
+/** The fingerprint an earlier use of a conflicting event's id was claimed with. */
+const EARLIER = "e".repeat(64)
 
 const stepArb = fc.nat({ max: 20 })
 const countAt = fc.record({ step: stepArb, count: fc.integer({ min: 1, max: 3 }) })
@@ -159,6 +203,8 @@ const scenarioArb = fc
       }),
       // Duplicates published later on, possibly after the first copy was processed.
       late: fc.array(fc.record({ step: stepArb, index }), { maxLength: 3 }),
+      // Which publishes write the eventId in upper case (cycled over every publish): the same event all the same.
+      upper: fc.array(fc.boolean(), { minLength: 1, maxLength: 5 }),
       batchSizes: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
       parallel: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 3 }),
       transientCommits: fc.array(countAt, { maxLength: 2 }),
@@ -190,7 +236,10 @@ const coverage = {
   crashes: 0,
   crashesMidCommit: 0,
   publishFailures: 0,
-  concurrentBatches: 0
+  concurrentBatches: 0,
+  invalid: 0,
+  conflicts: 0,
+  upperCasePublishes: 0
 }
 
 const runScenario = (sc: Scenario) =>
@@ -205,12 +254,24 @@ const runScenario = (sc: Scenario) =>
         yield* store.setWatchers(event.payload.ticketId, withAuthor ? [...others, event.payload.authorId] : others)
       }
       const fault = sc.faults[i]!
+      if (fault._tag !== "missing") yield* store.addEntitiesOf([event])
       if (fault._tag === "always") yield* faults.failAlways(event.eventId)
       if (fault._tag === "firstAttempts") yield* faults.failFirstAttempts(event.eventId, fault.n)
       if (fault._tag === "firstCalls") yield* faults.failFirstCalls(event.eventId, fault.n)
       if (fault._tag === "rejectCommit") yield* store.rejectBatchesContaining(event.eventId, fault.n)
+      if (fault._tag === "conflict") yield* store.claimAs(event.eventId, event.event, EARLIER)
     }
-    for (const i of sc.order) yield* broker.publishEvent(sc.events[i]!)
+    let publishes = 0
+    const publish = (i: number) => {
+      const event = sc.events[i]!
+      const upper = sc.upper[publishes++ % sc.upper.length]!
+      if (upper) coverage.upperCasePublishes++
+      return broker.publishEvent(event, {
+        ...(upper ? { eventId: event.eventId.toUpperCase() } : {}),
+        ...(sc.faults[i]!._tag === "misrouted" ? { queue: otherQueue(event) } : {})
+      })
+    }
+    for (const i of sc.order) yield* publish(i)
 
     const pendingLate = [...sc.late]
     const at = <A extends { readonly step: number }>(list: ReadonlyArray<A>, step: number) =>
@@ -237,12 +298,12 @@ const runScenario = (sc: Scenario) =>
           for (const { count } of at(sc.dlqPublishFailures, step)) yield* broker.failNextDeadLetter(count)
           for (const late of at(pendingLate, step)) {
             pendingLate.splice(pendingLate.indexOf(late), 1)
-            yield* broker.publishEvent(sc.events[late.index]!)
+            yield* publish(late.index)
           }
         }),
       onIdle: Effect.gen(function*() {
         if (pendingLate.length === 0) return false
-        for (const late of pendingLate.splice(0)) yield* broker.publishEvent(sc.events[late.index]!)
+        for (const late of pendingLate.splice(0)) yield* publish(late.index)
         return true
       })
     })
@@ -263,22 +324,44 @@ const runScenario = (sc: Scenario) =>
       const claims = yield* store.claimsOf(event.eventId)
       const notes = yield* store.notificationsOf(event.eventId)
       const dlq = dlqOf(b, event.eventId)
-      if (sc.faults[i]!._tag === "always") {
+      const fault = sc.faults[i]!._tag
+      const doomed = DOOMED[fault]
+      if (doomed !== undefined) {
         // Lost to nobody: in the DLQ (once per surviving copy), with no effect.
-        expect(claims).toEqual([])
+        expect(claims).toEqual(
+          fault === "conflict" ? [{ ...claimOf(event), fingerprint: EARLIER }] : []
+        )
         expect(notes).toEqual([])
         expect(dlq.length).toBeGreaterThan(0)
-        for (const m of dlq) expectFailedDlqEntry(m, event, cfg)
+        for (const m of dlq) {
+          if (fault === "always") expectFailedDlqEntry(m, event, cfg)
+          else {
+            // Never retried: at once, on its first attempt.
+            expect(m.headers[DLQ_HEADERS.kind]).toBe(doomed)
+            expect(m.headers[DLQ_HEADERS.attempts]).toBe(1)
+            expect(bodyEvent(m)).toEqual(event)
+            expect(String(m.headers[DLQ_HEADERS.reason])).toMatch(
+              fault === "missing" ? /does not exist/ : fault === "misrouted" ? /^Misrouted: / : /^Conflict: /
+            )
+            if (fault === "conflict") {
+              expect(m.headers[DLQ_HEADERS.fingerprint]).toBe(eventFingerprint(event))
+              expect(m.headers[DLQ_HEADERS.claimedFingerprint]).toBe(EARLIER)
+            }
+          }
+        }
+        expect(retriesOf(b, event.eventId).length === 0 || fault === "always").toBe(true)
       } else {
         // Its effect happened exactly once.
         const expected = plan(event, st.watchers).notifications
         expectedNotifications += expected.length
-        expect(claims).toEqual([{ eventId: event.eventId, eventType: event.event, processor: "worker" }])
+        expect(claims).toEqual([claimOf(event)])
         expect(notes).toEqual(expected)
         expect(dlq).toEqual([])
       }
     }
-    expect(st.claims.size).toBe(sc.events.filter((_, i) => sc.faults[i]!._tag !== "always").length)
+    expect(st.claims.size).toBe(
+      sc.events.filter((_, i) => DOOMED[sc.faults[i]!._tag] === undefined || sc.faults[i]!._tag === "conflict").length
+    )
     expect(st.notifications.length).toBe(expectedNotifications)
 
     // Every scheduled retry is the next attempt, with the policy's delay for it.
@@ -290,7 +373,8 @@ const runScenario = (sc: Scenario) =>
       expect(r.attempt).toBe(attemptOf(r.message.headers, cfg.maxRetries) + 1)
     }
     // Metrics agree with what the broker and the store saw.
-    expect(totals.failed).toBe(b.dlq.length)
+    expect(totals.failed + totals.invalid + totals.conflicts).toBe(b.dlq.length)
+    expect(totals.failed).toBe(b.dlq.filter((m) => m.headers[DLQ_HEADERS.kind] === "failed").length)
     expect(totals.retried).toBe(retriesOf(b).length)
     expect(totals.poison).toBe(0)
     expect(totals.processed).toBe(
@@ -311,6 +395,8 @@ const runScenario = (sc: Scenario) =>
     coverage.crashes += report.crashes
     coverage.publishFailures += opsOf(b, "retryLater-failed").length + opsOf(b, "deadLetter-failed").length
     coverage.concurrentBatches += report.concurrentSteps
+    coverage.invalid += totals.invalid
+    coverage.conflicts += totals.conflicts
   })
 
 /** Runs of the big property; OPSDESK_PROP_RUNS=500 for a deeper search. */
@@ -350,7 +436,7 @@ describe("Processor", () => {
         const cfg = testConfig({ maxRetries })
         const w = yield* world(cfg)
         yield* w.faults.failAlways(event.eventId)
-        yield* w.broker.publishEvent(event)
+        yield* w.publish(event)
         yield* w.run()
         const b = yield* w.broker.get
         const retries = retriesOf(b, event.eventId)
@@ -389,7 +475,7 @@ describe("Processor", () => {
       const event = fc.sample(eventArb, { numRuns: 1, seed: 42 })[0]!
       const w = yield* world(testConfig())
       yield* w.faults.failAlways(event.eventId)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       const b = yield* w.broker.get
       expect(retriesOf(b).map((r) => r.delayMs)).toEqual([1000, 2000, 4000])
@@ -408,7 +494,7 @@ describe("Processor", () => {
       const event = fc.sample(eventArb, { numRuns: 1, seed: 7 })[0]!
       const w = yield* world(testConfig({ maxRetries: 0 }))
       yield* w.faults.failAlways(event.eventId)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       const b = yield* w.broker.get
       expect(retriesOf(b)).toEqual([])
@@ -426,7 +512,7 @@ describe("Processor", () => {
       const n = Math.min(raw, maxRetries)
       const w = yield* world(testConfig({ maxRetries }))
       yield* w.faults.failFirstAttempts(event.eventId, n)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       const b = yield* w.broker.get
       expect(retriesOf(b).map((r) => r.attempt)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
@@ -439,7 +525,7 @@ describe("Processor", () => {
       const event = fc.sample(ticketCreatedArb, { numRuns: 1, seed: 3 })[0]!
       const w = yield* world(testConfig())
       yield* w.faults.failFirstCalls(event.eventId, 2)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       expect(retriesOf(yield* w.broker.get)).toEqual([])
       expect((yield* w.faults.callsOf(event.eventId)).map((c) => c.failed)).toEqual([true, true, false])
@@ -527,7 +613,7 @@ describe("Processor", () => {
         const poisonIds = new Map<number, Poison>()
         for (const m of all) {
           if ("poison" in m) poisonIds.set(yield* w.broker.publishRaw(m.poison), m.poison)
-          else yield* w.broker.publishEvent(m.event)
+          else yield* w.publish(m.event)
         }
         yield* w.run({ batchSizes: [all.length] })
         const b = yield* w.broker.get
@@ -586,8 +672,8 @@ describe("Processor", () => {
       const cfg = testConfig({ maxRetries })
       const w = yield* world(cfg)
       yield* w.faults.failAlways(failing.eventId)
-      yield* w.broker.publishEvent(failing, { headers })
-      yield* w.broker.publishEvent(good, { headers })
+      yield* w.publish(failing, { headers })
+      yield* w.publish(good, { headers })
       yield* w.run()
       const b = yield* w.broker.get
       const start = attemptOf(headers, maxRetries)
@@ -620,7 +706,7 @@ describe("Processor", () => {
         const w = yield* world(cfg)
         const bad = events[rawBad % events.length]!
         yield* w.store.rejectBatchesContaining(bad.eventId)
-        for (const e of events) yield* w.broker.publishEvent(e)
+        for (const e of events) yield* w.publish(e)
         yield* w.run({ batchSizes: [events.length] })
         const b = yield* w.broker.get
         const st = yield* w.store.get
@@ -674,19 +760,19 @@ describe("Processor", () => {
       yield* fillCache(w.cache, entries)
       expect(yield* cachedCount(w.cache, entries)).toBe(entries)
 
-      yield* w.broker.publishEvent(message)
+      yield* w.publish(message)
       yield* w.run()
       yield* expectProcessedOnce(w, message)
       expect(yield* cachedCount(w.cache, entries)).toBe(entries)
 
-      yield* w.broker.publishEvent(ticketEvent)
+      yield* w.publish(ticketEvent)
       yield* w.run()
       yield* expectProcessedOnce(w, ticketEvent)
       expect(yield* cachedCount(w.cache, entries)).toBe(0)
 
       // A redelivered duplicate invalidates again (the first run may have died before invalidating).
       yield* fillCache(w.cache, entries)
-      yield* w.broker.publishEvent(ticketEvent)
+      yield* w.publish(ticketEvent)
       yield* w.run()
       expect(yield* cachedCount(w.cache, entries)).toBe(0)
       expect((yield* w.metrics.totals).duplicates).toBe(1)
@@ -695,8 +781,8 @@ describe("Processor", () => {
       yield* fillCache(w.cache, entries)
       const failing = { ...ticketEvent, eventId: crypto.randomUUID() }
       yield* w.faults.failAlways(failing.eventId)
-      yield* w.broker.publishEvent(failing)
-      yield* w.broker.publishEvent({ ...message, eventId: crypto.randomUUID() })
+      yield* w.publish(failing)
+      yield* w.publish({ ...message, eventId: crypto.randomUUID() })
       yield* w.run()
       expect(yield* cachedCount(w.cache, entries)).toBe(entries)
     })), { fastCheck: { numRuns: 25 } })
@@ -711,7 +797,7 @@ describe("Processor", () => {
       const redis = yield* ControllableCache
       yield* fillCache(w.cache, 3)
       yield* redis.failNextInvalidations(3)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       expect(retriesOf(yield* w.broker.get)).toEqual([])
       expect(yield* redis.invalidations).toBe(1)
@@ -729,8 +815,8 @@ describe("Processor", () => {
       const redis = yield* ControllableCache
       yield* fillCache(w.cache, 3)
       yield* redis.failNextInvalidations(1_000_000)
-      yield* w.broker.publishEvent(ticket)
-      yield* w.broker.publishEvent(message)
+      yield* w.publish(ticket)
+      yield* w.publish(message)
       yield* driven(w.processBatch(yield* w.broker.take(2)))
       let b = yield* w.broker.get
       // Both were committed with their claims; the ticket event could not invalidate, so it goes round again
@@ -771,7 +857,7 @@ describe("Processor", () => {
         yield* w.faults.failAlways(event.eventId)
         yield* w.broker.failNextRetryLater(retryFailures)
         yield* w.broker.failNextDeadLetter(dlqFailures)
-        yield* w.broker.publishEvent(event)
+        yield* w.publish(event)
 
         // The first attempt: the retry copy is not confirmed, so the original is not acked or copied;
         // after a pause it goes back to its queue (rather than holding a prefetch slot).
@@ -825,7 +911,7 @@ describe("Processor", () => {
       yield* w.store.setWatchers(event.payload.ticketId, [crypto.randomUUID()])
       yield* w.faults.failFirstAttempts(event.eventId, 1)
       yield* w.broker.failNextRetryLater(2)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       yield* w.run()
       const b = yield* w.broker.get
       expect(opsOf(b, "retryLater-failed")).toHaveLength(2)
@@ -849,7 +935,7 @@ describe("Processor", () => {
       const w = yield* world(testConfig())
       const list = [...watchers, ...(duplicated ? watchers : []), ...(authorWatches ? [message.payload.authorId] : [])]
       if (known) yield* w.store.setWatchers(message.payload.ticketId, list)
-      yield* w.broker.publishEvent(message)
+      yield* w.publish(message)
       yield* w.run()
       const notes = yield* w.store.notificationsOf(message.eventId)
       const expected = known ? [...new Set(watchers)].filter((id) => id !== message.payload.authorId) : []
@@ -863,6 +949,264 @@ describe("Processor", () => {
     })), { fastCheck: { numRuns: 30 } })
 
   // -------------------------------------------------------------------------------------------
+  // 9. Events the worker must not act on: about nothing, or on another event's queue.
+  // -------------------------------------------------------------------------------------------
+
+  const expectRejected = (m: BrokerMessage, event: DomainEvent, kind: string, reason: RegExp) => {
+    expect(m.headers[DLQ_HEADERS.kind]).toBe(kind)
+    expect(m.headers[DLQ_HEADERS.attempts]).toBe(1)
+    expect(String(m.headers[DLQ_HEADERS.reason])).toMatch(reason)
+    expect(bodyEvent(m)).toEqual(event)
+  }
+
+  it.effect.prop(
+    "(9) an event about a ticket or message that does not exist is dead-lettered at once as invalid, with no effect; the rest of the batch is processed",
+    { events: eventsArb(2, 6), pick: fc.nat() },
+    ({ events, pick }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        const ghost = events[pick % events.length]!
+        for (const e of events) yield* e === ghost ? w.broker.publishEvent(e) : w.publish(e)
+        yield* w.run({ batchSizes: [events.length] })
+        const b = yield* w.broker.get
+        const dead = dlqOf(b, ghost.eventId)
+        expect(dead).toHaveLength(1)
+        expectRejected(dead[0]!, ghost, "invalid", /^Invalid .*: (ticket|message) .* does not exist$/)
+        expect(yield* w.store.claimsOf(ghost.eventId)).toEqual([])
+        expect(yield* w.store.notificationsOf(ghost.eventId)).toEqual([])
+        expect(retriesOf(b)).toEqual([])
+        for (const e of events) if (e !== ghost) yield* expectProcessedOnce(w, e)
+        expect((yield* w.metrics.totals).invalid).toBe(1)
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect("(9) the entity must be the event's: a ticket with another owner, a message by another author or on another ticket", () =>
+    inWorld(Effect.gen(function*() {
+      const w = yield* world(testConfig())
+      const ticket = fc.sample(ticketCreatedArb, { numRuns: 1, seed: 31 })[0]!
+      const message = fc.sample(messageSentArb, { numRuns: 1, seed: 32 })[0]!
+      yield* w.store.addEntitiesOf([ticket, message])
+      const stolen = {
+        ...ticket,
+        eventId: crypto.randomUUID(),
+        payload: { ...ticket.payload, ownerId: crypto.randomUUID() }
+      }
+      const impostor = {
+        ...message,
+        eventId: crypto.randomUUID(),
+        payload: { ...message.payload, authorId: crypto.randomUUID() }
+      }
+      const elsewhere = {
+        ...message,
+        eventId: crypto.randomUUID(),
+        payload: { ...message.payload, ticketId: crypto.randomUUID() }
+      }
+      for (const e of [stolen, impostor, elsewhere]) yield* w.broker.publishEvent(e)
+      yield* w.run({ batchSizes: [3] })
+      const b = yield* w.broker.get
+      expectRejected(dlqOf(b, stolen.eventId)[0]!, stolen, "invalid", /ticket .* owned by .* does not exist/)
+      expectRejected(dlqOf(b, impostor.eventId)[0]!, impostor, "invalid", /message .* does not exist/)
+      expectRejected(dlqOf(b, elsewhere.eventId)[0]!, elsewhere, "invalid", /message .* does not exist/)
+      expect((yield* w.store.get).claims.size).toBe(0)
+      expect((yield* w.store.get).notifications).toEqual([])
+    })))
+
+  it.effect.prop(
+    "(9) an event on another event's queue is dead-lettered at once as invalid (misrouted), even when its entity exists",
+    { event: eventArb, other: fc.constantFrom(...EVENT_NAMES) },
+    ({ event, other }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        const queue = other === event.event ? otherQueue(event) : queueFor(other)
+        yield* w.publish(event, { queue })
+        yield* w.run()
+        const b = yield* w.broker.get
+        expect(b.dlq).toHaveLength(1)
+        expectRejected(
+          b.dlq[0]!,
+          event,
+          "invalid",
+          new RegExp(`^Misrouted: a ${event.event} event arrived on ${queue}`)
+        )
+        expect(b.dlq[0]!.headers[DLQ_HEADERS.queue]).toBe(queue)
+        expect(yield* w.faults.calls).toEqual([])
+        expect((yield* w.store.get).commits).toEqual([])
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 20 } }
+  )
+
+  // -------------------------------------------------------------------------------------------
+  // 10. Idempotency an attacker cannot get round: letter case, reused ids.
+  // -------------------------------------------------------------------------------------------
+
+  /** Each letter of the id in upper or lower case, as `cases` says (cycled). */
+  const recase = (id: string, cases: ReadonlyArray<boolean>) =>
+    [...id].map((c, i) => (cases[i % cases.length] ? c.toUpperCase() : c)).join("")
+
+  it.effect.prop(
+    "(10) the same eventId in any letter case is one event: one claim, one effect, the other copies duplicates",
+    {
+      event: eventArb,
+      copies: fc.array(fc.array(fc.boolean(), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 }),
+      oneBatch: fc.boolean()
+    },
+    ({ copies, event, oneBatch }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        yield* w.publish(event)
+        if (!oneBatch) yield* w.run()
+        for (const cases of copies) {
+          yield* w.publish(event, { eventId: recase(event.eventId, cases) })
+          if (!oneBatch) yield* w.run()
+        }
+        yield* w.run({ batchSizes: [copies.length + 1] })
+        yield* expectProcessedOnce(w, event)
+        const totals = yield* w.metrics.totals
+        expect({ processed: totals.processed, duplicates: totals.duplicates }).toEqual({
+          processed: 1,
+          duplicates: copies.length
+        })
+        expectDrained(yield* w.broker.get)
+      })),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  /** The event with one field changed that names no entity: another payload under the same id. */
+  const forge = (event: DomainEvent): DomainEvent => {
+    switch (event.event) {
+      case "ticket.created":
+        return { ...event, payload: { ...event.payload, title: `${event.payload.title} (forged)` } }
+      case "ticket.updated":
+        return { ...event, payload: { ...event.payload, changedFields: [...event.payload.changedFields, "title"] } }
+      case "ticket.status_changed":
+        return { ...event, payload: { ...event.payload, changedAt: "1999-01-01T00:00:00.000Z" } }
+      case "message.sent":
+        return { ...event, payload: { ...event.payload, content: `${event.payload.content} (forged)` } }
+    }
+  }
+
+  it.effect.prop(
+    "(10) a reused eventId with another payload is dead-lettered as a conflict with both fingerprints, and has no effect; an exact copy is a duplicate",
+    { event: eventArb, oneBatch: fc.boolean() },
+    ({ event, oneBatch }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        const forged = forge(event)
+        expect(eventFingerprint(forged)).not.toBe(eventFingerprint(event))
+        yield* w.publish(event)
+        if (!oneBatch) yield* w.run()
+        yield* w.publish(forged)
+        yield* w.run({ batchSizes: [2] })
+        let b = yield* w.broker.get
+        const dead = dlqOf(b, event.eventId)
+        expect(dead).toHaveLength(1)
+        expectRejected(
+          dead[0]!,
+          forged,
+          "conflict",
+          oneBatch ?
+            /^Conflict: eventId .* is already in this batch with another payload$/ :
+            /^Conflict: eventId .* was already processed with another payload$/
+        )
+        expect(dead[0]!.headers[DLQ_HEADERS.fingerprint]).toBe(eventFingerprint(forged))
+        expect(dead[0]!.headers[DLQ_HEADERS.claimedFingerprint]).toBe(eventFingerprint(event))
+        // The first use kept its claim and its effects, once.
+        expect(yield* w.store.claimsOf(event.eventId)).toEqual([claimOf(event)])
+        expect(yield* w.store.notificationsOf(event.eventId)).toEqual(plan(event, new Map()).notifications)
+        expect((yield* w.metrics.totals).conflicts).toBe(1)
+
+        // The very same event again (a redelivery, say; only the envelope's time differs): a duplicate.
+        yield* w.publish({ ...event, occurredAt: new Date(0).toISOString() })
+        yield* w.run()
+        b = yield* w.broker.get
+        expect(dlqOf(b, event.eventId)).toHaveLength(1)
+        expect((yield* w.metrics.totals).duplicates).toBe(1)
+        expect(yield* w.store.claimsOf(event.eventId)).toEqual([claimOf(event)])
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect.prop(
+    "(10) an id claimed before fingerprints were stored: any copy is a duplicate, as before",
+    { event: eventArb },
+    ({ event }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig())
+        yield* w.store.claimAs(event.eventId, event.event, null)
+        yield* w.publish(forge(event))
+        yield* w.run()
+        const b = yield* w.broker.get
+        expect(b.dlq).toEqual([])
+        expect(yield* w.store.notificationsOf(event.eventId)).toEqual([])
+        expect((yield* w.metrics.totals).duplicates).toBe(1)
+      })),
+    { fastCheck: { numRuns: 10 } }
+  )
+
+  // -------------------------------------------------------------------------------------------
+  // 11. Copies that cannot be encoded.
+  // -------------------------------------------------------------------------------------------
+
+  /** A header table amqplib would publish, but not with the ~100 bytes a copy adds. */
+  const BIG = { "x-big": "a".repeat(65_500), "x-small": "kept" }
+
+  it.effect("(11) poison whose DLQ copy cannot be encoded goes to the DLQ once, trimmed and saying so; never back to its queue", () =>
+    inWorld(Effect.gen(function*() {
+      const w = yield* world(testConfig())
+      yield* w.broker.publishRaw({ body: text("{not json"), routingKey: "message.sent", headers: BIG })
+      yield* w.run()
+      const b = yield* w.broker.get
+      expect(b.dlq).toHaveLength(1)
+      const h = b.dlq[0]!.headers
+      expect(h[DLQ_HEADERS.kind]).toBe("poison")
+      expect(String(h[DLQ_HEADERS.reason])).toMatch(/^Body is not valid JSON.*; headers dropped to copy it: "x-big"/)
+      expect(h["x-big"]).toBeUndefined()
+      expect(h["x-small"]).toBe("kept")
+      expect(opsOf(b, "requeue")).toEqual([])
+      expect(opsOf(b, "ack")).toHaveLength(1)
+      expectDrained(b)
+    })))
+
+  it.effect.prop(
+    "(11) a failing event whose retry copy cannot be encoded goes to the DLQ as poison at once; at its last attempt, trimmed as failed",
+    { event: eventArb, maxRetries: fc.integer({ min: 0, max: 3 }) },
+    ({ event, maxRetries }) =>
+      inWorld(Effect.gen(function*() {
+        const w = yield* world(testConfig({ maxRetries }))
+        yield* w.faults.failAlways(event.eventId)
+        yield* w.publish(event, { headers: BIG })
+        yield* w.run()
+        const b = yield* w.broker.get
+        const dead = dlqOf(b, event.eventId)
+        expect(dead).toHaveLength(1)
+        const h = dead[0]!.headers
+        expect(h[DLQ_HEADERS.kind]).toBe(maxRetries === 0 ? "failed" : "poison")
+        expect(String(h[DLQ_HEADERS.reason])).toMatch(
+          maxRetries === 0
+            ? /^Simulated failure.*; headers dropped to copy it/
+            : /^Cannot be retried: its retry copy cannot be encoded/
+        )
+        expect(String(h[DLQ_HEADERS.reason])).toMatch(/"x-big"/)
+        expect(h["x-big"]).toBeUndefined()
+        expect(h[DLQ_HEADERS.attempts]).toBe(1)
+        expect(opsOf(b, "retryLater-unencodable")).toHaveLength(maxRetries === 0 ? 0 : 1)
+        expect(retriesOf(b)).toEqual([])
+        expect(opsOf(b, "requeue")).toEqual([])
+        expect(yield* w.store.claimsOf(event.eventId)).toEqual([])
+        const totals = yield* w.metrics.totals
+        expect({ poison: totals.poison, failed: totals.failed, retried: totals.retried }).toEqual(
+          maxRetries === 0 ? { poison: 0, failed: 1, retried: 0 } : { poison: 1, failed: 0, retried: 0 }
+        )
+        expectDrained(b)
+      })),
+    { fastCheck: { numRuns: 10 } }
+  )
+
+  // -------------------------------------------------------------------------------------------
   // Single scenarios, each named.
   // -------------------------------------------------------------------------------------------
 
@@ -871,7 +1215,7 @@ describe("Processor", () => {
       const events = fc.sample(eventsArb(3, 3), { numRuns: 1, seed: 5 })[0]!
       const w = yield* world(testConfig())
       yield* w.store.failNextCommits(3)
-      for (const e of events) yield* w.broker.publishEvent(e)
+      for (const e of events) yield* w.publish(e)
       yield* w.run({ batchSizes: [3] })
       const st = yield* w.store.get
       expect(st.commits.map((c) => c.outcome)).toEqual(["transient", "transient", "transient", "committed"])
@@ -885,7 +1229,7 @@ describe("Processor", () => {
       const events = fc.sample(eventsArb(3, 3), { numRuns: 1, seed: 16 })[0]!
       const w = yield* world(testConfig())
       yield* w.store.failNextCommits(1_000_000)
-      for (const e of events) yield* w.broker.publishEvent(e)
+      for (const e of events) yield* w.publish(e)
       const first = yield* w.broker.take(3)
       yield* driven(w.processBatch(first))
       let b = yield* w.broker.get
@@ -905,7 +1249,7 @@ describe("Processor", () => {
       const events = fc.sample(eventsArb(2, 2), { numRuns: 1, seed: 17 })[0]!
       const w = yield* world(testConfig())
       yield* w.store.failNextCommits(1_000_000)
-      for (const e of events) yield* w.broker.publishEvent(e)
+      for (const e of events) yield* w.publish(e)
       const batch = yield* w.broker.take(2)
       const fiber = yield* Effect.fork(withTestClock(w.processBatch(batch)))
       yield* TestClock.adjust("30 seconds")
@@ -926,7 +1270,7 @@ describe("Processor", () => {
       const events = fc.sample(eventsArb(2, 2), { numRuns: 1, seed: 6 })[0]!
       const w = yield* world(testConfig())
       yield* w.store.loseNextCommitResponses(1)
-      for (const e of events) yield* w.broker.publishEvent(e)
+      for (const e of events) yield* w.publish(e)
       yield* w.run({ batchSizes: [2] })
       expect((yield* w.store.get).commits.map((c) => c.outcome)).toEqual(["lost-response", "committed"])
       for (const e of events) yield* expectProcessedOnce(w, e)
@@ -939,7 +1283,7 @@ describe("Processor", () => {
       const event = fc.sample(ticketCreatedArb, { numRuns: 1, seed: 8 })[0]!
       const w = yield* world(testConfig())
       yield* w.broker.loseNextAcks(1)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
       const report = yield* w.run()
       expect(report.crashes).toBe(1)
       const b = yield* w.broker.get
@@ -957,8 +1301,8 @@ describe("Processor", () => {
     inWorld(Effect.gen(function*() {
       const event = fc.sample(ticketCreatedArb, { numRuns: 1, seed: 9 })[0]!
       const w = yield* world(testConfig())
-      yield* w.broker.publishEvent(event)
-      yield* w.broker.publishEvent(event)
+      yield* w.publish(event)
+      yield* w.publish(event)
       yield* w.run({ batchSizes: [2] })
       const b = yield* w.broker.get
       expect(opsOf(b, "ack")).toHaveLength(2)
@@ -975,7 +1319,7 @@ describe("Processor", () => {
       const watcher = crypto.randomUUID()
       yield* w.store.setWatchers(message.payload.ticketId, [watcher])
       yield* w.store.failNextWatcherLookups(2, { transient: true })
-      yield* w.broker.publishEvent(message)
+      yield* w.publish(message)
       yield* w.run()
       expect(retriesOf(yield* w.broker.get)).toEqual([])
       expect((yield* w.store.notificationsOf(message.eventId)).map((n) => n.recipientId)).toEqual([watcher])
@@ -987,8 +1331,8 @@ describe("Processor", () => {
       const ticket = fc.sample(ticketCreatedArb, { numRuns: 1, seed: 14 })[0]!
       const w = yield* world(testConfig())
       yield* w.store.failNextWatcherLookups(1, { transient: false })
-      yield* w.broker.publishEvent(message)
-      yield* w.broker.publishEvent(ticket)
+      yield* w.publish(message)
+      yield* w.publish(ticket)
       const first = yield* w.broker.take(2)
       yield* driven(w.processBatch(first))
       let b = yield* w.broker.get
@@ -1006,8 +1350,8 @@ describe("Processor", () => {
       const w = yield* world(testConfig())
       yield* w.faults.dieOn(buggy!.eventId)
       yield* w.broker.publishRaw({ body: text("garbage"), routingKey: "ticket.updated" })
-      yield* w.broker.publishEvent(good!)
-      yield* w.broker.publishEvent(buggy!)
+      yield* w.publish(good!)
+      yield* w.publish(buggy!)
       const batch = yield* w.broker.take(3)
       yield* driven(w.processBatch(batch))
       const b = yield* w.broker.get

@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { declareTopology, EXCHANGE } from "../../src/Broker/Topology.js"
+import { withEntities } from "../support/Entities.js"
 import { countRows, deleteEventRows, InfraLive, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
 
 const N = 1500
@@ -50,6 +51,7 @@ describe("worker shutdown", () => {
       const events = Array.from({ length: N }, () => ticketCreated())
       const ids = events.map((e) => e.eventId)
       yield* Effect.addFinalizer(() => deleteEventRows(ids))
+      yield* withEntities(events)
       yield* Effect.promise(async () => {
         for (const e of events) {
           channel.publish(EXCHANGE, e.event, Buffer.from(JSON.stringify(e)), { persistent: true, messageId: e.eventId })

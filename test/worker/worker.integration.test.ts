@@ -16,6 +16,7 @@ import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { Faults, HandlerError } from "../../src/Worker/Faults.js"
 import { WorkerMetrics, WorkerMetricsLive } from "../../src/Worker/Metrics.js"
+import { withEntities } from "../support/Entities.js"
 import {
   closeAllConnections,
   configFrom,
@@ -108,6 +109,7 @@ describe("worker integration", () => {
       const sql = yield* SqlClient.SqlClient
       const viaOutbox = ticketCreated()
       created.push(viaOutbox.eventId)
+      yield* withEntities([viaOutbox])
       yield* sql.withTransaction(appendEvent(viaOutbox))
       const relayScope = yield* Scope.make()
       yield* Effect.addFinalizer(() => Scope.close(relayScope, Exit.void))
@@ -130,6 +132,7 @@ describe("worker integration", () => {
       const before = yield* metrics.totals
       const twice = ticketCreated()
       created.push(twice.eventId)
+      yield* withEntities([twice])
       yield* publish(channel, twice)
       yield* publish(channel, twice)
       yield* waitUntil(
@@ -166,6 +169,7 @@ describe("worker integration", () => {
       yield* Ref.update(failing, (s) => new Set([...s, doomed.eventId]))
       const healthy = messageSent()
       created.push(healthy.eventId)
+      yield* withEntities([doomed, healthy])
       yield* publish(channel, doomed)
       yield* publish(channel, healthy)
       yield* waitUntil(
@@ -190,6 +194,7 @@ describe("worker integration", () => {
       const { channel: channel2 } = yield* withAmqp(url)
       const afterReconnect = ticketCreated()
       created.push(afterReconnect.eventId)
+      yield* withEntities([afterReconnect])
       yield* Effect.sleep("300 millis")
       yield* publish(channel2, afterReconnect)
       yield* waitUntil(

@@ -57,7 +57,7 @@ export const makeFixtures = Effect.gen(function*() {
       const [row] = yield* sql<{ id: string }>`INSERT INTO users (username, password_hash, role)
         VALUES (${name}, ${hash}, ${role}) RETURNING id`
       created.push(row!.id)
-      const { accessToken } = yield* tokens.issue({ id: row!.id, username: name, role })
+      const { accessToken } = yield* tokens.issue({ id: row!.id, username: name, role, tokenVersion: 0 })
       const testUser: TestUser = { id: row!.id, username: name, role, token: accessToken }
       return testUser
     }).pipe(Effect.orDie)

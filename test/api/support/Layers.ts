@@ -37,7 +37,7 @@ export const FakePublisher = Layer.effectContext(
     const connected = yield* Ref.make(true)
     const publisher = Publisher.of({
       publishAll: () => Effect.void,
-      send: () => Effect.succeed(Effect.void),
+      send: (messages) => Effect.succeed(Effect.succeed(messages.map(() => ({ _tag: "Confirmed" as const })))),
       isConnected: Ref.get(connected)
     })
     return Context.make(PublisherConnected, connected).pipe(Context.add(Publisher, publisher))
