@@ -68,7 +68,7 @@ const configOnlyInConfigTs = [
 ]
 
 export default defineConfig(
-  { ignores: ["dist/", "coverage/", "node_modules/", "**/*.md"] },
+  { ignores: ["dist/", "coverage/", "node_modules/", ".bench/", ".broker-users/", "**/*.md"] },
   js.configs.recommended,
   tseslint.configs.recommended,
   effectEslint.configs.dprint,

@@ -11,7 +11,11 @@ import { Data, Deferred, type Duration, Effect, Redacted, Schedule, type Scope }
 import { AmqpUrl, BrokerReconnect } from "../Config.js"
 import { Fatal } from "../Fatal.js"
 import { describe } from "../Kit/Cause.js"
-import type { TopologyError } from "./Topology.js"
+
+/** A queue or exchange exists with other settings: fatal, since reconnecting cannot fix it. */
+export class TopologyError
+  extends Data.TaggedError("TopologyError")<{ readonly message: string; readonly cause: unknown }>
+{}
 
 export class BrokerError
   extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }>

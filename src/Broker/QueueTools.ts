@@ -14,10 +14,11 @@ import { type Duration, Effect, Option, type Scope } from "effect"
 import { OperatorAmqpUrl, QueueType, WorkerConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
 import { BrokerError, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
+import type { TopologyError } from "./Amqp.js"
 import { makeLazyConnection } from "./LazyConnection.js"
 import type { OutgoingMessage, QueuedMessage } from "./Message.js"
 import { publishConfirmed, type PublishOutcome } from "./Publish.js"
-import { checkQueues, declareTopology, type QueueState, type TopologyError, topologyOptions } from "./Topology.js"
+import { checkQueues, declareTopology, type QueueState, topologyOptions } from "./Topology.js"
 
 export interface Borrowed {
   readonly message: QueuedMessage

@@ -11,11 +11,11 @@
  * (initial delay, doubling, capped), one per retry up to MAX_RETRIES.
  */
 import type { Channel } from "amqplib"
-import { Chunk, Data, Duration, Effect, Schedule } from "effect"
+import { Chunk, Duration, Effect, Schedule } from "effect"
 import type { WorkerConfig } from "../Config.js"
 import { EVENT_NAMES, type EventName } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
-import { BrokerError } from "./Amqp.js"
+import { BrokerError, TopologyError } from "./Amqp.js"
 
 export const EXCHANGE = "opsdesk.events"
 export const DLQ = "tickets.dlq"
@@ -56,10 +56,6 @@ export const topologyOptions = (queueType: QueueType, cfg: RetryConfig): Topolog
   queueType,
   retryDelaysMs: retryDelays(cfg)
 })
-
-export class TopologyError
-  extends Data.TaggedError("TopologyError")<{ readonly message: string; readonly cause: unknown }>
-{}
 
 // Classic queues are declared without `x-queue-type`, so they match queues
 // declared by tools that never set it (the seed's worker, the bench scripts).

@@ -21,10 +21,10 @@
  * operation opens its own channels on it.
  */
 import { Clock, Data, Duration, Effect, Either, Option } from "effect"
-import type { BrokerError } from "../Broker/Amqp.js"
+import type { BrokerError, TopologyError } from "../Broker/Amqp.js"
 import type { OutgoingMessage } from "../Broker/Message.js"
 import { type Borrowed, makeQueueTools, type QueueSession } from "../Broker/QueueTools.js"
-import { DLQ, EXCHANGE, QUEUES, type QueueState, type TopologyError } from "../Broker/Topology.js"
+import { DLQ, EXCHANGE, QUEUES, type QueueState } from "../Broker/Topology.js"
 import { describe } from "../Kit/Cause.js"
 import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type Selector, toEntry } from "./Entry.js"
 
