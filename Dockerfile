@@ -9,11 +9,13 @@ COPY scripts/build.mjs ./scripts/build.mjs
 COPY src ./src
 RUN npx tsc --noEmit && npm run build
 
-# Runtime: the bundles and the SQL migrations; no node_modules, no TypeScript loader.
+# Runtime: the bundles, the password-hashing addon and the SQL migrations; no TypeScript loader.
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/dist ./dist
+# The one native addon (Argon2id password hashing) is not in the bundles: it loads from here.
+COPY --from=build /app/node_modules/@node-rs ./node_modules/@node-rs
 COPY migrations ./migrations
 USER node
 CMD ["node", "dist/api.mjs"]

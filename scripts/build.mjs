@@ -30,6 +30,8 @@ await build({
   minifySyntax: true,
   sourcemap: true,
   logLevel: "warning",
+  // A native addon cannot be bundled: it is loaded from node_modules (the Docker image copies just it).
+  external: ["@node-rs/argon2"],
   // Bundled CommonJS packages (pg, amqplib, ioredis) call require(): give the ES module one.
   banner: {
     js:

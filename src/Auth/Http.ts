@@ -10,7 +10,7 @@ import { CurrentUser } from "./CurrentUser.js"
 import { InvalidCredentials, type PasswordChecksBusy, type TooManyAttempts, Unauthorized } from "./Errors.js"
 import { Identity } from "./Identity.js"
 import { LoginThrottle, LoginThrottleLive } from "./LoginThrottle.js"
-import { hashPassword, PasswordHasher } from "./Password.js"
+import { hashPassword, needsRehash, PasswordHasher } from "./Password.js"
 import { AuthRepo } from "./Repo.js"
 import { Tokens, type TokenSubject } from "./Tokens.js"
 
@@ -47,9 +47,16 @@ export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handle
     const identity = yield* Identity
     const throttle = yield* LoginThrottle
     const hasher = yield* PasswordHasher
-    // Unknown usernames are checked against this hash, so both paths cost one scrypt.
+    // Unknown usernames are checked against this hash, so both paths cost one hash.
     const dummyHash = yield* hashPassword("opsdesk-dummy-password-for-timing")
     const rejected = new InvalidCredentials({ message: "Invalid username or password" })
+
+    /** An older hash is replaced by today's once its password is known; a failure here never fails the login. */
+    const upgrade = (userId: string, previous: string, password: string) =>
+      hasher.hash(password).pipe(
+        Effect.flatMap((next) => repo.upgradeHash(userId, previous, next)),
+        Effect.catchAllCause((cause) => Effect.logWarning("Could not upgrade a password hash", cause))
+      )
 
     /** The user if the password is theirs; None for a wrong password, an unknown username or a deactivated user. */
     const authenticate = (username: string, password: string, client: string) =>
@@ -57,17 +64,20 @@ export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handle
         Effect.flatMap(Option.match({
           onNone: () => Effect.as(hasher.verify(password, dummyHash, client), Option.none<TokenSubject>()),
           onSome: (user) =>
-            Effect.map(
+            Effect.flatMap(
               hasher.verify(password, user.passwordHash, client),
               (ok) =>
                 ok
-                  ? Option.some<TokenSubject>({
-                    id: user.id,
-                    username: user.username,
-                    role: user.role,
-                    tokenVersion: user.tokenVersion
-                  })
-                  : Option.none<TokenSubject>()
+                  ? Effect.as(
+                    needsRehash(user.passwordHash) ? upgrade(user.id, user.passwordHash, password) : Effect.void,
+                    Option.some<TokenSubject>({
+                      id: user.id,
+                      username: user.username,
+                      role: user.role,
+                      tokenVersion: user.tokenVersion
+                    })
+                  )
+                  : Effect.succeed(Option.none<TokenSubject>())
             )
         }))
       )

@@ -33,11 +33,12 @@
  * Counters live in Redis (atomic Lua scripts, one round trip per step, keys
  * expire on their own). When Redis is unreachable the throttle falls back to a
  * bounded in-memory map with the same rules, so the API keeps answering
- * logins. Hand-written rather than rate-limiter-flexible: that library counts
+ * logins. The counting is hand-written rather than rate-limiter-flexible: that library counts
  * one key per call, so the three counters could not be checked and counted
  * in one atomic step, and it has no growing lock nor per-attempt refund.
  */
 import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { LRUCache } from "lru-cache"
 import { LoginThrottleConfig } from "../Config.js"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
 import { Redis, type RedisError } from "../Store/Redis.js"
@@ -188,9 +189,12 @@ interface MemoryEntry {
   readonly lockedUntil: number
 }
 
-/** The Redis scripts' rules over a Map (keyed by fail key), for when Redis is away. */
+/**
+ * The Redis scripts' rules over an LRU map (lru-cache, keyed by fail key), for when Redis is away. Expiry is kept
+ * in the entries rather than as lru-cache TTLs, so it follows Effect's Clock like the rest of the throttle.
+ */
 export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
-  const entries = new Map<string, MemoryEntry>()
+  const entries = new LRUCache<string, MemoryEntry>({ max: MEMORY_LIMIT })
   const live = (key: string, now: number) => {
     const entry = entries.get(key)
     if (entry === undefined) return undefined
@@ -198,17 +202,7 @@ export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
     entries.delete(key)
     return undefined
   }
-  const put = (key: string, entry: MemoryEntry, now: number) => {
-    // Re-inserted, so the Map's order is the order of last use.
-    entries.delete(key)
-    entries.set(key, entry)
-    if (entries.size <= MEMORY_LIMIT) return
-    for (const [k, e] of entries) if (e.expiresAt <= now) entries.delete(k)
-    for (const k of entries.keys()) {
-      if (entries.size <= MEMORY_LIMIT) break
-      entries.delete(k)
-    }
-  }
+  const put = (key: string, entry: MemoryEntry) => void entries.set(key, entry)
   return {
     begin: (counters) =>
       Effect.map(Clock.currentTimeMillis, (now): Begun => {
@@ -221,7 +215,7 @@ export const memoryStore = (cfg: LoginThrottleConfig): Store<never> => {
             failures,
             expiresAt: now + (cfg.windowSeconds + lock) * 1000,
             lockedUntil: lock > 0 ? now + lock * 1000 : 0
-          }, now)
+          })
           return { set: lock > 0, failures }
         })
         return { lockedForMs: 0, setLocks: counted.map((c) => c.set), failures: counted.map((c) => c.failures) }

@@ -65,6 +65,17 @@ export class AuthRepo extends Effect.Service<AuthRepo>()("OpsDesk/Auth/Repo", {
         })
       ).pipe(Effect.orDie, Effect.withSpan("AuthRepo.logoutEverywhere"))
 
-    return { findCredentials, findIdentity, logoutEverywhere } as const
+    /**
+     * Replaces a hash weaker than today's (Password.needsRehash) after a successful login; a no-op when the
+     * password changed meanwhile. Not a credential change: token versions stay.
+     */
+    const upgradeHash = (userId: string, previous: string, next: string) =>
+      sql`UPDATE users SET password_hash = ${next} WHERE id = ${userId} AND password_hash = ${previous}`.pipe(
+        Effect.asVoid,
+        Effect.orDie,
+        Effect.withSpan("AuthRepo.upgradeHash")
+      )
+
+    return { findCredentials, findIdentity, logoutEverywhere, upgradeHash } as const
   })
 }) {}

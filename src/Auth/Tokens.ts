@@ -21,6 +21,7 @@
  */
 import { Effect, Option, Redacted } from "effect"
 import { errors, jwtVerify, type JWTVerifyOptions, SignJWT } from "jose"
+import { LRUCache } from "lru-cache"
 import { webcrypto } from "node:crypto"
 import { JwtConfig } from "../Config.js"
 import type { Actor } from "./CurrentUser.js"
@@ -51,27 +52,23 @@ export interface TokenSubject extends Actor {
   readonly tokenVersion: number
 }
 
-/**
- * A least-recently-used map of verified tokens: a Map keeps insertion order,
- * so a hit is moved to the end and the first key is the eviction candidate.
- */
+/** A least-recently-used map (lru-cache) of verified tokens, each kept until its `exp`. */
 export const makeVerifiedCache = (capacity: number) => {
-  const entries = new Map<string, TokenClaims>()
+  const entries = new LRUCache<string, TokenClaims>({ max: capacity })
   return {
     /** The claims of a token verified before and not yet expired at `nowSeconds`. */
     get: (token: string, nowSeconds: number): TokenClaims | undefined => {
       const hit = entries.get(token)
       if (hit === undefined) return undefined
-      entries.delete(token)
       // jose's rule: expired once `exp` <= now (no clock tolerance).
-      if (hit.exp <= nowSeconds) return undefined
-      entries.set(token, hit)
+      if (hit.exp <= nowSeconds) {
+        entries.delete(token)
+        return undefined
+      }
       return hit
     },
     set: (token: string, verified: TokenClaims): void => {
-      entries.delete(token)
       entries.set(token, verified)
-      if (entries.size > capacity) entries.delete(entries.keys().next().value!)
     },
     get size() {
       return entries.size

@@ -24,7 +24,7 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
     const identity = yield* Identity
     const tokens = yield* Tokens
     const throttle = yield* LoginThrottle
-    // Every scrypt goes through the hasher, so user management cannot starve logins of threads.
+    // Every hash goes through the hasher, so user management cannot starve logins of threads.
     const hasher = yield* PasswordHasher
     const gone = new Unauthorized({ message: "the user of this token no longer exists" })
 

@@ -3,9 +3,11 @@
  * every way a token can be wrong (missing, malformed, tampered, alg none,
  * wrong key, wrong issuer, expired, unknown subject).
  */
+import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { SignJWT, UnsecuredJWT } from "jose"
+import { randomBytes, scryptSync } from "node:crypto"
 import { LoginResponse } from "../../src/Auth/Api.js"
 import { resolveSecret } from "../../src/Auth/Secret.js"
 import { User } from "../../src/Users/Domain.js"
@@ -48,6 +50,31 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
       expect(me.status).toBe(200)
       expect(decode(User, me)).toMatchObject({ id: user.id, username: user.username, role: "agent" })
       expect(me.text).not.toContain("password")
+    }))
+
+  it.scoped("a password hash of an earlier version is upgraded to Argon2id at the next login, sessions kept", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("agent")
+      const salt = randomBytes(16)
+      const key = scryptSync(PASSWORD, salt, 32, { N: 16384, r: 8, p: 1 })
+      const legacy = `scrypt$16384$8$1$${salt.toString("base64url")}$${key.toString("base64url")}`
+      yield* sql`UPDATE users SET password_hash = ${legacy} WHERE id = ${user.id}`
+      const storedHash = sql<{ passwordHash: string }>`SELECT password_hash FROM users WHERE id = ${user.id}`.pipe(
+        Effect.map((rows) => rows[0]!.passwordHash)
+      )
+
+      expect((yield* post("/v1/auth/login", { username: user.username, password: "wrong-password-1" })).status)
+        .toBe(401)
+      expect(yield* storedHash).toBe(legacy)
+
+      expect((yield* post("/v1/auth/login", { username: user.username, password: PASSWORD })).status).toBe(200)
+      const upgraded = yield* storedHash
+      expect(upgraded).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
+      expect((yield* get("/v1/users/me", user.token)).status).toBe(200)
+      expect((yield* post("/v1/auth/login", { username: user.username, password: PASSWORD })).status).toBe(200)
+      expect(yield* storedHash).toBe(upgraded)
     }))
 
   it.effect("the bootstrap admin admin/admin123 exists after start-up", () =>

@@ -4,11 +4,12 @@
  * status machine, and the JWT secret rules (refused values, rotation).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Argon2 from "@node-rs/argon2"
 import { ConfigProvider, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { jwtVerify } from "jose"
-import { randomBytes } from "node:crypto"
+import { randomBytes, scryptSync } from "node:crypto"
 import { LoginRequest, LoginResponse } from "../../src/Auth/Api.js"
-import { hashPassword, verifyPassword } from "../../src/Auth/Password.js"
+import { hashPassword, needsRehash, verifyPassword } from "../../src/Auth/Password.js"
 import { jwtSecrets } from "../../src/Auth/Secret.js"
 import { Tokens } from "../../src/Auth/Tokens.js"
 import { JwtConfig, MIN_JWT_SECRET_BYTES, PUBLIC_JWT_SECRETS } from "../../src/Config.js"
@@ -153,18 +154,48 @@ describe("status machine", () => {
 })
 
 describe("passwords", () => {
-  it.effect("hash embeds parameters and salt; verify accepts only the password", () =>
+  /** A hash as versions before Argon2id wrote them (scrypt, N = 2^14). */
+  const legacyScrypt = (password: string) => {
+    const salt = randomBytes(16)
+    const key = scryptSync(password, salt, 32, { N: 16384, r: 8, p: 1 })
+    return `scrypt$16384$8$1$${salt.toString("base64url")}$${key.toString("base64url")}`
+  }
+
+  it.effect("Argon2id at OWASP's cost; the hash embeds parameters and salt; verify accepts only the password", () =>
     Effect.gen(function*() {
       const hash = yield* hashPassword("hunter2-hunter2")
-      expect(hash).toMatch(/^scrypt\$16384\$8\$1\$[\w-]{22}\$[\w-]{43}$/)
+      expect(hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$[\w+/]{22}\$[\w+/]{43}$/)
       expect(yield* hashPassword("hunter2-hunter2")).not.toBe(hash)
       expect(yield* verifyPassword("hunter2-hunter2", hash)).toBe(true)
       expect(yield* verifyPassword("hunter2-hunter3", hash)).toBe(false)
+      expect(needsRehash(hash)).toBe(false)
       for (
-        const broken of ["", "plain", "scrypt$1$1$1$a$b", "scrypt$99999999$8$1$abc$def", hash.replace("$8$", "$x$")]
+        const broken of [
+          "",
+          "plain",
+          "scrypt$1$1$1$a$b",
+          "scrypt$99999999$8$1$abc$def",
+          hash.slice(0, -4),
+          hash.replace("m=19456", "m=99999999"),
+          hash.replace("argon2id", "argon2i")
+        ]
       ) {
         expect(yield* verifyPassword("hunter2-hunter2", broken), broken).toBe(false)
       }
+    }))
+
+  it.effect("hashes of earlier versions still verify and are marked for an upgrade", () =>
+    Effect.gen(function*() {
+      const old = legacyScrypt("hunter2-hunter2")
+      expect(yield* verifyPassword("hunter2-hunter2", old)).toBe(true)
+      expect(yield* verifyPassword("hunter2-hunter3", old)).toBe(false)
+      expect(yield* verifyPassword("hunter2-hunter2", old.replace("$8$", "$x$"))).toBe(false)
+      expect(needsRehash(old)).toBe(true)
+      const weak = yield* Effect.promise(() =>
+        Argon2.hash("hunter2-hunter2", { algorithm: 2 as Argon2.Algorithm, memoryCost: 4096, timeCost: 1 })
+      )
+      expect(yield* verifyPassword("hunter2-hunter2", weak)).toBe(true)
+      expect(needsRehash(weak)).toBe(true)
     }))
 })
 

@@ -11,7 +11,7 @@ import { Tokens } from "../../../src/Auth/Tokens.js"
 
 export const PASSWORD = "correct-horse-battery"
 
-// One scrypt hash for every test user (hashing is deliberately slow).
+// One password hash for every test user (hashing is deliberately slow).
 let passwordHash: Promise<string> | undefined
 const knownHash = Effect.promise(() => (passwordHash ??= Effect.runPromise(hashPassword(PASSWORD))))
 
