@@ -20,7 +20,7 @@ const LAYERS = [
     name: "foundation",
     paths: ["src/Config.ts", "src/Logging.ts", "src/Fatal.ts", "src/Shutdown.ts", "src/Domain", "src/Kit"]
   },
-  { name: "infrastructure", paths: ["src/Observability", "src/Store", "src/Broker", "src/Outbox"] },
+  { name: "infrastructure", paths: ["src/Observability", "src/Store", "src/Broker", "src/Outbox", "src/Retention"] },
   // Features may import each other; no-cycle keeps that a fixed order.
   {
     name: "features",
@@ -32,7 +32,9 @@ const LAYERS = [
       "src/Health",
       "src/Ops",
       "src/Dlq",
-      "src/Worker"
+      "src/Worker",
+      "src/Webhooks",
+      "src/Notifications"
     ]
   },
   { name: "composition root", paths: ["src/App", "src/Cli"] },

@@ -43,7 +43,7 @@ const ROOT = resolve(import.meta.dirname, "..")
 const NODE_ARGS = PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, ".bench/profiles")}`] : []
 const SHARED = resolve(ROOT, "../shared/bench")
 const SCRATCH = join(ROOT, ".bench/baseline")
-const PG_BASE = process.env.BENCH_PG_BASE ?? "postgres://root@127.0.0.1:5432"
+const PG_BASE = process.env.BENCH_PG_BASE ?? "postgres://opsdesk:opsdesk@127.0.0.1:5432"
 const SEED_DB = `${PG_BASE}/opsdesk_bench`
 const OPSDESK_DB = `${PG_BASE}/opsdesk_benchmark`
 const VHOST = "opsdesk_bench"

@@ -7,12 +7,13 @@
 #   opsdesk-ops     the operator tools (`opsdesk dlq ...`, the ops dashboard): as the API, plus read
 #                   on tickets.dlq (list, replay, purge)
 #
-# Usage: scripts/broker-users.sh [--print | --definitions FILE] [--no-env-files] [VHOST]   (VHOST: "/")
+# Usage: scripts/broker-users.sh [--print | --definitions FILE | --env-files-only] [--no-env-files] [VHOST]   (VHOST: "/")
 #   (default)           imports the users and their permissions on VHOST with `rabbitmqctl import_definitions`
 #                       (idempotent: one call, users updated in place; `guest` is left as it is)
 #   --print             prints those definitions (JSON) instead; the tests add their vhosts this way
 #   --definitions FILE  writes them to FILE for a node to load at boot (docker-compose.yml)
 #   --no-env-files      does not write the per-process env files
+#   --env-files-only    only writes them (the users exist already: compose's, for `npm run services -- --docker`)
 #
 # Passwords: OPSDESK_AMQP_{API,WORKER,OPS,ADMIN}_PASSWORD when set; else the ones kept in
 # $BROKER_USERS_DIR/passwords.env by an earlier run; else random ones, written there (mode 600).
@@ -22,7 +23,8 @@
 #   set -a; . .broker-users/worker.env; set +a; npm run start:worker
 #
 # Settings (environment): BROKER_USERS_DIR (default: .broker-users beside scripts/, git-ignored),
-# BROKER_USERS_AMQP_HOST (host:port in the URLs, default 127.0.0.1:5672), BROKER_USERS_OWNER
+# BROKER_USERS_AMQP_HOST (host:port in the URLs, default 127.0.0.1:5672; a comma-separated list of a cluster's
+# nodes gives each AMQP_URL as that list, scripts/cluster.sh), BROKER_USERS_OWNER
 # (user:group given the files, for a container that reads them), BROKER_ADMIN_USER (an administrator
 # for the management UI, with its own password; none by default).
 set -euo pipefail
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --print) mode=print ;;
     --definitions) mode=file definitions_file=${2:?--definitions needs a file}; shift ;;
     --no-env-files) env_files=0 ;;
+    --env-files-only) mode=none ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "broker-users: unknown option $1" >&2; exit 2 ;;
     *) vhost=$1 ;;
@@ -128,11 +131,17 @@ encode() { # percent-encodes a URL component
   done
   printf '%s' "$out"
 }
-url() { printf 'amqp://%s:%s@%s/%s' "$1" "$(encode "$2")" "$amqp_host" "$(encode "$vhost")"; }
+url() { # user password: one URL per host of BROKER_USERS_AMQP_HOST, comma-separated (a cluster's nodes)
+  local out="" h
+  for h in ${amqp_host//,/ }; do out+="${out:+,}amqp://$1:$(encode "$2")@$h/$(encode "$vhost")"; done
+  printf '%s' "$out"
+}
 write_env_files() {
   printf 'AMQP_URL=%s\nOPS_AMQP_URL=%s\n' "$(url opsdesk-api "$(password_of API)")" "$(url opsdesk-ops "$(password_of OPS)")" >"$dir/api.env"
   printf 'AMQP_URL=%s\n' "$(url opsdesk-worker "$(password_of WORKER)")" >"$dir/worker.env"
   printf 'AMQP_URL=%s\n' "$(url opsdesk-ops "$(password_of OPS)")" >"$dir/ops.env"
+  # The administrator's, for the tests' vhost management when there is no guest (test/support/BrokerAdmin.ts).
+  if [ -n "$admin_user" ]; then printf 'AMQP_URL=%s\n' "$(url "$admin_user" "$(password_of ADMIN)")" >"$dir/admin.env"; fi
 }
 
 case $mode in

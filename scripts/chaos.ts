@@ -13,6 +13,22 @@
  *
  *   npm run chaos -- [--writes 2000] [--outage-s 10] [--concurrency 8] [--rate 60]
  *
+ * `--scale` runs the scale-out instead: 2 APIs (their relays off), 2
+ * standalone relays and 3 workers on their own database and vhost, a steady
+ * load spread over both APIs, a relay and two workers killed and restarted on
+ * the way (nothing shared is stopped), then the same books plus each worker's
+ * share of the events (from the worker registry). `--drain` measures PREFETCH:
+ * a backlog is written with no worker running, then `--workers N` workers
+ * (PREFETCH `--prefetch P`) start at once; it prints the drain rate and each
+ * worker's share.
+ *
+ *   npm run chaos -- --scale [--writes 2000] [--rate 60] [--prefetch 1000]
+ *   npm run chaos -- --drain [--writes 3000] [--workers 3] [--prefetch 1000]
+ *
+ * The processes run as the production bundles (`node dist/*.mjs`, built first
+ * unless `--no-build`): under tsx each start compiled the sources again, which
+ * took 10-20 s of CPU on a loaded machine.
+ *
  * It stops RabbitMQ, PostgreSQL and Redis for everything on the machine: run it
  * where nothing else needs them for a minute. Commands can be overridden with
  * CHAOS_PG_RESTART, CHAOS_REDIS_STOP, CHAOS_REDIS_START, CHAOS_RABBIT_STOP and
@@ -41,13 +57,19 @@ const OUTAGE_MS = opt("outage-s", 10) * 1000
 const CONCURRENCY = opt("concurrency", 8)
 const RATE = opt("rate", 60) // writes per second, steady
 const DRAIN_TIMEOUT_MS = opt("drain-timeout-s", 180) * 1000
+const flag = (name: string) => argv.includes(`--${name}`)
+const MODE: "faults" | "scale" | "drain" = flag("scale") ? "scale" : flag("drain") ? "drain" : "faults"
+const PREFETCH = argv.includes("--prefetch") ? String(opt("prefetch", 1000)) : undefined
+const DRAIN_WORKERS = opt("workers", 3)
 
-const DB_NAME = "opsdesk_chaos"
-const PG_BASE = process.env.CHAOS_PG_BASE ?? "postgres://root@127.0.0.1:5432"
+// Each mode has its own database, vhost and Redis database: a scale run next to a fault run touches nothing of it.
+const DB_NAME = MODE === "faults" ? "opsdesk_chaos" : `opsdesk_chaos_${MODE}`
+const PG_BASE = process.env.CHAOS_PG_BASE ?? "postgres://opsdesk:opsdesk@127.0.0.1:5432"
 const DATABASE_URL = `${PG_BASE}/${DB_NAME}`
-const VHOST = "opsdesk_chaos"
+const VHOST = DB_NAME
 const AMQP_URL = `${process.env.CHAOS_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
-const REDIS_URL = process.env.CHAOS_REDIS_URL ?? "redis://127.0.0.1:6379/15"
+const REDIS_URL = process.env.CHAOS_REDIS_URL ??
+  `redis://127.0.0.1:6379/${MODE === "faults" ? 15 : MODE === "scale" ? 13 : 12}`
 const QUEUES = ["ticket.created.queue", "ticket.updated.queue", "ticket.status_changed.queue", "message.sent.queue"]
 const DLQ = "tickets.dlq"
 
@@ -80,19 +102,58 @@ const freePort = () =>
   })
 
 interface Proc {
+  readonly name: string
   readonly child: ChildProcess
   readonly exited: Promise<number | null>
-  /** Resolves once the process logged that it is consuming (worker) or listening (api). */
+  /** Resolves once the process logged that it is consuming (worker), publishing (relay) or listening (api). */
   readonly ready: Promise<void>
-  /** Its last lines of output, for a report when it misbehaves. */
+  /** Its last lines of output (stdout and stderr, whole lines), for a report when it misbehaves. */
   readonly recent: () => string
 }
 
 const stats = { duplicates: 0, retried: 0, workerStarts: 0, stuckStarts: 0 }
 
+type ProcName = "api" | "worker" | "relay"
+const READY_MESSAGE: Record<ProcName, string> = {
+  api: "API started",
+  worker: "Worker consuming",
+  relay: "Relay started"
+}
+
+/**
+ * The text of a JSON log entry: its message, or, when the message is empty
+ * (an entry logged with only a Cause, as the runtime reports a failed
+ * program), its cause's first line.
+ */
+const entryText = (entry: { message?: unknown; cause?: unknown }) => {
+  const message = Array.isArray(entry.message) ? entry.message.map(String).join(" ") : String(entry.message ?? "")
+  if (message.trim() !== "") return message
+  return typeof entry.cause === "string" ? entry.cause.split("\n")[0] ?? "" : ""
+}
+
+/** Calls `onLine` with each whole line of `stream` (a chunk may end mid-line, or hold several). */
+const lines = (stream: NodeJS.ReadableStream, onLine: (line: string) => void) => {
+  let buf = ""
+  stream.on("data", (d: Buffer) => {
+    buf += d.toString()
+    let i: number
+    while ((i = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, i))
+      buf = buf.slice(i + 1)
+    }
+  })
+  stream.on("end", () => {
+    if (buf.length > 0) onLine(buf)
+    buf = ""
+  })
+}
+
 const children = new Set<ChildProcess>()
-const startProc = (name: "api" | "worker", env: Record<string, string>): Proc => {
-  const child = spawn(process.execPath, ["--import", "tsx", `src/bin/${name}.ts`], {
+let serial = 0
+const startProc = (name: ProcName, env: Record<string, string>): Proc => {
+  const label = `${name}#${++serial}`
+  // The production bundle: no compile step at start-up (tsx compiled every source file on each start).
+  const child = spawn(process.execPath, [`dist/${name}.mjs`], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
@@ -100,51 +161,74 @@ const startProc = (name: "api" | "worker", env: Record<string, string>): Proc =>
   child.once("exit", () => children.delete(child))
   let markReady: () => void = () => undefined
   const ready = new Promise<void>((r) => (markReady = r))
-  let buf = ""
   const recent: Array<string> = []
-  const remember = (text: string) => {
-    recent.push(text.slice(0, 300))
-    if (recent.length > 15) recent.shift()
+  const remember = (line: string) => {
+    recent.push(line.slice(0, 2000))
+    if (recent.length > 40) recent.shift()
   }
-  child.stderr!.on("data", (d: Buffer) => remember(d.toString()))
-  child.stdout!.on("data", (d: Buffer) => {
-    remember(d.toString())
-    buf += d.toString()
-    let i: number
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      // JSON logs: count what the worker reports; echo warnings and errors.
-      try {
-        const entry = JSON.parse(line) as { message?: unknown; logLevel?: string }
-        const message = Array.isArray(entry.message) ? entry.message.join(" ") : String(entry.message ?? "")
-        if (message.startsWith("Worker consuming") || message.startsWith("API started")) markReady()
-        if (message.includes("already processed, skipping")) stats.duplicates++
-        if (message.startsWith("🔄 Retrying")) stats.retried++
-        const level = entry.logLevel ?? ""
-        const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") ||
-          message.includes("Redis connection error")
-        if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) {
-          log(`${name}: ${message.slice(0, 300)}`)
-        }
-      } catch {
-        if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${name}: ${line.slice(0, 300)}`)
-      }
+  lines(child.stderr!, (line) => {
+    remember(line)
+    if (line.trim().length > 0) log(`${label} stderr: ${line.slice(0, 500)}`)
+  })
+  lines(child.stdout!, (line) => {
+    remember(line)
+    // JSON logs: count what the worker reports; echo warnings and errors.
+    let entry: { message?: unknown; logLevel?: string; cause?: unknown }
+    try {
+      entry = JSON.parse(line) as typeof entry
+    } catch {
+      if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${label}: ${line.slice(0, 300)}`)
+      return
+    }
+    const message = entryText(entry)
+    if (message.startsWith(READY_MESSAGE[name])) markReady()
+    if (message.includes("already processed, skipping")) stats.duplicates++
+    if (message.startsWith("🔄 Retrying")) stats.retried++
+    const level = entry.logLevel ?? ""
+    const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") ||
+      message.includes("Redis connection error")
+    if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) {
+      log(`${label} ${level}: ${message.slice(0, 300)}`)
     }
   })
-  child.stderr!.on("data", (d: Buffer) => log(`${name} stderr: ${d.toString().trim().slice(0, 500)}`))
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, exited, ready, recent: () => recent.join("").trim() }
+  return { name: label, child, exited, ready, recent: () => recent.join("\n").trim() }
+}
+
+/**
+ * Waits until `proc` is ready (and `check`, if given, passes); fails with its
+ * exit code or the timeout, and its last output, when it exits or hangs.
+ */
+const awaitReady = async (proc: Proc, timeoutMs: number, check?: () => Promise<boolean>) => {
+  const deadline = Date.now() + timeoutMs
+  let exitCode: number | null | undefined
+  void proc.exited.then((code) => (exitCode = code))
+  let isReady = false
+  void proc.ready.then(() => (isReady = true))
+  for (;;) {
+    if (exitCode !== undefined) {
+      throw new Error(
+        `${proc.name} exited with code ${exitCode} before it was ready; its last output:\n${proc.recent()}`
+      )
+    }
+    if (check === undefined ? isReady : await check().catch(() => false)) return
+    if (Date.now() > deadline) {
+      throw new Error(`${proc.name} was not ready after ${timeoutMs / 1000}s; its last output:\n${proc.recent()}`)
+    }
+    await sleep(100)
+  }
 }
 
 // ------------------------------------------------------------------- HTTP ---
-let BASE = ""
+/** The APIs' base URLs; requests go to each in turn. */
+const BASES: Array<string> = []
+let turn = 0
 interface Answer {
   readonly status: number
   readonly body: unknown
 }
 const http = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<Answer> => {
-  const res = await fetch(`${BASE}${path}`, {
+  const res = await fetch(`${BASES[turn++ % BASES.length]}${path}`, {
     method,
     headers: {
       ...(body ? { "content-type": "application/json" } : {}),
@@ -237,15 +321,25 @@ const workerEnv = () => ({
   METRICS_INTERVAL_MS: "600000",
   AMQP_RECONNECT_MAX_MS: "2000",
   // No fixed port: other test files may run a worker at the same time.
-  WORKER_METRICS_PORT: "0"
+  WORKER_METRICS_PORT: "0",
+  // The registry's counters (each worker's share) fresh to the second.
+  WORKER_HEARTBEAT_MS: "1000",
+  // A killed worker's row is kept for ten times this: the share table still shows it at the end.
+  WORKER_REGISTRY_TTL_MS: "60000",
+  ...(PREFETCH === undefined ? {} : { PREFETCH })
 })
 const restartWorker = () => {
   stats.workerStarts++
   worker = startProc("worker", workerEnv())
 }
 
-/** How long a worker may take to start consuming before the harness treats the start as stuck. */
-const READY_TIMEOUT_MS = 60_000
+/**
+ * How long a process may take to be ready before the harness reports it stuck
+ * (with its last output). Generous: on this 2-core machine shared by several
+ * test runs the load average reaches 20+, and a start then takes well over a
+ * minute of wall time without anything being wrong.
+ */
+const READY_TIMEOUT_MS = opt("ready-timeout-s", 180) * 1000
 
 /**
  * Waits until the current worker consumes. A start that exits or hangs instead
@@ -297,6 +391,37 @@ const poisonBurst = async () => {
   await channel.waitForConfirms()
   await connection.close()
 }
+
+/** Scale mode: the processes of each kind, replaced in place when a fault restarts one. */
+const fleet = { workers: [] as Array<Proc>, relays: [] as Array<Proc>, apis: [] as Array<Proc> }
+const relayEnv = () => ({
+  DATABASE_URL,
+  AMQP_URL,
+  LOG_FORMAT: "json",
+  LOG_LEVEL: "info",
+  AMQP_RECONNECT_MAX_MS: "2000",
+  RELAY_METRICS_PORT: "0"
+})
+
+/** Kills `fleet[kind][i]` with `signal`, waits for its exit, starts a new one in its place and waits until it is ready. */
+const replace = async (kind: "workers" | "relays", i: number, signal: NodeJS.Signals) => {
+  const old = fleet[kind][i]!
+  await awaitReady(old, READY_TIMEOUT_MS)
+  old.child.kill(signal)
+  const code = await old.exited
+  if (signal === "SIGTERM" && code !== 0) throw new Error(`${old.name} exited with ${code} on SIGTERM`)
+  const next = kind === "workers" ? startProc("worker", workerEnv()) : startProc("relay", relayEnv())
+  if (kind === "workers") stats.workerStarts++
+  // In the fleet at once, so that it is stopped (and its counters read) even if it never gets ready.
+  fleet[kind][i] = next
+  await awaitReady(next, READY_TIMEOUT_MS)
+}
+
+const scaleFaults = (): Array<Fault> => [
+  { name: "relay SIGKILL", run: () => replace("relays", 0, "SIGKILL") },
+  { name: "worker SIGKILL", run: () => replace("workers", 1, "SIGKILL") },
+  { name: "worker SIGTERM", run: () => replace("workers", 2, "SIGTERM") }
+]
 
 const faults = (): Array<Fault> => [
   ...[1, 2, 3].map((n): Fault => ({
@@ -362,26 +487,51 @@ const main = async () => {
   )
   await sh(`redis-cli -u ${REDIS_URL} flushdb`)
 
-  const port = await freePort()
-  BASE = `http://127.0.0.1:${port}`
-  const api = startProc("api", {
-    DATABASE_URL,
-    AMQP_URL,
-    REDIS_URL,
-    PORT: String(port),
-    LOG_FORMAT: "json",
-    LOG_LEVEL: "warn"
-  })
-  restartWorker()
-  for (let i = 0;; i++) {
-    try {
-      if ((await http("GET", "/health", undefined)).status === 200) break
-    } catch {
-      // not yet
-    }
-    if (i > 600) throw new Error("the API did not come up")
-    await sleep(100)
+  if (!flag("no-build")) {
+    log("building dist/ (npm run build)")
+    await exec(process.execPath, ["scripts/build.mjs"], { timeout: 300_000 })
   }
+
+  // The stack: faults mode 1 API (with its relay) + 1 worker; scale mode 2 APIs (relays off) + 2 relays + 3
+  // workers; drain mode 1 API and no worker until the backlog is written. All start at once on the fresh
+  // database, so their migrations race (they must not fail).
+  const apiCount = MODE === "scale" ? 2 : 1
+  const apis: Array<Proc> = []
+  for (let i = 0; i < apiCount; i++) {
+    const port = await freePort()
+    BASES.push(`http://127.0.0.1:${port}`)
+    apis.push(startProc("api", {
+      DATABASE_URL,
+      AMQP_URL,
+      REDIS_URL,
+      PORT: String(port),
+      LOG_FORMAT: "json",
+      LOG_LEVEL: "warn",
+      ...(MODE === "scale" ? { OUTBOX_RELAY: "off" } : {})
+    }))
+  }
+  fleet.apis = apis
+  if (MODE === "faults") restartWorker()
+  if (MODE === "scale") {
+    for (let i = 0; i < 2; i++) fleet.relays.push(startProc("relay", relayEnv()))
+    for (let i = 0; i < 3; i++) fleet.workers.push(startProc("worker", workerEnv()))
+    stats.workerStarts += 3
+  }
+  await Promise.all([
+    ...apis.map((api, i) =>
+      awaitReady(api, READY_TIMEOUT_MS, async () => {
+        const res = await fetch(`${BASES[i]}/health`, { signal: AbortSignal.timeout(2000) })
+        return res.status === 200
+      })
+    ),
+    ...fleet.relays.map((relay) => awaitReady(relay, READY_TIMEOUT_MS)),
+    ...fleet.workers.map((w) => awaitReady(w, READY_TIMEOUT_MS))
+  ])
+  log(
+    `up: ${apis.length} API(s), ${fleet.relays.length} relay(s), ${
+      MODE === "faults" ? 1 : fleet.workers.length
+    } worker(s)`
+  )
 
   // Users: the admin creates two agents and four customers.
   const adminToken = await login("admin", "admin123")
@@ -402,9 +552,10 @@ const main = async () => {
 
   // Faults at random moments of the load, shuffled.
   const durationMs = (WRITES / RATE) * 1000
-  const planned = faults().map((f) => ({ ...f, at: durationMs * (0.1 + 0.7 * Math.random()) })).sort((a, b) =>
-    a.at - b.at
-  )
+  const planned = (MODE === "scale" ? scaleFaults() : MODE === "drain" ? [] : faults()).map((f) => ({
+    ...f,
+    at: durationMs * (0.1 + 0.7 * Math.random())
+  })).sort((a, b) => a.at - b.at)
   let faultsDone = false
   const faultRunner = (async () => {
     const t0 = Date.now()
@@ -483,6 +634,29 @@ const main = async () => {
   const retryQueues = (await sh(`rabbitmqctl -q list_queues -p ${VHOST} name`)).split("\n").filter((n) =>
     n.startsWith("opsdesk.retry.")
   )
+  let drainFigures: { readonly events: number; readonly seconds: number } | undefined
+  if (MODE === "drain") {
+    // The backlog: every event published and waiting in its queue, and no worker yet.
+    const count = async (text: string) => (await db.query<{ n: number }>(text)).rows[0]!.n
+    const events = await count("SELECT count(*)::int AS n FROM outbox")
+    for (;;) {
+      let queued = 0
+      for (const q of QUEUES) queued += await depth(q)
+      const unpublished = await count("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+      if (unpublished === 0 && queued >= events) break
+      await sleep(250)
+    }
+    log(`backlog: ${events} events queued; starting ${DRAIN_WORKERS} worker(s), prefetch ${PREFETCH ?? "default"}`)
+    for (let i = 0; i < DRAIN_WORKERS; i++) fleet.workers.push(startProc("worker", workerEnv()))
+    stats.workerStarts += DRAIN_WORKERS
+    // From the first worker consuming (the others start meanwhile, as they would in production) to the last event.
+    await Promise.race(fleet.workers.map((w) => w.ready))
+    const t = Date.now()
+    while ((await count("SELECT count(*)::int AS n FROM processed_events")) < events) await sleep(100)
+    drainFigures = { events, seconds: (Date.now() - t) / 1000 }
+    await Promise.all(fleet.workers.map((w) => awaitReady(w, READY_TIMEOUT_MS)))
+  }
+
   const drainStart = Date.now()
   let quietSince = 0
   let lastProcessed = -1
@@ -515,9 +689,14 @@ const main = async () => {
       (SELECT count(*)::int FROM processed_events) AS processed,
       (SELECT count(*)::int FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id::text)) AS lost,
       (SELECT count(*)::int FROM (SELECT event_id FROM processed_events GROUP BY event_id, processor_name HAVING count(*) > 1) d) AS doubled`)
+  // One notification per recipient and channel, when notifications have channels (email, in_app).
+  const channels = (await q<{ channels: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'notifications' AND column_name = 'channel') AS channels"
+  ))[0]?.channels === true
+  const perChannel = channels ? ", channel" : ""
   const [notes] = await q<{ doubled: number; createdMissing: number; strangers: number }>(`
     SELECT
-      (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id HAVING count(*) > 1) d) AS doubled,
+      (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id${perChannel} HAVING count(*) > 1) d) AS doubled,
       (SELECT count(*)::int FROM outbox o WHERE o.event_type = 'ticket.created'
          AND (SELECT count(*) FROM notifications n WHERE n.event_id = o.event_id::text) <> 1) AS "createdMissing",
       (SELECT count(*)::int FROM notifications n WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id::text = n.event_id)) AS strangers`)
@@ -565,11 +744,23 @@ const main = async () => {
     }
   }
 
+  // Workers first, gracefully: each writes its final counters to the registry as it stops.
+  const workersNow = MODE === "faults" ? [worker] : fleet.workers
+  for (const w of workersNow) w.child.kill("SIGTERM")
+  const workerExits = await Promise.all(workersNow.map((w) => w.exited))
+  // Each worker's share, from the registry (one row per worker process; a killed one as of its last heartbeat).
+  const registry = await q<{ id: string; processed: number; stopped: boolean }>(
+    "SELECT id, processed::int AS processed, stopped_at IS NOT NULL AS stopped FROM workers ORDER BY started_at, id"
+  )
+  const registered = registry.reduce((n, r) => n + r.processed, 0)
   await connection.close()
   await db.end()
-  worker.child.kill("SIGTERM")
-  api.child.kill("SIGTERM")
-  await Promise.all([worker.exited, api.exited])
+  for (const p of [...fleet.relays, ...apis]) p.child.kill("SIGTERM")
+  await Promise.all([...fleet.relays, ...apis].map((p) => p.exited))
+  const shareOf = (n: number) => (registered > 0 ? `${((100 * n) / registered).toFixed(1)}%` : "-")
+  const shares = registry.map((r) =>
+    `${r.id.split(":")[1]}${r.stopped ? "" : " (no final write)"}: ${r.processed} (${shareOf(r.processed)})`
+  )
 
   const checks: Array<[string, boolean]> = [
     ["every fault kind injected", injected.length === planned.length && faultErrors.length === 0],
@@ -581,7 +772,20 @@ const main = async () => {
     ["one notification per ticket.created", notes!.createdMissing === 0],
     ["no notification without an event", notes!.strangers === 0],
     ["DLQ holds exactly the poison messages", dlqDistinct === poisonCount && dlqPoison === dlqMessages.length],
-    ["every cached listing matches the database", staleListings === 0]
+    ["every cached listing matches the database", staleListings === 0],
+    ...(MODE === "faults" ? [] : [
+      ["every worker stopped cleanly (exit 0)", workerExits.every((c) => c === 0)] as [string, boolean],
+      ...(MODE === "drain"
+        ? []
+        : [
+          [
+            // Each queue's messages go round-robin to its consumers: the workers that ran through the load share them
+            // (one killed early, or started after the load, may have none).
+            "the work is shared: 2 worker processes or more processed events",
+            registry.filter((r) => r.processed > 0).length >= 2
+          ] as [string, boolean]
+        ])
+    ])
   ]
   const rows: Array<[string, string]> = [
     ["faults injected", injected.join(", ")],
@@ -603,10 +807,31 @@ const main = async () => {
       "end-to-end lag p50 / p99 / max",
       `${percentile(lags, 50).toFixed(0)} / ${percentile(lags, 99).toFixed(0)} / ${Math.max(...lags).toFixed(0)} ms`
     ],
+    ...(MODE === "faults" ? [] : [
+      [
+        "processes",
+        `${apis.length} API(s)${
+          MODE === "scale" ? " (relay off)" : ""
+        }, ${fleet.relays.length} relay(s), ${workersNow.length} worker(s), PREFETCH ${PREFETCH ?? "default"}`
+      ] as [string, string],
+      ["processed per worker process (pid: events, share)", shares.join("; ")] as [string, string],
+      ["processed by the registry's count / in processed_events", `${registered} / ${totals!.processed}`] as [
+        string,
+        string
+      ]
+    ]),
+    ...(drainFigures === undefined ? [] : [
+      [
+        "drain: events / seconds / events per second",
+        `${drainFigures.events} / ${drainFigures.seconds.toFixed(1)} / ${
+          (drainFigures.events / drainFigures.seconds).toFixed(0)
+        }`
+      ] as [string, string]
+    ]),
     ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]
   ]
   const width = Math.max(...rows.map(([k]) => k.length), ...checks.map(([k]) => k.length))
-  console.log("\nOpsDesk chaos run")
+  console.log(`\nOpsDesk chaos run${MODE === "faults" ? "" : ` (${MODE})`}`)
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`)
   console.log("")
   for (const [k, ok] of checks) console.log(`  ${ok ? "PASS" : "FAIL"}  ${k}`)
@@ -615,13 +840,25 @@ const main = async () => {
   process.exitCode = failed === 0 ? 0 : 1
 }
 
+/** Kills what the harness started and leaves the services running, whatever happened. */
+const cleanUp = async () => {
+  for (const child of children) child.kill("SIGKILL")
+  // The fault run stops the shared services: start them again (a no-op when they run).
+  if (MODE === "faults") {
+    await sh(commands.rabbitStart).catch(() => undefined)
+    await sh(`redis-cli -h 127.0.0.1 -p 6379 ping || (${commands.redisStart})`).catch(() => undefined)
+  }
+  setTimeout(() => process.exit(), 1000).unref()
+}
+
+// Interrupted (Ctrl-C, or a test's timeout): clean up too, and fail.
+process.once("SIGINT", () => {
+  log("interrupted")
+  process.exitCode = 1
+  void cleanUp()
+})
+
 main().catch((e: unknown) => {
   log(`chaos run failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
   process.exitCode = 1
-}).finally(async () => {
-  for (const child of children) child.kill("SIGKILL")
-  // Whatever happened, leave the services running.
-  await sh(commands.rabbitStart).catch(() => undefined)
-  await sh(`redis-cli -h 127.0.0.1 -p 6379 ping || (${commands.redisStart})`).catch(() => undefined)
-  setTimeout(() => process.exit(), 1000).unref()
-})
+}).finally(cleanUp)

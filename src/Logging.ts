@@ -27,14 +27,30 @@ export const prettyLine = Logger.make(({ annotations, cause, date, logLevel, mes
   globalThis.console.log(line)
 })
 
+/**
+ * An entry logged with nothing but a Cause (the runtime's report of a program
+ * that failed is `Effect.logError(cause)`) has an empty message: Effect's JSON
+ * and logfmt loggers then write `"message":[]` and put everything under
+ * `cause`, so whoever reads messages (a log search, the chaos harness) sees an
+ * empty line. Such an entry takes the cause's first line as its message.
+ */
+const withMessageFromCause = <O>(logger: Logger.Logger<unknown, O>) =>
+  Logger.mapInputOptions(logger, (options: Logger.Logger.Options<unknown>) => {
+    const parts = Array.isArray(options.message) ? options.message : [options.message]
+    const empty = parts.every((m) => m === undefined || m === "")
+    if (!empty || Cause.isEmpty(options.cause)) return options
+    const first = Cause.pretty(options.cause).split("\n").find((l) => l.trim() !== "") ?? "failure"
+    return { ...options, message: first.trim() }
+  })
+
 export const LoggingLive = Layer.unwrapEffect(
   LoggingConfig.pipe(
     Config.map(({ format, level }) =>
       Layer.merge(
         format === "json"
-          ? Logger.json
+          ? Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withMessageFromCause(Logger.jsonLogger)))
           : format === "logfmt"
-          ? Logger.logFmt
+          ? Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withMessageFromCause(Logger.logfmtLogger)))
           : Logger.replace(Logger.defaultLogger, prettyLine),
         Logger.minimumLogLevel(level)
       )

@@ -1,19 +1,19 @@
 /**
- * `/docs` (the Scalar page, 3.3 MB with its inline script) and `/openapi.json`
- * are fixed for the life of the process: the platform builds each response
+ * `/docs` (the Scalar page, 3.3 MB with its inline script), `/openapi.json`
+ * and `/asyncapi.json` are fixed for the life of the process: the platform builds each response
  * once (HttpApiScalar, middlewareOpenApi). This middleware prepares each of
  * them once more, on its first request: an ETag, and a gzip copy. Clients get
  * `Cache-Control: no-cache` (keep it, revalidate it: a matching
  * `If-None-Match` is a 304 without a body) and the gzip copy when their
  * `Accept-Encoding` takes it. Every other route passes through untouched.
  */
-import { type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import { promisify } from "node:util"
 import { gzip } from "node:zlib"
 
-export const CACHED_PATHS: ReadonlySet<string> = new Set(["/docs", "/openapi.json"])
+export const CACHED_PATHS: ReadonlySet<string> = new Set(["/docs", "/openapi.json", "/asyncapi.json"])
 
 const CACHE_CONTROL = "public, no-cache"
 
@@ -79,11 +79,21 @@ const preparedFor = (response: HttpServerResponse.HttpServerResponse) => {
   return prepared
 }
 
+/**
+ * Runs after the pre-response handlers of outer middleware (CORS sets `Vary: Origin`, replacing the header):
+ * `Accept-Encoding` stays in `Vary`, or a shared cache could hand the gzip copy to a client that cannot read it.
+ */
+const keepVaryEncoding = HttpApp.appendPreResponseHandler((_request, response) => {
+  const vary = response.headers["vary"]
+  if (vary === undefined || /accept-encoding/i.test(vary)) return Effect.succeed(response)
+  return Effect.succeed(HttpServerResponse.setHeader(response, "vary", `${vary}, accept-encoding`))
+})
+
 export const cachedDocs = (app: HttpApp.Default): HttpApp.Default =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const path = request.url.split("?", 1)[0]!
     if (!CACHED_PATHS.has(path) || (request.method !== "GET" && request.method !== "HEAD")) return app
-    return Effect.flatMap(app, (response) => {
+    return Effect.zipRight(keepVaryEncoding, app).pipe(Effect.flatMap((response) => {
       const prepared = response.status === 200 ? preparedFor(response) : undefined
       if (prepared === undefined) return Effect.succeed(response)
       return Effect.map(prepared, (p) =>
@@ -92,5 +102,5 @@ export const cachedDocs = (app: HttpApp.Default): HttpApp.Default =>
           : acceptsGzip(request.headers["accept-encoding"])
           ? p.gzipped
           : p.identity)
-    })
+    }))
   })

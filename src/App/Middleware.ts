@@ -26,6 +26,7 @@ import { Cause, Effect, Option } from "effect"
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { nestedTooDeep } from "../Domain/Json.js"
+import { PROBLEM_CONTENT_TYPE, problemJson } from "../Kit/Problem.js"
 import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
 
 export const BODY_LIMIT = 64 * 1024
@@ -223,8 +224,8 @@ export const logUnhandled = (app: HttpApp.Default): HttpApp.Default =>
   })
 
 const protocolError = (status: number, tag: string, message: string) => {
-  const body = JSON.stringify({ _tag: tag, message })
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${
+  const body = problemJson(status, tag, message)
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${
     Buffer.byteLength(body)
   }\r\n` +
     `connection: close\r\n\r\n${body}`
@@ -233,16 +234,13 @@ const HEADERS_TOO_LARGE = protocolError(431, "RequestHeaderFieldsTooLarge", "req
 const REQUEST_TIMEOUT = protocolError(408, "RequestTimeout", "the request took too long to arrive")
 const CHUNK_EXTENSIONS_TOO_LARGE = protocolError(413, "PayloadTooLarge", "chunk extensions are too large")
 const MALFORMED_REQUEST = protocolError(400, "BadRequest", "malformed HTTP request")
-const EXPECTATION_FAILED = JSON.stringify({
-  _tag: "ExpectationFailed",
-  message: "only `Expect: 100-continue` is supported"
-})
+const EXPECTATION_FAILED = problemJson(417, "ExpectationFailed", "only `Expect: 100-continue` is supported")
 
 /**
  * Requests that Node's HTTP parser rejects before the API sees them (a
  * malformed request line, header or Content-Length, headers over 16 KiB) and
- * unsupported `Expect` headers: answered, like every other error, with a
- * JSON `{ _tag, message }` body, where Node sends a bare status line. Same
+ * unsupported `Expect` headers: answered, like every other error, with
+ * problem details (Kit/Problem.ts), where Node sends a bare status line. Same
  * statuses and conditions as Node's own handler.
  */
 export const answerProtocolErrorsAsJson = (server: Server) => {
@@ -263,6 +261,6 @@ export const answerProtocolErrorsAsJson = (server: Server) => {
     )
   })
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
-    response.writeHead(417, { "content-type": "application/json", connection: "close" }).end(EXPECTATION_FAILED)
+    response.writeHead(417, { "content-type": PROBLEM_CONTENT_TYPE, connection: "close" }).end(EXPECTATION_FAILED)
   })
 }

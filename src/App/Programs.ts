@@ -11,6 +11,7 @@ import { ShutdownLog } from "../Shutdown.js"
 import { PgLive, runMigrations } from "../Store/Sql.js"
 import { ensureAdmin } from "../Users/Admin.js"
 import { ApiAppLive } from "./ApiProcess.js"
+import { RelayAppLive } from "./RelayProcess.js"
 import { WorkerAppLive } from "./WorkerProcess.js"
 
 const runProcess = <E>(app: Layer.Layer<never, E, Fatal>) =>
@@ -24,6 +25,9 @@ export const apiProgram = runProcess(ApiAppLive)
 
 /** The worker that consumes the event queues. */
 export const workerProgram = runProcess(WorkerAppLive)
+
+/** The outbox relay on its own (the APIs then run with OUTBOX_RELAY=off, or keep theirs: several relays are safe). */
+export const relayProgram = runProcess(RelayAppLive)
 
 /** Applies pending migrations and makes sure the admin user exists. */
 export const migrateProgram = Effect.gen(function*() {

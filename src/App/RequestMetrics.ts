@@ -6,6 +6,7 @@
  */
 import { HttpApi, type HttpApp, HttpServerError, HttpServerRequest } from "@effect/platform"
 import { Cause, Effect, Exit, Metric, MetricBoundaries, Option, Schema, SchemaAST } from "effect"
+import type { HttpConventionsConfig } from "../Config.js"
 import { Api } from "./Api.js"
 
 export const httpRequests = Metric.counter("opsdesk_http_requests_total", {
@@ -33,6 +34,12 @@ const KNOWN_ROUTES = new Set([
   "/v1/tickets/:id",
   "/v1/tickets/:id/status",
   "/v1/tickets/:id/messages",
+  "/v1/notifications",
+  "/v1/notifications/unread-count",
+  "/v1/notifications/read-all",
+  "/v1/notifications/stream",
+  "/v1/notifications/:id/read",
+  "/v1/users/me/preferences",
   "/ops/api/overview",
   "/ops/api/dlq",
   "/ops/api/dlq/replay",
@@ -40,9 +47,12 @@ const KNOWN_ROUTES = new Set([
   "/ops/api/dlq/purge"
 ])
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+/** Notification ids are integers. */
+const NOTIFICATION_ID = /^\/v1\/notifications\/\d+(?=\/)/
 
 export const routeOf = (url: string): string => {
-  const path = (url.split("?")[0] ?? "").replace(UUID, ":id").replace(/\/+$/, "") || "/"
+  const path = (url.split("?")[0] ?? "").replace(UUID, ":id").replace(NOTIFICATION_ID, "/v1/notifications/:id")
+    .replace(/\/+$/, "") || "/"
   return KNOWN_ROUTES.has(path) ? path : "other"
 }
 
@@ -114,22 +124,47 @@ export const recordRequest = (method: string, route: string, status: number, sta
   m.time.unsafeUpdate((performance.now() - started) / 1000, [])
 }
 
+/** Whether ACCESS_LOG (Config.ts) asks for this answer's line. */
+const accessLogged = (cfg: Pick<HttpConventionsConfig, "accessLog" | "accessLogSample">, status: number) =>
+  cfg.accessLog === "on" || (cfg.accessLog === "sampled" && (status >= 400 || Math.random() < cfg.accessLogSample))
+
+/** The path without its query (which may carry what should not be logged), bounded. */
+const loggedPath = (url: string) => {
+  const path = url.split("?", 1)[0]!
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path
+}
+
+const accessLine = (method: string, url: string, status: number, started: number) =>
+  Effect.logInfo("request").pipe(Effect.annotateLogs({
+    method: METHODS.has(method) ? method : "other",
+    path: loggedPath(url),
+    status,
+    durationMs: Math.round((performance.now() - started) * 10) / 10
+  }))
+
 /**
  * Wraps the whole app. Errors that HttpApi encodes further out (401s from its
  * security middleware, typed endpoint errors) are counted with the status the
  * server will answer (`statusOf`). On exit, so that a request interrupted
- * because its client disconnected is counted too (as 499).
+ * because its client disconnected is counted too (as 499). The same outcome
+ * makes the access log's line (ACCESS_LOG), one per request.
  */
-export const measured = (app: HttpApp.Default): HttpApp.Default =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const started = performance.now()
-    const record = (status: number) =>
-      Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
-    return Effect.onExit(
-      app,
-      Exit.match({
-        onSuccess: (response) => record(response.status),
-        onFailure: (cause) => Effect.flatMap(statusOf(cause), record)
-      })
-    )
-  })
+export const measured =
+  (cfg: Pick<HttpConventionsConfig, "accessLog" | "accessLogSample">) => (app: HttpApp.Default): HttpApp.Default =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const started = performance.now()
+      const record = (status: number) =>
+        cfg.accessLog !== "off" && accessLogged(cfg, status)
+          ? Effect.zipRight(
+            Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started)),
+            accessLine(request.method, request.url, status, started)
+          )
+          : Effect.sync(() => recordRequest(request.method, routeOf(request.url), status, started))
+      return Effect.onExit(
+        app,
+        Exit.match({
+          onSuccess: (response) => record(response.status),
+          onFailure: (cause) => Effect.flatMap(statusOf(cause), record)
+        })
+      )
+    })

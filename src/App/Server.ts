@@ -1,6 +1,7 @@
 /**
- * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs (both
- * cached and compressed, CachedDocs.ts), Prometheus metrics at /metrics, the
+ * Serving the API: handlers, OpenAPI at /openapi.json, docs at /docs, the
+ * events' AsyncAPI at /asyncapi.json (all three cached and compressed,
+ * CachedDocs.ts), Prometheus metrics at /metrics, the
  * request guards, and the Node HTTP server with explicit timeouts, a
  * connection cap and a bounded shutdown.
  */
@@ -16,22 +17,36 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { AuthenticationLive, HttpAuthLive } from "../Auth/Http.js"
-import { HttpPort, HttpServerConfig } from "../Config.js"
+import { HttpConventionsConfig, HttpPort, HttpServerConfig } from "../Config.js"
 import { HttpHealthLive } from "../Health/Http.js"
+import { PROBLEM_CONTENT_TYPE, problemJson } from "../Kit/Problem.js"
 import { HttpMessagesLive } from "../Messages/Http.js"
+import { HttpNotificationsLive } from "../Notifications/Http.js"
 import { Tracing } from "../Observability/Otel.js"
 import { HttpOpsLive } from "../Ops/Http.js"
 import { OpsPageRouteLive } from "../Ops/Page.js"
 import { HttpTicketsLive } from "../Tickets/Http.js"
 import { HttpUsersLive } from "../Users/Http.js"
+import { HttpWebhooksLive } from "../Webhooks/Http.js"
 import { Api } from "./Api.js"
+import { AsyncApiRouteLive } from "./AsyncApiRoute.js"
 import { cachedDocs } from "./CachedDocs.js"
 import { MetricsRouteLive } from "./MetricsRoute.js"
 import { answerProtocolErrorsAsJson, BODY_LIMIT, guard, logUnhandled } from "./Middleware.js"
+import { requestContext } from "./RequestContext.js"
 import { measured } from "./RequestMetrics.js"
 
 export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([HttpHealthLive, HttpAuthLive, HttpUsersLive, HttpTicketsLive, HttpMessagesLive, HttpOpsLive]),
+  Layer.provide([
+    HttpHealthLive,
+    HttpAuthLive,
+    HttpUsersLive,
+    HttpTicketsLive,
+    HttpMessagesLive,
+    HttpNotificationsLive,
+    HttpOpsLive,
+    HttpWebhooksLive
+  ]),
   Layer.provide(AuthenticationLive)
 )
 
@@ -39,17 +54,27 @@ export const HttpApiLive = HttpApiBuilder.api(Api).pipe(
 const MaxBodySizeLive = Layer.succeed(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(BODY_LIMIT)))
 
 /**
- * The API-level middleware around every route, in this order: the request
- * metrics (RequestMetrics.ts) outside the request guards (Middleware.ts),
- * outside the caching of /docs and /openapi.json (CachedDocs.ts).
- * HttpApi's error encoding runs outside all three; `logUnhandled` (below) is outermost.
+ * The API-level middleware around every route, in this order: the request id
+ * and CORS (RequestContext.ts), outside the request metrics and access log
+ * (RequestMetrics.ts), outside the request guards (Middleware.ts), outside
+ * the caching of /docs, /openapi.json and /asyncapi.json (CachedDocs.ts).
+ * HttpApi's error encoding runs outside all four (the request id and CORS
+ * headers reach its answers through pre-response handlers); `logUnhandled`
+ * (below) is outermost.
  */
-const RequestMiddlewareLive = HttpApiBuilder.middleware((app) => measured(guard(cachedDocs(app))))
+const RequestMiddlewareLive = HttpApiBuilder.middleware(
+  Effect.map(HttpConventionsConfig, (cfg) => {
+    const context = requestContext(cfg)
+    const measure = measured(cfg)
+    return (app) => context(measure(guard(cachedDocs(app))))
+  })
+)
 
 const HttpServeLive = HttpApiBuilder.serve(logUnhandled).pipe(
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(MetricsRouteLive),
+  Layer.provide(AsyncApiRouteLive),
   Layer.provide(OpsPageRouteLive),
   Layer.provide(RequestMiddlewareLive),
   Layer.provide(HttpApiLive),
@@ -72,7 +97,7 @@ export const HttpLive = Layer.unwrapEffect(
 /** How long shutdown waits for open connections before cutting them. */
 export const SHUTDOWN_GRACE_MS = 5000
 
-const UNAVAILABLE = JSON.stringify({ _tag: "Unavailable", message: "the server is starting or stopping" })
+const UNAVAILABLE = problemJson(503, "Unavailable", "the server is starting or stopping")
 
 /**
  * NodeHttpServer on PORT, with the limits of HttpServerConfig (Config.ts):
@@ -110,7 +135,7 @@ export const NodeServerLive = Layer.scoped(
         server.off("request", fallback)
         return
       }
-      res.writeHead(503, { "content-type": "application/json", connection: "close" }).end(UNAVAILABLE)
+      res.writeHead(503, { "content-type": PROBLEM_CONTENT_TYPE, connection: "close" }).end(UNAVAILABLE)
     }
     server.on("request", fallback)
     const httpServer = yield* NodeHttpServer.make(() => server, { port })

@@ -36,9 +36,19 @@ export const LoginResponse = Schema.Struct({
   accessToken: Schema.String,
   tokenType: Schema.Literal("Bearer"),
   expiresIn: Schema.Int.annotations({ description: "Seconds until the token expires" })
+}).annotations({
+  examples: [{
+    accessToken: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
+    tokenType: "Bearer",
+    expiresIn: 3600
+  }]
 })
 
 export class AuthApi extends HttpApiGroup.make("auth")
+  .annotate(
+    OpenApi.Description,
+    "Log in for a bearer token (JWT, HS256), and log out everywhere. Failed logins are throttled per (user, client)."
+  )
   .add(
     HttpApiEndpoint.post("login", "/login")
       .setPayload(LoginRequest)

@@ -1,5 +1,6 @@
 /**
- * amqplib connections and channels as scoped resources, and `supervise`,
+ * amqplib connections and channels as scoped resources (`openConnection`, the
+ * one connect function, fails over across a cluster's nodes), and `supervise`,
  * which keeps a session running across broker outages: it connects, runs the
  * session until the connection drops, then reconnects on an exponential
  * `Schedule` (capped) and runs the session again, which declares the topology
@@ -8,7 +9,7 @@
 import * as amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
 import { Data, Deferred, type Duration, Effect, Redacted, Schedule, type Scope } from "effect"
-import { AmqpUrl, BrokerReconnect } from "../Config.js"
+import { amqpNodeUrls, AmqpUrl, BrokerReconnect } from "../Config.js"
 import { Fatal } from "../Fatal.js"
 import { describe } from "../Kit/Cause.js"
 
@@ -21,13 +22,20 @@ export class BrokerError
   extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }>
 {}
 
-export const openConnection = (
-  url: Redacted.Redacted<string>,
-  name: string
-): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
+/** `amqp://host:port` of a node URL: where a connection is, without credentials or vhost (logs, errors). */
+export const nodeLabel = (url: string): string => {
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.hostname}:${u.port || (u.protocol === "amqps:" ? "5671" : "5672")}`
+  } catch {
+    return "(not a URL)"
+  }
+}
+
+const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
-      try: () => amqp.connect(Redacted.value(url), { clientProperties: { connection_name: name }, timeout: 5000 }),
+      try: () => amqp.connect(url, { clientProperties: { connection_name: name }, timeout: 5000 }),
       catch: (cause) => new BrokerError({ message: `Cannot connect to RabbitMQ: ${describe(cause)}`, cause })
     }),
     (connection) =>
@@ -38,6 +46,79 @@ export const openConnection = (
       Effect.sync(() => connection.on("error", () => undefined))
     )
   )
+
+/**
+ * The node each list of nodes starts from, per AMQP URL setting, shared by
+ * every connection of the process: once one connection finds a node dead, the
+ * others fail over without trying it first.
+ */
+const startNode = new Map<string, number>()
+
+/** The node each named connection is on right now (what `currentNodes` reports). */
+const connectedNodes = new Map<string, string>()
+
+/** `name → node` of the connections open right now (`amqp://host:port` each). */
+export const currentNodes: Effect.Effect<ReadonlyMap<string, string>> = Effect.sync(() => new Map(connectedNodes))
+
+/**
+ * THE way OpsDesk connects to RabbitMQ. `url` is one node or a cluster's
+ * comma-separated nodes (Config.ts `amqpNodeUrls`); they are tried in turn,
+ * from the one the last good connection was on, each once: the first that
+ * answers is used, and when none does the error names each node's failure
+ * (callers retry on their backoff schedule). A connection the broker drops
+ * moves the start to the next node. The node is logged at every connect.
+ */
+export const openConnection = (
+  url: Redacted.Redacted<string>,
+  name: string
+): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
+  Effect.suspend(() => {
+    const setting = Redacted.value(url)
+    const nodes = amqpNodeUrls(setting)
+    const first = (startNode.get(setting) ?? 0) % nodes.length
+    const order = nodes.map((_, k) => (first + k) % nodes.length)
+    const failures: Array<string> = []
+    const attempt = (k: number): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> => {
+      const index = order[k]!
+      const node = nodes[index]!
+      return connectNode(node, name).pipe(
+        Effect.tap((connection) =>
+          Effect.gen(function*() {
+            startNode.set(setting, index)
+            connectedNodes.set(name, nodeLabel(node))
+            connection.once("close", (err?: unknown) => {
+              if (connectedNodes.get(name) === nodeLabel(node)) connectedNodes.delete(name)
+              // Closed by the broker or the network (not by us): start the next attempt elsewhere.
+              if (err !== undefined && err !== null && startNode.get(setting) === index) {
+                startNode.set(setting, (index + 1) % nodes.length)
+              }
+            })
+            yield* Effect.logInfo(
+              `RabbitMQ connected (${name}) to ${nodeLabel(node)}` +
+                (nodes.length > 1 ? ` (node ${index + 1} of ${nodes.length})` : "")
+            )
+          })
+        ),
+        Effect.catchTag("BrokerError", (e) => {
+          if (nodes.length === 1) return Effect.fail(e)
+          failures.push(`${nodeLabel(node)}: ${describe(e.cause)}`)
+          if (k + 1 < order.length) {
+            return Effect.logWarning(`RabbitMQ node ${nodeLabel(node)} unavailable (${name}); trying the next one`)
+              .pipe(Effect.zipRight(attempt(k + 1)))
+          }
+          return Effect.fail(
+            new BrokerError({
+              message: `Cannot connect to RabbitMQ: none of its ${nodes.length} nodes answered (${
+                failures.join("; ")
+              })`,
+              cause: e.cause
+            })
+          )
+        })
+      )
+    }
+    return attempt(0)
+  })
 
 const closeChannel = (channel: Channel) =>
   Effect.promise(() => channel.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
@@ -98,12 +179,10 @@ export const supervise = <R>(
   policy: ReconnectPolicy,
   session: (connection: ChannelModel) => Effect.Effect<void, BrokerError | TopologyError, R | Scope.Scope>
 ): Effect.Effect<never, TopologyError, Exclude<R, Scope.Scope>> => {
-  let connectedOnce = false
   const once = Effect.scoped(
     Effect.gen(function*() {
+      // openConnection logs the node it connected to.
       const connection = yield* openConnection(url, name)
-      if (connectedOnce) yield* Effect.logInfo(`RabbitMQ reconnected (${name})`)
-      connectedOnce = true
       // Runs until the connection closes; a drop is reported as a success so the
       // outer loop reconnects with a fresh backoff schedule.
       return yield* Effect.raceFirst(session(connection), awaitClose(connection, "connection")).pipe(

@@ -59,6 +59,9 @@ export class AmqpDelivery implements Delivery {
   get headers(): Readonly<Record<string, unknown>> {
     return this.msg.properties.headers ?? {}
   }
+  get redelivered(): boolean {
+    return this.msg.fields.redelivered
+  }
   get ack(): Effect.Effect<void> {
     return Effect.sync(() => this.settle(() => this.acks.ack(this.msg)))
   }

@@ -26,6 +26,11 @@ export interface Delivery {
   readonly body: Uint8Array
   readonly messageId: string | undefined
   readonly headers: Readonly<Record<string, unknown>>
+  /**
+   * The broker delivered it before and it was not settled then (requeued, or its channel closed
+   * with it unacked: a crash, a restart). Absent means no.
+   */
+  readonly redelivered?: boolean
   /** Acks on the channel the message came from; a no-op once that channel is gone. */
   readonly ack: Effect.Effect<void>
   /** Gives the message back to its queue now (shutdown, or a bug); a no-op once the channel is gone. */

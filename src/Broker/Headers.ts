@@ -38,9 +38,11 @@ export const DLQ_HEADERS = {
  *  - `failed`: its retries are spent;
  *  - `invalid`: a well-formed event the worker must not act on: it arrived on another event's queue,
  *    or the ticket or message it names does not exist;
- *  - `conflict`: its eventId was already processed with another payload.
+ *  - `conflict`: its eventId was already processed with another payload;
+ *  - `crash-loop`: delivered CRASH_LOOP_LIMIT times without being settled (each delivery took its
+ *    batch, or the worker, down), or dead-lettered by a quorum queue's delivery limit.
  */
-export type FailureKind = "poison" | "failed" | "invalid" | "conflict"
+export type FailureKind = "poison" | "failed" | "invalid" | "conflict" | "crash-loop"
 
 /** The two fingerprints of a `conflict`. */
 export interface Fingerprints {

@@ -5,9 +5,15 @@
  * on which the topology is declared first, so the tools work on a fresh broker.
  *
  * A borrowed message is read with basic.get *without* acking: until it is
- * removed it stays the queue's. Given back (nack with requeue), RabbitMQ puts
- * it back in its original position; should the process die midway, the broker
- * requeues it when the connection closes. Nothing is lost by looking.
+ * removed it stays the queue's. Given back (nack with requeue), a classic
+ * queue puts it back in its original position; should the process die midway,
+ * the broker requeues it when the connection closes. Nothing is lost by
+ * looking. A quorum queue puts given-back messages in a list of their own,
+ * served first, behind those given back before (checked on 3.10): a reader
+ * that gives back only the first few of them rotates that list, so readers
+ * borrow on through it (`Borrowed.redelivered`, see Dlq.ts). Each give-back
+ * counts as a delivery there, which the DLQ's delivery limit (Topology.ts)
+ * keeps from ever dropping a message.
  */
 import type { Channel, ConfirmChannel, Message } from "amqplib"
 import { type Duration, Effect, Option, type Scope } from "effect"
@@ -18,16 +24,20 @@ import type { TopologyError } from "./Amqp.js"
 import { makeLazyConnection } from "./LazyConnection.js"
 import type { OutgoingMessage, QueuedMessage } from "./Message.js"
 import { publishConfirmed, type PublishOutcome } from "./Publish.js"
-import { checkQueues, declareTopology, type QueueState, topologyOptions } from "./Topology.js"
+import { checkQueues, declareTopology, type QueueState, type QueueType as Type, topologyOptions } from "./Topology.js"
 
 export interface Borrowed {
   readonly message: QueuedMessage
+  /** It was borrowed (or delivered) before and given back. */
+  readonly redelivered: boolean
   /** Removes the message from its queue (acks it). */
   readonly remove: Effect.Effect<void, BrokerError>
 }
 
 /** One operation's channels; they close with its scope, which gives back whatever it did not remove. */
 export interface QueueSession {
+  /** Classic queues give borrowed messages back in place; quorum queues behind the others given back. */
+  readonly queueType: Type
   readonly states: (queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueueState>, BrokerError>
   /** Ready messages in `queue` (not those borrowed by anyone). */
   readonly depth: (queue: string) => Effect.Effect<number, BrokerError>
@@ -54,7 +64,8 @@ export interface QueueTools {
 const brokerError = (what: string) => (cause: unknown) =>
   new BrokerError({ message: `${what}: ${describe(cause)}`, cause })
 
-const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined): QueueSession => ({
+const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined, queueType: Type): QueueSession => ({
+  queueType,
   states: (queues) => checkQueues(channel, queues),
   depth: (queue) => Effect.map(checkQueues(channel, [queue]), ([state]) => state?.messages ?? 0),
   borrow: (queue) =>
@@ -83,6 +94,7 @@ const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined): Queue
 
 const borrowed = (channel: Channel, queue: string, message: Message): Borrowed => ({
   message,
+  redelivered: message.fields.redelivered,
   remove: Effect.try({ try: () => channel.ack(message), catch: brokerError(`Cannot remove a message from ${queue}`) })
 })
 
@@ -94,7 +106,8 @@ export const makeQueueTools = (options: {
 }) =>
   Effect.gen(function*() {
     const url = yield* OperatorAmqpUrl
-    const topology = topologyOptions(yield* QueueType, yield* WorkerConfig)
+    const queueType = yield* QueueType
+    const topology = topologyOptions(queueType, yield* WorkerConfig)
     const pool = yield* makeLazyConnection<BrokerError | TopologyError>({
       open: Effect.gen(function*() {
         const connection = yield* openConnection(url, options.name)
@@ -112,7 +125,7 @@ export const makeQueueTools = (options: {
           channel: openChannel(connection),
           confirm: sessionOptions.confirm === true ? openConfirmChannel(connection) : Effect.succeed(undefined)
         }).pipe(
-          Effect.map(({ channel, confirm }) => sessionOn(channel, confirm)),
+          Effect.map(({ channel, confirm }) => sessionOn(channel, confirm, queueType)),
           Effect.tapError(() => invalidate)
         )
       }).pipe(Effect.retry({ times: 1, while: (e) => e._tag === "BrokerError" }))

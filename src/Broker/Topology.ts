@@ -12,7 +12,7 @@
  */
 import type { Channel } from "amqplib"
 import { Chunk, Duration, Effect, Schedule } from "effect"
-import type { WorkerConfig } from "../Config.js"
+import { QUORUM_DELIVERY_LIMIT, type WorkerConfig } from "../Config.js"
 import { EVENT_NAMES, type EventName } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
 import { BrokerError, TopologyError } from "./Amqp.js"
@@ -62,6 +62,41 @@ export const topologyOptions = (queueType: QueueType, cfg: RetryConfig): Topolog
 const queueArgs = (type: QueueType): Record<string, unknown> => (type === "quorum" ? { "x-queue-type": "quorum" } : {})
 
 /**
+ * Quorum queues that dead-letter (the event queues, through their delivery
+ * limit; the retry queues, when a TTL expires) do it at-least-once: the source
+ * queue keeps a dead letter until its target confirmed it. The default,
+ * at-most-once, drops it if the target is unavailable (a node down). RabbitMQ
+ * takes at-least-once only with `x-overflow: reject-publish`; no length limit
+ * is set, so nothing is ever rejected for it. Checked on 3.10.
+ */
+const safeDeadLettering = (type: QueueType): Record<string, unknown> =>
+  type === "quorum" ? { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" } : {}
+
+/**
+ * The event queues' broker-side crash-loop guard on quorum queues: a message
+ * returned QUORUM_DELIVERY_LIMIT times is dead-lettered to the DLQ (kind
+ * `crash-loop` there). The worker's own guard (CRASH_LOOP_LIMIT, lower) acts
+ * first; this one catches what the worker cannot, say a message that kills
+ * every worker that takes it. Classic queues have no such argument.
+ */
+const eventQueueLimit = (type: QueueType): Record<string, unknown> =>
+  type === "quorum" ? { "x-delivery-limit": QUORUM_DELIVERY_LIMIT } : {}
+
+/**
+ * The DLQ must never drop a message to a delivery limit: its listing borrows
+ * and gives messages back (the dashboard does every 2 s), and each give-back
+ * counts as a delivery on quorum queues. RabbitMQ 4 sets a default limit of
+ * 20 and drops beyond it (the DLQ has no dead-letter target). `-1` turns the
+ * limit off on 4.x, but 3.x reads it as 0 and drops a message on its first
+ * give-back (checked on 3.10), so the limit is set out of reach instead, with
+ * the same value on both. A limit also keeps a given-back message near the
+ * head of the queue: without one (3.12+), it goes to the back.
+ */
+export const DLQ_DELIVERY_LIMIT = 1_000_000_000
+const dlqArgs = (type: QueueType): Record<string, unknown> =>
+  type === "quorum" ? { "x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT } : {}
+
+/**
  * Declares everything (idempotent). A queue that exists with other arguments
  * (say, classic where quorum is asked for) closes the channel with 406; that
  * is reported as a TopologyError naming the queue, which callers treat as
@@ -86,7 +121,7 @@ export const declareTopology = (channel: Channel, options: TopologyOptions) =>
     yield* step(`exchange ${RETRY_RETURN_EXCHANGE}`, () =>
       channel.assertExchange(RETRY_RETURN_EXCHANGE, "topic", { durable: true }))
     yield* step(`queue ${DLQ}`, () =>
-      channel.assertQueue(DLQ, { durable: true, arguments: queueArgs(options.queueType) }))
+      channel.assertQueue(DLQ, { durable: true, arguments: dlqArgs(options.queueType) }))
     for (const event of EVENT_NAMES) {
       const queue = queueFor(event)
       yield* step(`queue ${queue}`, () =>
@@ -94,12 +129,17 @@ export const declareTopology = (channel: Channel, options: TopologyOptions) =>
           durable: true,
           deadLetterExchange: "",
           deadLetterRoutingKey: DLQ,
-          arguments: queueArgs(options.queueType)
+          arguments: {
+            ...queueArgs(options.queueType),
+            ...safeDeadLettering(options.queueType),
+            ...eventQueueLimit(options.queueType)
+          }
         }))
-      yield* step(`binding ${queue}`, () =>
-        channel.bindQueue(queue, EXCHANGE, event))
-      yield* step(`binding ${queue} (retry return)`, () =>
-        channel.bindQueue(queue, RETRY_RETURN_EXCHANGE, `*.${queue}`))
+      yield* step(`binding ${queue}`, () => channel.bindQueue(queue, EXCHANGE, event))
+      yield* step(
+        `binding ${queue} (retry return)`,
+        () => channel.bindQueue(queue, RETRY_RETURN_EXCHANGE, `*.${queue}`)
+      )
     }
     for (const delay of new Set(options.retryDelaysMs)) {
       const queue = retryQueueFor(delay)
@@ -108,10 +148,9 @@ export const declareTopology = (channel: Channel, options: TopologyOptions) =>
           durable: true,
           messageTtl: delay,
           deadLetterExchange: RETRY_RETURN_EXCHANGE,
-          arguments: queueArgs(options.queueType)
+          arguments: { ...queueArgs(options.queueType), ...safeDeadLettering(options.queueType) }
         }))
-      yield* step(`binding ${queue}`, () =>
-        channel.bindQueue(queue, RETRY_EXCHANGE, `${delay}ms.#`))
+      yield* step(`binding ${queue}`, () => channel.bindQueue(queue, RETRY_EXCHANGE, `${delay}ms.#`))
     }
   })
 

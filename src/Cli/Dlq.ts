@@ -97,6 +97,13 @@ const selector = Options.all({
 
 const PROGRESS_EVERY = 100
 
+const force = Options.boolean("force").pipe(
+  Options.withDescription(
+    "Also replay messages older than DLQ_REPLAY_WINDOW (or of unknown age). Their event may have been processed " +
+      "and its dedupe claim removed by retention since: it would run twice. Use it only for events never processed."
+  )
+)
+
 const progressLine = (p: ReplayProgress) =>
   `  … ${p.scanned}/${p.total} scanned: ${p.replayed} replayed, ${p.skipped} skipped`
 
@@ -109,6 +116,9 @@ const summary = (selector: Selector, result: ReplayResult) => {
   }
   if (result.skipped > result.skippedMessages.length) {
     lines.push(`  … and ${result.skipped - result.skippedMessages.length} more`)
+  }
+  if (result.skippedMessages.some((s) => s.tooOld)) {
+    lines.push("  (messages skipped as too old can be replayed with --force; read its help first)")
   }
   if (result.matched === 0) {
     lines.splice(
@@ -124,30 +134,42 @@ const summary = (selector: Selector, result: ReplayResult) => {
   return lines.join("\n")
 }
 
-export const replayCommand = Command.make("replay", { selector }, ({ selector }) =>
-  Effect.gen(function*() {
-    const dlq = yield* Dlq
-    const result = yield* dlq.replay(selector, {
-      progressEvery: PROGRESS_EVERY,
-      // A line every 100 messages, for replays long enough to need one.
-      onProgress: (
-        p
-      ) => (p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
-    })
-    yield* Console.log(summary(selector, result))
-    // Asked for one event and it did not go out: say so in the exit code too.
-    if ("eventId" in selector && result.replayed === 0) {
-      return yield* new CliError({
-        message: result.matched === 0
-          ? `Nothing replayed: event id ${selector.eventId} is not in ${DLQ}`
-          : `Nothing replayed: event id ${selector.eventId} was skipped`
+export const replayCommand = Command.make(
+  "replay",
+  { selector, force },
+  ({ force, selector }) =>
+    Effect.gen(function*() {
+      const dlq = yield* Dlq
+      const result = yield* dlq.replay(selector, {
+        force,
+        progressEvery: PROGRESS_EVERY,
+        // A line every 100 messages, for replays long enough to need one.
+        onProgress: (
+          p
+        ) => (p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
       })
-    }
-  })).pipe(Command.withDescription(
-    `Republish messages from ${DLQ} to opsdesk.events with their original routing key and a fresh retry count. ` +
-      "Each is removed from the DLQ only after the broker confirmed its copy; poison messages are skipped. " +
-      "Choose exactly one of --all, --event-id or --event."
-  ))
+      yield* Console.log(summary(selector, result))
+      if (result.forced > 0) {
+        yield* Console.error(
+          `Warning: --force replayed ${result.forced} message(s) older than DLQ_REPLAY_WINDOW (or of unknown age): ` +
+            "an event among them that was already processed, and whose claim retention removed, runs a second time."
+        )
+      }
+      // Asked for one event and it did not go out: say so in the exit code too.
+      if ("eventId" in selector && result.replayed === 0) {
+        return yield* new CliError({
+          message: result.matched === 0
+            ? `Nothing replayed: event id ${selector.eventId} is not in ${DLQ}`
+            : `Nothing replayed: event id ${selector.eventId} was skipped`
+        })
+      }
+    })
+).pipe(Command.withDescription(
+  `Republish messages from ${DLQ} to opsdesk.events with their original routing key and a fresh retry count. ` +
+    "Each is removed from the DLQ only after the broker confirmed its copy; poison messages are skipped, and so are " +
+    "messages older than DLQ_REPLAY_WINDOW unless --force. " +
+    "Choose exactly one of --all, --event-id or --event."
+))
 
 // ---------------------------------------------------------------- dlq purge
 

@@ -1,10 +1,13 @@
 /**
  * The `opsdesk` command line, one binary for every operation:
  *
- *   opsdesk api | worker | migrate            run a process (the existing entrypoints)
+ *   opsdesk api | worker | relay | migrate    run a process (the existing entrypoints)
  *   opsdesk dlq list [--limit N] [--event TYPE] [--json]
  *   opsdesk dlq replay (--all | --event-id ID | --event TYPE)
  *   opsdesk dlq purge [--older-than 1h] [--yes]
+ *   opsdesk maintain [--dry-run] [--json]   retention now (src/Retention)
+ *   opsdesk deliveries list [--state S] [--channel C] [--limit N] [--json]
+ *   opsdesk deliveries retry (--id ID... | --all-failed [--channel C]) [--json]
  *
  * `main` runs it and turns every failure into one line on stderr and an exit
  * code: 0 on success, 1 on any error (bad arguments, broker down, refusal).
@@ -12,29 +15,42 @@
 import { Command, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { Cause, ConfigError, ConfigProvider, Console, Effect, Redacted } from "effect"
-import { AmqpUrl } from "../Config.js"
+import { amqpNodeUrls, AmqpUrl } from "../Config.js"
 import { LoggingLive } from "../Logging.js"
+import { deliveriesCommand } from "./Deliveries.js"
 import { dlqCommand } from "./Dlq.js"
-import { apiCommand, migrateCommand, workerCommand } from "./Processes.js"
+import { maintainCommand } from "./Maintain.js"
+import { apiCommand, migrateCommand, relayCommand, workerCommand } from "./Processes.js"
 
 export const VERSION = "0.1.0"
 
 export const opsdesk = Command.make("opsdesk").pipe(
   Command.withDescription(
-    "OpsDesk operations: run the API, the worker or the migrations, and manage the dead-letter queue."
+    "OpsDesk operations: run the API, the worker, the relay or the migrations, and manage the dead-letter queue."
   ),
-  Command.withSubcommands([apiCommand, workerCommand, migrateCommand, dlqCommand])
+  Command.withSubcommands([
+    apiCommand,
+    workerCommand,
+    relayCommand,
+    migrateCommand,
+    dlqCommand,
+    maintainCommand,
+    deliveriesCommand
+  ])
 )
 
 const cli = Command.run(opsdesk, { name: "opsdesk", version: VERSION })
 
-/** `amqp://guest:***@host:5672/vhost`: where we tried to connect, without the password. */
+/** `amqp://guest:***@host:5672/vhost` (each node of a list): where we tried to connect, without the password. */
 const brokerHint = AmqpUrl.pipe(
   Effect.map((url) => {
     try {
-      const u = new URL(Redacted.value(url))
-      if (u.password) u.password = "***"
-      return ` (AMQP_URL ${u.toString()})`
+      const nodes = amqpNodeUrls(Redacted.value(url)).map((node) => {
+        const u = new URL(node)
+        if (u.password) u.password = "***"
+        return u.toString()
+      })
+      return ` (AMQP_URL ${nodes.join(",")})`
     } catch {
       return ""
     }

@@ -1,17 +1,17 @@
 /**
- * `opsdesk api`, `opsdesk worker`, `opsdesk migrate`: the same programs that
+ * `opsdesk api`, `opsdesk worker`, `opsdesk relay`, `opsdesk migrate`: the same programs that
  * src/bin/* run (src/App/Programs.ts), in the CLI's own runtime. They read
  * the environment as it is: the CLI's quieter default LOG_LEVEL is for its
  * own commands, not for a service it starts.
  */
 import { Command } from "@effect/cli"
 import { ConfigError, ConfigProvider, Effect } from "effect"
-import { apiProgram, migrateProgram, workerProgram } from "../App/Programs.js"
+import { apiProgram, migrateProgram, relayProgram, workerProgram } from "../App/Programs.js"
 import { describe } from "../Kit/Cause.js"
 import { CliError } from "./CliError.js"
 
 const processCommand = <E>(
-  name: "api" | "worker" | "migrate",
+  name: "api" | "worker" | "relay" | "migrate",
   description: string,
   program: Effect.Effect<unknown, E>
 ) =>
@@ -36,6 +36,12 @@ export const workerCommand = processCommand(
   "worker",
   "Run the worker that consumes the event queues (same as npm run start:worker).",
   workerProgram
+)
+
+export const relayCommand = processCommand(
+  "relay",
+  "Run the outbox relay on its own, for APIs started with OUTBOX_RELAY=off (same as npm run start:relay).",
+  relayProgram
 )
 
 export const migrateCommand = processCommand(

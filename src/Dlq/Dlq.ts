@@ -25,6 +25,7 @@ import type { BrokerError, TopologyError } from "../Broker/Amqp.js"
 import type { OutgoingMessage } from "../Broker/Message.js"
 import { type Borrowed, makeQueueTools, type QueueSession } from "../Broker/QueueTools.js"
 import { DLQ, EXCHANGE, QUEUES, type QueueState } from "../Broker/Topology.js"
+import { RetentionConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
 import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type Selector, toEntry } from "./Entry.js"
 
@@ -56,17 +57,27 @@ export interface SkippedMessage {
   readonly event: string | null
   readonly eventId: string | null
   readonly reason: string
+  /** Skipped only because it is older than DLQ_REPLAY_WINDOW (`force` would replay it). */
+  readonly tooOld: boolean
 }
 
 export interface ReplayResult extends ReplayProgress {
   /** Why each skipped message stayed in the DLQ (the first 100). */
   readonly skippedMessages: ReadonlyArray<SkippedMessage>
+  /** Messages older than DLQ_REPLAY_WINDOW replayed anyway because of `force`. */
+  readonly forced: number
 }
 
 export interface ReplayOptions {
   /** Called after every `progressEvery` messages scanned (default 100), and once at the end. */
   readonly onProgress?: (progress: ReplayProgress) => Effect.Effect<void>
   readonly progressEvery?: number
+  /**
+   * Replay messages older than DLQ_REPLAY_WINDOW too (and those whose age is
+   * unknown). Their event may have been processed already and its claim
+   * removed by retention since, so it may run twice: a warning is logged.
+   */
+  readonly force?: boolean
 }
 
 export interface PurgeOptions {
@@ -88,18 +99,62 @@ const scan = <E>(session: QueueSession, visit: (borrowed: Borrowed) => Effect.Ef
   Effect.gen(function*() {
     const total = yield* session.depth(DLQ)
     let scanned = 0
+    let lastRedelivered = false
     while (scanned < total) {
       const next = yield* session.borrow(DLQ)
       if (Option.isNone(next)) break
       scanned++
+      lastRedelivered = next.value.redelivered
       if (!(yield* visit(next.value))) break
     }
+    scanned += yield* borrowThroughGivenBack(session, lastRedelivered, total - scanned)
     yield* session.giveBack
     return { total, scanned }
   })
 
+/**
+ * A quorum queue serves the messages given back before first, and puts those
+ * given back now behind them (QueueTools.ts): stopping a scan in the middle of
+ * them would rotate them on every look (the dashboard's listing every 2 s). So
+ * a scan that stopped on a given-back message borrows on, unvisited, up to the
+ * first one never given back, and all go back together, in queue order. The
+ * given-back ones are at most the most any scan has looked at. Returns how many
+ * it borrowed.
+ */
+const borrowThroughGivenBack = (session: QueueSession, lastRedelivered: boolean, left: number) =>
+  Effect.gen(function*() {
+    let borrowed = 0
+    let redelivered = lastRedelivered
+    while (session.queueType === "quorum" && redelivered && borrowed < left) {
+      const next = yield* session.borrow(DLQ)
+      if (Option.isNone(next)) break
+      borrowed++
+      redelivered = next.value.redelivered
+    }
+    return borrowed
+  })
+
+/**
+ * Why a replayable message is still refused: it failed longer ago than the
+ * replay window (or nobody knows when), so its event may already have been
+ * processed and its claim removed by retention (src/Retention/), and a
+ * replay could run it a second time. Undefined when it is young enough.
+ */
+export const tooOldToReplay = (entry: DlqEntry, replayWindow: Duration.Duration): string | undefined => {
+  const window = Duration.format(replayWindow)
+  if (entry.ageSeconds === null) {
+    return `its failure time is unknown, so it may be older than DLQ_REPLAY_WINDOW (${window}); ` +
+      "replay it with force if its event was never processed"
+  }
+  if (entry.ageSeconds * 1000 <= Duration.toMillis(replayWindow)) return undefined
+  return `it failed ${Duration.format(Duration.seconds(entry.ageSeconds))} ago, longer than DLQ_REPLAY_WINDOW ` +
+    `(${window}): its event may have been processed and its dedupe claim removed since, so a replay could run it ` +
+    "twice; replay it with force if its event was never processed"
+}
+
 export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
   scoped: Effect.gen(function*() {
+    const { dlqReplayWindow } = yield* RetentionConfig
     const tools = yield* makeQueueTools({ name: "opsdesk-dlq", idleTimeToLive: IDLE_TIME_TO_LIVE })
     /** One operation's channel; a replay opens its own session with a confirm channel. */
     const session = tools.session()
@@ -137,14 +192,16 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
         const total = yield* s.depth(DLQ)
         const progress = { scanned: 0, total, matched: 0, replayed: 0, skipped: 0 }
         const skippedMessages: Array<SkippedMessage> = []
-        const skip = (entry: DlqEntry, reason: string) => {
+        const skip = (entry: DlqEntry, reason: string, tooOld = false) => {
           progress.skipped++
           if (skippedMessages.length < MAX_SKIPPED_DETAILS) {
-            skippedMessages.push({ id: entry.id, event: entry.event, eventId: entry.eventId, reason })
+            skippedMessages.push({ id: entry.id, event: entry.event, eventId: entry.eventId, reason, tooOld })
           }
         }
+        let forced = 0
         const report = Effect.suspend(() => (options.onProgress ? options.onProgress({ ...progress }) : Effect.void))
         let done = false
+        let lastRedelivered = false
         while (!done && progress.scanned < total) {
           // Borrow up to one window of messages; the selected, replayable ones go out together.
           const outgoing: Array<
@@ -159,6 +216,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
             const borrowed = next.value
             const msg = borrowed.message
             progress.scanned++
+            lastRedelivered = borrowed.redelivered
             const entry = toEntry(msg, replayedAt.getTime())
             if (!matches(selector, entry)) continue
             progress.matched++
@@ -167,6 +225,14 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
             if (Either.isLeft(target)) {
               skip(entry, target.left)
               continue
+            }
+            const tooOld = tooOldToReplay(entry, dlqReplayWindow)
+            if (tooOld !== undefined) {
+              if (!options.force) {
+                skip(entry, tooOld, true)
+                continue
+              }
+              forced++
             }
             const copy = {
               exchange: EXCHANGE,
@@ -199,9 +265,17 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
           }
           if (progress.scanned < total && !done) yield* report
         }
+        progress.scanned += yield* borrowThroughGivenBack(s, lastRedelivered, total - progress.scanned)
         yield* s.giveBack
         yield* report
-        const result: ReplayResult = { ...progress, skippedMessages }
+        const result: ReplayResult = { ...progress, skippedMessages, forced }
+        if (forced > 0) {
+          yield* Effect.logWarning(
+            `DLQ replay with force: ${forced} message(s) older than DLQ_REPLAY_WINDOW ` +
+              `(${Duration.format(dlqReplayWindow)}), or of unknown age, were sent; an event among them that was ` +
+              "processed before its claim was removed by retention runs again"
+          )
+        }
         if (result.matched > 0) {
           yield* Effect.logInfo(
             `DLQ replay: ${result.replayed} replayed, ${result.skipped} skipped (${result.matched} matched of ${result.scanned} scanned)`
@@ -214,8 +288,8 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
       return yield* replayMatching(selector, options)
     })
 
-    const replayOne = Effect.fn("Dlq.replayOne")(function*(options: { readonly id: string }) {
-      const result = yield* replayMatching({ id: options.id }, { max: 1 })
+    const replayOne = Effect.fn("Dlq.replayOne")(function*(options: { readonly id: string; readonly force?: boolean }) {
+      const result = yield* replayMatching({ id: options.id }, { max: 1, force: options.force ?? false })
       if (result.matched === 0) return yield* new DlqNotFound({ message: `No message with id ${options.id} in ${DLQ}` })
       return result
     })

@@ -39,9 +39,11 @@ export const DlqEntry = Schema.Struct({
   /**
    * `poison` (never decodable, or too large to copy), `failed` (retries spent), `invalid` (on another
    * event's queue, or about a ticket or message that does not exist), `conflict` (its eventId was
-   * processed with another payload) or `unknown` (dead-lettered by something else).
+   * processed with another payload), `crash-loop` (delivered CRASH_LOOP_LIMIT times without being
+   * settled: it took its batch, or the worker, down each time; or a quorum queue's delivery limit
+   * dead-lettered it) or `unknown` (dead-lettered by something else).
    */
-  kind: Schema.Literal("poison", "failed", "invalid", "conflict", "unknown"),
+  kind: Schema.Literal("poison", "failed", "invalid", "conflict", "crash-loop", "unknown"),
   /** ISO-8601; null when the message carries no failure time at all. */
   failedAt: Schema.NullOr(Schema.String),
   ageSeconds: Schema.NullOr(Schema.Number),
@@ -89,7 +91,15 @@ const stable = (u: unknown): string => {
 }
 
 /**
- * A DLQ copy's id: a hash of its messageId, headers and body. The worker stamps
+ * A quorum queue counts every delivery in `x-delivery-count`, a listing's
+ * included: the header changes from one look to the next, so it is not part
+ * of a message's identity.
+ */
+const withoutDeliveryCount = (headers: Readonly<Record<string, unknown>>) =>
+  Object.fromEntries(Object.entries(headers).filter(([k]) => k !== "x-delivery-count"))
+
+/**
+ * A DLQ copy's id: a hash of its messageId, headers (but `x-delivery-count`) and body. The worker stamps
  * every copy with its failure time, so two copies of one event (dead-lettered
  * twice) get different ids, while the same copy keeps its id across listings.
  */
@@ -97,7 +107,7 @@ export const messageKey = (msg: QueuedMessage): string =>
   createHash("sha256")
     .update(stable(msg.properties.messageId ?? null))
     .update("\0")
-    .update(stable(msg.properties.headers ?? {}))
+    .update(stable(withoutDeliveryCount(msg.properties.headers ?? {})))
     .update("\0")
     .update(msg.content)
     .digest("hex")
@@ -124,8 +134,12 @@ export const originalRoutingKey = (msg: QueuedMessage): string | null => {
 
 export const kindOf = (msg: QueuedMessage): EntryKind => {
   const kind = headerText(headersOf(msg)[DLQ_HEADERS.kind])
-  if (kind === "poison" || kind === "failed" || kind === "invalid" || kind === "conflict") return kind
-  return deathRecord(headersOf(msg)) !== null ? "failed" : "unknown"
+  if (kind === "poison" || kind === "failed" || kind === "invalid" || kind === "conflict" || kind === "crash-loop") {
+    return kind
+  }
+  const death = deathRecord(headersOf(msg))
+  // A quorum queue's x-delivery-limit (src/Broker/Topology.ts) dead-letters with reason `delivery_limit`.
+  return death === null ? "unknown" : death.reason === "delivery_limit" ? "crash-loop" : "failed"
 }
 
 /** Why a message of this kind is never replayed: the same bytes would be dead-lettered again. */

@@ -1,6 +1,15 @@
 /**
  * Domain events: one Schema per event, each in the envelope
- * `{ event, eventId, occurredAt, payload }`. The routing key is the event name.
+ * `{ event, eventId, occurredAt, payload, actorId, version }`. The routing key
+ * is the event name; docs/EVENTS.md and `/asyncapi.json` (Broker/AsyncApi.ts)
+ * are the contract for other consumers.
+ *
+ * Versions: the envelope carries `version` (ENVELOPE_VERSION). Version 1, the
+ * seed's, had no `version` and no `actorId`; the worker upcasts every older
+ * envelope to the current one before decoding it (`UPCASTERS`), so events
+ * written by an older API (still in an outbox, a retry queue or the DLQ) are
+ * processed after an upgrade. A newer version than this code knows is refused
+ * with a reason (to the DLQ, replayable once the worker is upgraded).
  *
  * Ids decode in lower case, whatever case they were written in: `eventId` is
  * the idempotency key, and `ABC…` and `abc…` must be one event, not two.
@@ -16,18 +25,29 @@ export const TicketPriority = Schema.Literal("low", "medium", "high", "urgent")
 export type TicketPriority = typeof TicketPriority.Type
 
 /** A UUID, canonical: lower case (RFC 9562 output form). */
-const Uuid = Schema.compose(Schema.Lowercase, Schema.UUID)
+const Uuid = Schema.compose(Schema.Lowercase, Schema.UUID).annotations({
+  jsonSchema: { type: "string", format: "uuid" }
+})
 /** ISO-8601 timestamps travel as strings, as in the seed (`sentAt: string`). */
 const Timestamp = Schema.String.pipe(
-  Schema.filter((s) => !Number.isNaN(Date.parse(s)), { message: () => "expected an ISO-8601 timestamp" })
+  Schema.filter((s) => !Number.isNaN(Date.parse(s)), {
+    message: () => "expected an ISO-8601 timestamp",
+    jsonSchema: { format: "date-time" }
+  })
 )
+
+/** The envelope version this code writes and decodes. */
+export const ENVELOPE_VERSION = 2
 
 const envelope = <const Name extends string, P extends Schema.Struct.Fields>(name: Name, payload: P) =>
   Schema.Struct({
     event: Schema.Literal(name),
     eventId: Uuid,
     occurredAt: Timestamp,
-    payload: Schema.Struct(payload)
+    payload: Schema.Struct(payload),
+    /** Who caused the event (the user whose request wrote it). Since version 2. */
+    actorId: Uuid,
+    version: Schema.Literal(ENVELOPE_VERSION)
   })
 
 export const TicketCreated = envelope("ticket.created", {
@@ -116,9 +136,60 @@ const canonicalJson = (u: unknown): string => {
 export const eventFingerprint = (event: DomainEvent): string =>
   createHash("sha256").update(canonicalJson({ event: event.event, payload: event.payload })).digest("hex")
 
-/** Builds an envelope with a fresh id and timestamp. */
-export const makeEvent = <E extends DomainEvent>(event: E["event"], payload: E["payload"], now = new Date()): E =>
-  ({ event, eventId: crypto.randomUUID(), occurredAt: now.toISOString(), payload }) as E
+/** The payload field that names the event's actor: the envelope's `actorId` since version 2. */
+export const ACTOR_FIELD = {
+  "ticket.created": "ownerId",
+  "ticket.updated": "updatedBy",
+  "ticket.status_changed": "changedBy",
+  "message.sent": "authorId"
+} as const satisfies { readonly [N in EventName]: keyof Extract<DomainEvent, { event: N }>["payload"] }
+
+/** Builds a current envelope with a fresh id and timestamp. */
+export const makeEvent = <E extends DomainEvent>(event: E["event"], payload: E["payload"], now = new Date()): E => {
+  const actorId = (payload as Record<string, unknown>)[ACTOR_FIELD[event]] as string
+  return ({
+    event,
+    eventId: crypto.randomUUID(),
+    occurredAt: now.toISOString(),
+    payload,
+    actorId,
+    version: ENVELOPE_VERSION
+  }) as E
+}
+
+type JsonObject = Record<string, unknown>
+
+/**
+ * Upcasters on the raw JSON, by the version they read: each returns the next
+ * version's envelope. Version 1 → 2 adds `version` and takes `actorId` from
+ * the payload field that named it. An upcaster never fails: what it cannot
+ * fill, the current Schema then reports as missing.
+ */
+export const UPCASTERS: { readonly [V in number]?: (json: JsonObject, name: EventName) => JsonObject } = {
+  1: (json, name) => {
+    const payload = json.payload
+    const actor = typeof payload === "object" && payload !== null
+      ? (payload as JsonObject)[ACTOR_FIELD[name]]
+      : undefined
+    return { ...json, actorId: actor, version: 2 }
+  }
+}
+
+/** The envelope brought to ENVELOPE_VERSION, or why it cannot be. */
+export const upcast = (json: JsonObject, name: EventName): Either.Either<JsonObject, string> => {
+  const declared = json.version === undefined ? 1 : json.version
+  if (typeof declared !== "number" || !Number.isSafeInteger(declared) || declared < 1) {
+    return Either.left(`Invalid ${name}: version: expected a positive integer, got ${JSON.stringify(declared)}`)
+  }
+  if (declared > ENVELOPE_VERSION) {
+    return Either.left(
+      `Unsupported ${name} envelope version ${declared}: this worker reads versions 1 to ${ENVELOPE_VERSION}`
+    )
+  }
+  let current = json
+  for (let v = declared; v < ENVELOPE_VERSION; v++) current = UPCASTERS[v]!(current, name)
+  return Either.right(current)
+}
 
 // Built once: the worker decodes every message with these.
 const decoders = {
@@ -154,8 +225,10 @@ export const decodeEventJson = (body: string): Either.Either<DomainEvent, string
   const name = (json as { event?: unknown }).event
   try {
     if (!isEventName(name)) return tooDeep() ?? Either.left(`Unknown event type: ${JSON.stringify(name) ?? "missing"}`)
+    const upcasted = upcast(json as JsonObject, name)
+    if (Either.isLeft(upcasted)) return tooDeep() ?? Either.left(upcasted.left)
     const decode: (u: unknown) => Either.Either<DomainEvent, ParseResult.ParseError> = decoders[name]
-    const decoded = decode(json)
+    const decoded = decode(upcasted.right)
     if (Either.isRight(decoded)) return Either.right(decoded.right)
     return tooDeep() ?? Either.left(
       `Invalid ${name}: ` +

@@ -12,13 +12,25 @@ export class NotReady extends Schema.TaggedError<NotReady>()(
 ) {}
 
 export class HealthApi extends HttpApiGroup.make("health")
+  .annotate(
+    OpenApi.Description,
+    "Liveness and readiness: whether the process runs, and whether it can reach PostgreSQL and RabbitMQ."
+  )
   .add(
     HttpApiEndpoint.get("health", "/health")
+      .annotate(
+        OpenApi.Description,
+        "Answers 200 while the process runs; it reads nothing, so a load balancer can poll it cheaply."
+      )
       .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
       .annotate(OpenApi.Summary, "Liveness")
   )
   .add(
     HttpApiEndpoint.get("ready", "/ready")
+      .annotate(
+        OpenApi.Description,
+        "200 when PostgreSQL, Redis and RabbitMQ all answer; 503 naming the ones that do not (take the instance out of rotation)."
+      )
       .addSuccess(Schema.Struct({ status: Schema.Literal("ready"), checks: Checks }))
       .addError(NotReady, { status: 503 })
       .annotate(OpenApi.Summary, "Readiness: PostgreSQL, Redis and RabbitMQ reachable")

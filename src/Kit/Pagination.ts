@@ -12,7 +12,11 @@ export const MAX_LIMIT = 100
 export const Limit = Schema.NumberFromString.pipe(
   Schema.int(),
   Schema.between(1, MAX_LIMIT, { message: () => `limit must be an integer from 1 to ${MAX_LIMIT}` })
-).annotations({ description: `Page size, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })
+).annotations({
+  description: `Page size, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})`,
+  // A query string is text on the wire, but clients (and the OpenAPI document) should see an integer.
+  jsonSchema: { type: "integer", minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT }
+})
 
 export const Cursor = Schema.String.pipe(Schema.maxLength(256)).annotations({
   description: "Opaque cursor from a previous page's `nextCursor`"

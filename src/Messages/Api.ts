@@ -6,8 +6,13 @@ import { TicketNotFound } from "../Tickets/Errors.js"
 import { ListMessagesParams, Message, MessagePage, SendMessageRequest } from "./Domain.js"
 
 export class MessagesApi extends HttpApiGroup.make("messages")
+  .annotate(OpenApi.Description, "Messages on tickets: writing one emits message.sent.")
   .add(
     HttpApiEndpoint.post("sendMessage", "/v1/messages")
+      .annotate(
+        OpenApi.Description,
+        "The message, its audit row and its `message.sent` event commit together. `@username` mentions notify that user when they may see the ticket (docs/API.md: who is told what)."
+      )
       .setPayload(SendMessageRequest)
       .addSuccess(Message, { status: 201 })
       .addError(TicketNotFound, { status: 404 })
@@ -15,6 +20,10 @@ export class MessagesApi extends HttpApiGroup.make("messages")
   )
   .add(
     HttpApiEndpoint.get("listMessages", "/v1/tickets/:id/messages")
+      .annotate(
+        OpenApi.Description,
+        "Messages of a ticket the caller can see, oldest first. `limit` 1-100 (default 20); `cursor` from the previous page."
+      )
       .setPath(TicketIdPath)
       .setUrlParams(ListMessagesParams)
       .addSuccess(MessagePage)

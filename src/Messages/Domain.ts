@@ -14,7 +14,16 @@ export const Message = Schema.Struct({
   authorId: Schema.UUID,
   content: Schema.String,
   createdAt: Timestamp
-}).annotations({ identifier: "Message" })
+}).annotations({
+  identifier: "Message",
+  examples: [{
+    id: "c3d4e5f6-a7b8-4c9d-8e0f-a1b2c3d4e5f6",
+    ticketId: "0b0c4e3e-6a53-4d3e-9d1c-1f2a3b4c5d6e",
+    authorId: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    content: "On it, @alice",
+    createdAt: "2026-12-02T10:00:00.000Z"
+  }]
+})
 export type Message = typeof Message.Type
 
 export const MessagePage = Schema.Struct({
@@ -24,7 +33,10 @@ export const MessagePage = Schema.Struct({
 export type MessagePage = typeof MessagePage.Type
 
 export const SendMessageRequest = Schema.Struct({ ticketId: Schema.UUID, content: Content })
-  .annotations({ identifier: "SendMessageRequest" })
+  .annotations({
+    identifier: "SendMessageRequest",
+    examples: [{ ticketId: "0b0c4e3e-6a53-4d3e-9d1c-1f2a3b4c5d6e", content: "On it, @alice" }]
+  })
 export type SendMessageRequest = typeof SendMessageRequest.Type
 
 export const ListMessagesParams = Schema.Struct({

@@ -20,6 +20,10 @@ import {
 export class OpsApi extends HttpApiGroup.make("ops")
   .add(
     HttpApiEndpoint.get("getOverview", "/overview")
+      .annotate(
+        OpenApi.Description,
+        "What the /ops dashboard polls: each panel reads its own source and reports its own error, so one unreachable dependency blanks only its panel."
+      )
       .setUrlParams(OverviewParams)
       .addSuccess(Overview)
       .annotate(
@@ -29,6 +33,10 @@ export class OpsApi extends HttpApiGroup.make("ops")
   )
   .add(
     HttpApiEndpoint.get("listDlq", "/dlq")
+      .annotate(
+        OpenApi.Description,
+        "Dead letters in queue order, read without removing them; `limit` and `offset` page through the whole queue."
+      )
       .setUrlParams(DlqListParams)
       .addSuccess(DlqList)
       .addError(Unavailable, { status: 503 })
@@ -36,6 +44,10 @@ export class OpsApi extends HttpApiGroup.make("ops")
   )
   .add(
     HttpApiEndpoint.post("replayDlq", "/dlq/replay")
+      .annotate(
+        OpenApi.Description,
+        "The replayed copy keeps its event id, so the worker's idempotency still holds; replaying an event already processed is a duplicate and does nothing."
+      )
       .setPayload(ReplayRequest)
       .addSuccess(ReplayResponse)
       .addError(DlqEntryNotFound, { status: 404 })
@@ -48,6 +60,10 @@ export class OpsApi extends HttpApiGroup.make("ops")
   )
   .add(
     HttpApiEndpoint.post("discardDlq", "/dlq/discard")
+      .annotate(
+        OpenApi.Description,
+        "Takes exactly the entry named (by position and event id) off the queue; 404 if it moved or is gone."
+      )
       .setPayload(DiscardRequest)
       .addSuccess(DiscardResponse)
       .addError(DlqEntryNotFound, { status: 404 })
@@ -56,6 +72,7 @@ export class OpsApi extends HttpApiGroup.make("ops")
   )
   .add(
     HttpApiEndpoint.post("purgeDlq", "/dlq/purge")
+      .annotate(OpenApi.Description, "Every dead letter is removed; there is no undo. Use discard for one entry.")
       .addSuccess(PurgeResponse)
       .addError(Unavailable, { status: 503 })
       .annotate(OpenApi.Summary, "Remove every entry from the DLQ for good")

@@ -21,10 +21,16 @@ export class DlqEntryNotFound extends Schema.TaggedError<DlqEntryNotFound>("DlqE
   wireTag("NotFound")
 ) {}
 
-/** The DLQ entry cannot be replayed (a poison message, say). */
+/** The DLQ entry cannot be replayed (a poison message, say), or not without `force` (`tooOld`). */
 export class NotReplayable extends Schema.TaggedError<NotReplayable>("NotReplayable")(
   "Conflict",
-  { message: Schema.String },
+  {
+    message: Schema.String,
+    tooOld: Schema.optional(Schema.Boolean).annotations({
+      description:
+        "true: refused only because it failed longer ago than DLQ_REPLAY_WINDOW (its event may have been processed and its dedupe claim removed since); `force: true` replays it anyway"
+    })
+  },
   wireTag("Conflict")
 ) {}
 
@@ -49,6 +55,10 @@ export const OutboxPanel = Schema.Struct({
   backlog: Schema.Int.annotations({ description: "Outbox events not yet published" }),
   oldestUnpublishedSeconds: Schema.NullOr(Schema.Number).annotations({
     description: "Age of the oldest of them; null when there is none"
+  }),
+  unroutable: Schema.Int.annotations({
+    description:
+      "Of the backlog, events the broker returned as unroutable (no queue bound to their routing key): they wait for a route"
   })
 })
 
@@ -80,6 +90,48 @@ export const WorkerPanel = Schema.Struct({
   description: "Counters since the worker started; rates are computed by the page from successive polls"
 })
 
+export const WorkerEntry = Schema.Struct({
+  id: Schema.String.annotations({ description: "host:pid:random, as the worker registered itself" }),
+  host: Schema.String,
+  pid: Schema.Int,
+  startedAt: Timestamp,
+  lastSeen: Timestamp.annotations({ description: "Its last heartbeat" }),
+  lastSeenSeconds: Schema.Number,
+  ...WorkerCounters.fields,
+  share: Schema.NullOr(Schema.Number).annotations({
+    description: "Its part of the live workers' processed events (0..1); null when none processed any"
+  })
+})
+export type WorkerEntry = typeof WorkerEntry.Type
+
+export const WorkersPanel = Schema.Struct({
+  ...panel,
+  ttlSeconds: Schema.Number.annotations({
+    description: "A worker whose heartbeat is older than this is not counted (WORKER_REGISTRY_TTL_MS)"
+  }),
+  live: Schema.Int.annotations({ description: "Workers counted" }),
+  scrapedAt: Schema.NullOr(Timestamp).annotations({ description: "When the registry was read" }),
+  items: Schema.Array(WorkerEntry),
+  events: Schema.Array(WorkerEventStats).annotations({ description: "Every live worker's counters, summed per event" }),
+  totals: WorkerCounters
+}).annotations({
+  description:
+    "Every live worker, from the registry their heartbeats write (each worker's counters since it started, as of its last heartbeat)"
+})
+
+export const WebhooksPanel = Schema.Struct({
+  ...panel,
+  disabled: Schema.Int.annotations({
+    description: "Webhook subscriptions OpsDesk disabled (failures in a row, or 410 Gone) and nobody re-enabled"
+  }),
+  items: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    url: Schema.String,
+    disabledAt: Timestamp,
+    disabledReason: Schema.NullOr(Schema.String)
+  })).annotations({ description: "The latest of them (at most 10)" })
+})
+
 export const DlqPanel = Schema.Struct({
   ...panel,
   depth: Schema.NullOr(Schema.Int),
@@ -92,11 +144,15 @@ export const Overview = Schema.Struct({
   queues: QueuesPanel,
   outbox: OutboxPanel,
   worker: WorkerPanel,
+  workers: WorkersPanel,
+  webhooks: WebhooksPanel,
   dlq: DlqPanel
 })
 export type Overview = typeof Overview.Type
 
-const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
+const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)).annotations({
+  jsonSchema: { type: "integer", minimum: 1, maximum: 500, default: 50 }
+})
 
 export const OverviewParams = Schema.Struct({
   dlqLimit: Schema.optional(Limit).annotations({ description: "DLQ entries to include (1..500, default 50)" })
@@ -114,10 +170,16 @@ export const DlqList = Schema.Struct({ depth: Schema.Int, entries: Schema.Array(
 /** A DLQ entry's id, as listed. */
 export const EntryId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
 
+/** Replay entries older than DLQ_REPLAY_WINDOW too (their event may run twice). */
+const Force = Schema.optional(Schema.Boolean)
+
 export const ReplayRequest = Schema.Union(
-  Schema.Struct({ id: EntryId }),
-  Schema.Struct({ all: Schema.Literal(true) })
-).annotations({ description: "`{ id }` replays one entry; `{ all: true }` every replayable entry" })
+  Schema.Struct({ id: EntryId, force: Force }),
+  Schema.Struct({ all: Schema.Literal(true), force: Force })
+).annotations({
+  description:
+    "`{ id }` replays one entry; `{ all: true }` every replayable entry. Entries older than DLQ_REPLAY_WINDOW are refused (one id: 409 with `tooOld`; all: skipped) unless `force: true`"
+})
 
 export const ReplayResponse = Schema.Struct({
   total: Schema.Int.annotations({ description: "DLQ depth when the replay started" }),
@@ -129,7 +191,8 @@ export const ReplayResponse = Schema.Struct({
     id: Schema.String,
     event: Schema.NullOr(Schema.String),
     eventId: Schema.NullOr(Schema.String),
-    reason: Schema.String
+    reason: Schema.String,
+    tooOld: Schema.Boolean.annotations({ description: "Skipped only for its age: `force: true` would replay it" })
   }))
 })
 

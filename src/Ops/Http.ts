@@ -22,11 +22,10 @@ export const HttpOpsLive = HttpApiBuilder.group(apiOf(OpsApi), "ops", (handlers)
       .handle("listDlq", ({ urlParams }) =>
         Effect.zipRight(admin, ops.listDlq({ limit: urlParams.limit, event: urlParams.event })))
       .handle("replayDlq", ({ payload }) =>
-        Effect.flatMap(admin, (actor) => ("id" in payload ? ops.replayOne(actor, payload.id) : ops.replayAll(actor))))
+        Effect.flatMap(admin, (actor) => ("id" in payload
+          ? ops.replayOne(actor, payload.id, payload.force ?? false)
+          : ops.replayAll(actor, payload.force ?? false))))
       .handle("discardDlq", ({ payload }) =>
-        Effect.flatMap(admin, (actor) =>
-          ops.discard(actor, payload.id)))
-      .handle("purgeDlq", () =>
-        Effect.flatMap(admin, (actor) =>
-          ops.purge(actor)))
+        Effect.flatMap(admin, (actor) => ops.discard(actor, payload.id)))
+      .handle("purgeDlq", () => Effect.flatMap(admin, (actor) => ops.purge(actor)))
   })).pipe(Layer.provide(Ops.Default))

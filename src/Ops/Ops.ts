@@ -1,9 +1,11 @@
 /**
  * What the ops dashboard reads and does, from the same sources as the CLI:
  *  - queue depths and the DLQ through the `Dlq` service (src/Dlq/Dlq.ts);
- *  - the outbox backlog with the query the relay's gauges use (src/Outbox/Backlog.ts);
+ *  - the outbox backlog, and the events in it waiting for a route, with the queries the relay's
+ *    gauges use (src/Outbox/Backlog.ts);
  *  - the worker's counters by scraping its Prometheus endpoint
- *    (WORKER_METRICS_URL, default http://127.0.0.1:9464/metrics).
+ *    (WORKER_METRICS_URL, default http://127.0.0.1:9464/metrics);
+ *  - every live worker, and their sums, from the registry (src/Ops/Workers.ts).
  *
  * The overview never fails: a source that does not answer (RabbitMQ,
  * PostgreSQL, the worker) is reported in its own panel with the reason.
@@ -14,15 +16,16 @@
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, Option, Redacted } from "effect"
+import { DateTime, Duration, Effect, Option, Redacted } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
 import { DLQ } from "../Broker/Topology.js"
-import { MetricsToken, WorkerMetricsUrl } from "../Config.js"
+import { MetricsToken, WorkerMetricsUrl, WorkerRegistryConfig } from "../Config.js"
 import { Dlq, type DlqError } from "../Dlq/Dlq.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
-import { readBacklog } from "../Outbox/Backlog.js"
+import { readBacklog, readUnroutable } from "../Outbox/Backlog.js"
 import { recordAudit } from "../Store/Audit.js"
+import { readDisabledWebhooks } from "../Webhooks/Status.js"
 import {
   DlqEntryNotFound,
   NotReplayable,
@@ -32,6 +35,7 @@ import {
   type WorkerEventStats
 } from "./Domain.js"
 import { parse, type Sample } from "./Prometheus.js"
+import { readWorkers } from "./Workers.js"
 
 export const DEFAULT_DLQ_LIMIT = 50
 const BROKER_READ_TIMEOUT = "6 seconds"
@@ -111,6 +115,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       )
     )
     const metricsUrl = yield* WorkerMetricsUrl
+    const registry = yield* WorkerRegistryConfig
     const lock = yield* Effect.makeSemaphore(1)
     const exclusive = lock.withPermits(1)
 
@@ -130,12 +135,18 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
         Effect.catchAllCause((cause) => Effect.logWarning(`Could not record ${action} in the audit log`, cause))
       )
 
-    const outbox = readBacklog.pipe(
+    const outbox = Effect.all([readBacklog, readUnroutable]).pipe(
       Effect.provideService(SqlClient.SqlClient, sql),
-      Effect.map((backlog) => ({ available: true, error: null, ...backlog })),
+      Effect.map(([backlog, unroutable]) => ({ available: true, error: null, ...backlog, unroutable })),
       Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") }),
       Effect.catchAll((e) =>
-        Effect.succeed({ available: false, error: describe(e), backlog: 0, oldestUnpublishedSeconds: null })
+        Effect.succeed({
+          available: false,
+          error: describe(e),
+          backlog: 0,
+          oldestUnpublishedSeconds: null,
+          unroutable: 0
+        })
       ),
       Effect.withSpan("Ops.outbox")
     )
@@ -164,6 +175,43 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       Effect.withSpan("Ops.worker")
     )
 
+    /** Every live worker from the registry: one row each and their sums. */
+    const workers = readWorkers(registry.ttl).pipe(
+      Effect.provideService(SqlClient.SqlClient, sql),
+      Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") }),
+      Effect.flatMap((summary) =>
+        Effect.map(DateTime.now, (now) => ({
+          available: true,
+          error: null,
+          ttlSeconds: Duration.toSeconds(registry.ttl),
+          live: summary.items.length,
+          scrapedAt: DateTime.formatIso(now),
+          ...summary
+        }))
+      ),
+      Effect.catchAll((e) =>
+        Effect.succeed({
+          available: false,
+          error: `worker registry unavailable: ${describe(e)}`,
+          ttlSeconds: Duration.toSeconds(registry.ttl),
+          live: 0,
+          scrapedAt: null,
+          items: [],
+          ...workerStats([])
+        })
+      ),
+      Effect.withSpan("Ops.workers")
+    )
+
+    /** The webhook subscriptions OpsDesk disabled: the dashboard flags them. */
+    const webhooks = readDisabledWebhooks.pipe(
+      Effect.provideService(SqlClient.SqlClient, sql),
+      Effect.map((found) => ({ available: true, error: null, ...found })),
+      Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") }),
+      Effect.catchAll((e) => Effect.succeed({ available: false, error: describe(e), disabled: 0, items: [] })),
+      Effect.withSpan("Ops.webhooks")
+    )
+
     /** Depths first, then the listing: a listing borrows DLQ messages, which a depth read meanwhile would miss. */
     const broker = (limit: number) =>
       exclusive(Effect.gen(function*() {
@@ -180,8 +228,8 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       }))
 
     const overview = Effect.fn("Ops.overview")(function*(options: { readonly dlqLimit?: number | undefined }) {
-      const [brokerPanels, outboxPanel, workerPanel] = yield* Effect.all(
-        [broker(options.dlqLimit ?? DEFAULT_DLQ_LIMIT), outbox, worker],
+      const [brokerPanels, outboxPanel, workerPanel, workersPanel, webhooksPanel] = yield* Effect.all(
+        [broker(options.dlqLimit ?? DEFAULT_DLQ_LIMIT), outbox, worker, workers, webhooks],
         { concurrency: "unbounded" }
       )
       const result: Overview = {
@@ -189,6 +237,8 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
         queues: brokerPanels.queues,
         outbox: outboxPanel,
         worker: workerPanel,
+        workers: workersPanel,
+        webhooks: webhooksPanel,
         dlq: brokerPanels.dlq
       }
       return result
@@ -206,25 +256,37 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       }
     )
 
-    const replayOne = Effect.fn("Ops.replayOne")(function*(actor: Actor, id: string) {
-      const result = yield* exclusive(dlq.replayOne({ id })).pipe(
+    const replayOne = Effect.fn("Ops.replayOne")(function*(actor: Actor, id: string, force = false) {
+      const result = yield* exclusive(dlq.replayOne({ id, force })).pipe(
         Effect.catchTags({
           DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
           BrokerError: (e) => Effect.fail(unavailable(e)),
           TopologyError: (e) => Effect.fail(unavailable(e))
         })
       )
-      yield* audit(actor, "dlq.replay", id, { replayed: result.replayed, skipped: result.skippedMessages })
+      yield* audit(actor, "dlq.replay", id, {
+        replayed: result.replayed,
+        skipped: result.skippedMessages,
+        ...(force ? { force, forced: result.forced } : {})
+      })
       if (result.replayed === 0) {
-        const reason = result.skippedMessages[0]?.reason ?? "it was not replayed"
-        return yield* new NotReplayable({ message: `Cannot replay ${id}: ${reason}` })
+        const skipped = result.skippedMessages[0]
+        const reason = skipped?.reason ?? "it was not replayed"
+        return yield* new NotReplayable({
+          message: `Cannot replay ${id}: ${reason}`,
+          ...(skipped?.tooOld ? { tooOld: true } : {})
+        })
       }
       return result
     })
 
-    const replayAll = Effect.fn("Ops.replayAll")(function*(actor: Actor) {
-      const result = yield* exclusive(dlq.replay({ all: true })).pipe(Effect.mapError(unavailable))
-      yield* audit(actor, "dlq.replay", "all", { replayed: result.replayed, skipped: result.skipped })
+    const replayAll = Effect.fn("Ops.replayAll")(function*(actor: Actor, force = false) {
+      const result = yield* exclusive(dlq.replay({ all: true }, { force })).pipe(Effect.mapError(unavailable))
+      yield* audit(actor, "dlq.replay", "all", {
+        replayed: result.replayed,
+        skipped: result.skipped,
+        ...(force ? { force, forced: result.forced } : {})
+      })
       return result
     })
 

@@ -105,10 +105,11 @@ const BODY = `
   </section>
 
   <div id="dashboard" hidden>
+    <div class="banner error" id="webhooks-flag" data-testid="webhooks-disabled" role="status" hidden></div>
     <div class="tiles">
       <div class="tile" id="tile-queued"><div class="label">Waiting in queues</div><div class="value" data-testid="queued-total">&ndash;</div><div class="note">ready messages, four event queues</div></div>
       <div class="tile" id="tile-dlq"><div class="label">Dead-lettered</div><div class="value" data-testid="dlq-depth">&ndash;</div><div class="note">messages in tickets.dlq</div></div>
-      <div class="tile" id="tile-outbox"><div class="label">Outbox backlog</div><div class="value" data-testid="outbox-backlog">&ndash;</div><div class="note" data-testid="outbox-oldest"></div></div>
+      <div class="tile" id="tile-outbox"><div class="label">Outbox backlog</div><div class="value" data-testid="outbox-backlog">&ndash;</div><div class="note" data-testid="outbox-oldest"></div><div class="note" data-testid="outbox-unroutable"></div></div>
       <div class="tile" id="tile-rate"><div class="label">Processed</div><div class="value" data-testid="processed-rate">&ndash;</div><div class="note" data-testid="processed-total"></div></div>
     </div>
 
@@ -131,6 +132,15 @@ const BODY = `
         </table></div>
       </section>
     </div>
+
+    <section class="card" id="workers-card">
+      <div class="card-head"><h2>Workers</h2><span class="hint" id="workers-hint"></span></div>
+      <div class="panel-error" hidden></div>
+      <div class="table-wrap"><table>
+        <thead><tr><th>Worker</th><th>Host</th><th class="num">PID</th><th class="num">Up</th><th class="num">Last seen</th><th class="num">Processed</th><th class="num">Share</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th></tr></thead>
+        <tbody id="workers-body"></tbody>
+      </table></div>
+    </section>
 
     <section class="card" id="dlq-card">
       <div class="card-head">
@@ -239,7 +249,9 @@ const SCRIPT = `
         if (res.ok) return data;
         var message = data && typeof data.message === "string" ? data.message : "HTTP " + res.status + (res.statusText ? " " + res.statusText : "");
         if (res.status === 401 || res.status === 403) throw new AuthError(res.status, message);
-        throw new Error(message);
+        var failure = new Error(message);
+        failure.body = data;
+        throw failure;
       });
     }, function (e) {
       throw new Error("Cannot reach the API (" + (e && e.message ? e.message : "network error") + ")");
@@ -313,7 +325,10 @@ const SCRIPT = `
     note.textContent = !o.available ? (o.error || "unavailable")
       : o.oldestUnpublishedSeconds === null ? "nothing waiting to be published"
       : "oldest unpublished: " + formatAge(o.oldestUnpublishedSeconds);
-    $("tile-outbox").className = "tile" + (o.available && o.backlog > 0 && o.oldestUnpublishedSeconds > 30 ? " alert" : "");
+    var unroutable = document.querySelector("[data-testid=outbox-unroutable]");
+    unroutable.textContent = o.available && o.unroutable > 0
+      ? formatCount(o.unroutable) + " unroutable (no queue bound): waiting for a route" : "";
+    $("tile-outbox").className = "tile" + (o.available && ((o.backlog > 0 && o.oldestUnpublishedSeconds > 30) || o.unroutable > 0) ? " alert" : "");
   }
 
   // Rates per second from the previous scrape; null when there is none or a counter went down (the worker restarted).
@@ -353,7 +368,7 @@ const SCRIPT = `
   function renderWorker(w) {
     var card = $("worker-card");
     panelError(card, w);
-    $("worker-url").textContent = "scraped from " + w.url;
+    $("worker-url").textContent = w.url ? "scraped from " + w.url : "sum of " + w.live + " live worker" + (w.live === 1 ? "" : "s");
     var body = $("worker-body");
     clear(body);
     var r = rates(w);
@@ -415,12 +430,56 @@ const SCRIPT = `
     });
   }
 
+  // One row per live worker (the registry their heartbeats write); the worker card shows their sum when there is one.
+  function renderWorkers(ws) {
+    var card = $("workers-card");
+    panelError(card, ws);
+    $("workers-hint").textContent = ws.available ? ws.live + " live \u00b7 silent for " + ws.ttlSeconds + " s = gone" : "";
+    var body = $("workers-body");
+    clear(body);
+    ws.items.forEach(function (w) {
+      var up = (Date.parse(ws.scrapedAt) - Date.parse(w.startedAt)) / 1000;
+      body.appendChild(el("tr", { "data-worker": w.id }, [
+        el("td", { className: "mono ellipsis", title: w.id, text: w.id }),
+        el("td", { className: "mono", text: w.host }),
+        el("td", { className: "num", text: String(w.pid) }),
+        el("td", { className: "num", text: formatAge(up) }),
+        el("td", { className: "num", text: formatAge(w.lastSeenSeconds) + " ago" }),
+        el("td", { className: "num", "data-testid": "worker-processed", text: formatCount(w.processed) }),
+        el("td", { className: "num", text: w.share === null ? "\u2013" : (w.share * 100).toFixed(1) + "%" }),
+        el("td", { className: "num", text: formatCount(w.retried) }),
+        el("td", { className: "num", text: formatCount(w.duplicates) }),
+        el("td", { className: "num", text: formatCount(w.deadLettered) })
+      ]));
+    });
+    if (ws.items.length > 1) {
+      body.appendChild(el("tr", { className: "total" }, [el("td", { text: "All workers" }), el("td", {}), el("td", {}), el("td", {}), el("td", {}),
+        el("td", { className: "num", "data-testid": "workers-processed-total", text: formatCount(ws.totals.processed) }), el("td", {}),
+        el("td", { className: "num", text: formatCount(ws.totals.retried) }), el("td", { className: "num", text: formatCount(ws.totals.duplicates) }),
+        el("td", { className: "num", text: formatCount(ws.totals.deadLettered) })]));
+    }
+    if (!ws.items.length) body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 10, text: ws.available ? "No live worker." : "No data" })]));
+  }
+
+  // Webhook subscriptions OpsDesk disabled stay flagged until an admin re-enables them (PATCH /v1/webhooks/{id}).
+  function renderWebhooks(w) {
+    var flag = $("webhooks-flag");
+    flag.hidden = !(w.available && w.disabled > 0);
+    if (flag.hidden) return;
+    flag.textContent = formatCount(w.disabled) + " webhook subscription" + (w.disabled === 1 ? " is" : "s are") +
+      " disabled after failing: " + w.items.map(function (i) { return i.url + (i.disabledReason ? " (" + i.disabledReason + ")" : ""); }).join("; ") +
+      '. Re-enable with PATCH /v1/webhooks/{id} {"active": true}.';
+  }
+
   function render(o) {
     renderQueues(o.queues);
     renderOutbox(o.outbox);
-    renderWorker(o.worker);
+    var shown = o.workers && o.workers.available && o.workers.live > 0 ? o.workers : o.worker;
+    renderWorker(shown);
+    if (o.workers) renderWorkers(o.workers);
+    if (o.webhooks) renderWebhooks(o.webhooks);
     renderDlq(o.dlq);
-    var degraded = [o.queues, o.outbox, o.worker, o.dlq].filter(function (p) { return !p.available; }).length;
+    var degraded = [o.queues, o.outbox, shown, o.dlq].filter(function (p) { return !p.available; }).length;
     var at = new Date(o.generatedAt).toLocaleTimeString();
     setStatus(degraded ? "warn" : "ok", "Updated " + at + (degraded ? " \\u00b7 " + degraded + " source" + (degraded === 1 ? "" : "s") + " unavailable" : ""));
   }
@@ -476,13 +535,18 @@ const SCRIPT = `
   function act(name, path, body, question) {
     if (question && !window.confirm(question)) return;
     setBusy(true);
-    api("POST", path, body).then(function (r) {
+    return api("POST", path, body).then(function (r) {
       pollFailed = false;
       showBanner("success", describeResult(name, r));
     }, function (e) {
       pollFailed = false;
-      if (e instanceof AuthError) handleError(e);
-      else showBanner("error", name + " failed: " + (e && e.message ? e.message : String(e)));
+      if (e instanceof AuthError) return handleError(e);
+      showBanner("error", name + " failed: " + (e && e.message ? e.message : String(e)));
+      // Older than DLQ_REPLAY_WINDOW: the operator may still replay it, knowingly (docs/OPS.md, Retention).
+      if (e && e.body && e.body.tooOld === true && body && body.id && !body.force &&
+          window.confirm(e.message + "\\n\\nReplay it anyway? Only if its event was never processed: otherwise it runs twice.")) {
+        return act(name + " (forced)", path, { id: body.id, force: true }, null);
+      }
     }).then(function () {
       busy = false;
       if (token()) startPolling();

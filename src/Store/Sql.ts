@@ -7,13 +7,24 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import * as Migrator from "@effect/sql/Migrator"
-import { Config, Effect, Layer, Schedule, String as Str } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { Config, type ConfigError, Effect, Layer, Redacted, Schedule, String as Str } from "effect"
 import { existsSync } from "node:fs"
 import { readdir, readFile } from "node:fs/promises"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { DatabaseApplicationName, DatabaseConnectTimeout, DatabasePoolSize, DatabaseUrl } from "../Config.js"
-import { isRefusedConnection, sqlState } from "./SqlState.js"
+import {
+  connectionHint,
+  DatabaseUnavailable,
+  displayUrl,
+  driverReason,
+  DUPLICATE_DATABASE,
+  isRefusedConnection,
+  sqlState,
+  UNDEFINED_DATABASE,
+  UNIQUE_VIOLATION
+} from "./SqlState.js"
 
 /** The project's `migrations/`: two folders up from this source file, one up from a bundle in dist/. */
 export const MIGRATIONS_DIR = [new URL("../../migrations", import.meta.url), new URL("../migrations", import.meta.url)]
@@ -21,8 +32,10 @@ export const MIGRATIONS_DIR = [new URL("../../migrations", import.meta.url), new
   .find((dir) => existsSync(Path.join(dir, "0001_init.sql"))) ??
   fileURLToPath(new URL("../migrations", import.meta.url))
 
+type Pool = PgClient.PgClient | SqlClient.SqlClient
+
 /** A pool of `maxConnections`. Row names are snake_case in SQL and camelCase in TypeScript. */
-export const pgPool = (maxConnections: Config.Config<number>) =>
+const connect = (maxConnections: Config.Config<number>) =>
   PgClient.layerConfig({
     url: DatabaseUrl,
     maxConnections,
@@ -33,35 +46,81 @@ export const pgPool = (maxConnections: Config.Config<number>) =>
     transformResultNames: Config.succeed(Str.snakeToCamel),
     // JSON columns (event envelopes, audit changes) are stored and read verbatim.
     transformJson: Config.succeed(false)
-  }).pipe(
-    // A database that is still starting (compose, CI) should not kill the process; one that
-    // answered and refused (no such database, wrong password) will not change its mind.
+  })
+
+/**
+ * Creates the database DATABASE_URL names, connected with the same role and
+ * password to the server's `postgres` database (so a fresh server needs only
+ * the role: `npm run services`, or compose's). Another process creating it at
+ * the same moment is fine.
+ */
+export const createDatabase = Effect.gen(function*() {
+  const url = Redacted.value(yield* DatabaseUrl)
+  const name = decodeURIComponent(new URL(url).pathname.slice(1))
+  const admin = new URL(url)
+  admin.pathname = "/postgres"
+  const created = yield* Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql.unsafe(`CREATE DATABASE "${name.replace(/"/g, "\"\"")}"`)
+  ).pipe(
+    Effect.as(true),
+    Effect.provide(PgClient.layer({ url: Redacted.make(admin.toString()), maxConnections: 1 })),
+    Effect.catchIf(
+      (error) => [DUPLICATE_DATABASE, UNIQUE_VIOLATION].includes(sqlState(error) ?? ""),
+      () => Effect.succeed(false)
+    ),
+    Effect.mapError((error) =>
+      new DatabaseUnavailable({
+        code: sqlState(error),
+        message: `PostgreSQL at ${admin.host} has no database "${name}", and creating it failed (${
+          driverReason(error)
+        }): create it as a role with CREATEDB, or fix DATABASE_URL (now ${displayUrl(url)})`
+      })
+    )
+  )
+  if (created) yield* Effect.logInfo(`Created database "${name}" (DATABASE_URL named it and it did not exist)`)
+}).pipe(Effect.withSpan("Sql.createDatabase"))
+
+/**
+ * A pool of `maxConnections` on DATABASE_URL, creating the database when it is
+ * missing. A server that is still starting (compose, CI) is waited for; one
+ * that refused (no role, wrong password) fails at once with a one-line hint.
+ */
+export const pgPool = (
+  maxConnections: Config.Config<number>
+): Layer.Layer<Pool, ConfigError.ConfigError | DatabaseUnavailable> =>
+  connect(maxConnections).pipe(
+    Layer.catchAll((error): Layer.Layer<Pool, ConfigError.ConfigError | SqlError | DatabaseUnavailable> =>
+      sqlState(error) === UNDEFINED_DATABASE
+        ? Layer.unwrapEffect(Effect.as(createDatabase, connect(maxConnections)))
+        : Layer.fail(error)
+    ),
     Layer.retry(
       Schedule.exponential("200 millis").pipe(
         Schedule.union(Schedule.spaced("5 seconds")),
         Schedule.intersect(Schedule.recurs(10)),
-        Schedule.whileInput((error: unknown) => !isRefusedConnection(error)),
+        Schedule.whileInput((error: unknown) => !(error instanceof DatabaseUnavailable) && !isRefusedConnection(error)),
         Schedule.tapInput((error: unknown) =>
-          isRefusedConnection(error)
+          error instanceof DatabaseUnavailable || isRefusedConnection(error)
             ? Effect.void
-            : Effect.logWarning(`PostgreSQL not reachable yet (${connectFailure(error)}), retrying`)
+            : Effect.logWarning(`PostgreSQL not reachable yet (${driverReason(error)}), retrying`)
         )
       )
     ),
-    Layer.tapError((error) => Effect.logError(`Cannot use PostgreSQL: ${connectFailure(error)}`))
+    Layer.catchAll((error): Layer.Layer<Pool, ConfigError.ConfigError | DatabaseUnavailable> =>
+      error instanceof SqlError
+        ? Layer.unwrapEffect(
+          Effect.flatMap(DatabaseUrl, (url) =>
+            Effect.fail(
+              new DatabaseUnavailable({ code: sqlState(error), message: connectionHint(error, Redacted.value(url)) })
+            ))
+        )
+        : Layer.fail(error)
+    )
   )
 
 /** The process's pool: DATABASE_POOL_SIZE connections. */
 export const PgLive = pgPool(DatabasePoolSize)
-
-/** The driver's own reason, with what to do about the commonest one. */
-const connectFailure = (error: unknown): string => {
-  const cause = (error as { cause?: unknown } | undefined)?.cause
-  const reason = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error)
-  return sqlState(error) === "3D000"
-    ? `${reason} (create it, for example: createdb -h 127.0.0.1 -U root opsdesk)`
-    : reason
-}
 
 /** Reads `migrations/NNNN_name.sql`; each file runs as one multi-statement query. */
 export const sqlFileLoader = (dir: string): Migrator.Loader =>
@@ -88,8 +147,26 @@ export const sqlFileLoader = (dir: string): Migrator.Loader =>
 
 const migrator = Migrator.make({})
 
-/** Applies pending migrations; returns the ones it ran. Safe to run concurrently (table lock). */
-export const runMigrations = migrator({ loader: sqlFileLoader(MIGRATIONS_DIR), table: "opsdesk_migrations" }).pipe(
+/**
+ * The migrator's table, created under an advisory lock. The migrator creates it
+ * itself after a failed `::regclass` probe, with no IF NOT EXISTS: two processes
+ * starting on a fresh database at once (the API and the worker: npm start, the
+ * chaos run, compose) both probe, both create, and the loser fails with 42P07 or
+ * 23505 on pg_type and exits. The lock is released at the end of the transaction.
+ */
+const ensureMigrationsTable = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql.withTransaction(Effect.zipRight(
+    sql`SELECT pg_advisory_xact_lock(hashtext('opsdesk_migrations'))`,
+    sql`CREATE TABLE IF NOT EXISTS opsdesk_migrations (
+      migration_id integer PRIMARY KEY,
+      created_at timestamp with time zone NOT NULL DEFAULT now(),
+      name text NOT NULL
+    )`
+  )))
+
+/** Applies pending migrations; returns the ones it ran. Safe to run concurrently (advisory lock, then table lock). */
+export const runMigrations = ensureMigrationsTable.pipe(
+  Effect.zipRight(migrator({ loader: sqlFileLoader(MIGRATIONS_DIR), table: "opsdesk_migrations" })),
   Effect.tap((ran) =>
     ran.length > 0
       ? Effect.logInfo(`Applied ${ran.length} migration(s): ${ran.map(([id, name]) => `${id}_${name}`).join(", ")}`)

@@ -13,14 +13,26 @@ import {
 import { InvalidAssignee, InvalidTransition, TicketNotFound } from "./Errors.js"
 
 export class TicketsApi extends HttpApiGroup.make("tickets")
+  .annotate(
+    OpenApi.Description,
+    "Tickets and their status workflow (open → in_progress → resolved → closed). Every write emits a domain event."
+  )
   .add(
     HttpApiEndpoint.post("createTicket", "/")
+      .annotate(
+        OpenApi.Description,
+        "The ticket, its audit row and its `ticket.created` event (outbox) commit in one statement; the event is published after the commit, at least once."
+      )
       .setPayload(CreateTicketRequest)
       .addSuccess(Ticket, { status: 201 })
       .annotate(OpenApi.Summary, "Open a ticket; the caller is its owner (emits ticket.created)")
   )
   .add(
     HttpApiEndpoint.get("listTickets", "/")
+      .annotate(
+        OpenApi.Description,
+        "Customers see their own tickets, agents and admins all. `limit` 1-100 (default 20); pass the page's `nextCursor` as `cursor` for the next page. Listings may be served from a short-lived Redis cache that every ticket event invalidates."
+      )
       .setUrlParams(ListTicketsParams)
       .addSuccess(TicketPage)
       .addError(ValidationError, { status: 400 })
@@ -28,12 +40,18 @@ export class TicketsApi extends HttpApiGroup.make("tickets")
   )
   .add(
     HttpApiEndpoint.get("getTicket", "/:id")
+      .annotate(OpenApi.Description, "404 for a ticket that does not exist and for one the caller may not see alike.")
       .setPath(TicketIdPath)
       .addSuccess(Ticket)
       .addError(TicketNotFound, { status: 404 })
+      .annotate(OpenApi.Summary, "One ticket by id")
   )
   .add(
     HttpApiEndpoint.patch("updateTicket", "/:id")
+      .annotate(
+        OpenApi.Description,
+        "Customers may edit the title, description and priority of their own tickets; agents and admins any field, including `assigneeId` (an agent or admin). Only fields whose value changes are written and reported in `changedFields`."
+      )
       .setPath(TicketIdPath)
       .setPayload(UpdateTicketRequest)
       .addSuccess(Ticket)
@@ -47,6 +65,10 @@ export class TicketsApi extends HttpApiGroup.make("tickets")
   )
   .add(
     HttpApiEndpoint.post("changeTicketStatus", "/:id/status")
+      .annotate(
+        OpenApi.Description,
+        "Allowed moves: open → in_progress → resolved → closed, and resolved or closed → open (reopen). Agents and admins make any allowed move; customers only reopen or close their own tickets (403 otherwise). 409 for a move the machine does not allow."
+      )
       .setPath(TicketIdPath)
       .setPayload(ChangeStatusRequest)
       .addSuccess(Ticket)

@@ -34,7 +34,20 @@ export const Ticket = Schema.Struct({
   assigneeId: Schema.NullOr(Schema.UUID),
   createdAt: Timestamp,
   updatedAt: Timestamp
-}).annotations({ identifier: "Ticket" })
+}).annotations({
+  identifier: "Ticket",
+  examples: [{
+    id: "0b0c4e3e-6a53-4d3e-9d1c-1f2a3b4c5d6e",
+    title: "Printer on fire",
+    description: "Third floor, again",
+    status: "in_progress",
+    priority: "high",
+    ownerId: "5f1b7c2a-3d4e-4f50-8a6b-7c8d9e0f1a2b",
+    assigneeId: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    createdAt: "2026-12-02T10:00:00.000Z",
+    updatedAt: "2026-12-02T10:00:00.000Z"
+  }]
+})
 export type Ticket = typeof Ticket.Type
 
 export const TicketPage = Schema.Struct({
@@ -47,7 +60,10 @@ export const CreateTicketRequest = Schema.Struct({
   title: Title,
   description: Description,
   priority: Schema.optional(PriorityInput)
-}).annotations({ identifier: "CreateTicketRequest" })
+}).annotations({
+  identifier: "CreateTicketRequest",
+  examples: [{ title: "Printer on fire", description: "Third floor, again", priority: "high" }]
+})
 export type CreateTicketRequest = typeof CreateTicketRequest.Type
 
 export const UpdateTicketRequest = Schema.Struct({
@@ -61,11 +77,15 @@ export const UpdateTicketRequest = Schema.Struct({
       p.title !== undefined || p.description !== undefined || p.priority !== undefined || p.assigneeId !== undefined,
     { message: () => "at least one of title, description, priority, assigneeId is required" }
   )
-).annotations({ identifier: "UpdateTicketRequest" })
+).annotations({
+  identifier: "UpdateTicketRequest",
+  examples: [{ assigneeId: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", priority: "urgent" }]
+})
 export type UpdateTicketRequest = typeof UpdateTicketRequest.Type
 
 export const ChangeStatusRequest = Schema.Struct({ status: TicketStatus }).annotations({
-  identifier: "ChangeStatusRequest"
+  identifier: "ChangeStatusRequest",
+  examples: [{ status: "resolved" }]
 })
 export type ChangeStatusRequest = typeof ChangeStatusRequest.Type
 

@@ -13,10 +13,19 @@ import {
   UserPage
 } from "./Domain.js"
 import { LastActiveAdmin, UsernameTaken, UserNotFound, WrongCurrentPassword } from "./Errors.js"
+import { Preferences, UpdatePreferencesRequest } from "./Preferences.js"
 
 export class UsersApi extends HttpApiGroup.make("users")
+  .annotate(
+    OpenApi.Description,
+    "The caller's own account, and user administration (admins): roles, deactivation, password resets."
+  )
   .add(
     HttpApiEndpoint.post("createUser", "/")
+      .annotate(
+        OpenApi.Description,
+        "Usernames are unique (409 when taken); the password is stored as an Argon2id hash and never returned. The new user logs in with `POST /v1/auth/login`."
+      )
       .setPayload(CreateUserRequest)
       .addSuccess(User, { status: 201 })
       .addError(Forbidden, { status: 403 })
@@ -25,6 +34,10 @@ export class UsersApi extends HttpApiGroup.make("users")
   )
   .add(
     HttpApiEndpoint.get("listUsers", "/")
+      .annotate(
+        OpenApi.Description,
+        "Admins only (403 otherwise). `limit` 1-100 (default 20); pass the page's `nextCursor` as `cursor` for the next page."
+      )
       .setUrlParams(ListUsersParams)
       .addSuccess(UserPage)
       .addError(Forbidden, { status: 403 })
@@ -33,8 +46,28 @@ export class UsersApi extends HttpApiGroup.make("users")
   )
   .add(
     HttpApiEndpoint.get("getMe", "/me")
+      .annotate(
+        OpenApi.Description,
+        "Read from the database on every request, so a role change or deactivation shows at once."
+      )
       .addSuccess(User)
       .annotate(OpenApi.Summary, "The authenticated user")
+  )
+  .add(
+    HttpApiEndpoint.get("getMyPreferences", "/me/preferences")
+      .annotate(OpenApi.Description, "Users who never set them get the defaults: both channels on.")
+      .addSuccess(Preferences)
+      .annotate(OpenApi.Summary, "Your notification preferences: email and in-app, each on or off")
+  )
+  .add(
+    HttpApiEndpoint.patch("updateMyPreferences", "/me/preferences")
+      .setPayload(UpdatePreferencesRequest)
+      .addSuccess(Preferences)
+      .annotate(OpenApi.Summary, "Turn email or in-app notifications on or off; what is left out stays as it is")
+      .annotate(
+        OpenApi.Description,
+        "Applies to events the worker handles from then on; notifications already written stay"
+      )
   )
   .add(
     HttpApiEndpoint.post("changeMyPassword", "/me/password")
@@ -51,6 +84,7 @@ export class UsersApi extends HttpApiGroup.make("users")
   )
   .add(
     HttpApiEndpoint.get("getUser", "/:id")
+      .annotate(OpenApi.Description, "Admins only (403 otherwise); 404 for an unknown id.")
       .setPath(UserIdPath)
       .addSuccess(User)
       .addError(Forbidden, { status: 403 })
@@ -86,6 +120,10 @@ export class UsersApi extends HttpApiGroup.make("users")
   )
   .add(
     HttpApiEndpoint.post("reactivateUser", "/:id/reactivate")
+      .annotate(
+        OpenApi.Description,
+        "An active user answers 200 and nothing changes. The user logs in again for a new token."
+      )
       .setPath(UserIdPath)
       .addSuccess(User)
       .addError(Forbidden, { status: 403 })
@@ -97,6 +135,10 @@ export class UsersApi extends HttpApiGroup.make("users")
   )
   .add(
     HttpApiEndpoint.post("resetPassword", "/:id/password")
+      .annotate(
+        OpenApi.Description,
+        "For a user who lost their password: every session of theirs ends; they log in with the new one."
+      )
       .setPath(UserIdPath)
       .setPayload(ResetPasswordRequest)
       .addSuccess(HttpApiSchema.NoContent)

@@ -18,7 +18,16 @@ export const User = Schema.Struct({
   role: Role,
   active: Schema.Boolean.annotations({ description: "A deactivated user cannot log in, and their tokens are refused" }),
   createdAt: Timestamp
-}).annotations({ identifier: "User" })
+}).annotations({
+  identifier: "User",
+  examples: [{
+    id: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    username: "alice",
+    role: "agent",
+    active: true,
+    createdAt: "2026-12-02T10:00:00.000Z"
+  }]
+})
 export type User = typeof User.Type
 
 export const UserPage = Schema.Struct({

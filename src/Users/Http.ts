@@ -4,15 +4,22 @@ import { CurrentUser } from "../Auth/CurrentUser.js"
 import { retryAfter } from "../Auth/Http.js"
 import { apiOf } from "../Kit/Api.js"
 import { UsersApi } from "./Api.js"
+import { UserPreferences } from "./Preferences.js"
 import { Users } from "./Users.js"
 
 export const HttpUsersLive = HttpApiBuilder.group(apiOf(UsersApi), "users", (handlers) =>
   Effect.gen(function*() {
     const users = yield* Users
+    const preferences = yield* UserPreferences
     return handlers
       .handle("createUser", ({ payload }) => Effect.flatMap(CurrentUser, (actor) => users.create(actor, payload)))
       .handle("listUsers", ({ urlParams }) => Effect.flatMap(CurrentUser, (actor) => users.list(actor, urlParams)))
       .handle("getMe", () => Effect.flatMap(CurrentUser, users.me))
+      .handle("getMyPreferences", () => Effect.flatMap(CurrentUser, (actor) => preferences.get(actor.id)))
+      .handle(
+        "updateMyPreferences",
+        ({ payload }) => Effect.flatMap(CurrentUser, (actor) => preferences.update(actor.id, payload))
+      )
       .handle("changeMyPassword", ({ payload }) =>
         Effect.gen(function*() {
           const actor = yield* CurrentUser
@@ -39,4 +46,4 @@ export const HttpUsersLive = HttpApiBuilder.group(apiOf(UsersApi), "users", (han
         ({ path, payload }) =>
           Effect.flatMap(CurrentUser, (actor) => users.resetPassword(actor, path.id, payload.password))
       )
-  })).pipe(Layer.provide(Users.Default))
+  })).pipe(Layer.provide([Users.Default, UserPreferences.Default]))

@@ -10,7 +10,7 @@ import { Duration, Effect, Layer, Metric, Queue, Schedule } from "effect"
 import { consume } from "../Broker/Consumer.js"
 import type { Delivery } from "../Broker/Delivery.js"
 import { DLQ, QUEUES, topologyOptions } from "../Broker/Topology.js"
-import { QueueType, WorkerConfig } from "../Config.js"
+import { CrashLoopLimit, QueueType, WorkerConfig } from "../Config.js"
 import { queueDepth, summary, WorkerMetrics } from "./Metrics.js"
 import { makeProcessor } from "./Processor.js"
 
@@ -19,7 +19,7 @@ export const WorkerLive = Layer.scopedDiscard(
     const cfg = yield* WorkerConfig
     const queueType = yield* QueueType
     const metrics = yield* WorkerMetrics
-    const processBatch = yield* makeProcessor(cfg)
+    const processBatch = yield* makeProcessor(cfg, { crashLoopLimit: yield* CrashLoopLimit })
 
     const inbox = yield* Queue.unbounded<Delivery>()
     // Deliveries received and not yet through the processor (read by shutdown).
@@ -69,8 +69,11 @@ export const WorkerLive = Layer.scopedDiscard(
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* consumer.stop
+        // Finalizers run uninterruptibly, and a timeout ends its effect by interrupting it: without
+        // `interruptible` a batch that never finishes (a stuck handler) would hold shutdown forever.
         const drained = yield* Effect.sync(() => inFlight.count).pipe(
           Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n <= 0 }),
+          Effect.interruptible,
           Effect.timeout(cfg.shutdownTimeout),
           Effect.option
         )

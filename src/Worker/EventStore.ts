@@ -1,7 +1,8 @@
 /**
  * The worker's database side: the watcher lookup for `message.sent`, and the
  * batch commit that claims events in `processed_events` and writes their
- * notifications in one transaction. A claimed event's effects commit with its
+ * notifications (those the recipients policy lets through at claim time,
+ * src/Notifications/Recipients.ts) and email deliveries in one transaction. A claimed event's effects commit with its
  * claim, so a crash at any point neither loses nor repeats them.
  *
  * The same statement checks what the worker must not take on trust: that the
@@ -12,8 +13,9 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, Data, Effect, Layer } from "effect"
+import { ELIGIBLE_SQL } from "../Notifications/Recipients.js"
 import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
-import type { NotificationRow, Plan, Watchers } from "./Handlers.js"
+import type { MentionRow, NotificationRow, Plan, Watchers } from "./Handlers.js"
 
 export class StoreError extends Data.TaggedError("StoreError")<{
   readonly message: string
@@ -61,8 +63,8 @@ const toStoreError = (what: string) => (error: SqlError.SqlError) =>
  */
 const COMMIT_SQL = `
 WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[])
-    AS i(event_id, event_type, fingerprint, ticket_id, owner_id, message_id, author_id)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $14::uuid[])
+    AS i(event_id, event_type, fingerprint, ticket_id, owner_id, message_id, author_id, actor_id)
 ), known AS (
   SELECT i.* FROM input i
   WHERE CASE WHEN i.message_id IS NULL
@@ -80,11 +82,40 @@ WITH input AS (
 ), outcome AS (
   SELECT u.event_id, u.fingerprint = k.fingerprint AS claimed, u.fingerprint
   FROM upserted u JOIN known k USING (event_id)
+), claimed_events AS (
+  SELECT k.event_id, k.event_type, k.ticket_id, k.actor_id FROM known k JOIN outcome o USING (event_id) WHERE o.claimed
+), direct_input AS (
+  SELECT * FROM unnest($9::text[], $10::text[], $11::uuid[], $12::text[], $15::text[], $13::text[], $16::text[],
+    $17::text[], $18::text[]) AS n(event_id, event_type, recipient_id, channel, reason, body, subject, text, html)
+), mention_input AS (
+  SELECT m.*, 'notice'::text AS reason
+  FROM unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
+    AS m(event_id, username, channel, body, subject, text, html)
+), eligible AS (${ELIGIBLE_SQL}
 ), notified AS (
   INSERT INTO notifications (event_id, event_type, recipient_id, channel, body)
-  SELECT n.* FROM unnest($9::text[], $10::text[], $11::uuid[], $12::text[], $13::text[])
-    AS n(event_id, event_type, recipient_id, channel, body)
-  WHERE n.event_id IN (SELECT event_id FROM outcome WHERE claimed)
+  SELECT event_id, event_type, recipient_id, channel, body FROM eligible
+  RETURNING id, event_id, recipient_id, channel
+), emailed AS (
+  -- Email deliveries (src/Notifications/Dispatcher.ts sends them): one per email notification whose user has an
+  -- address. The key is sha256(event_id|email|recipient_id): the intent once, however often it is planned.
+  INSERT INTO deliveries (idempotency_key, channel, event_id, event_type, notification_id, recipient_id, payload)
+  SELECT encode(sha256(convert_to(n.event_id || '|email|' || n.recipient_id::text, 'UTF8')), 'hex'), 'email',
+    n.event_id, e.event_type, n.id, n.recipient_id,
+    json_build_object('to', e.email, 'subject', e.subject, 'text', e.text, 'html', e.html)
+  FROM notified n JOIN eligible e USING (event_id, recipient_id, channel)
+  WHERE n.channel = 'email' AND e.email IS NOT NULL
+  ON CONFLICT (idempotency_key) DO NOTHING
+), webhooked AS (
+  -- Webhook deliveries (src/Webhooks/Channel.ts sends them): one per claimed event and active subscription of its
+  -- type, with the event's envelope ($26). The key, sha256(event_id|webhook|subscription_id), is the webhook-id.
+  INSERT INTO deliveries (idempotency_key, channel, event_id, event_type, subscription_id, payload)
+  SELECT encode(sha256(convert_to(c.event_id || '|webhook|' || s.id::text, 'UTF8')), 'hex'), 'webhook',
+    c.event_id, c.event_type, s.id, w.envelope::json
+  FROM claimed_events c
+  JOIN unnest($1::text[], $26::text[]) AS w(event_id, envelope) USING (event_id)
+  JOIN webhook_subscriptions s ON s.active AND s.event_types @> ARRAY[c.event_type]
+  ON CONFLICT (idempotency_key) DO NOTHING
 )
 SELECT event_id, CASE WHEN claimed THEN 'claimed' ELSE 'conflict' END AS outcome, fingerprint FROM outcome
 UNION ALL
@@ -140,6 +171,7 @@ export const EventStoreLive = Layer.effect(
       commit: (processor, plans) => {
         if (plans.length === 0) return Effect.succeed(toResult([]))
         const notifications: Array<NotificationRow> = plans.flatMap((p) => p.notifications)
+        const mentions: Array<MentionRow> = plans.flatMap((p) => p.mentions)
         // One statement, so one implicit transaction and one round trip: the entity checks, the
         // claims, and the notifications of exactly the events it claimed.
         return sql.unsafe<OutcomeRow>(COMMIT_SQL, [
@@ -155,7 +187,20 @@ export const EventStoreLive = Layer.effect(
           notifications.map((n) => n.eventType),
           notifications.map((n) => n.recipientId),
           notifications.map((n) => n.channel),
-          notifications.map((n) => n.body)
+          notifications.map((n) => n.body),
+          plans.map((p) => p.actorId),
+          notifications.map((n) => n.reason),
+          notifications.map((n) => n.email?.subject ?? null),
+          notifications.map((n) => n.email?.text ?? null),
+          notifications.map((n) => n.email?.html ?? null),
+          mentions.map((m) => m.eventId),
+          mentions.map((m) => m.username),
+          mentions.map((m) => m.channel),
+          mentions.map((m) => m.body),
+          mentions.map((m) => m.email?.subject ?? null),
+          mentions.map((m) => m.email?.text ?? null),
+          mentions.map((m) => m.email?.html ?? null),
+          plans.map((p) => JSON.stringify(p.event))
         ]).pipe(
           Effect.map(toResult),
           Effect.mapError(toStoreError("Commit failed"))

@@ -6,13 +6,36 @@
  * committed.
  */
 import { type DomainEvent, eventFingerprint } from "../Domain/Events.js"
+import { audience, type NotificationChannel, type Reason, type Watchers } from "../Notifications/Recipients.js"
+import { type EmailContent, render } from "../Notifications/Templates.js"
 
+export type { Watchers }
+
+/**
+ * A notification the plan asks for. The claim statement writes it only if the
+ * database half of the recipients policy (src/Notifications/Recipients.ts)
+ * lets it through, and adds an email delivery for an email row whose user has
+ * an address.
+ */
 export interface NotificationRow {
   readonly eventId: string
   readonly eventType: string
   readonly recipientId: string
-  readonly channel: "email" | "in_app"
+  readonly channel: NotificationChannel
+  readonly reason: Reason
   readonly body: string
+  /** The email to send: on email rows only. */
+  readonly email: EmailContent | null
+}
+
+/** A `@username` in a message: resolved to a user in the claim statement, told on one channel. */
+export interface MentionRow {
+  readonly eventId: string
+  readonly eventType: string
+  readonly username: string
+  readonly channel: NotificationChannel
+  readonly body: string
+  readonly email: EmailContent | null
 }
 
 /**
@@ -35,18 +58,13 @@ export interface Plan {
   /** Of the event's name and payload (Domain/Events.ts): stored with its claim. */
   readonly fingerprint: string
   readonly requires: Requirement
+  /** The author of the change (never told, receipts aside: Recipients.ts). */
+  readonly actorId: string
   readonly notifications: ReadonlyArray<NotificationRow>
+  readonly mentions: ReadonlyArray<MentionRow>
   readonly invalidatesListings: boolean
   readonly lines: ReadonlyArray<string>
 }
-
-/** Watchers per ticket id: owner, assignee and everyone who wrote on it. */
-export type Watchers = ReadonlyMap<string, ReadonlyArray<string>>
-
-const unique = (
-  ids: ReadonlyArray<string | null>,
-  except?: string
-) => [...new Set(ids.filter((id): id is string => id !== null && id !== except))]
 
 /**
  * PostgreSQL text cannot hold NUL: an event from another publisher may carry
@@ -55,15 +73,49 @@ const unique = (
  */
 const storable = (text: string) => (text.includes("\u0000") ? text.replace(/\u0000/g, "\uFFFD") : text)
 
-export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
-  const note = (recipientId: string, channel: NotificationRow["channel"], body: string): NotificationRow => ({
-    eventId: event.eventId,
-    eventType: event.event,
-    recipientId,
-    channel,
-    body: storable(body)
+const storableEmail = (email: EmailContent): EmailContent => ({
+  subject: storable(email.subject),
+  text: storable(email.text),
+  html: storable(email.html)
+})
+
+/** The notifications and mentions of an event, from the recipients policy and the templates. */
+const notify = (event: DomainEvent, watchers: Watchers) => {
+  const who = audience(event, watchers)
+  const rendered = { receipt: render(event, "receipt"), notice: render(event, "notice") }
+  const content = (reason: Reason, channel: NotificationChannel) => ({
+    body: storable(rendered[reason].body),
+    email: channel === "email" ? storableEmail(rendered[reason].email) : null
   })
+  const notifications = who.direct.flatMap((a) =>
+    a.channels.map((channel): NotificationRow => ({
+      eventId: event.eventId,
+      eventType: event.event,
+      recipientId: a.recipientId,
+      channel,
+      reason: a.reason,
+      ...content(a.reason, channel)
+    }))
+  )
+  const mentions = who.mentions.flatMap((username) =>
+    (["email", "in_app"] as const).map((channel): MentionRow => ({
+      eventId: event.eventId,
+      eventType: event.event,
+      username,
+      channel,
+      ...content("notice", channel)
+    }))
+  )
+  return { actorId: who.actorId, notifications, mentions }
+}
+
+/** How many people a plan may tell (`@mentions` resolve later, so they count as candidates). */
+const told = (n: ReturnType<typeof notify>) =>
+  new Set(n.notifications.filter((r) => r.reason === "notice").map((r) => r.recipientId)).size
+
+export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
   const fingerprint = eventFingerprint(event)
+  const notes = notify(event, watchers)
   switch (event.event) {
     case "ticket.created": {
       const p = event.payload
@@ -71,55 +123,50 @@ export const plan = (event: DomainEvent, watchers: Watchers): Plan => {
         event,
         fingerprint,
         requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
-        notifications: [note(p.ownerId, "email", `Your ticket "${p.title}" was created (${p.id})`)],
+        ...notes,
         invalidatesListings: true,
-        lines: [`🎫 Ticket created: ${p.id}`, `   📧 [FAKE] Email notification sent to ticket owner ${p.ownerId}`]
+        lines: [`🎫 Ticket created: ${p.id}`, `   📧 Email notification queued for ticket owner ${p.ownerId}`]
       }
     }
     case "ticket.updated": {
       const p = event.payload
-      const recipients = unique([p.ownerId, p.assigneeId], p.updatedBy)
       return {
         event,
         fingerprint,
         requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
-        notifications: recipients.map((r) =>
-          note(r, "email", `Ticket ${p.id} was updated: ${p.changedFields.join(", ")}`)
-        ),
+        ...notes,
         invalidatesListings: true,
         lines: [
           `✏️  Ticket updated: ${p.id} (${p.changedFields.join(", ")})`,
-          `   📧 [FAKE] Update notification sent to ${recipients.length} recipient(s)`
+          `   📧 Update notification queued for ${told(notes)} recipient(s)`
         ]
       }
     }
     case "ticket.status_changed": {
       const p = event.payload
-      const recipients = unique([p.ownerId, p.assigneeId], p.changedBy)
       return {
         event,
         fingerprint,
         requires: { _tag: "Ticket", ticketId: p.id, ownerId: p.ownerId },
-        notifications: recipients.map((r) => note(r, "email", `Ticket ${p.id} moved from ${p.from} to ${p.to}`)),
+        ...notes,
         invalidatesListings: true,
         lines: [
           `🔀 Ticket ${p.id} status changed: ${p.from} → ${p.to}`,
-          `   📧 [FAKE] Status notification sent to ${recipients.length} recipient(s)`
+          `   📧 Status notification queued for ${told(notes)} recipient(s)`
         ]
       }
     }
     case "message.sent": {
       const p = event.payload
-      const recipients = unique(watchers.get(p.ticketId) ?? [], p.authorId)
       return {
         event,
         fingerprint,
         requires: { _tag: "Message", messageId: p.id, ticketId: p.ticketId, authorId: p.authorId },
-        notifications: recipients.map((r) => note(r, "in_app", `New message on ticket ${p.ticketId}`)),
+        ...notes,
         invalidatesListings: false,
         lines: [
           `💬 Message sent in ticket ${p.ticketId} by ${p.authorId}`,
-          `   📧 [FAKE] Message notification sent to ticket watchers`
+          `   📧 Message notification queued for ticket watchers`
         ]
       }
     }

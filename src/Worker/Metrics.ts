@@ -12,7 +12,15 @@
 import { Context, Effect, Layer, Metric, MetricBoundaries } from "effect"
 import { EVENT_NAMES } from "../Domain/Events.js"
 
-export type Outcome = "processed" | "failed" | "retried" | "duplicates" | "poison" | "invalid" | "conflicts"
+export type Outcome =
+  | "processed"
+  | "failed"
+  | "retried"
+  | "duplicates"
+  | "poison"
+  | "invalid"
+  | "conflicts"
+  | "crashLoops"
 
 export const processedTotal = Metric.counter("opsdesk_worker_processed_total", {
   description: "Events processed",
@@ -41,6 +49,11 @@ export const invalidTotal = Metric.counter("opsdesk_worker_invalid_total", {
 })
 export const conflictsTotal = Metric.counter("opsdesk_worker_conflicts_total", {
   description: "Events sent to the DLQ unprocessed: their eventId was already processed with another payload",
+  incremental: true
+})
+export const crashLoopsTotal = Metric.counter("opsdesk_worker_crash_loop_total", {
+  description:
+    "Messages sent to the DLQ unprocessed after CRASH_LOOP_LIMIT deliveries that each ended without settling them (their batch failed, or the worker died)",
   incremental: true
 })
 export const lagClampedTotal = Metric.counter("opsdesk_worker_lag_clamped_total", {
@@ -76,6 +89,7 @@ export interface Totals {
   poison: number
   invalid: number
   conflicts: number
+  crashLoops: number
   /** Per event type: count and summed milliseconds of processed events. */
   timings: Map<string, { count: number; totalMs: number; maxMs: number }>
 }
@@ -113,6 +127,7 @@ export const make = Effect.sync(() => {
     poison: 0,
     invalid: 0,
     conflicts: 0,
+    crashLoops: 0,
     timings: new Map()
   }
   const tagged = {
@@ -122,7 +137,8 @@ export const make = Effect.sync(() => {
     duplicates: memo((e) => duplicatesTotal.pipe(Metric.tagged("event", e))),
     poison: memo((e) => poisonTotal.pipe(Metric.tagged("event", e))),
     invalid: memo((e) => invalidTotal.pipe(Metric.tagged("event", e))),
-    conflicts: memo((e) => conflictsTotal.pipe(Metric.tagged("event", e)))
+    conflicts: memo((e) => conflictsTotal.pipe(Metric.tagged("event", e))),
+    crashLoops: memo((e) => crashLoopsTotal.pipe(Metric.tagged("event", e)))
   } satisfies Record<Outcome, unknown>
   const time = memo((e) => processingTime.pipe(Metric.tagged("event", e)))
   const lag = memo((e) => endToEndLag.pipe(Metric.tagged("event", e)))
@@ -164,7 +180,7 @@ export const summary = (t: Totals): string => {
     "",
     "📊 Worker Metrics:",
     `  ✅ Processed: ${t.processed}`,
-    `  ❌ Failed: ${t.failed + t.poison + t.invalid + t.conflicts}`,
+    `  ❌ Failed: ${t.failed + t.poison + t.invalid + t.conflicts + t.crashLoops}`,
     `  🔄 Retried: ${t.retried}`,
     `  ⏭️  Duplicates: ${t.duplicates}`
   ]

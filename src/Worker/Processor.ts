@@ -28,16 +28,38 @@
  *          cannot be, the original is not acked and goes back to its queue. A
  *          retry copy that cannot be encoded at all (headers too large) goes to
  *          the DLQ instead, as poison: going back to its queue would loop.
+ *
+ * A batch that fails as a whole (a defect: a bug outside the handlers, not an
+ * event's own failure) is requeued, and so is one whose worker dies. Before
+ * that, `guard` counts the redeliveries of such messages (CrashCounter.ts,
+ * only for deliveries flagged `redelivered`): one redelivered once runs with
+ * the others; one redelivered again is a suspect and runs in a batch of its
+ * own, so it no longer takes its neighbours down; one redelivered
+ * CRASH_LOOP_LIMIT times goes to the DLQ as `crash-loop`, unprocessed, with
+ * the last failure seen.
  */
-import { Clock, type Context, Effect, Either, Exit, FiberRef, LogLevel, Option, Schedule, type Tracer } from "effect"
+import {
+  Cause,
+  Clock,
+  type Context,
+  Effect,
+  Either,
+  Exit,
+  FiberRef,
+  LogLevel,
+  Option,
+  Schedule,
+  type Tracer
+} from "effect"
 import { decodeDelivery, type Delivery, type UnencodableCopy } from "../Broker/Delivery.js"
 import { attemptOf, type Fingerprints } from "../Broker/Headers.js"
 import { queueFor, retryDelays } from "../Broker/Topology.js"
-import type { WorkerConfig } from "../Config.js"
+import { CrashLoopLimit, type WorkerConfig } from "../Config.js"
 import { type DomainEvent, eventFingerprint, isTicketEvent } from "../Domain/Events.js"
 import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders } from "../Observability/TraceContext.js"
 import { TicketListCache } from "../Tickets/ListCache.js"
+import { CrashCounter, type CrashCounterService, messageKey } from "./CrashCounter.js"
 import { type CommitResult, EventStore, type StoreError } from "./EventStore.js"
 import { Faults, type HandlerError } from "./Faults.js"
 import { describeRequirement, type Plan, plan, type Watchers } from "./Handlers.js"
@@ -59,12 +81,18 @@ export interface Env {
   readonly immediate: Schedule.Schedule<unknown, unknown>
   /** One warning for every hold (PostgreSQL or Redis away), at most every 5 s. */
   readonly holding: RateLimitedWarning
+  /** Redeliveries of unsettled messages, and the limit beyond which they are a crash loop. */
+  readonly crashes: CrashCounterService
+  readonly crashLoopLimit: number
 }
 
-export const makeEnv = (cfg: WorkerConfig) =>
+export const makeEnv = (cfg: WorkerConfig, options: { readonly crashLoopLimit?: number } = {}) =>
   Effect.gen(function*() {
     const env: Env = {
       cfg,
+      crashes: yield* CrashCounter,
+      // Read at start-up by the worker (a bad value fails it there); tests take the default.
+      crashLoopLimit: options.crashLoopLimit ?? (yield* Effect.orDie(CrashLoopLimit)),
       store: yield* EventStore,
       cache: yield* TicketListCache,
       faults: yield* Faults,
@@ -97,6 +125,10 @@ export interface Planned extends Item {
 // ---------------------------------------------------------------------------------------------
 
 export const processBatch = (env: Env): ProcessBatch => (deliveries) =>
+  deliveries.some((d) => d.redelivered === true) ? guard(env, deliveries) : Effect.asVoid(runBatch(env, deliveries))
+
+/** The steps, for one batch. Succeeds with false if the batch failed as a whole and was requeued. */
+const runBatch = (env: Env, deliveries: ReadonlyArray<Delivery>): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
     const decoded = yield* traced(decode(deliveries, env.cfg.maxRetries))
@@ -110,16 +142,96 @@ export const processBatch = (env: Env): ProcessBatch => (deliveries) =>
       retryStumbled(env, plans, decoded.items.length, startedAt)
     ], { concurrency: "unbounded", discard: true })
     yield* settleCopies(env, decoded.copies, deliveries.length)
+    return true
   }).pipe(
-    // A bug must not strand messages in the prefetch window: give them back.
+    // A bug must not strand messages in the prefetch window: give them back. Their redeliveries are
+    // counted (see `guard`); the cause is kept for the DLQ reason should one of them loop.
     Effect.catchAllCause((cause) =>
       Effect.logError("Unexpected failure while processing a batch; requeueing it", cause).pipe(
-        Effect.zipRight(Effect.forEach(deliveries, (d) => d.requeue, { discard: true }))
+        Effect.zipRight(
+          env.crashes.failed(deliveries.map(messageKey), describeCause(cause)).pipe(
+            Effect.catchAll((e) => Effect.logWarning(`Could not record the batch failure: ${e.message}`))
+          )
+        ),
+        Effect.zipRight(Effect.forEach(deliveries, (d) => d.requeue, { discard: true })),
+        Effect.as(false)
       )
     )
   )
 
-export const makeProcessor = (cfg: WorkerConfig) => Effect.map(makeEnv(cfg), processBatch)
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const squashed = Cause.squash(cause)
+  return (squashed instanceof Error ? `${squashed.name}: ${squashed.message}` : String(squashed)).slice(0, 1000)
+}
+
+/**
+ * A batch with redelivered messages: count their redeliveries, dead-letter the
+ * crash loops, run the suspects one by one and the rest together, and forget
+ * the counts of those settled. If the count cannot be written (PostgreSQL
+ * away), every redelivered message runs on its own: isolated, never
+ * dead-lettered for it.
+ */
+const guard = (env: Env, deliveries: ReadonlyArray<Delivery>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const redelivered = deliveries.filter((d) => d.redelivered === true)
+    const counted = yield* Effect.either(env.crashes.redelivered(redelivered.map(messageKey)))
+    if (Either.isLeft(counted)) {
+      yield* env.holding.warn(`Cannot count redeliveries (${counted.left.message}); running them one by one`)
+    }
+    const attempts = (d: Delivery) =>
+      Either.isRight(counted) ? counted.right.get(messageKey(d)) : { deliveries: SUSPECT_AFTER, lastError: null }
+    const together: Array<Delivery> = deliveries.filter((d) => d.redelivered !== true)
+    const alone: Array<Delivery> = []
+    for (const d of redelivered) {
+      const n = attempts(d)?.deliveries ?? 1
+      if (Either.isRight(counted) && n >= env.crashLoopLimit) {
+        yield* deadLetterCrashLoop(env, d, n, attempts(d)?.lastError ?? null)
+      } else if (n >= SUSPECT_AFTER) alone.push(d)
+      else together.push(d)
+    }
+    const settled = (batch: ReadonlyArray<Delivery>) =>
+      Effect.flatMap(runBatch(env, batch), (ok) => {
+        const keys = batch.filter((d) => d.redelivered === true).map(messageKey)
+        return ok && keys.length > 0 && Either.isRight(counted)
+          ? Effect.catchAll(
+            env.crashes.settled(keys),
+            (e) => Effect.logWarning(`Could not clear redelivery counts: ${e.message}`)
+          )
+          : Effect.void
+      })
+    // Side by side: a suspect that hangs (or takes the worker down) holds up nothing else of the batch.
+    yield* Effect.all([
+      together.length > 0 ? settled(together) : Effect.void,
+      Effect.forEach(alone, (d) => settled([d]), { concurrency: "unbounded", discard: true })
+    ], { concurrency: "unbounded", discard: true })
+  })
+
+/** A message redelivered this often (without being settled) runs in a batch of its own. */
+const SUSPECT_AFTER = 2
+
+/** A crash loop: to the DLQ unprocessed, with why; acked once the copy is confirmed. */
+const deadLetterCrashLoop = (env: Env, delivery: Delivery, deliveries: number, lastError: string | null) => {
+  const reason = `Crash loop: delivered ${deliveries + 1} times; the ${deliveries} before this one ended ` +
+    `without settling it (its batch failed as a whole, or the worker stopped while processing it)` +
+    (lastError === null ? "" : `; last failure: ${lastError}`)
+  return Effect.logError(
+    `🔁 Crash loop on ${delivery.queue} (messageId: ${delivery.messageId ?? "none"}), sending to DLQ: ${reason}`
+  ).pipe(
+    Effect.zipRight(delivery.deadLetter({ kind: "crash-loop", reason, attempts: deliveries + 1 })),
+    Effect.zipRight(delivery.ack),
+    Effect.zipRight(env.metrics.record("crashLoops", delivery.routingKey)),
+    Effect.zipRight(
+      Effect.catchAll(
+        env.crashes.settled([messageKey(delivery)]),
+        (e) => Effect.logWarning(`Could not clear a redelivery count: ${e.message}`)
+      )
+    ),
+    Effect.catchTag("BrokerError", requeueAfterPause(delivery, "dead-letter a crash loop"))
+  )
+}
+
+export const makeProcessor = (cfg: WorkerConfig, options: { readonly crashLoopLimit?: number } = {}) =>
+  Effect.map(makeEnv(cfg, options), processBatch)
 
 // ---------------------------------------------------------------------------------------------
 // decode

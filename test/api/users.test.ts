@@ -40,14 +40,14 @@ layer(apiWithOwnThrottle("users", { LOGIN_MAX_FAILURES: MAX_FAILURES }), {
       expect(user).toMatchObject({ username, role: "agent" })
       expect(Object.keys(r.body as object).sort()).toEqual(["active", "createdAt", "id", "role", "username"])
       expect(user.active).toBe(true)
-      expect(r.text).not.toContain("scrypt")
+      expect(r.text).not.toContain("argon2")
 
       const login = yield* post("/v1/auth/login", { username, password: "s3cret-password" })
       expect(login.status).toBe(200)
 
       const sql = yield* SqlClient.SqlClient
       const [stored] = yield* sql<{ passwordHash: string }>`SELECT password_hash FROM users WHERE id = ${user.id}`
-      expect(stored!.passwordHash).toMatch(/^scrypt\$16384\$8\$1\$[\w-]+\$[\w-]+$/)
+      expect(stored!.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
       expect(stored!.passwordHash).not.toContain("s3cret-password")
 
       const audit = yield* auditRows(user.id)
@@ -339,7 +339,7 @@ layer(apiWithOwnThrottle("users", { LOGIN_MAX_FAILURES: MAX_FAILURES }), {
       expect(all.every((u) => u.role === "agent")).toBe(true)
       const order = ids(all).filter((id) => made.some((m) => m.id === id))
       expect(order).toEqual(made.map((m) => m.id).reverse())
-      expect(JSON.stringify(all)).not.toContain("scrypt")
+      expect(JSON.stringify(all)).not.toContain("argon2")
 
       const inactive = yield* walk("&role=agent&active=false")
       expect(inactive.every((u) => !u.active)).toBe(true)

@@ -5,23 +5,15 @@
  * files one at a time, so nothing else is using them meanwhile.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { runChaos } from "./run.js"
 
 describe("chaos (short run)", () => {
-  it("loses nothing and doubles nothing under every fault kind", () => {
-    const run = spawnSync(process.execPath, [
-      "--import",
-      "tsx",
-      "scripts/chaos.ts",
-      "--writes",
-      "300",
-      "--rate",
-      "30",
-      "--outage-s",
-      "3",
-      "--drain-timeout-s",
-      "120"
-    ], { encoding: "utf8", timeout: 300_000, env: { ...process.env, LOG_LEVEL: "info" } })
+  it("loses nothing and doubles nothing under every fault kind", async () => {
+    // dist/ is built by test/globalSetup.ts; the harness runs the bundles.
+    const run = await runChaos(
+      ["--no-build", "--writes", "300", "--rate", "30", "--outage-s", "3", "--drain-timeout-s", "120"],
+      300_000
+    )
     const report = `${run.stdout}\n${run.stderr}`
     expect(run.stdout, report).toContain("OpsDesk chaos run")
     expect(run.stdout, report).toMatch(/lost\s+0\n/)

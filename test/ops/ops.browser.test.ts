@@ -62,7 +62,7 @@ const NOTHING = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0,
 const DEGRADED: Overview = {
   generatedAt: new Date().toISOString(),
   queues: { available: false, error: "Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:5672", items: [] },
-  outbox: { available: true, error: null, backlog: 3, oldestUnpublishedSeconds: 75 },
+  outbox: { available: true, error: null, backlog: 3, oldestUnpublishedSeconds: 75, unroutable: 2 },
   worker: {
     available: false,
     error: "worker metrics unavailable: connect ECONNREFUSED 127.0.0.1:9464",
@@ -70,6 +70,27 @@ const DEGRADED: Overview = {
     scrapedAt: null,
     events: [],
     totals: NOTHING
+  },
+  workers: {
+    available: false,
+    error: "worker registry unavailable: the database is unreachable",
+    ttlSeconds: 30,
+    live: 0,
+    scrapedAt: null,
+    items: [],
+    events: [],
+    totals: NOTHING
+  },
+  webhooks: {
+    available: true,
+    error: null,
+    disabled: 1,
+    items: [{
+      id: "0b7c4f52-9d3e-4a8e-9f0e-2a1d3c4b5e6f",
+      url: "https://hooks.example.com/opsdesk",
+      disabledAt: new Date().toISOString(),
+      disabledReason: "disabled after 25 failed attempts in a row; the last: the receiver answered 503"
+    }]
   },
   dlq: {
     available: false,
@@ -308,7 +329,13 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       expect(yield* ui(() => page.textContent("#queues-card .panel-error"))).toBe(DEGRADED.queues.error)
       expect(yield* ui(() => page.textContent("#worker-card .panel-error"))).toBe(DEGRADED.worker.error)
       expect(yield* ui(() => page.textContent("[data-testid=outbox-oldest]"))).toBe("oldest unpublished: 1m 15s")
+      expect(yield* ui(() => page.textContent("[data-testid=outbox-unroutable]"))).toBe(
+        "2 unroutable (no queue bound): waiting for a route"
+      )
       expect(yield* ui(() => page.textContent("#status-text"))).toContain("3 sources unavailable")
+      expect(yield* ui(() => page.textContent("[data-testid=webhooks-disabled]"))).toBe(
+        "1 webhook subscription is disabled after failing: https://hooks.example.com/opsdesk (disabled after 25 failed attempts in a row; the last: the receiver answered 503). Re-enable with PATCH /v1/webhooks/{id} {\"active\": true}."
+      )
       yield* ui(() => page.screenshot({ path: "/tmp/ops-degraded.png", fullPage: true }))
       yield* ui(() => page.unroute("**/ops/api/overview"))
       yield* ui(() =>

@@ -88,13 +88,20 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       const dead = messageSent()
       yield* deadLetter(channel, dead, { error: "Handler exploded: boom", attempts: 4 })
 
-      // An unpublished outbox row an hour old.
+      // An unpublished outbox row an hour old, and one the broker returned as unroutable (waiting for a route).
       const sql = yield* SqlClient.SqlClient
       const stale = ticketCreated()
+      const returned = ticketCreated()
       yield* Effect.acquireRelease(
         sql`INSERT INTO outbox (event_id, event_type, envelope, created_at)
           VALUES (${stale.eventId}, ${stale.event}, ${JSON.stringify(stale)}::jsonb, now() - interval '1 hour')`,
         () => sql`DELETE FROM outbox WHERE event_id = ${stale.eventId}`.pipe(Effect.orDie)
+      )
+      yield* Effect.acquireRelease(
+        sql`INSERT INTO outbox (event_id, event_type, envelope, retry_at, last_error)
+          VALUES (${returned.eventId}, ${returned.event}, ${JSON.stringify(returned)}::jsonb,
+            now() + interval '1 hour', 'Unroutable: no queue is bound to routing key ticket.created')`,
+        () => sql`DELETE FROM outbox WHERE event_id = ${returned.eventId}`.pipe(Effect.orDie)
       )
 
       yield* worker.answer(
@@ -129,6 +136,7 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(o.outbox.available).toBe(true)
       expect(o.outbox.backlog).toBeGreaterThanOrEqual(1)
       expect(o.outbox.oldestUnpublishedSeconds).toBeGreaterThanOrEqual(3599)
+      expect(o.outbox.unroutable).toBeGreaterThanOrEqual(1)
 
       expect(o.worker).toMatchObject({ available: true, error: null, url: worker.url })
       const byEvent = Object.fromEntries(o.worker.events.map((e) => [e.event, e]))

@@ -2,18 +2,17 @@
  * The production API (`node dist/api.mjs`, the bundle test/globalSetup.ts
  * builds) as a child process, and a RabbitMQ vhost of its own, for black-box
  * tests that must not depend on where things live in src/: this file imports
- * nothing from src/ (the few lines of test/support/Env.ts it needs are copied).
+ * nothing from src/ (the broker's administration is test/support/BrokerAdmin.ts).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createServer, request } from "node:http"
 import { promisify } from "node:util"
+import * as BrokerAdmin from "./BrokerAdmin.js"
 
 const exec = promisify(execFile)
 
-export const AMQP_BASE = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
-
-const rabbitmqctl = (...args: Array<string>) => exec("rabbitmqctl", args, { timeout: 30_000 })
+export { AMQP_BASE } from "./BrokerAdmin.js"
 
 export interface Vhost {
   readonly vhost: string
@@ -24,15 +23,12 @@ export interface Vhost {
 /** A fresh, empty vhost (an earlier one of that name is deleted first); `deleteVhost` removes it with everything in it. */
 export const createVhost = async (name: string): Promise<Vhost> => {
   const vhost = `opsdesk_test_${name}_${process.pid}`
-  await rabbitmqctl("delete_vhost", vhost).catch(() => undefined)
-  await rabbitmqctl("add_vhost", vhost)
-  await rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-  return { vhost, url: `${AMQP_BASE.replace(/\/$/, "")}/${vhost}` }
+  await BrokerAdmin.deleteVhost(vhost)
+  await BrokerAdmin.addVhost(vhost)
+  return { vhost, url: BrokerAdmin.vhostUrl(vhost) }
 }
 
-export const deleteVhost = async (vhost: string): Promise<void> => {
-  await rabbitmqctl("delete_vhost", vhost).catch(() => undefined)
-}
+export const deleteVhost = (vhost: string): Promise<void> => BrokerAdmin.deleteVhost(vhost)
 
 /** A TCP port nobody listens on right now. */
 export const freePort = () =>

@@ -7,34 +7,20 @@
 import { SqlClient } from "@effect/sql"
 import * as amqp from "amqplib"
 import { ConfigProvider, type Duration, Effect, Layer, Schedule } from "effect"
-import { execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { promisify } from "node:util"
 import { makeEvent, type MessageSent, type TicketCreated } from "../../src/Domain/Events.js"
 import { RedisLive } from "../../src/Store/Redis.js"
 import { PgLive, runMigrations } from "../../src/Store/Sql.js"
+import * as BrokerAdmin from "./BrokerAdmin.js"
+import { BROKER_USERS_DIR } from "./BrokerAdmin.js"
 
 const exec = promisify(execFile)
 
-export const AMQP_BASE = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
-
-const rabbitmqctl = (...args: Array<string>) =>
-  Effect.tryPromise(() => exec("rabbitmqctl", args, { timeout: 30_000 })).pipe(Effect.asVoid)
+export { AMQP_BASE } from "./BrokerAdmin.js"
 
 const BROKER_USERS_SCRIPT = new URL("../../scripts/broker-users.sh", import.meta.url).pathname
-const BROKER_USERS_DIR = process.env.BROKER_USERS_DIR ?? new URL("../../.broker-users", import.meta.url).pathname
-
-/** `rabbitmqctl import_definitions` of `definitions`, given on standard input. */
-const importDefinitions = (definitions: string) =>
-  Effect.async<void, Error>((resume) => {
-    const child = spawn("rabbitmqctl", ["-q", "import_definitions"], { stdio: ["pipe", "ignore", "pipe"] })
-    let stderr = ""
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
-    child.once("error", (e) => resume(Effect.fail(e)))
-    child.once("exit", (code) =>
-      resume(code === 0 ? Effect.void : Effect.fail(new Error(`import_definitions failed (${code}): ${stderr}`))))
-    child.stdin.end(definitions)
-  })
 
 /**
  * OpsDesk's broker users (scripts/broker-users.sh) as the processes use them: a
@@ -77,7 +63,7 @@ export const withVhost = (name: string) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const vhost = `opsdesk_test_${name}_${process.pid}`
-      yield* rabbitmqctl("delete_vhost", vhost).pipe(Effect.ignore)
+      yield* Effect.promise(() => BrokerAdmin.deleteVhost(vhost))
       const { stdout } = yield* Effect.tryPromise(() =>
         exec("bash", [BROKER_USERS_SCRIPT, "--print", "--no-env-files", vhost], {
           timeout: 30_000,
@@ -85,15 +71,15 @@ export const withVhost = (name: string) =>
         })
       )
       const definitions = JSON.parse(stdout) as { permissions: Array<Record<string, string>> }
-      definitions.permissions.push({ user: "guest", vhost, configure: ".*", write: ".*", read: ".*" })
-      yield* importDefinitions(JSON.stringify(definitions))
-      return { vhost, url: `${AMQP_BASE.replace(/\/$/, "")}/${vhost}` }
+      definitions.permissions.push({ user: BrokerAdmin.ADMIN_USER, vhost, configure: ".*", write: ".*", read: ".*" })
+      yield* Effect.tryPromise(() => BrokerAdmin.importDefinitions(definitions))
+      return { vhost, url: BrokerAdmin.vhostUrl(vhost) }
     }),
-    ({ vhost }) => rabbitmqctl("delete_vhost", vhost).pipe(Effect.ignore)
+    ({ vhost }) => Effect.promise(() => BrokerAdmin.deleteVhost(vhost))
   )
 
 export const closeAllConnections = (vhost: string) =>
-  rabbitmqctl("close_all_connections", "-p", vhost, "test: connection closed under the worker")
+  Effect.tryPromise(() => BrokerAdmin.closeAllConnections(vhost, "test: connection closed under the worker"))
 
 /** One AMQP connection + confirm channel per test file (the broker here may have few file descriptors). */
 export const withAmqp = (url: string) =>

@@ -917,14 +917,15 @@ describe("Processor", () => {
       expect(opsOf(b, "retryLater-failed")).toHaveLength(2)
       expect(retriesOf(b)).toHaveLength(1)
       yield* expectProcessedOnce(w, event, (yield* w.store.get).watchers)
-      expect((yield* w.store.notificationsOf(event.eventId)).length).toBe(1)
+      // One notification per channel (email and in-app) for the one watcher.
+      expect((yield* w.store.notificationsOf(event.eventId)).map((n) => n.channel).sort()).toEqual(["email", "in_app"])
     })))
 
   // -------------------------------------------------------------------------------------------
   // 8. Watchers.
   // -------------------------------------------------------------------------------------------
 
-  it.effect.prop("(8) message.sent notifies every watcher except the author, once each", {
+  it.effect.prop("(8) message.sent notifies every watcher except the author, once per channel", {
     message: messageSentArb,
     watchers: fc.array(fc.uuid(), { maxLength: 6 }),
     authorWatches: fc.boolean(),
@@ -939,9 +940,12 @@ describe("Processor", () => {
       yield* w.run()
       const notes = yield* w.store.notificationsOf(message.eventId)
       const expected = known ? [...new Set(watchers)].filter((id) => id !== message.payload.authorId) : []
-      expect(notes.map((n) => n.recipientId)).toEqual(expected)
+      for (const channel of ["in_app", "email"] as const) {
+        expect(notes.filter((n) => n.channel === channel).map((n) => n.recipientId)).toEqual(expected)
+      }
+      expect(notes).toHaveLength(expected.length * 2)
       for (const n of notes) {
-        expect(n).toMatchObject({ eventId: message.eventId, eventType: "message.sent", channel: "in_app" })
+        expect(n).toMatchObject({ eventId: message.eventId, eventType: "message.sent" })
       }
       expect(notes.some((n) => n.recipientId === message.payload.authorId)).toBe(false)
       expect(yield* w.store.claimsOf(message.eventId)).toHaveLength(1)
@@ -1322,7 +1326,8 @@ describe("Processor", () => {
       yield* w.publish(message)
       yield* w.run()
       expect(retriesOf(yield* w.broker.get)).toEqual([])
-      expect((yield* w.store.notificationsOf(message.eventId)).map((n) => n.recipientId)).toEqual([watcher])
+      const notes = yield* w.store.notificationsOf(message.eventId)
+      expect(notes.filter((n) => n.channel === "in_app").map((n) => n.recipientId)).toEqual([watcher])
     })))
 
   it.effect("watcher lookup rejected: message.sent is retried later, ticket events of the batch go through", () =>
