@@ -7,8 +7,8 @@ const Checks = Schema.Struct({ database: Check, redis: Check, rabbitmq: Check })
 
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
-  { status: Schema.Literal("unavailable"), checks: Checks, down: Schema.Array(Schema.String) },
-  { description: "A dependency is unreachable; `down` names it" }
+  { checks: Checks, down: Schema.Array(Schema.String) },
+  { description: "A dependency is unreachable; `down` names it (the answer's `status` is the HTTP status, 503)" }
 ) {}
 
 export class HealthApi extends HttpApiGroup.make("health")

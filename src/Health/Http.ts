@@ -39,7 +39,7 @@ export const HttpHealthLive = HttpApiBuilder.group(apiOf(HealthApi), "health", (
             const down = Object.entries(checks).filter(([, state]) => state === "down").map(([name]) => name)
             return down.length === 0
               ? Effect.succeed({ status: "ready" as const, checks })
-              : Effect.fail(new NotReady({ status: "unavailable", checks, down }))
+              : Effect.fail(new NotReady({ checks, down }))
           })
         ))
   }))

@@ -11,7 +11,7 @@ import { randomBytes, scryptSync } from "node:crypto"
 import { LoginResponse } from "../../src/Auth/Api.js"
 import { resolveSecret } from "../../src/Auth/Secret.js"
 import { User } from "../../src/Users/Domain.js"
-import { call, decode, get, post } from "./support/Client.js"
+import { call, decode, get, post, problem } from "./support/Client.js"
 import { cleanupUsers, makeFixtures, PASSWORD } from "./support/Fixtures.js"
 import { apiTestLayer } from "./support/Layers.js"
 
@@ -94,7 +94,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
       expect(wrong.status).toBe(401)
       expect(unknown.status).toBe(401)
       expect(wrong.text).toBe(unknown.text)
-      expect(wrong.body).toEqual({ _tag: "Unauthorized", message: "Invalid username or password" })
+      expect(wrong.body).toEqual(problem(401, "Unauthorized", "Invalid username or password"))
     }))
 
   it.effect("a login without both fields is 400", () =>

@@ -13,6 +13,7 @@ import { waitUntil } from "../support/Env.js"
 import { apiWithOwnThrottle } from "../support/LoginThrottle.js"
 import { type RawReply, rawRequest, serverPort } from "../support/RawHttp.js"
 import { TEST_DATABASE_URL } from "../support/testDatabase.js"
+import { problem } from "./support/Client.js"
 import { makeFixtures, PASSWORD } from "./support/Fixtures.js"
 
 interface Proxy {
@@ -110,7 +111,7 @@ const send = (method: string, path: string, options: { token?: string; body?: un
 
 const expectUnavailable = (r: RawReply, what: string) => {
   expect(r.status, `${what}: ${r.text}`).toBe(503)
-  expect(r.json, what).toEqual({ _tag: "ServiceUnavailable", message: expect.any(String) })
+  expect(r.json, what).toEqual(problem(503, "ServiceUnavailable", expect.any(String)))
   expect(r.headers["retry-after"], what).toBe("1")
 }
 

@@ -6,7 +6,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect, FastCheck, Ref } from "effect"
 import { Ticket } from "../../src/Tickets/Domain.js"
-import { call, decode, get, patch, post } from "./support/Client.js"
+import { call, decode, get, patch, post, problem } from "./support/Client.js"
 import { makeFixtures } from "./support/Fixtures.js"
 import { apiTestLayer, PublisherConnected } from "./support/Layers.js"
 
@@ -33,8 +33,9 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       const r = yield* get("/ready").pipe(Effect.ensuring(Ref.set(connected, true)))
       expect(r.status).toBe(503)
       expect(r.body).toMatchObject({
+        type: "about:blank",
         _tag: "NotReady",
-        status: "unavailable",
+        status: 503,
         checks: { database: "up", redis: "up", rabbitmq: "down" },
         down: ["rabbitmq"]
       })
@@ -87,7 +88,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
       for (const [method, path] of [["GET", "/nope"], ["DELETE", "/v1/tickets"], ["GET", "/v1"]] as const) {
         const r = yield* call(method, path)
         expect(r.status).toBe(404)
-        expect(r.body).toEqual({ _tag: "NotFound", message: "no such route" })
+        expect(r.body).toEqual(problem(404, "NotFound", "no such route"))
       }
     }))
 

@@ -6,7 +6,7 @@ import { Api } from "../../src/App/Api.js"
 import { MessageSent, TicketCreated } from "../../src/Domain/Events.js"
 import { Message, MessagePage } from "../../src/Messages/Domain.js"
 import { Ticket } from "../../src/Tickets/Domain.js"
-import { decode, get, post } from "./support/Client.js"
+import { decode, get, post, problem } from "./support/Client.js"
 import { auditRows, makeFixtures, outboxRows, PASSWORD, type TestUser } from "./support/Fixtures.js"
 import { apiTestLayer } from "./support/Layers.js"
 
@@ -73,7 +73,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("mes
       const unknownId = crypto.randomUUID()
       const unknown = yield* post("/v1/messages", { ticketId: unknownId, content: "void" }, agent.token)
       expect(unknown.status).toBe(404)
-      expect(unknown.body).toEqual({ _tag: "NotFound", message: `ticket ${unknownId} not found` })
+      expect(unknown.body).toEqual(problem(404, "NotFound", `ticket ${unknownId} not found`))
       const page = decode(MessagePage, yield* get(`/v1/tickets/${ticket.id}/messages`, owner.token))
       expect(page.items.map((m) => m.content)).toEqual(["mine", "staff reply"])
       expect((yield* get(`/v1/tickets/${ticket.id}/messages`, other.token)).status).toBe(404)

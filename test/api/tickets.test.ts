@@ -9,7 +9,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { TicketCreated, TicketStatusChanged, TicketUpdated } from "../../src/Domain/Events.js"
 import { Ticket, TicketPage } from "../../src/Tickets/Domain.js"
-import { call, decode, get, patch, post } from "./support/Client.js"
+import { call, decode, get, patch, post, problem } from "./support/Client.js"
 import { auditRows, cleanupUsers, makeFixtures, outboxRows, type TestUser } from "./support/Fixtures.js"
 import { apiTestLayer } from "./support/Layers.js"
 
@@ -104,11 +104,11 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       }
       const hidden = yield* get(`/v1/tickets/${ticket.id}`, other.token)
       expect(hidden.status).toBe(404)
-      expect(hidden.body).toEqual({ _tag: "NotFound", message: `ticket ${ticket.id} not found` })
+      expect(hidden.body).toEqual(problem(404, "NotFound", `ticket ${ticket.id} not found`))
       const unknownId = crypto.randomUUID()
       const unknown = yield* get(`/v1/tickets/${unknownId}`, other.token)
       expect(unknown.status).toBe(404)
-      expect(unknown.body).toEqual({ _tag: "NotFound", message: `ticket ${unknownId} not found` })
+      expect(unknown.body).toEqual(problem(404, "NotFound", `ticket ${unknownId} not found`))
       const malformed = yield* get("/v1/tickets/not-a-uuid", owner.token)
       expect(malformed.status).toBe(400)
       expect(malformed.body).toMatchObject({ _tag: "HttpApiDecodeError" })
@@ -175,7 +175,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       for (const cursor of ["zzz", "%%%", garbage, Buffer.from("hello").toString("base64url")]) {
         const r = yield* get(`/v1/tickets?cursor=${encodeURIComponent(cursor)}`, user.token)
         expect(r.status, cursor).toBe(400)
-        expect(r.body).toEqual({ _tag: "ValidationError", field: "cursor", message: "cursor is not valid" })
+        expect(r.body).toEqual(problem(400, "ValidationError", "cursor is not valid", { field: "cursor" }))
       }
     }))
 
@@ -322,7 +322,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("tic
       for (const status of ["open", "resolved", "closed"]) {
         const r = yield* setStatus(admin, ticket.id, status)
         expect(r.status, status).toBe(409)
-        expect(r.body).toEqual({ _tag: "Conflict", message: `cannot change status from open to ${status}` })
+        expect(r.body).toEqual(problem(409, "Conflict", `cannot change status from open to ${status}`))
       }
       const invalid = yield* setStatus(admin, ticket.id, "done")
       expect(invalid.status).toBe(400)

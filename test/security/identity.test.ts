@@ -23,7 +23,7 @@ import { randomBytes } from "node:crypto"
 import { Identity } from "../../src/Auth/Identity.js"
 import { JwtConfig } from "../../src/Config.js"
 import { Ticket } from "../../src/Tickets/Domain.js"
-import { call, decode, get, patch, post } from "../api/support/Client.js"
+import { call, decode, get, patch, post, problem } from "../api/support/Client.js"
 import { auditRows, cleanupUsers, makeFixtures, PASSWORD, suffix, type TestUser } from "../api/support/Fixtures.js"
 import { configFrom, withVhost } from "../support/Env.js"
 import { apiWithOwnThrottle, NO_THROTTLE } from "../support/LoginThrottle.js"
@@ -68,7 +68,7 @@ const expectRefused = (token: string, what: string) =>
     expect(r.body, what).toMatchObject({ _tag: "Unauthorized" })
   })
 
-const WRONG_PASSWORD = { _tag: "Unauthorized", message: "Invalid username or password" }
+const WRONG_PASSWORD = problem(401, "Unauthorized", "Invalid username or password")
 
 layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("identity from the database", (it) => {
   it.scoped("a deleted admin's token can no longer create users (401) nor purge the DLQ (401)", () =>

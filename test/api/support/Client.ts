@@ -1,6 +1,7 @@
 /** A small HTTP client for the API under test: raw requests, so tests see the wire format. */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Effect, Schema } from "effect"
+import { STATUS_CODES } from "node:http"
 
 export interface Reply {
   readonly status: number
@@ -49,5 +50,16 @@ export const post = (path: string, json: unknown, token?: string) => call("POST"
 export const patch = (path: string, json: unknown, token?: string) => call("PATCH", path, { token, json })
 
 /** The reply's body decoded with `schema` (a contract check as well as a cast). */
+/** The exact body of an error answer: RFC 9457 problem details (src/Kit/Problem.ts) with the error's own members. */
+export const problem = (status: number, tag: string, message: unknown, extra: Record<string, unknown> = {}) => ({
+  type: "about:blank",
+  title: STATUS_CODES[status],
+  status,
+  detail: message,
+  ...extra,
+  _tag: tag,
+  message
+})
+
 export const decode = <A, I>(schema: Schema.Schema<A, I>, reply: Reply): A =>
   Schema.decodeUnknownSync(schema)(reply.body)
