@@ -3,7 +3,12 @@
  * broker's ceiling and a bare HTTP server, measured in one run on the same
  * services, compared as ratios.
  *
- *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10] [--profile]
+ *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10]
+ *                    [--api-quiet-wait 60] [--e2e-rate 500] [--e2e-seconds 30] [--profile]
+ *
+ * The API part runs bench-api.mjs with OpsDesk, the bare node:http server and
+ * the NestJS peer (nest-api.mjs, publishing to the vhost `opsdesk_bench_nest`)
+ * interleaved. At the end every target of issue 15 is printed with its value.
  *
  * ../shared/bench may be read-only: it is copied into .bench/baseline and
  * installed there from its own lockfile. Everything runs in the RabbitMQ vhost
@@ -34,6 +39,8 @@ const N = Number(arg("n", "20000"))
 const RUNS = Number(arg("runs", "3"))
 const ONLY = new Set(arg("only", "drain,publish,api,e2e").split(","))
 const API_DURATION = arg("api-duration", "10")
+/** bench-api waits up to this long for a quiet machine before each measurement (its default: 60 s). */
+const API_QUIET_WAIT = arg("api-quiet-wait", "60")
 const E2E_RATE = Number(arg("e2e-rate", "500"))
 const E2E_SECONDS = Number(arg("e2e-seconds", "30"))
 /** --profile: OpsDesk's processes write V8 CPU profiles to .bench/profiles (open them in Chrome DevTools). */
@@ -47,6 +54,8 @@ const PG_BASE = process.env.BENCH_PG_BASE ?? "postgres://opsdesk:opsdesk@127.0.0
 const SEED_DB = `${PG_BASE}/opsdesk_bench`
 const OPSDESK_DB = `${PG_BASE}/opsdesk_benchmark`
 const VHOST = "opsdesk_bench"
+/** The NestJS peer publishes its ticket.created events here, apart from OpsDesk's, so bench-api can count them. */
+const NEST_VHOST = "opsdesk_bench_nest"
 const AMQP_URL = `${process.env.BENCH_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
 const EVENTS = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const
@@ -171,10 +180,23 @@ const setup = async () => {
   await exec("npm", ["run", "build"], { cwd: ROOT, timeout: 300_000 })
   const migrate = run(process.execPath, ["dist/migrate.mjs"], { env: { DATABASE_URL: OPSDESK_DB } })
   if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`)
-  await exec("bash", [
-    "-c",
-    `rabbitmqctl -q add_vhost ${VHOST} 2>/dev/null; rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`
-  ])
+  for (const vhost of [VHOST, NEST_VHOST]) {
+    await exec("bash", [
+      "-c",
+      `rabbitmqctl -q add_vhost ${vhost} 2>/dev/null; rabbitmqctl -q set_permissions -p ${vhost} guest '.*' '.*' '.*'`
+    ])
+  }
+  // bench-api counts nest's events in ticket.created.queue of the lib.mjs topology: declare it.
+  const c = await amqp.connect(AMQP_URL.replace(new RegExp(`/${VHOST}$`), `/${NEST_VHOST}`))
+  const ch = await c.createChannel()
+  await ch.assertExchange("opsdesk.events", "topic", { durable: true })
+  await ch.assertQueue("ticket.created.queue", {
+    durable: true,
+    deadLetterExchange: "",
+    deadLetterRoutingKey: "tickets.dlq"
+  })
+  await ch.bindQueue("ticket.created.queue", "opsdesk.events", "ticket.created")
+  await c.close()
 }
 
 // ----------------------------------------------------------------- events ---
@@ -357,7 +379,8 @@ const drainOpsDesk = async (
 ): Promise<DrainResult> => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
-  await db.query("TRUNCATE processed_events, notifications")
+  // CASCADE: the notification deliveries (migration 0009) reference notifications; this database is the bench's own.
+  await db.query("TRUNCATE processed_events, notifications CASCADE")
   const pub = await prepublish(n, opts.dupes ?? 0)
   const deleteEntities = await insertEntities(db, pub.events)
   const failPct = opts.failOncePercent ?? 0
@@ -402,12 +425,20 @@ const drainOpsDesk = async (
   const { rows: [books] } = await db.query<{ claims: number; notifications: number; doubled: number }>(`
     SELECT (SELECT count(*)::int FROM processed_events) AS claims,
            (SELECT count(*)::int FROM notifications) AS notifications,
-           (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id HAVING count(*) > 1) d) AS doubled`)
+           (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id, channel HAVING count(*) > 1) d) AS doubled`)
   await deleteEntities()
   await db.end()
   const left = await queueDepth()
-  // ticket.* events each notify exactly one recipient (the owner; assignee null); message.sent has no watchers here.
-  const expectedNotifications = pub.unique - Math.floor(pub.unique / 4)
+  // The recipients policy (Notifications/Recipients.ts) for these events: ticket.created, the owner's emailed
+  // receipt; ticket.updated and ticket.status_changed, the owner on both channels (email, in-app); message.sent,
+  // nobody (its author owns the ticket and is its only watcher).
+  const perEvent: Record<string, number> = {
+    "ticket.created": 1,
+    "ticket.updated": 2,
+    "ticket.status_changed": 2,
+    "message.sent": 0
+  }
+  const expectedNotifications = pub.events.reduce((n, e) => n + perEvent[e.event]!, 0)
   const ok = books!.claims === pub.unique && books!.notifications === expectedNotifications && books!.doubled === 0 &&
     left === 0
   const rate = span!.seconds ? Math.round((pub.unique - failing - span!.first) / span!.seconds) : 0
@@ -486,7 +517,23 @@ const startApi = async (env: Record<string, string> = {}) => {
   return { proc, url, token: accessToken }
 }
 
+interface ApiSummary {
+  readonly target: string
+  readonly endpoint: string
+  readonly medianReqPerSec: number
+  readonly medianP99: number
+}
+
+/**
+ * bench-api.mjs with OpsDesk, the bare server and the NestJS peer interleaved.
+ * Afterwards the relay (in the API process, as `npm start` runs it) must have
+ * published every outbox row the POSTs wrote: counted on the database.
+ */
 const apiBench = async () => {
+  const db = new pg.Client({ connectionString: OPSDESK_DB })
+  await db.connect()
+  await db.query("TRUNCATE outbox")
+  await prepublish(0, 0)
   const api = await startApi()
   const out = join(ROOT, ".bench/results", `bench-api-${Date.now()}.json`)
   const r = run(process.execPath, [
@@ -498,6 +545,7 @@ const apiBench = async () => {
     "--name",
     "opsdesk",
     "--with-bare",
+    "--with-nest",
     "--duration",
     API_DURATION,
     "--runs",
@@ -505,12 +553,40 @@ const apiBench = async () => {
     "--json",
     out,
     "--target-db",
-    "opsdesk_benchmark"
-  ], { cwd: SCRATCH, env: { DATABASE_URL: SEED_DB, REDIS_URL } })
+    "opsdesk_benchmark",
+    "--quiet-wait-s",
+    API_QUIET_WAIT
+  ], {
+    cwd: SCRATCH,
+    env: { DATABASE_URL: SEED_DB, REDIS_URL, AMQP_URL: AMQP_URL.replace(new RegExp(`/${VHOST}$`), `/${NEST_VHOST}`) }
+  })
   const code = await r.exited
+  // Every row the run wrote, published (the relay may still be finishing the last batch).
+  let written = 0
+  let unpublished = 0
+  for (let i = 0; i < 100; i++) {
+    const { rows: [o] } = await db.query<{ written: number; unpublished: number }>(
+      "SELECT count(*)::int AS written, (count(*) FILTER (WHERE published_at IS NULL))::int AS unpublished FROM outbox"
+    )
+    written = o!.written
+    unpublished = o!.unpublished
+    if (unpublished === 0) break
+    await sleep(100)
+  }
   await stop(api.proc)
+  await db.query("TRUNCATE outbox")
+  await db.end()
+  await prepublish(0, 0)
   if (code !== 0) throw new Error(`bench-api failed:\n${r.output()}`)
-  return { output: r.output(), json: out }
+  const summary = (JSON.parse(readFileSync(out, "utf8")) as { summary: ReadonlyArray<ApiSummary> }).summary
+  const of = (target: string, endpoint: string) => {
+    const s = summary.find((x) => x.target === target && x.endpoint.startsWith(endpoint))
+    if (s === undefined) throw new Error(`bench-api: no ${target} ${endpoint} in ${out}`)
+    return s
+  }
+  const post = { opsdesk: of("opsdesk", "POST"), bare: of("bare", "POST"), nest: of("nest", "POST") }
+  const get = { opsdesk: of("opsdesk", "GET"), bare: of("bare", "GET"), nest: of("nest", "GET") }
+  return { output: r.output(), json: out, post, get, written, unpublished }
 }
 
 // -------------------------------------------------------------------- e2e ---
@@ -538,12 +614,23 @@ const post = (url: string, token: string, body: string) =>
     req.end(body)
   })
 
-const e2eBench = async () => {
+/**
+ * `relay`: where the outbox relay runs, in the API process (`npm start`'s
+ * default) or in a process of its own (`opsdesk relay` beside an API with
+ * OUTBOX_RELAY=off); both are measured, so the default can be chosen from them.
+ */
+const e2eBench = async (relay: "api" | "process") => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
-  await db.query("TRUNCATE processed_events, notifications")
+  // CASCADE: the notification deliveries (migration 0009) reference notifications; this database is the bench's own.
+  await db.query("TRUNCATE processed_events, notifications CASCADE")
   await prepublish(0, 0)
-  const api = await startApi()
+  const relayProc = relay === "process"
+    ? run(process.execPath, [...NODE_ARGS, "dist/relay.mjs"], {
+      env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, RELAY_METRICS_PORT: "0", LOG_LEVEL: "warn" }
+    })
+    : undefined
+  const api = await startApi(relay === "process" ? { OUTBOX_RELAY: "off" } : {})
   const worker = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL }
   })
@@ -593,6 +680,7 @@ const e2eBench = async () => {
   )
   await stop(worker)
   await stop(api.proc)
+  if (relayProc !== undefined) await stop(relayProc)
   await db.end()
   if (failures.size > 0) log(`e2e failures: ${[...failures].map(([k, n]) => `${k} x${n}`).join(", ")}`)
   return {
@@ -602,7 +690,9 @@ const e2eBench = async () => {
     processed: lags.length,
     p50: percentile(lags, 50),
     p99: percentile(lags, 99),
-    max: Math.max(...lags)
+    max: Math.max(...lags),
+    relayP50: percentile(relayLags, 50),
+    relayP99: percentile(relayLags, 99)
   }
 }
 
@@ -613,6 +703,15 @@ const main = async () => {
   await setup()
   mkdirSync(join(ROOT, ".bench/results"), { recursive: true })
   const report: Record<string, unknown> = { started: started.toISOString(), n: N, runs: RUNS }
+  /** Every target of issue 15 measured in this invocation: printed together at the end. */
+  const targets: Array<{ what: string; value: string; target: string; met: boolean }> = []
+  const ratio = (what: string, value: number, min: number, unit = "x") =>
+    targets.push({
+      what,
+      value: unit === "%" ? `${(100 * value).toFixed(0)}%` : `${value.toFixed(2)}x`,
+      target: unit === "%" ? `>= ${(100 * min).toFixed(0)}%` : `>= ${min}x`,
+      met: value >= min
+    })
 
   if (ONLY.has("drain")) {
     const variants: Array<[string, () => Promise<DrainResult>]> = [
@@ -658,6 +757,12 @@ const main = async () => {
         (100 * med("opsdesk") / med("raw-limit")).toFixed(0)
       }% (target >= 50%)`
     )
+    ratio("worker drain / seed-worker", med("opsdesk") / med("seed-worker"), 10)
+    ratio("worker drain / raw-limit", med("opsdesk") / med("raw-limit"), 0.5, "%")
+    const rss = Math.max(...results.get("opsdesk")!.map((r) => r.rssMb ?? 0))
+    targets.push({ what: "worker RSS (max)", value: `${rss} MB`, target: "< 200 MB", met: rss > 0 && rss < 200 })
+    const booksOk = [...results.values()].every((rs) => rs.every((r) => r.ok))
+    targets.push({ what: "drain books", value: booksOk ? "ok" : "WRONG", target: "ok", met: booksOk })
     console.log(
       `  with 1% failing once: ${
         (100 * med("opsdesk 1% fail once") / med("opsdesk")).toFixed(0)
@@ -680,26 +785,75 @@ const main = async () => {
         (100 * o / b).toFixed(0)
       }% (target >= 80%)`
     )
+    ratio("relay / publish.mjs", o / b, 0.8, "%")
   }
 
   if (ONLY.has("api")) {
     const r = await apiBench()
     report.api = r.json
-    console.log(`\nAPI (bench-api.mjs --with-bare, ${API_DURATION} s per endpoint, ${RUNS} runs):`)
+    console.log(`\nAPI (bench-api.mjs --with-bare --with-nest, ${API_DURATION} s per endpoint, ${RUNS} runs):`)
     console.log(
-      r.output.split("\n").filter((l) => /ratio|req\/s|POST|GET|median|opsdesk|bare/i.test(l)).slice(-40).join("\n")
+      r.output.split("\n").filter((l) => /ratio|req\/s|POST|GET|median|opsdesk|bare|nest/i.test(l)).slice(-40).join(
+        "\n"
+      )
     )
+    const { get, post } = r
+    ratio("POST /v1/tickets / nest", post.opsdesk.medianReqPerSec / post.nest.medianReqPerSec, 1.2)
+    ratio("POST /v1/tickets / bare", post.opsdesk.medianReqPerSec / post.bare.medianReqPerSec, 0.8)
+    targets.push({
+      what: "POST /v1/tickets p99 / bare p99",
+      value: `${(post.opsdesk.medianP99 / post.bare.medianP99).toFixed(2)}x`,
+      target: "<= 1.5x",
+      met: post.opsdesk.medianP99 / post.bare.medianP99 <= 1.5
+    })
+    targets.push({
+      what: "relay published the POSTs' rows",
+      value: `${r.written - r.unpublished}/${r.written}`,
+      target: "all",
+      met: r.written > 0 && r.unpublished === 0
+    })
+    ratio("cached GET /v1/tickets / nest", get.opsdesk.medianReqPerSec / get.nest.medianReqPerSec, 2)
+    ratio("cached GET /v1/tickets / bare", get.opsdesk.medianReqPerSec / get.bare.medianReqPerSec, 0.8)
   }
 
   if (ONLY.has("e2e")) {
-    const r = await e2eBench()
-    report.e2e = r
+    // The relay where `npm start` runs it (in the API) is the target's; the other placement beside it.
+    const r = await e2eBench("api")
+    const separate = await e2eBench("process")
+    report.e2e = { relayInApi: r, relayProcess: separate }
+    for (const [where, x] of [["relay in the API", r], ["relay in its own process", separate]] as const) {
+      console.log(
+        `\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s, ${where} (achieved ${x.achievedRate}/s, ${x.failed} failed): API commit -> worker commit p50 ${
+          x.p50.toFixed(1)
+        } ms, p99 ${x.p99.toFixed(1)} ms, max ${
+          x.max.toFixed(1)
+        } ms (${x.processed} events; target p99 < 50 ms); commit -> broker confirm p50 ${
+          x.relayP50.toFixed(1)
+        } ms, p99 ${x.relayP99.toFixed(1)} ms`
+      )
+    }
+    targets.push({
+      what: `e2e ${E2E_RATE}/s: writes answered`,
+      value: `${r.writes - r.failed}/${r.writes}`,
+      target: "all",
+      met: r.failed === 0
+    })
+    targets.push({
+      what: "e2e commit -> worker claim p99",
+      value: `${r.p99.toFixed(1)} ms`,
+      target: "< 50 ms",
+      met: r.p99 < 50 && r.processed === r.writes
+    })
+  }
+
+  report.targets = targets
+  console.log(`\nTargets (issue 15; ${RUNS} run${RUNS === 1 ? "" : "s"}, medians):`)
+  for (const t of targets) {
     console.log(
-      `\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s (achieved ${r.achievedRate}/s, ${r.failed} failed): API commit -> worker commit p50 ${
-        r.p50.toFixed(1)
-      } ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms (${r.processed} events; target p99 < 50 ms)`
+      `  ${t.what.padEnd(36)} ${t.value.padStart(12)}  target ${t.target.padEnd(9)} ${t.met ? "met" : "NOT MET"}`
     )
   }
+  log(`took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min`)
 
   const file = join(ROOT, ".bench/results", `bench-${started.toISOString().replace(/[:.]/g, "-")}.json`)
   writeFileSync(file, JSON.stringify(report, null, 2))

@@ -23,27 +23,29 @@
  * test/cluster/cluster.integration.test.ts runs a short version (one kill).
  */
 import * as amqp from "amqplib"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { existsSync } from "node:fs"
-import { createServer } from "node:net"
 import { promisify } from "node:util"
 import pg from "pg"
+import { type Answer, apiClient, field } from "./lib/http.js"
+import { dropDatabase, freshDatabase, runNames } from "./lib/isolation.js"
+import { options } from "./lib/options.js"
+import {
+  answers200,
+  awaitReady,
+  entryText,
+  freePort,
+  type LogEntry,
+  type Proc,
+  sleep,
+  startProc,
+  stopAll
+} from "./lib/processes.js"
 
 const exec = promisify(execFile)
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 // ---------------------------------------------------------------- options ---
-const argv = process.argv.slice(2)
-const opt = (name: string, fallback: number) => {
-  const i = argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number`)
-  return v
-}
-const optString = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`)
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback
-}
+const { flag, number: opt, string: optString } = options()
 const WRITES = opt("writes", 3000)
 const RATE = opt("rate", 40)
 const KILLS = opt("kills", 3)
@@ -51,14 +53,16 @@ const DOWN_MS = opt("down-s", 10) * 1000
 const CONCURRENCY = opt("concurrency", 8)
 const DRAIN_TIMEOUT_MS = opt("drain-timeout-s", 180) * 1000
 const DEAD_LETTERS = opt("dead-letters", 20)
-const DB_NAME = optString("db", "opsdesk_chaos_cluster")
+// CHAOS_NAME_SUFFIX (or HARNESS_NAME_SUFFIX; `pid`) keeps two runs' databases and Redis databases apart.
+const NAMES = runNames("CHAOS", "opsdesk_chaos_cluster", 14)
+const DB_NAME = optString("db", NAMES.database)
 if (!/^[a-z0-9_]+$/.test(DB_NAME)) throw new Error("--db must be a plain database name")
 
 const PG_BASE = process.env.CHAOS_PG_BASE ?? "postgres://root@127.0.0.1:5432"
 const DATABASE_URL = `${PG_BASE}/${DB_NAME}`
 // A vhost of this run only: nothing to delete before, on a cluster that may be reused.
 const VHOST = `${DB_NAME}_${process.pid}`
-const REDIS_URL = process.env.CHAOS_REDIS_URL ?? "redis://127.0.0.1:6379/14"
+const REDIS_URL = process.env.CHAOS_REDIS_URL ?? `redis://127.0.0.1:6379/${NAMES.redisDb}`
 const CLUSTER = "scripts/cluster.sh"
 const EVENT_QUEUES = [
   "ticket.created.queue",
@@ -80,100 +84,23 @@ const cluster = async (...args: Array<string>) => {
 }
 
 // -------------------------------------------------------------- processes ---
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer()
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-
-interface Proc {
-  readonly name: string
-  readonly child: ChildProcess
-  readonly exited: Promise<number | null>
-  /** Resolves once the worker logged that it consumes its queues. */
-  readonly consuming: Promise<void>
-  /** Its last lines of output, for a report when it misbehaves. */
-  readonly recent: () => string
-}
-
 const stats = { duplicates: 0, failovers: new Map<string, Array<string>>() }
 
-const startProc = (name: "api" | "worker", env: Record<string, string>): Proc => {
-  const child = spawn(process.execPath, [`${BIN}/${name}.mjs`], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let markConsuming: () => void = () => undefined
-  const consuming = new Promise<void>((r) => (markConsuming = r))
-  const recent: Array<string> = []
-  const remember = (line: string) => {
-    recent.push(line.slice(0, 400))
-    if (recent.length > 30) recent.shift()
+/** Counts redeliveries skipped and records each connection's node (JSON logs). */
+const follow = (proc: string, _line: string, entry: LogEntry | undefined) => {
+  if (entry === undefined) return
+  const message = entryText(entry)
+  if (message.includes("already processed, skipping")) stats.duplicates++
+  const connected = /^RabbitMQ connected \((.+?)\) to (\S+)/.exec(message)
+  if (connected) {
+    const key = `${proc.split("#")[0]} ${connected[1]}`
+    stats.failovers.set(key, [...(stats.failovers.get(key) ?? []), connected[2]!])
+    log(`${proc}: ${message}`)
   }
-  let buf = ""
-  child.stdout!.on("data", (d: Buffer) => {
-    buf += d.toString()
-    let i: number
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      remember(line)
-      try {
-        const entry = JSON.parse(line) as { message?: unknown }
-        const message = Array.isArray(entry.message) ? entry.message.join(" ") : String(entry.message ?? "")
-        if (message.startsWith("Worker consuming")) markConsuming()
-        if (message.includes("already processed, skipping")) stats.duplicates++
-        const connected = /^RabbitMQ connected \((.+?)\) to (\S+)/.exec(message)
-        if (connected) {
-          const key = `${name} ${connected[1]}`
-          stats.failovers.set(key, [...(stats.failovers.get(key) ?? []), connected[2]!])
-          log(`${name}: ${message}`)
-        }
-      } catch {
-        // not JSON
-      }
-    }
-  })
-  child.stderr!.on("data", (d: Buffer) => remember(d.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { name, child, exited, consuming, recent: () => recent.join("\n") }
 }
 
 // ------------------------------------------------------------------- HTTP ---
-let BASE = ""
-interface Answer {
-  readonly status: number
-  readonly body: Record<string, unknown>
-}
-const http = async (method: string, path: string, token?: string, body?: unknown): Promise<Answer> => {
-  const res = await fetch(`${BASE}${path}`, {
-    method,
-    headers: {
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...(token ? { authorization: `Bearer ${token}` } : {})
-    },
-    body: body ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(30_000)
-  })
-  const text = await res.text()
-  let parsed: Record<string, unknown> = {}
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed }
-}
-
-const login = async (username: string, password: string) => {
-  const a = await http("POST", "/v1/auth/login", undefined, { username, password })
-  if (a.status !== 200) throw new Error(`login ${username}: ${a.status} ${JSON.stringify(a.body)}`)
-  return String(a.body.accessToken)
-}
+const { bases, http, login } = apiClient(30_000)
 
 // ------------------------------------------------------------------- main ---
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
@@ -207,11 +134,7 @@ const main = async (): Promise<boolean> => {
   const amqpUrl = await cluster("url", VHOST)
   const nodeUrls = amqpUrl.split(",")
 
-  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`)
-  await admin.query(`CREATE DATABASE ${DB_NAME}`)
-  await admin.end()
+  await freshDatabase(PG_BASE, DB_NAME)
 
   const common = {
     DATABASE_URL,
@@ -226,30 +149,21 @@ const main = async (): Promise<boolean> => {
     LOGIN_THROTTLE_PREFIX: `opsdesk-chaos-cluster:${process.pid}:login:`
   }
   const port = await freePort()
-  BASE = `http://127.0.0.1:${port}`
-  const api = startProc("api", { ...common, PORT: String(port), LOG_LEVEL: "info" })
+  bases.push(`http://127.0.0.1:${port}`)
+  const api = startProc("api", {
+    env: { ...common, PORT: String(port), LOG_LEVEL: "info" },
+    cleanEnv: true,
+    onLine: follow
+  })
   procs.push(api)
-  for (let i = 0;; i++) {
-    if (api.child.exitCode !== null) throw new Error(`the API exited; its last output:\n${api.recent()}`)
-    const ready = await http("GET", "/ready").catch(() => undefined)
-    if (ready?.status === 200) break
-    if (i > 1200) throw new Error(`the API was not ready in 120 s; its last output:\n${api.recent()}`)
-    await sleep(100)
-  }
+  await awaitReady(api, 120_000, answers200(`${bases[0]}/ready`))
   const worker = startProc("worker", {
-    ...common,
-    LOG_LEVEL: "info",
-    LOG_EVENTS: "each",
-    WORKER_METRICS_PORT: "0",
-    METRICS_INTERVAL_MS: "600000"
+    env: { ...common, LOG_LEVEL: "info", LOG_EVENTS: "each", WORKER_METRICS_PORT: "0", METRICS_INTERVAL_MS: "600000" },
+    cleanEnv: true,
+    onLine: follow
   })
   procs.push(worker)
-  const workerUp = await Promise.race([
-    worker.consuming.then(() => true),
-    worker.exited.then(() => false),
-    sleep(180_000).then(() => false)
-  ])
-  if (!workerUp) throw new Error(`the worker did not start consuming; its last output:\n${worker.recent()}`)
+  await awaitReady(worker, 180_000)
 
   // Known dead letters, before anything else happens.
   const broker = await connectAny(nodeUrls)
@@ -272,7 +186,7 @@ const main = async (): Promise<boolean> => {
     const username = `cc-${role}-${actors.length}-${Date.now() % 100000}`
     const a = await http("POST", "/v1/users", adminToken, { username, password: "chaos-password-1", role })
     if (a.status !== 201) throw new Error(`create user: ${a.status} ${JSON.stringify(a.body)}`)
-    actors.push({ id: String(a.body.id), role, token: await login(username, "chaos-password-1") })
+    actors.push({ id: String(field(a, "id")), role, token: await login(username, "chaos-password-1") })
   }
   const customers = actors.filter((a) => a.role === "customer")
   const agent = actors.find((a) => a.role === "agent")!
@@ -324,7 +238,7 @@ const main = async (): Promise<boolean> => {
           description: "a node goes down",
           priority: "medium"
         })
-        if (answer.status === 201) tickets.push({ id: String(answer.body.id), owner })
+        if (answer.status === 201) tickets.push({ id: String(field(answer, "id")), owner })
       } else {
         const t = tickets[n % tickets.length]!
         const author = n % 2 === 0 ? t.owner : agent
@@ -502,18 +416,11 @@ const connectAny = async (urls: ReadonlyArray<string>) => {
 }
 
 const cleanup = async () => {
-  for (const p of procs) {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGTERM")
-  }
-  await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(20_000)])
-  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL")
-  const stopCluster = startedCluster && !argv.includes("--keep-cluster")
+  await stopAll(procs)
+  const stopCluster = startedCluster && !flag("keep-cluster")
   // A cluster that is stopped takes its data along.
   if (!stopCluster) await cluster("ctl", "-q", "delete_vhost", VHOST).catch(() => "")
-  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`).catch(() => undefined)
-  await admin.end()
+  await dropDatabase(PG_BASE, DB_NAME).catch(() => undefined)
   if (stopCluster) {
     log("stopping the cluster it started")
     await cluster("stop").catch((e) => log(`cluster stop: ${String(e)}`))

@@ -1,15 +1,26 @@
 /**
  * `npm run chaos`: fault injection under load, then the books.
  *
- * Runs the real API and worker as child processes on their own database
- * (`opsdesk_chaos`), RabbitMQ vhost (`opsdesk_chaos`) and Redis database (15),
+ * Runs the real API and worker as child processes on their own stores,
  * drives a steady load of writes through the HTTP API, and meanwhile injects,
  * each at a random moment: SIGKILL of the worker (3x, restarted), SIGTERM of
  * the worker (restarted), RabbitMQ stopped for a while (stop_app/start_app),
  * a PostgreSQL restart, Redis stopped for a while, and a burst of poison
- * messages published straight to each queue. When the queues have drained it
- * checks, from the database and the broker, that nothing was lost or doubled,
- * prints a table, and exits non-zero if any check failed.
+ * messages published straight to each queue. Notifications go out for real
+ * (issue 13): an SMTP server and a Standard Webhooks receiver started here
+ * (scripts/lib/receivers.ts) refuse, fail, hang and drop connections at
+ * random, every user has an email address and a webhook subscription takes
+ * every event. When the queues and the deliveries have drained it checks,
+ * from the database, the broker and the receivers, that nothing was lost or
+ * doubled, that every delivery reached its receiver or failed with its reason,
+ * and that a delivery received twice had a crash (a worker stop, the
+ * database's restart) between its receipts; prints a table, and exits
+ * non-zero if any check failed.
+ *
+ * Its database, vhost and Redis database are `opsdesk_chaos`,
+ * `opsdesk_chaos` and 15 (per mode, see below), wiped at start: set
+ * CHAOS_NAME_SUFFIX=x (or `pid`) to run on `opsdesk_chaos_x` and a Redis
+ * database of its own next to another run (scripts/lib/isolation.ts).
  *
  *   npm run chaos -- [--writes 2000] [--outage-s 10] [--concurrency 8] [--rate 60]
  *
@@ -35,41 +46,83 @@
  * CHAOS_RABBIT_START.
  */
 import * as amqp from "amqplib"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { readdirSync } from "node:fs"
-import { createServer } from "node:net"
 import { promisify } from "node:util"
 import pg from "pg"
+import { type Answer, apiClient, field } from "./lib/http.js"
+import { dropStores, freshStores, runNames } from "./lib/isolation.js"
+import { options } from "./lib/options.js"
+import {
+  answers200,
+  awaitReady,
+  type Bundle,
+  entryText,
+  freePort,
+  type LogEntry,
+  type Proc,
+  running,
+  sleep,
+  startProc as start
+} from "./lib/processes.js"
+import {
+  type ChaosReceiver,
+  type FaultRates,
+  seenTwice,
+  startSmtpReceiver,
+  startWebhookReceiver
+} from "./lib/receivers.js"
 
 const exec = promisify(execFile)
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 // ---------------------------------------------------------------- options ---
-const argv = process.argv.slice(2)
-const opt = (name: string, fallback: number) => {
-  const i = argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number`)
-  return v
-}
+const { flag, number: opt } = options()
 const WRITES = opt("writes", 2000)
 const OUTAGE_MS = opt("outage-s", 10) * 1000
 const CONCURRENCY = opt("concurrency", 8)
 const RATE = opt("rate", 60) // writes per second, steady
 const DRAIN_TIMEOUT_MS = opt("drain-timeout-s", 180) * 1000
-const flag = (name: string) => argv.includes(`--${name}`)
 const MODE: "faults" | "scale" | "drain" = flag("scale") ? "scale" : flag("drain") ? "drain" : "faults"
-const PREFETCH = argv.includes("--prefetch") ? String(opt("prefetch", 1000)) : undefined
+const PREFETCH = flag("prefetch") ? String(opt("prefetch", 1000)) : undefined
 const DRAIN_WORKERS = opt("workers", 3)
 
 // Each mode has its own database, vhost and Redis database: a scale run next to a fault run touches nothing of it.
-const DB_NAME = MODE === "faults" ? "opsdesk_chaos" : `opsdesk_chaos_${MODE}`
+// CHAOS_NAME_SUFFIX (or HARNESS_NAME_SUFFIX; `pid` for this process's id) keeps two runs of one mode apart.
+const NAMES = runNames(
+  "CHAOS",
+  MODE === "faults" ? "opsdesk_chaos" : `opsdesk_chaos_${MODE}`,
+  MODE === "faults" ? 15 : MODE === "scale" ? 13 : 12
+)
 const PG_BASE = process.env.CHAOS_PG_BASE ?? "postgres://opsdesk:opsdesk@127.0.0.1:5432"
-const DATABASE_URL = `${PG_BASE}/${DB_NAME}`
-const VHOST = DB_NAME
-const AMQP_URL = `${process.env.CHAOS_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
+const DATABASE_URL = `${PG_BASE}/${NAMES.database}`
+const VHOST = NAMES.vhost
+
+/**
+ * The faults mode stops RabbitMQ and Redis, so it runs them itself: a lone RabbitMQ node of its own
+ * (scripts/cluster.sh with CLUSTER_SIZE=1, its own name, ports and data dir) and a Redis server on its own
+ * port; the machine's broker and Redis, which other processes use, are never stopped. CHAOS_AMQP_BASE /
+ * CHAOS_REDIS_URL (with the CHAOS_*_STOP/START commands) point it at services of your choosing instead.
+ */
+const OWN_BROKER = MODE === "faults" && process.env.CHAOS_AMQP_BASE === undefined
+const OWN_REDIS = MODE === "faults" && process.env.CHAOS_REDIS_URL === undefined
+const OWN_BROKER_PORT = opt("broker-port", 5689)
+const OWN_REDIS_PORT = opt("redis-port", 6389)
+const CLUSTER_ENV = [
+  `CLUSTER_DIR=${JSON.stringify(`${process.cwd()}/.chaos-broker`)}`,
+  "CLUSTER_NAME=odchaos",
+  "CLUSTER_SIZE=1",
+  `CLUSTER_AMQP_BASE_PORT=${OWN_BROKER_PORT - 1}`,
+  `CLUSTER_DIST_BASE_PORT=${20000 + OWN_BROKER_PORT - 1}`
+].join(" ")
+const cluster = (args: string) => `${CLUSTER_ENV} bash scripts/cluster.sh ${args}`
+/** rabbitmqctl on the broker this run uses. */
+const RABBITMQCTL = OWN_BROKER ? cluster("node-ctl 1") : "rabbitmqctl"
+const AMQP_URL = `${
+  process.env.CHAOS_AMQP_BASE ??
+    (OWN_BROKER ? `amqp://guest:guest@127.0.0.1:${OWN_BROKER_PORT}` : "amqp://guest:guest@127.0.0.1:5672")
+}/${VHOST}`
 const REDIS_URL = process.env.CHAOS_REDIS_URL ??
-  `redis://127.0.0.1:6379/${MODE === "faults" ? 15 : MODE === "scale" ? 13 : 12}`
+  (OWN_REDIS ? `redis://127.0.0.1:${OWN_REDIS_PORT}/0` : `redis://127.0.0.1:6379/${NAMES.redisDb}`)
 const QUEUES = ["ticket.created.queue", "ticket.updated.queue", "ticket.status_changed.queue", "message.sent.queue"]
 const DLQ = "tickets.dlq"
 
@@ -83,173 +136,40 @@ const sh = async (command: string) => {
 const pgVersion = () => readdirSync("/etc/postgresql")[0]
 const commands = {
   pgRestart: process.env.CHAOS_PG_RESTART ?? `pg_ctlcluster --skip-systemctl-redirect ${pgVersion()} main restart`,
-  redisStop: process.env.CHAOS_REDIS_STOP ?? "redis-cli -h 127.0.0.1 -p 6379 shutdown nosave || true",
+  redisStop: process.env.CHAOS_REDIS_STOP ?? `redis-cli -h 127.0.0.1 -p ${OWN_REDIS_PORT} shutdown nosave || true`,
   redisStart: process.env.CHAOS_REDIS_START ??
-    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
-  rabbitStop: process.env.CHAOS_RABBIT_STOP ?? "rabbitmqctl -q stop_app",
-  rabbitStart: process.env.CHAOS_RABBIT_START ?? "rabbitmqctl -q start_app && rabbitmqctl -q await_startup"
+    `redis-server --daemonize yes --bind 127.0.0.1 --port ${OWN_REDIS_PORT} --save '' --appendonly no --dir /tmp --logfile /dev/null`,
+  rabbitStop: process.env.CHAOS_RABBIT_STOP ?? `${RABBITMQCTL} -q stop_app`,
+  rabbitStart: process.env.CHAOS_RABBIT_START ?? `${RABBITMQCTL} -q start_app && ${RABBITMQCTL} -q await_startup`
 }
 
 // -------------------------------------------------------------- processes ---
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer()
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-
-interface Proc {
-  readonly name: string
-  readonly child: ChildProcess
-  readonly exited: Promise<number | null>
-  /** Resolves once the process logged that it is consuming (worker), publishing (relay) or listening (api). */
-  readonly ready: Promise<void>
-  /** Its last lines of output (stdout and stderr, whole lines), for a report when it misbehaves. */
-  readonly recent: () => string
-}
-
 const stats = { duplicates: 0, retried: 0, workerStarts: 0, stuckStarts: 0 }
 
-type ProcName = "api" | "worker" | "relay"
-const READY_MESSAGE: Record<ProcName, string> = {
-  api: "API started",
-  worker: "Worker consuming",
-  relay: "Relay started"
-}
-
-/**
- * The text of a JSON log entry: its message, or, when the message is empty
- * (an entry logged with only a Cause, as the runtime reports a failed
- * program), its cause's first line.
- */
-const entryText = (entry: { message?: unknown; cause?: unknown }) => {
-  const message = Array.isArray(entry.message) ? entry.message.map(String).join(" ") : String(entry.message ?? "")
-  if (message.trim() !== "") return message
-  return typeof entry.cause === "string" ? entry.cause.split("\n")[0] ?? "" : ""
-}
-
-/** Calls `onLine` with each whole line of `stream` (a chunk may end mid-line, or hold several). */
-const lines = (stream: NodeJS.ReadableStream, onLine: (line: string) => void) => {
-  let buf = ""
-  stream.on("data", (d: Buffer) => {
-    buf += d.toString()
-    let i: number
-    while ((i = buf.indexOf("\n")) >= 0) {
-      onLine(buf.slice(0, i))
-      buf = buf.slice(i + 1)
-    }
-  })
-  stream.on("end", () => {
-    if (buf.length > 0) onLine(buf)
-    buf = ""
-  })
-}
-
-const children = new Set<ChildProcess>()
-let serial = 0
-const startProc = (name: ProcName, env: Record<string, string>): Proc => {
-  const label = `${name}#${++serial}`
-  // The production bundle: no compile step at start-up (tsx compiled every source file on each start).
-  const child = spawn(process.execPath, [`dist/${name}.mjs`], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  let markReady: () => void = () => undefined
-  const ready = new Promise<void>((r) => (markReady = r))
-  const recent: Array<string> = []
-  const remember = (line: string) => {
-    recent.push(line.slice(0, 2000))
-    if (recent.length > 40) recent.shift()
+/** Counts what the worker reports (JSON logs), echoes warnings and errors and anything on stderr. */
+const follow = (proc: string, line: string, entry: LogEntry | undefined, stream: "stdout" | "stderr") => {
+  if (stream === "stderr") {
+    if (line.trim().length > 0) log(`${proc} stderr: ${line.slice(0, 500)}`)
+    return
   }
-  lines(child.stderr!, (line) => {
-    remember(line)
-    if (line.trim().length > 0) log(`${label} stderr: ${line.slice(0, 500)}`)
-  })
-  lines(child.stdout!, (line) => {
-    remember(line)
-    // JSON logs: count what the worker reports; echo warnings and errors.
-    let entry: { message?: unknown; logLevel?: string; cause?: unknown }
-    try {
-      entry = JSON.parse(line) as typeof entry
-    } catch {
-      if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${label}: ${line.slice(0, 300)}`)
-      return
-    }
-    const message = entryText(entry)
-    if (message.startsWith(READY_MESSAGE[name])) markReady()
-    if (message.includes("already processed, skipping")) stats.duplicates++
-    if (message.startsWith("🔄 Retrying")) stats.retried++
-    const level = entry.logLevel ?? ""
-    const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") ||
-      message.includes("Redis connection error")
-    if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) {
-      log(`${label} ${level}: ${message.slice(0, 300)}`)
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { name: label, child, exited, ready, recent: () => recent.join("\n").trim() }
-}
-
-/**
- * Waits until `proc` is ready (and `check`, if given, passes); fails with its
- * exit code or the timeout, and its last output, when it exits or hangs.
- */
-const awaitReady = async (proc: Proc, timeoutMs: number, check?: () => Promise<boolean>) => {
-  const deadline = Date.now() + timeoutMs
-  let exitCode: number | null | undefined
-  void proc.exited.then((code) => (exitCode = code))
-  let isReady = false
-  void proc.ready.then(() => (isReady = true))
-  for (;;) {
-    if (exitCode !== undefined) {
-      throw new Error(
-        `${proc.name} exited with code ${exitCode} before it was ready; its last output:\n${proc.recent()}`
-      )
-    }
-    if (check === undefined ? isReady : await check().catch(() => false)) return
-    if (Date.now() > deadline) {
-      throw new Error(`${proc.name} was not ready after ${timeoutMs / 1000}s; its last output:\n${proc.recent()}`)
-    }
-    await sleep(100)
+  if (entry === undefined) {
+    if (line.trim().length > 0 && !line.startsWith("🛑")) log(`${proc}: ${line.slice(0, 300)}`)
+    return
+  }
+  const message = entryText(entry)
+  if (message.includes("already processed, skipping")) stats.duplicates++
+  if (message.startsWith("🔄 Retrying")) stats.retried++
+  const level = entry.logLevel ?? ""
+  const noisy = message.startsWith("☠️") || message.startsWith("❌") || message.startsWith("🔄") ||
+    message.includes("Redis connection error")
+  if (["WARN", "ERROR", "FATAL"].includes(level) && !noisy && !/ failed$/.test(message)) {
+    log(`${proc} ${level}: ${message.slice(0, 300)}`)
   }
 }
+const startProc = (bundle: Bundle, env: Record<string, string>): Proc => start(bundle, { env, onLine: follow })
 
 // ------------------------------------------------------------------- HTTP ---
-/** The APIs' base URLs; requests go to each in turn. */
-const BASES: Array<string> = []
-let turn = 0
-interface Answer {
-  readonly status: number
-  readonly body: unknown
-}
-const http = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<Answer> => {
-  const res = await fetch(`${BASES[turn++ % BASES.length]}${path}`, {
-    method,
-    headers: {
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...(token ? { authorization: `Bearer ${token}` } : {})
-    },
-    body: body ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(15_000)
-  })
-  const text = await res.text()
-  let parsed: unknown = text
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed }
-}
-const field = (
-  a: Answer,
-  key: string
-) => (typeof a.body === "object" && a.body !== null ? (a.body as Record<string, unknown>)[key] : undefined)
+const { bases: BASES, http, login } = apiClient()
 
 interface Actor {
   readonly id: string
@@ -257,12 +177,6 @@ interface Actor {
   readonly role: "admin" | "agent" | "customer"
   readonly password: string
   token: string
-}
-
-const login = async (username: string, password: string) => {
-  const a = await http("POST", "/v1/auth/login", undefined, { username, password })
-  if (a.status !== 200) throw new Error(`login ${username} failed: ${a.status} ${JSON.stringify(a.body)}`)
-  return String(field(a, "accessToken"))
 }
 
 // ------------------------------------------------------------------- load ---
@@ -303,6 +217,57 @@ const write = async (f: () => Promise<Answer>): Promise<Answer | undefined> => {
   return undefined
 }
 
+// ---------------------------------------------------------- notifications ---
+/**
+ * Faults mode (issue 13): an SMTP server and a webhook receiver that, per
+ * request, refuse for good, fail for now, hang or drop the connection. The
+ * senders' timeouts are short so a hang costs seconds, and the dispatcher's
+ * lease outlasts a claim's tries (its per-send bound is a quarter of the
+ * lease, above the SMTP client's three step timeouts), so the same delivery is
+ * only sent again after a sender died or gave up waiting for an answer the
+ * receiver had given (a late answer on this loaded machine): the table counts
+ * both. More deliveries in flight than the defaults, so that hangs do not make
+ * the drain outlast its timeout.
+ */
+const SMTP_RATES: FaultRates = { permanent: 0.02, fail: 0.1, hang: 0.04, drop: 0.04 }
+const WEBHOOK_RATES: FaultRates = { permanent: 0.01, fail: 0.1, hang: 0.04, drop: 0.04 }
+const WEBHOOK_EVENTS = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"]
+const receivers: { smtp?: ChaosReceiver; webhook?: ChaosReceiver & { readonly setSecret: (s: string) => void } } = {}
+let notificationEnv: Record<string, string> = {}
+const startReceivers = async () => {
+  receivers.smtp = await startSmtpReceiver(SMTP_RATES)
+  receivers.webhook = await startWebhookReceiver(WEBHOOK_RATES)
+  notificationEnv = {
+    SMTP_URL: receivers.smtp.url,
+    SMTP_TIMEOUT_MS: "2500",
+    WEBHOOK_ALLOW_PRIVATE: "127.0.0.1",
+    WEBHOOK_TIMEOUT_MS: "3000",
+    // Random failures must not disable the subscription (a real receiver this flaky would be).
+    WEBHOOK_DISABLE_AFTER: "1000",
+    DISPATCH_LEASE_MS: "32000",
+    DISPATCH_POLL_INTERVAL_MS: "1000",
+    DISPATCH_EMAIL_CONCURRENCY: "8",
+    DISPATCH_PER_SUBSCRIPTION: "8"
+  }
+}
+
+/**
+ * When a sender could have died between a send and its record: each stop of
+ * the worker (which runs the dispatcher) and the database's restart. A key
+ * received twice must have one of these between its two receipts.
+ */
+interface Crash {
+  readonly name: string
+  readonly start: number
+  end: number
+}
+const crashes: Array<Crash> = []
+const crashed = (name: string) => {
+  const crash: Crash = { name, start: Date.now(), end: Date.now() }
+  crashes.push(crash)
+  return () => void (crash.end = Date.now())
+}
+
 // ----------------------------------------------------------------- faults ---
 interface Fault {
   readonly name: string
@@ -326,7 +291,8 @@ const workerEnv = () => ({
   WORKER_HEARTBEAT_MS: "1000",
   // A killed worker's row is kept for ten times this: the share table still shows it at the end.
   WORKER_REGISTRY_TTL_MS: "60000",
-  ...(PREFETCH === undefined ? {} : { PREFETCH })
+  ...(PREFETCH === undefined ? {} : { PREFETCH }),
+  ...notificationEnv
 })
 const restartWorker = () => {
   stats.workerStarts++
@@ -357,6 +323,7 @@ const workerReady = async (): Promise<void> => {
     if (outcome === "ready") return
     stats.stuckStarts++
     log(`worker start ${outcome}; its last output:\n${current.recent()}`)
+    crashed("worker start replaced (SIGKILL)")
     current.child.kill("SIGKILL")
     await current.exited
     restartWorker()
@@ -365,7 +332,16 @@ const workerReady = async (): Promise<void> => {
 
 let poisonCount = 0
 const poisonBurst = async () => {
-  const connection = await amqp.connect(AMQP_URL)
+  // A connect to a broker that just restarted can hang in its handshake: bounded, and tried again.
+  let connection: amqp.ChannelModel | undefined
+  for (let attempt = 0; connection === undefined; attempt++) {
+    try {
+      connection = await amqp.connect(AMQP_URL, { timeout: 10_000 })
+    } catch (e) {
+      if (attempt >= 5) throw e
+      await sleep(2000)
+    }
+  }
   const channel = await connection.createConfirmChannel()
   const bodies = [
     Buffer.from([0xff, 0x00, 0x13, 0x37, 0xfe]),
@@ -428,6 +404,7 @@ const faults = (): Array<Fault> => [
     name: `worker SIGKILL #${n}`,
     run: async () => {
       await workerReady()
+      crashed("worker SIGKILL")
       worker.child.kill("SIGKILL")
       await worker.exited
       await sleep(300)
@@ -439,6 +416,7 @@ const faults = (): Array<Fault> => [
     run: async () => {
       // A signal before the runtime installed its handlers would just kill it: wait until it consumes.
       await workerReady()
+      crashed("worker SIGTERM")
       worker.child.kill("SIGTERM")
       const code = await worker.exited
       if (code !== 0) throw new Error(`worker exited with ${code} on SIGTERM`)
@@ -453,7 +431,14 @@ const faults = (): Array<Fault> => [
       await sh(commands.rabbitStart)
     }
   },
-  { name: "PostgreSQL restarted", run: async () => void (await sh(commands.pgRestart)) },
+  {
+    name: "PostgreSQL restarted",
+    run: async () => {
+      const done = crashed("PostgreSQL restart")
+      await sh(commands.pgRestart)
+      done()
+    }
+  },
   {
     name: `Redis stopped ${OUTAGE_MS / 1000}s`,
     run: async () => {
@@ -464,6 +449,136 @@ const faults = (): Array<Fault> => [
   },
   { name: "poison burst", run: poisonBurst }
 ]
+
+// ------------------------------------------------------- delivery books ---
+interface DeliveryBooks {
+  readonly rows: Array<[string, string]>
+  readonly checks: Array<[string, boolean]>
+}
+
+/**
+ * Every delivery row against what its receiver accepted: delivered ones were
+ * received (their key seen), failed ones say why, none is left pending; every
+ * email notification and every event has its delivery; a key received twice
+ * has a crash between its two receipts.
+ */
+const deliveryBooks = async (db: pg.Client): Promise<DeliveryBooks> => {
+  const smtp = receivers.smtp!
+  const webhook = receivers.webhook!
+  const tallyOf = (channel: string) => (channel === "email" ? smtp.tally : webhook.tally)
+  const { rows } = await db.query<{ key: string; channel: string; state: string; last_error: string | null }>(
+    "SELECT idempotency_key AS key, channel, state, last_error FROM deliveries WHERE event_type <> 'webhook.test'"
+  )
+  const states = new Map<string, number>()
+  const reasons = new Map<string, number>()
+  let unreceived = 0
+  let reasonless = 0
+  let pending = 0
+  for (const r of rows) {
+    states.set(`${r.channel} ${r.state}`, (states.get(`${r.channel} ${r.state}`) ?? 0) + 1)
+    if (r.state === "delivered" && !tallyOf(r.channel).accepted.has(r.key)) unreceived++
+    if (r.state === "pending") pending++
+    if (r.state === "failed") {
+      if (r.last_error === null || r.last_error.trim() === "") reasonless++
+      else {
+        // The reason's kind, without the details that differ per delivery.
+        const kind = r.last_error.replace(/\s*\(.*$|:.*$/s, "").slice(0, 60)
+        reasons.set(`${r.channel}: ${kind}`, (reasons.get(`${r.channel}: ${kind}`) ?? 0) + 1)
+      }
+    }
+  }
+  const known = new Set(rows.map((r) => r.key))
+  const strangers = [...smtp.tally.accepted.keys(), ...webhook.tally.accepted.keys()].filter((k) => !known.has(k))
+  const { rows: [missing] } = await db.query<{ email: number; webhook: number }>(
+    `SELECT
+       (SELECT count(*)::int FROM notifications n JOIN users u ON u.id = n.recipient_id
+         WHERE n.channel = 'email' AND u.email IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.id)) AS email,
+       (SELECT count(*)::int FROM outbox o WHERE o.event_type = ANY($1::text[])
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.channel = 'webhook' AND d.event_id = o.event_id::text))
+         AS webhook`,
+    [WEBHOOK_EVENTS]
+  )
+  // Keys received twice (or more): each pair of receipts in a row must have, between them, a crash or an attempt
+  // that gave up waiting (a timeout) while the receiver had taken the delivery (its attempt spans the first receipt).
+  const twice = [...seenTwice(smtp.tally), ...seenTwice(webhook.tally)]
+  const { rows: timedOut } = await db.query<{ key: string; ended: number; duration: number }>(
+    `SELECT d.idempotency_key AS key, extract(epoch FROM a.attempted_at)::float8 * 1000 AS ended,
+            a.duration_ms AS duration
+       FROM delivery_attempt_log a JOIN deliveries d ON d.id = a.delivery_id
+      WHERE d.idempotency_key = ANY($1::text[]) AND a.outcome = 'retry'
+        AND a.error ~* 'timeout|timed out|no answer within|no outcome within'`,
+    [twice.map(([key]) => key)]
+  )
+  const SLACK_MS = 1000
+  const byCause = new Map<string, number>()
+  let unexplained = 0
+  for (const [key, times] of twice) {
+    for (let i = 1; i < times.length; i++) {
+      const [first, second] = [times[i - 1]!, times[i]!]
+      const crash = crashes.find((c) => c.start <= second && c.end >= first)
+      const late = timedOut.some((a) =>
+        a.key === key && a.ended - a.duration <= first + SLACK_MS && a.ended >= first - SLACK_MS &&
+        a.ended <= second + SLACK_MS
+      )
+      const cause = crash !== undefined ? crash.name : late ? "a late answer (the sender timed out)" : undefined
+      if (cause === undefined) unexplained++
+      else byCause.set(cause, (byCause.get(cause) ?? 0) + 1)
+    }
+  }
+  const crashCounts = new Map<string, number>()
+  for (const c of crashes) crashCounts.set(c.name, (crashCounts.get(c.name) ?? 0) + 1)
+  const n = (key: string) => states.get(key) ?? 0
+  const answers = (t: typeof smtp.tally) =>
+    `${t.outcomes.accepted} / ${t.outcomes.permanent} / ${t.outcomes.failed} / ${t.outcomes.hung} / ${t.outcomes.dropped}`
+  return {
+    rows: [
+      ...(["email", "webhook"] as const).map((c): [string, string] => [
+        `${c} deliveries: delivered / failed / pending`,
+        `${n(`${c} delivered`)} / ${n(`${c} failed`)} / ${n(`${c} pending`)}`
+      ]),
+      ["failed deliveries' reasons", [...reasons].map(([k, v]) => `${k} (${v})`).join("; ") || "none"],
+      [
+        "SMTP answers: accepted / refused 550 / 451 / hung / dropped",
+        `${answers(smtp.tally)} (rates ${JSON.stringify(SMTP_RATES)})`
+      ],
+      [
+        "webhook answers: accepted / 301 / 5xx / hung / dropped",
+        `${answers(webhook.tally)}, bad signatures ${webhook.tally.badSignatures} (rates ${
+          JSON.stringify(WEBHOOK_RATES)
+        })`
+      ],
+      [
+        "keys received twice: email / webhook",
+        `${seenTwice(smtp.tally).length} / ${seenTwice(webhook.tally).length}`
+      ],
+      [
+        "  after a crash between send and record, or a late answer",
+        [...byCause].map(([k, v]) => `${k}: ${v}`).join(", ") || "none"
+      ],
+      ["  with no crash between", String(unexplained)],
+      ["crashes (sender stopped or its database)", [...crashCounts].map(([k, v]) => `${k} x${v}`).join(", ") || "none"]
+    ],
+    checks: [
+      [
+        `every delivery received or failed with its reason (pending ${pending}, delivered unseen ${unreceived}, failed without reason ${reasonless})`,
+        pending === 0 && unreceived === 0 && reasonless === 0
+      ],
+      [
+        `every email notification and every event has its delivery (missing ${missing!.email} / ${missing!.webhook})`,
+        missing!.email === 0 && missing!.webhook === 0
+      ],
+      [
+        `receivers got nothing unknown, every signature verified (${strangers.length} / ${webhook.tally.badSignatures})`,
+        strangers.length === 0 && webhook.tally.badSignatures === 0
+      ],
+      [
+        `a key received twice only after a crash between send and record or a late answer (${unexplained} other)`,
+        unexplained === 0
+      ]
+    ]
+  }
+}
 
 // ------------------------------------------------------------------- main ---
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
@@ -476,16 +591,15 @@ const main = async () => {
   const started = Date.now()
   log(`writes=${WRITES} rate=${RATE}/s concurrency=${CONCURRENCY} outage=${OUTAGE_MS / 1000}s`)
 
+  if (OWN_BROKER) {
+    log(`starting a RabbitMQ node of the run's own on 127.0.0.1:${OWN_BROKER_PORT} (scripts/cluster.sh)`)
+    await sh(cluster("start"))
+  }
+  if (OWN_REDIS) await sh(`redis-cli -h 127.0.0.1 -p ${OWN_REDIS_PORT} ping || (${commands.redisStart})`)
   // Fresh database, vhost and Redis database.
-  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`)
-  await admin.query(`CREATE DATABASE ${DB_NAME}`)
-  await admin.end()
-  await sh(
-    `rabbitmqctl -q delete_vhost ${VHOST} >/dev/null 2>&1 || true; rabbitmqctl -q add_vhost ${VHOST} && rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`
-  )
-  await sh(`redis-cli -u ${REDIS_URL} flushdb`)
+  log(`stores: database and vhost ${NAMES.database}, ${REDIS_URL}`)
+  await freshStores(PG_BASE, NAMES, REDIS_URL, RABBITMQCTL)
+  if (MODE === "faults") await startReceivers()
 
   if (!flag("no-build")) {
     log("building dist/ (npm run build)")
@@ -507,6 +621,7 @@ const main = async () => {
       PORT: String(port),
       LOG_FORMAT: "json",
       LOG_LEVEL: "warn",
+      ...notificationEnv,
       ...(MODE === "scale" ? { OUTBOX_RELAY: "off" } : {})
     }))
   }
@@ -518,12 +633,7 @@ const main = async () => {
     stats.workerStarts += 3
   }
   await Promise.all([
-    ...apis.map((api, i) =>
-      awaitReady(api, READY_TIMEOUT_MS, async () => {
-        const res = await fetch(`${BASES[i]}/health`, { signal: AbortSignal.timeout(2000) })
-        return res.status === 200
-      })
-    ),
+    ...apis.map((api, i) => awaitReady(api, READY_TIMEOUT_MS, answers200(`${BASES[i]}/health`))),
     ...fleet.relays.map((relay) => awaitReady(relay, READY_TIMEOUT_MS)),
     ...fleet.workers.map((w) => awaitReady(w, READY_TIMEOUT_MS))
   ])
@@ -533,17 +643,36 @@ const main = async () => {
     } worker(s)`
   )
 
-  // Users: the admin creates two agents and four customers.
+  // The webhook receiver's subscription, before any event: every event must reach it.
   const adminToken = await login("admin", "admin123")
+  if (receivers.webhook !== undefined) {
+    const a = await http("POST", "/v1/webhooks", adminToken, {
+      url: receivers.webhook.url,
+      eventTypes: WEBHOOK_EVENTS,
+      description: "chaos receiver"
+    })
+    if (a.status !== 201) throw new Error(`create webhook: ${a.status} ${JSON.stringify(a.body)}`)
+    receivers.webhook.setSecret(String(field(a, "secret")))
+  }
+
+  // Users: the admin creates two agents and four customers, each with an email address.
   const actors: Array<Actor> = []
   for (const [role, n] of [["agent", 2], ["customer", 4]] as const) {
     for (let i = 0; i < n; i++) {
       const username = `chaos-${role}-${i}-${Date.now() % 100000}`
       const password = "chaos-password"
-      const a = await http("POST", "/v1/users", adminToken, { username, password, role })
+      const email = `${username}@chaos.test`
+      const a = await http("POST", "/v1/users", adminToken, { username, password, role, email })
       if (a.status !== 201) throw new Error(`create user: ${a.status} ${JSON.stringify(a.body)}`)
       actors.push({ id: String(field(a, "id")), username, role, password, token: await login(username, password) })
     }
+  }
+  if (MODE === "faults") {
+    // The admin too; and anyone the API did not give one (an API without `email` on users ignores it).
+    const setup = new pg.Client({ connectionString: DATABASE_URL })
+    await setup.connect()
+    await setup.query("UPDATE users SET email = username || '@chaos.test' WHERE email IS NULL")
+    await setup.end()
   }
   const agents = actors.filter((a) => a.role === "agent")
   const customers = actors.filter((a) => a.role === "customer")
@@ -631,7 +760,7 @@ const main = async () => {
   const connection = await amqp.connect(AMQP_URL)
   const channel = await connection.createChannel()
   const depth = async (q: string) => (await channel.checkQueue(q)).messageCount
-  const retryQueues = (await sh(`rabbitmqctl -q list_queues -p ${VHOST} name`)).split("\n").filter((n) =>
+  const retryQueues = (await sh(`${RABBITMQCTL} -q list_queues -p ${VHOST} name`)).split("\n").filter((n) =>
     n.startsWith("opsdesk.retry.")
   )
   let drainFigures: { readonly events: number; readonly seconds: number } | undefined
@@ -658,6 +787,9 @@ const main = async () => {
   }
 
   const drainStart = Date.now()
+  // When the events had drained, and when the deliveries had too (faults mode): what the receivers' faults cost.
+  let eventsDrainedAt = 0
+  let drainSeconds: { readonly events: number; readonly all: number } | undefined
   let quietSince = 0
   let lastProcessed = -1
   for (;;) {
@@ -667,14 +799,23 @@ const main = async () => {
     const { rows: [p] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
     let queued = 0
     for (const q of [...QUEUES, ...retryQueues]) queued += await depth(q)
-    const idle = o!.n === 0 && queued === 0 && p!.n === lastProcessed
+    // Faults mode: every delivery sent or given up on too (a killed dispatcher's lease must run out first).
+    const pendingDeliveries = MODE !== "faults" ? 0 : (await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM deliveries WHERE state = 'pending'"
+    )).rows[0]!.n
+    if (o!.n === 0 && queued === 0) eventsDrainedAt ||= Date.now()
+    else eventsDrainedAt = 0
+    const idle = o!.n === 0 && queued === 0 && pendingDeliveries === 0 && p!.n === lastProcessed
     lastProcessed = p!.n
     if (idle) {
       if (quietSince === 0) quietSince = Date.now()
-      if (Date.now() - quietSince > 3000) break
+      if (Date.now() - quietSince > 3000) {
+        drainSeconds = { events: (eventsDrainedAt - drainStart) / 1000, all: (quietSince - drainStart) / 1000 }
+        break
+      }
     } else quietSince = 0
     if (Date.now() - drainStart > DRAIN_TIMEOUT_MS) {
-      log(`drain timed out: unpublished=${o!.n} queued=${queued}`)
+      log(`drain timed out: unpublished=${o!.n} queued=${queued} pending deliveries=${pendingDeliveries}`)
       break
     }
     await sleep(250)
@@ -703,6 +844,8 @@ const main = async () => {
   const lags = (await q<{ ms: number }>(`
     SELECT extract(epoch FROM (p.processed_at - (o.envelope->>'occurredAt')::timestamptz)) * 1000 AS ms
     FROM outbox o JOIN processed_events p ON p.event_id = o.event_id::text`)).map((r) => Number(r.ms))
+
+  const deliveries = MODE === "faults" ? await deliveryBooks(db) : { rows: [], checks: [] }
 
   // The DLQ holds exactly the poison messages.
   const dlqMessages: Array<amqp.GetMessage> = []
@@ -773,6 +916,7 @@ const main = async () => {
     ["no notification without an event", notes!.strangers === 0],
     ["DLQ holds exactly the poison messages", dlqDistinct === poisonCount && dlqPoison === dlqMessages.length],
     ["every cached listing matches the database", staleListings === 0],
+    ...deliveries.checks,
     ...(MODE === "faults" ? [] : [
       ["every worker stopped cleanly (exit 0)", workerExits.every((c) => c === 0)] as [string, boolean],
       ...(MODE === "drain"
@@ -801,6 +945,13 @@ const main = async () => {
     ["lost", String(totals!.lost)],
     ["effects doubled", String(totals!.doubled + notes!.doubled)],
     ["DLQ count: distinct / copies (poison injected)", `${dlqDistinct} / ${dlqMessages.length} (${poisonCount})`],
+    ...deliveries.rows,
+    [
+      "drain after the faults: events / deliveries settled",
+      drainSeconds === undefined
+        ? "timed out"
+        : `${drainSeconds.events.toFixed(1)} s / ${drainSeconds.all.toFixed(1)} s`
+    ],
     ["worker starts", String(stats.workerStarts)],
     ["worker starts replaced (stuck or crashed)", String(stats.stuckStarts)],
     [
@@ -830,7 +981,7 @@ const main = async () => {
     ]),
     ["run time", `${((Date.now() - started) / 1000).toFixed(0)} s`]
   ]
-  const width = Math.max(...rows.map(([k]) => k.length), ...checks.map(([k]) => k.length))
+  const width = Math.max(...rows.map(([k]) => k.length))
   console.log(`\nOpsDesk chaos run${MODE === "faults" ? "" : ` (${MODE})`}`)
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`)
   console.log("")
@@ -838,16 +989,18 @@ const main = async () => {
   const failed = checks.filter(([, ok]) => !ok).length
   console.log(`\n${checks.length - failed} passed, ${failed} failed`)
   process.exitCode = failed === 0 ? 0 : 1
+  if (NAMES.fromPid) await dropStores(PG_BASE, NAMES)
 }
 
 /** Kills what the harness started and leaves the services running, whatever happened. */
 const cleanUp = async () => {
-  for (const child of children) child.kill("SIGKILL")
-  // The fault run stops the shared services: start them again (a no-op when they run).
-  if (MODE === "faults") {
-    await sh(commands.rabbitStart).catch(() => undefined)
-    await sh(`redis-cli -h 127.0.0.1 -p 6379 ping || (${commands.redisStart})`).catch(() => undefined)
-  }
+  for (const child of running) child.kill("SIGKILL")
+  await Promise.all([receivers.smtp?.close(), receivers.webhook?.close()]).catch(() => undefined)
+  // The fault run's own broker node and Redis go; services given to it are started again (a no-op when they run).
+  if (OWN_BROKER) await sh(cluster("stop")).catch(() => undefined)
+  else if (MODE === "faults") await sh(commands.rabbitStart).catch(() => undefined)
+  if (OWN_REDIS) await sh(commands.redisStop).catch(() => undefined)
+  else if (MODE === "faults") await sh(commands.redisStart).catch(() => undefined)
   setTimeout(() => process.exit(), 1000).unref()
 }
 

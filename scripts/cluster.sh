@@ -3,6 +3,7 @@
 # (README, "Running against a RabbitMQ cluster") and for the cluster test and `npm run chaos:cluster`.
 #
 # Usage: scripts/cluster.sh start | stop | status | kill N | revive N | url [VHOST] | leader QUEUE [VHOST] | ctl ARGS
+#        | node-ctl N ARGS
 #   start      starts the nodes that are not running (idempotent); the first start forms the cluster,
 #              creates OpsDesk's broker users (scripts/broker-users.sh) on vhost "/", and prints AMQP_URL
 #   stop       stops every node and deletes the data directory (the cluster is gone)
@@ -12,6 +13,7 @@
 #   url        the comma-separated AMQP_URL of the three nodes as guest (for VHOST, default "/")
 #   leader Q   the node (1..3) that leads quorum queue Q on VHOST (default "/")
 #   ctl ARGS   rabbitmqctl ARGS on the first running node (add_vhost, list_queues, ...)
+#   node-ctl N ARGS  rabbitmqctl ARGS on node N, running or not (stop_app, start_app, await_startup)
 #
 # Nodes: rabbit-od1@localhost .. rabbit-od3@localhost, AMQP on 127.0.0.1:5681..5683, Erlang distribution
 # on 127.0.0.1:25681..25683. Everything lives under $CLUSTER_DIR (default .cluster/ beside scripts/,
@@ -23,6 +25,8 @@
 # own), its cookie in /var/lib/rabbitmq stays its own (the nodes and the CLI calls here run with
 # HOME=$CLUSTER_DIR/home), and every CLI call names its node (-n). The nodes share the machine's epmd.
 # Settings: CLUSTER_DIR, CLUSTER_AMQP_BASE_PORT (5680: node N on base+N), CLUSTER_DIST_BASE_PORT (25680),
+# CLUSTER_SIZE (3; 1 gives a lone node, which `npm run chaos` stops and starts instead of the machine's broker),
+# CLUSTER_NAME (od: nodes rabbit-<name>N@localhost; give another set of nodes another name, ports and dir),
 # RABBITMQ_BIN_DIR (/usr/lib/rabbitmq/bin: the server's own scripts, not the su-ing wrappers in /usr/sbin).
 set -euo pipefail
 
@@ -31,7 +35,9 @@ dir=${CLUSTER_DIR:-$here/../.cluster}
 amqp_base=${CLUSTER_AMQP_BASE_PORT:-5680}
 dist_base=${CLUSTER_DIST_BASE_PORT:-25680}
 bin=${RABBITMQ_BIN_DIR:-/usr/lib/rabbitmq/bin}
-nodes=(1 2 3)
+size=${CLUSTER_SIZE:-3}
+name=${CLUSTER_NAME:-od}
+mapfile -t nodes < <(seq 1 "$size")
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -41,8 +47,8 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 home=$dir/home
 
-node_name() { printf 'rabbit-od%s@localhost' "$1"; }
-node_dir() { printf '%s/od%s' "$dir" "$1"; }
+node_name() { printf 'rabbit-%s%s@localhost' "$name" "$1"; }
+node_dir() { printf '%s/%s%s' "$dir" "$name" "$1"; }
 amqp_port() { printf '%s' $((amqp_base + $1)); }
 
 # The environment every rabbitmq-server and CLI call of node N runs with.
@@ -186,8 +192,8 @@ case $cmd in
       # Node 1 first: the others find it through classic_config and join its cluster.
       start_node 1
       await_node 1
-      for n in 2 3; do start_node "$n"; done
-      for n in 2 3; do await_node "$n"; done
+      for n in "${nodes[@]:1}"; do start_node "$n"; done
+      for n in "${nodes[@]:1}"; do await_node "$n"; done
     else
       # A cluster that existed: its nodes wait for each other's tables at boot, so all start at once.
       for n in "${nodes[@]}"; do start_node "$n"; done
@@ -196,9 +202,9 @@ case $cmd in
     members=$(ctl 1 -q cluster_status --formatter json | node -e '
       let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
         const c = JSON.parse(s); process.stdout.write(String((c.running_nodes ?? []).length)) })')
-    [ "$members" = 3 ] || die "the cluster has $members running node(s), not 3: see scripts/cluster.sh status"
+    [ "$members" = "$size" ] || die "the cluster has $members running node(s), not $size: see scripts/cluster.sh status"
     if [ "$first" = 1 ] || [ "${CLUSTER_USERS:-}" = 1 ]; then users; fi
-    log "3 nodes running. AMQP_URL=$(url)"
+    log "$size node(s) running. AMQP_URL=$(url)"
     ;;
   stop)
     # SIGTERM is a clean shutdown for the Erlang VM; the data goes anyway, so no CLI round trips.
@@ -233,20 +239,25 @@ case $cmd in
     done
     ;;
   kill)
-    n=${2:?kill needs a node number (1..3)}
+    n=${2:?kill needs a node number (1..$size)}
     pid=$(pid_of "$n") || die "$(node_name "$n") is not running"
     kill -9 "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     log "killed $(node_name "$n") (pid $pid)"
     ;;
   revive)
-    n=${2:?revive needs a node number (1..3)}
+    n=${2:?revive needs a node number (1..$size)}
     prepare
     start_node "$n"
     await_node "$n"
     log "$(node_name "$n") is back"
     ;;
   url) url "${2:-/}" ;;
+  node-ctl)
+    n=${2:?node-ctl needs a node number (1..$size)}
+    shift 2
+    ctl "$n" "$@"
+    ;;
   ctl)
     shift
     for n in "${nodes[@]}"; do
@@ -260,7 +271,7 @@ case $cmd in
       running "$n" || continue
       leader=$(ctl "$n" -q list_queues -p "$vhost" name leader --no-table-headers 2>/dev/null |
         awk -v q="$queue" '$1 == q { print $2 }')
-      case $leader in rabbit-od?@*) leader=${leader#rabbit-od}; printf '%s\n' "${leader%%@*}"; exit 0 ;; esac
+      case $leader in "rabbit-$name"?@*) leader=${leader#"rabbit-$name"}; printf '%s\n' "${leader%%@*}"; exit 0 ;; esac
     done
     die "no leader found for $queue on vhost $vhost"
     ;;

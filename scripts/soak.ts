@@ -3,7 +3,9 @@
  *
  * Runs the production bundles (`node dist/api.mjs`, `node dist/worker.mjs`,
  * built first unless `--no-build`) on their own database (`opsdesk_soak`),
- * RabbitMQ vhost (`opsdesk_soak`) and Redis database (11), with retention set
+ * RabbitMQ vhost (`opsdesk_soak`) and Redis database (11) (with SOAK_NAME_SUFFIX=x:
+ * `opsdesk_soak_x` and a Redis database of 1-10, see scripts/lib/isolation.ts;
+ * `pid` for this process's id, dropped at the end), with retention set
  * short: published outbox rows, notifications and audit rows kept
  * `--retention-s` seconds, claims twice that (the dedupe window must exceed
  * DLQ_REPLAY_WINDOW, set to `--retention-s`, plus the retry delays), the
@@ -30,22 +32,19 @@
  * with the load, by design, and are shown for comparison.
  */
 import * as amqp from "amqplib"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { createServer } from "node:net"
+import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import pg from "pg"
+import { type Answer, apiClient, field } from "./lib/http.js"
+import { dropStores, freshStores, runNames } from "./lib/isolation.js"
+import { options } from "./lib/options.js"
+import { answers200, awaitReady, freePort, running, sleep, startProc } from "./lib/processes.js"
 
 const exec = promisify(execFile)
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 // ---------------------------------------------------------------- options ---
-const argv = process.argv.slice(2)
-const opt = (name: string, fallback: number) => {
-  const i = argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
+const { flag, number } = options()
+const opt = (name: string, fallback: number) => number(name, fallback, true)
 const MINUTES = opt("minutes", 10)
 const RATE = opt("rate", 20)
 const RETENTION_S = opt("retention-s", 60)
@@ -56,13 +55,14 @@ const CONCURRENCY = 8
 const CHECK_EVERY_MS = Math.min(5000, (RETENTION_S * 1000) / 4)
 /** An event published this long ago must have been claimed (the worker is never that far behind here). */
 const GRACE_S = 10
+const READY_TIMEOUT_MS = 90_000
 
-const DB_NAME = "opsdesk_soak"
+// SOAK_NAME_SUFFIX (or HARNESS_NAME_SUFFIX; `pid` for this process's id) keeps two runs' stores apart.
+const NAMES = runNames("SOAK", "opsdesk_soak", 11)
 const PG_BASE = process.env.SOAK_PG_BASE ?? "postgres://root@127.0.0.1:5432"
-const DATABASE_URL = `${PG_BASE}/${DB_NAME}`
-const VHOST = DB_NAME
-const AMQP_URL = `${process.env.SOAK_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
-const REDIS_URL = process.env.SOAK_REDIS_URL ?? "redis://127.0.0.1:6379/11"
+const DATABASE_URL = `${PG_BASE}/${NAMES.database}`
+const AMQP_URL = `${process.env.SOAK_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${NAMES.vhost}`
+const REDIS_URL = process.env.SOAK_REDIS_URL ?? `redis://127.0.0.1:6379/${NAMES.redisDb}`
 const DLQ = "tickets.dlq"
 const QUEUES = ["ticket.created.queue", "ticket.updated.queue", "ticket.status_changed.queue", "message.sent.queue"]
 
@@ -70,100 +70,13 @@ const RETAINED = ["outbox", "processed_events", "notifications", "audit_log"] as
 const KEPT = ["tickets", "messages", "users"] as const
 
 const log = (s: string) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
-const sh = async (command: string) => (await exec("bash", ["-c", command], { timeout: 120_000 })).stdout.trim()
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer()
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-
-// -------------------------------------------------------------- processes ---
-interface Proc {
-  readonly name: string
-  readonly child: ChildProcess
-  readonly exited: Promise<number | null>
-  readonly recent: Array<string>
-}
-const children = new Set<ChildProcess>()
-
-const startProc = (name: "api" | "worker", env: Record<string, string>): Proc => {
-  const child = spawn(process.execPath, [`dist/${name}.mjs`], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  const recent: Array<string> = []
-  let buf = ""
-  const onData = (d: Buffer) => {
-    buf += d.toString()
-    let i: number
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      recent.push(line.slice(0, 2000))
-      if (recent.length > 40) recent.shift()
-      // Warnings and errors, and retention's own lines, as they come.
-      if (/"logLevel":"(WARN|ERROR|FATAL)"|Retention/.test(line)) log(`${name}: ${line.slice(0, 400)}`)
-    }
-  }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { name, child, exited, recent }
+// Warnings and errors, and retention's own lines, as they come.
+const echo = (proc: string, line: string) => {
+  if (/"logLevel":"(WARN|ERROR|FATAL)"|Retention/.test(line)) log(`${proc}: ${line.slice(0, 400)}`)
 }
 
-const awaitReady = async (proc: Proc, check: () => Promise<boolean>, timeoutMs = 90_000) => {
-  const deadline = Date.now() + timeoutMs
-  let exitCode: number | null | undefined
-  void proc.exited.then((code) => (exitCode = code))
-  for (;;) {
-    if (exitCode !== undefined) {
-      throw new Error(`${proc.name} exited (${exitCode}) before it was ready:\n${proc.recent.join("\n")}`)
-    }
-    if (await check().catch(() => false)) return
-    if (Date.now() > deadline) {
-      throw new Error(`${proc.name} not ready after ${timeoutMs / 1000}s:\n${proc.recent.join("\n")}`)
-    }
-    await sleep(200)
-  }
-}
-
-// ------------------------------------------------------------------- HTTP ---
-let BASE = ""
-interface Answer {
-  readonly status: number
-  readonly body: Record<string, unknown>
-}
-const http = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<Answer> => {
-  const res = await fetch(`${BASE}${path}`, {
-    method,
-    headers: {
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...(token ? { authorization: `Bearer ${token}` } : {})
-    },
-    body: body ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(15_000)
-  })
-  const text = await res.text()
-  let parsed: Record<string, unknown> = {}
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed }
-}
-const login = async (username: string, password: string) => {
-  const a = await http("POST", "/v1/auth/login", undefined, { username, password })
-  if (a.status !== 200) throw new Error(`login ${username}: ${a.status} ${JSON.stringify(a.body)}`)
-  return String(a.body["accessToken"])
-}
+const { bases, http, login } = apiClient()
 
 // ------------------------------------------------------------------ books ---
 /** Every event id seen in the outbox, and whether its claim was ever seen with it. */
@@ -237,16 +150,9 @@ const main = async () => {
   log(
     `minutes=${MINUTES} rate=${RATE}/s retention=${RETENTION_S}s (claims ${2 * RETENTION_S}s) interval=${INTERVAL_S}s`
   )
-  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`)
-  await admin.query(`CREATE DATABASE ${DB_NAME}`)
-  await admin.end()
-  await sh(
-    `rabbitmqctl -q delete_vhost ${VHOST} >/dev/null 2>&1 || true; rabbitmqctl -q add_vhost ${VHOST} && rabbitmqctl -q set_permissions -p ${VHOST} guest '.*' '.*' '.*'`
-  )
-  await sh(`redis-cli -u ${REDIS_URL} flushdb`)
-  if (!argv.includes("--no-build")) {
+  log(`stores: database and vhost ${NAMES.database}, ${REDIS_URL}`)
+  await freshStores(PG_BASE, NAMES, REDIS_URL)
+  if (!flag("no-build")) {
     log("building dist/ (npm run build)")
     await exec(process.execPath, ["scripts/build.mjs"], { timeout: 300_000 })
   }
@@ -262,17 +168,20 @@ const main = async () => {
   const common = { DATABASE_URL, AMQP_URL, REDIS_URL, LOG_FORMAT: "json", ...retentionEnv }
   const apiPort = await freePort()
   const metricsPort = await freePort()
-  BASE = `http://127.0.0.1:${apiPort}`
-  const api = startProc("api", { ...common, PORT: String(apiPort), LOG_LEVEL: "warn" })
-  await awaitReady(api, async () => (await fetch(`${BASE}/health`, { signal: AbortSignal.timeout(2000) })).ok)
+  bases.push(`http://127.0.0.1:${apiPort}`)
+  const api = startProc("api", { env: { ...common, PORT: String(apiPort), LOG_LEVEL: "warn" }, onLine: echo })
+  await awaitReady(api, READY_TIMEOUT_MS, answers200(`${bases[0]}/health`))
   const worker = startProc("worker", {
-    ...common,
-    LOG_LEVEL: "info",
-    LOG_EVENTS: "none",
-    METRICS_INTERVAL_MS: "600000",
-    WORKER_METRICS_PORT: String(metricsPort)
+    env: {
+      ...common,
+      LOG_LEVEL: "info",
+      LOG_EVENTS: "none",
+      METRICS_INTERVAL_MS: "600000",
+      WORKER_METRICS_PORT: String(metricsPort)
+    },
+    onLine: echo
   })
-  await awaitReady(worker, async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).ok)
+  await awaitReady(worker, READY_TIMEOUT_MS, answers200(`http://127.0.0.1:${metricsPort}/metrics`))
   log("up: 1 API (with its relay), 1 worker")
 
   const adminToken = await login("admin", "admin123")
@@ -282,7 +191,7 @@ const main = async () => {
       const username = `soak-${role}-${i}`
       const a = await http("POST", "/v1/users", adminToken, { username, password: "soak-password", role })
       if (a.status !== 201) throw new Error(`create user: ${a.status} ${JSON.stringify(a.body)}`)
-      users.push({ id: String(a.body["id"]), token: await login(username, "soak-password"), role })
+      users.push({ id: String(field(a, "id")), token: await login(username, "soak-password"), role })
     }
   }
   const agents = users.filter((u) => u.role === "agent")
@@ -328,7 +237,7 @@ const main = async () => {
         description: "steady",
         priority: "medium"
       })
-      if (a.status === 201) tickets.push({ id: String(a.body["id"]), owner })
+      if (a.status === 201) tickets.push({ id: String(field(a, "id")), owner })
     } else if (r < 0.7) {
       const t = pick(tickets)
       const author = Math.random() < 0.5 ? t.owner : pick(agents)
@@ -470,14 +379,15 @@ const main = async () => {
     } MB at the end`
   )
 
-  for (const child of children) child.kill("SIGTERM")
+  for (const child of running) child.kill("SIGTERM")
   await Promise.all([api.exited, worker.exited])
   await db.end()
+  if (NAMES.fromPid) await dropStores(PG_BASE, NAMES)
   process.exitCode = checks.every(([, ok]) => ok) ? 0 : 1
 }
 
 main().catch((e) => {
   log(e instanceof Error ? e.stack ?? e.message : String(e))
-  for (const child of children) child.kill("SIGKILL")
+  for (const child of running) child.kill("SIGKILL")
   process.exit(1)
 })

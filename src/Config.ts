@@ -67,6 +67,12 @@ export const OperatorAmqpUrl = Config.redacted("OPS_AMQP_URL").pipe(
 )
 export const QueueType = Config.literal("classic", "quorum")("QUEUE_TYPE").pipe(Config.withDefault("classic" as const))
 
+/** The CLI's colour switches (src/Cli/Output.ts): NO_COLOR non-empty (no-color.org) or TERM=dumb turn colour off. */
+export const ColorConfig = Config.all({
+  NO_COLOR: Config.string("NO_COLOR").pipe(Config.withDefault("")),
+  TERM: Config.string("TERM").pipe(Config.withDefault(""))
+})
+
 export const HttpPort = Config.port("PORT").pipe(Config.withDefault(3000))
 
 /**
@@ -124,8 +130,9 @@ export const BrokerReconnect = Config.all({
 })
 
 export const WorkerConfig = Config.all({
-  // Defaults chosen by `npm run bench` (README, Benchmarks).
-  prefetch: positiveInt("PREFETCH", 1000),
+  // Defaults chosen by `npm run bench` (README, Benchmarks); PREFETCH 500 so several workers share a backlog
+  // (docs/OPS.md, Choosing PREFETCH).
+  prefetch: positiveInt("PREFETCH", 500),
   batchSize: positiveInt("WORKER_BATCH_SIZE", 500),
   concurrency: positiveInt("WORKER_CONCURRENCY", 2),
   /** `each`: the seed's lines for every event; `auto`: those up to 20 events a batch, one summary line above; `batch`: summaries only; `none`. */
@@ -224,6 +231,9 @@ export const WorkerMetricsUrl = Config.string("WORKER_METRICS_URL").pipe(
   Config.withDefault("http://127.0.0.1:9464/metrics")
 )
 
+/** How often the ops dashboard's history (its charts' last hour, kept in the API's memory) takes a sample. */
+export const OpsHistoryInterval = millis("OPS_HISTORY_INTERVAL_MS", 10_000)
+
 export const OutboxConfig = Config.all({
   batchSize: positiveInt("OUTBOX_BATCH_SIZE", 1000),
   pollInterval: millis("OUTBOX_POLL_INTERVAL_MS", 1000),
@@ -277,6 +287,8 @@ export const RetentionConfig = Config.all({
   processedEvents: positiveDuration("RETENTION_PROCESSED_EVENTS", Duration.days(14)),
   notifications: positiveDuration("RETENTION_NOTIFICATIONS", Duration.days(30)),
   auditLog: positiveDuration("RETENTION_AUDIT_LOG", Duration.days(365)),
+  /** Settled deliveries (and their attempt log), by their last change; a pending one is never removed. */
+  deliveries: positiveDuration("RETENTION_DELIVERIES", Duration.days(30)),
   dlqReplayWindow: positiveDuration("DLQ_REPLAY_WINDOW", Duration.days(7)),
   retryDelaySpan: WorkerConfig.pipe(Config.map(retryDelaySpan))
 }).pipe(

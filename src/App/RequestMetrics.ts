@@ -7,6 +7,7 @@
 import { HttpApi, type HttpApp, HttpServerError, HttpServerRequest } from "@effect/platform"
 import { Cause, Effect, Exit, Metric, MetricBoundaries, Option, Schema, SchemaAST } from "effect"
 import type { HttpConventionsConfig } from "../Config.js"
+import { withLabels } from "../Kit/Metrics.js"
 import { Api } from "./Api.js"
 
 export const httpRequests = Metric.counter("opsdesk_http_requests_total", {
@@ -91,7 +92,7 @@ const statusOf = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {
   return Effect.map(HttpServerError.causeResponse(cause), ([response]) => response.status)
 }
 
-/** Tagged metrics, built once per label set (tagging allocates and hashes a key). */
+/** Labelled metrics, built once per label set (Kit/Metrics.ts: each update then finds its series at once). */
 const tagged = new Map<
   string,
   { readonly count: Metric.Metric.Counter<number>; readonly time: Metric.Metric.Histogram<number> }
@@ -101,12 +102,8 @@ const metricsFor = (method: string, route: string, status: number) => {
   let m = tagged.get(key)
   if (m === undefined) {
     m = {
-      count: httpRequests.pipe(
-        Metric.tagged("method", method),
-        Metric.tagged("route", route),
-        Metric.tagged("status", String(status))
-      ),
-      time: httpDuration.pipe(Metric.tagged("method", method), Metric.tagged("route", route))
+      count: withLabels(httpRequests, { method, route, status: String(status) }),
+      time: withLabels(httpDuration, { method, route })
     }
     tagged.set(key, m)
   }

@@ -8,7 +8,18 @@
  */
 import * as amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
-import { Data, Deferred, type Duration, Effect, Redacted, Schedule, type Scope } from "effect"
+import {
+  Data,
+  Deferred,
+  type Duration,
+  Effect,
+  Metric,
+  MetricLabel,
+  Option,
+  Redacted,
+  Schedule,
+  type Scope
+} from "effect"
 import { amqpNodeUrls, AmqpUrl, BrokerReconnect } from "../Config.js"
 import { Fatal } from "../Fatal.js"
 import { describe } from "../Kit/Cause.js"
@@ -57,8 +68,31 @@ const startNode = new Map<string, number>()
 /** The node each named connection is on right now (what `currentNodes` reports). */
 const connectedNodes = new Map<string, string>()
 
+/** The node of each open connection, for the sessions `supervise` runs on it. */
+const nodeOfConnection = new WeakMap<ChannelModel, string>()
+
 /** `name → node` of the connections open right now (`amqp://host:port` each). */
 export const currentNodes: Effect.Effect<ReadonlyMap<string, string>> = Effect.sync(() => new Map(connectedNodes))
+
+/** The node (`amqp://host:port`, no credentials or vhost) the connection named `name` is on; none while it is not open. */
+export const connectedNode = (name: string): Effect.Effect<Option.Option<string>> =>
+  Effect.sync(() => Option.fromNullable(connectedNodes.get(name)))
+
+/** The node a connection opened by `openConnection` is on. */
+export const connectionNode = (connection: ChannelModel): Option.Option<string> =>
+  Option.fromNullable(nodeOfConnection.get(connection))
+
+/**
+ * 1 for the node each named connection is on, 0 for one it has left: the
+ * process's `/metrics` (API, worker, relay) says where it is connected.
+ * Labels come from AMQP_URL and the fixed connection names only.
+ */
+export const brokerConnected = Metric.gauge("opsdesk_broker_connected", {
+  description: "1 while the named RabbitMQ connection is on this node (amqp://host:port), 0 once it left it"
+})
+
+const reportNode = (name: string, node: string, value: 0 | 1) =>
+  brokerConnected.unsafeUpdate(value, [MetricLabel.make("connection", name), MetricLabel.make("node", node)])
 
 /**
  * THE way OpsDesk connects to RabbitMQ. `url` is one node or a cluster's
@@ -86,8 +120,11 @@ export const openConnection = (
           Effect.gen(function*() {
             startNode.set(setting, index)
             connectedNodes.set(name, nodeLabel(node))
+            nodeOfConnection.set(connection, nodeLabel(node))
+            reportNode(name, nodeLabel(node), 1)
             connection.once("close", (err?: unknown) => {
               if (connectedNodes.get(name) === nodeLabel(node)) connectedNodes.delete(name)
+              reportNode(name, nodeLabel(node), 0)
               // Closed by the broker or the network (not by us): start the next attempt elsewhere.
               if (err !== undefined && err !== null && startNode.get(setting) === index) {
                 startNode.set(setting, (index + 1) % nodes.length)

@@ -9,9 +9,16 @@
  * coordinate channel and queue for every message.
  */
 import type { Channel, ChannelModel } from "amqplib"
-import { Effect, Ref, Schedule } from "effect"
+import { Effect, type Option, Ref, Schedule } from "effect"
 import { AckBatcher } from "./AckBatcher.js"
-import { awaitClose, BrokerError, openChannel, openConfirmChannel, superviseInBackground } from "./Amqp.js"
+import {
+  awaitClose,
+  BrokerError,
+  connectedNode,
+  openChannel,
+  openConfirmChannel,
+  superviseInBackground
+} from "./Amqp.js"
 import { AmqpDelivery } from "./AmqpDelivery.js"
 import type { Delivery } from "./Delivery.js"
 import { checkQueues, declareTopology, type QueueState, type TopologyOptions } from "./Topology.js"
@@ -37,6 +44,8 @@ export interface ConsumerOptions {
 export interface Consumer {
   /** Cancels the consumers, in this session and any later one; messages already delivered stay unacked until settled. */
   readonly stop: Effect.Effect<void>
+  /** The node (`amqp://host:port`) the consumers' connection is on; none while disconnected. */
+  readonly node: Effect.Effect<Option.Option<string>>
 }
 
 const cancelAll = (channel: Channel, tags: ReadonlyArray<string>) =>
@@ -96,7 +105,8 @@ export const consume = (options: ConsumerOptions) =>
     yield* superviseInBackground(options.name, session)
 
     const consumer: Consumer = {
-      stop: Effect.zipRight(Ref.set(stopping, true), Effect.flatten(Ref.get(cancelConsumers)))
+      stop: Effect.zipRight(Ref.set(stopping, true), Effect.flatten(Ref.get(cancelConsumers))),
+      node: connectedNode(options.name)
     }
     return consumer
   })

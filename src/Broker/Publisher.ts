@@ -9,7 +9,7 @@
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { QueueType, WorkerConfig } from "../Config.js"
-import { awaitClose, BrokerError, openConfirmChannel, superviseInBackground } from "./Amqp.js"
+import { awaitClose, BrokerError, connectionNode, openConfirmChannel, superviseInBackground } from "./Amqp.js"
 import type { OutgoingMessage } from "./Message.js"
 import { publishAll, publishConfirmed, type PublishOutcome } from "./Publish.js"
 import { declareTopology, topologyOptions } from "./Topology.js"
@@ -29,19 +29,27 @@ export class Publisher extends Context.Tag("OpsDesk/Broker/Publisher")<Publisher
     messages: ReadonlyArray<OutgoingMessage>
   ) => Effect.Effect<Effect.Effect<ReadonlyArray<PublishOutcome>>, BrokerError>
   readonly isConnected: Effect.Effect<boolean>
+  /**
+   * The RabbitMQ node the publisher is connected to (`amqp://host:port`, no
+   * credentials or vhost; with a cluster's AMQP_URL, the one it failed over
+   * to); none while disconnected. For /ready and the ops dashboard.
+   */
+  readonly node: Effect.Effect<Option.Option<string>>
 }>() {}
 
 export const PublisherLive = Layer.scoped(
   Publisher,
   Effect.gen(function*() {
     const topology = topologyOptions(yield* QueueType, yield* WorkerConfig)
-    const current = yield* Ref.make(Option.none<ConfirmChannel>())
+    const current = yield* Ref.make(
+      Option.none<{ readonly channel: ConfirmChannel; readonly node: Option.Option<string> }>()
+    )
 
     yield* superviseInBackground("opsdesk-publisher", (connection) =>
       Effect.gen(function*() {
         const channel = yield* openConfirmChannel(connection)
         yield* declareTopology(channel, topology)
-        yield* Ref.set(current, Option.some(channel))
+        yield* Ref.set(current, Option.some({ channel, node: connectionNode(connection) }))
         yield* Effect.logInfo("Publisher connected to RabbitMQ")
         return yield* awaitClose(channel, "publisher channel")
       }).pipe(Effect.ensuring(Ref.set(current, Option.none()))))
@@ -49,13 +57,14 @@ export const PublisherLive = Layer.scoped(
     const connected = Ref.get(current).pipe(
       Effect.flatMap(Option.match({
         onNone: () => Effect.fail(new BrokerError({ message: "RabbitMQ is not connected" })),
-        onSome: Effect.succeed
+        onSome: ({ channel }) => Effect.succeed(channel)
       }))
     )
     return Publisher.of({
       send: (messages) => Effect.flatMap(connected, (channel) => publishConfirmed(channel, messages)),
       publishAll: (messages) => Effect.flatMap(connected, (channel) => Effect.flatten(publishAll(channel, messages))),
-      isConnected: Effect.map(Ref.get(current), Option.isSome)
+      isConnected: Effect.map(Ref.get(current), Option.isSome),
+      node: Effect.map(Ref.get(current), Option.flatMap(({ node }) => node))
     })
   })
 )

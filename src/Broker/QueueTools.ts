@@ -19,7 +19,7 @@ import type { Channel, ConfirmChannel, Message } from "amqplib"
 import { type Duration, Effect, Option, type Scope } from "effect"
 import { OperatorAmqpUrl, QueueType, WorkerConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
-import { BrokerError, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
+import { BrokerError, connectedNode, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
 import type { TopologyError } from "./Amqp.js"
 import { makeLazyConnection } from "./LazyConnection.js"
 import type { OutgoingMessage, QueuedMessage } from "./Message.js"
@@ -59,6 +59,8 @@ export interface QueueTools {
   ) => Effect.Effect<QueueSession, BrokerError | TopologyError, Scope.Scope>
   /** Whether a broker connection is open right now (one is opened on demand). */
   readonly isConnected: Effect.Effect<boolean>
+  /** The node (`amqp://host:port`) the tools' connection is on; none while none is open. */
+  readonly node: Effect.Effect<Option.Option<string>>
 }
 
 const brokerError = (what: string) => (cause: unknown) =>
@@ -130,6 +132,6 @@ export const makeQueueTools = (options: {
         )
       }).pipe(Effect.retry({ times: 1, while: (e) => e._tag === "BrokerError" }))
 
-    const tools: QueueTools = { session, isConnected: pool.isOpen }
+    const tools: QueueTools = { session, isConnected: pool.isOpen, node: connectedNode(options.name) }
     return tools
   })

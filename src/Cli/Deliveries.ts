@@ -1,7 +1,8 @@
 /**
  * `opsdesk deliveries list | retry`: notification deliveries (email, webhook;
  * src/Notifications/Repo.ts) on the command line, as `opsdesk dlq` does for the
- * DLQ. Results go to stdout, errors to stderr with exit code 1.
+ * DLQ. Results go to stdout (JSON with --json), errors to stderr with exit
+ * code 1 (2 for a usage error).
  */
 import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
@@ -10,6 +11,7 @@ import { DeliveriesRepo, type DeliveryState } from "../Notifications/Repo.js"
 import { PgLive } from "../Store/Sql.js"
 import { CliError } from "./CliError.js"
 import { formatAge, renderTable } from "./Format.js"
+import { DATABASE_ENV, helpNode, OUTPUT_ENV } from "./Help.js"
 
 const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
 
@@ -18,7 +20,9 @@ const channel = Options.choice("channel", ["email", "webhook"] as const).pipe(
   Options.optional
 )
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of a table."))
+const json = Options.boolean("json").pipe(
+  Options.withDescription("Print JSON instead of text (errors too: one JSON object on stderr).")
+)
 
 // ---------------------------------------------------------------- deliveries list
 
@@ -135,3 +139,26 @@ export const deliveriesCommand = Command.make("deliveries").pipe(
   Command.provide(DeliveriesRepo.Default),
   Command.provide(PgLive)
 )
+
+const env = [...DATABASE_ENV, ...OUTPUT_ENV]
+
+export const deliveriesHelp = helpNode(deliveriesCommand, "deliveries", {
+  examples: [["opsdesk deliveries list --state failed", "What failed, and why"]],
+  env,
+  children: [
+    helpNode(listCommand, "list", {
+      examples: [
+        ["opsdesk deliveries list --state failed --channel webhook", "Failed webhook deliveries"],
+        ["opsdesk deliveries list --json -n 200", "The 200 newest deliveries and the summary, as JSON"]
+      ],
+      env
+    }),
+    helpNode(retryCommand, "retry", {
+      examples: [
+        ["opsdesk deliveries retry --id 42 --id 43", "Retry two failed deliveries"],
+        ["opsdesk deliveries retry --all-failed --channel email", "Retry every failed email"]
+      ],
+      env
+    })
+  ]
+})

@@ -1,15 +1,18 @@
 /**
  * `opsdesk dlq list | replay | purge`: the DLQ service (src/Dlq/Dlq.ts) on
- * the command line. Results go to stdout, progress and prompts to stderr /
- * the terminal, errors to stderr with exit code 1.
+ * the command line. Results go to stdout (JSON with --json), progress and
+ * prompts to stderr / the terminal, errors to stderr with exit code 1 (2 for
+ * a usage error).
  */
 import { Command, HelpDoc, Options, Prompt, ValidationError } from "@effect/cli"
-import { Console, type Duration, Effect, Either, Option } from "effect"
+import { Console, Duration, Effect, Either, Option } from "effect"
 import { DLQ } from "../Broker/Topology.js"
-import { Dlq, type ReplayProgress, type ReplayResult } from "../Dlq/Dlq.js"
-import type { Selector } from "../Dlq/Entry.js"
+import { RetentionConfig } from "../Config.js"
+import { Dlq, type ReplayProgress, type ReplayResult, tooOldToReplay } from "../Dlq/Dlq.js"
+import { type DlqEntry, matches, type Selector } from "../Dlq/Entry.js"
 import { CliError } from "./CliError.js"
 import { formatAge, formatDuration, parseDuration, renderTable, truncate } from "./Format.js"
+import { BROKER_ENV, helpNode, OUTPUT_ENV } from "./Help.js"
 
 const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
 
@@ -29,7 +32,9 @@ const eventFilter = Options.text("event").pipe(
   Options.optional
 )
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print the entries as JSON instead of a table."))
+const json = Options.boolean("json").pipe(
+  Options.withDescription("Print JSON instead of text (errors too: one JSON object on stderr).")
+)
 
 export const listCommand = Command.make(
   "list",
@@ -104,6 +109,12 @@ const force = Options.boolean("force").pipe(
   )
 )
 
+const dryRun = Options.boolean("dry-run").pipe(
+  Options.withDescription(
+    "Only show what would be replayed and what skipped, and why; nothing is published or removed from the DLQ."
+  )
+)
+
 const progressLine = (p: ReplayProgress) =>
   `  … ${p.scanned}/${p.total} scanned: ${p.replayed} replayed, ${p.skipped} skipped`
 
@@ -134,21 +145,59 @@ const summary = (selector: Selector, result: ReplayResult) => {
   return lines.join("\n")
 }
 
+/** What a replay of `selector` would do, from a listing of the whole DLQ (which leaves every message in place). */
+const planReplay = (selector: Selector, force: boolean) =>
+  Effect.gen(function*() {
+    const dlq = yield* Dlq
+    const { dlqReplayWindow } = yield* RetentionConfig
+    const depth = yield* dlq.depth
+    const entries = depth === 0 ? [] : yield* dlq.list({ limit: depth })
+    const matched = entries.filter((e) => matches(selector, e))
+    const wouldReplay: Array<DlqEntry> = []
+    const wouldSkip: Array<{ readonly entry: DlqEntry; readonly reason: string }> = []
+    for (const entry of matched) {
+      const tooOld = force ? undefined : tooOldToReplay(entry, dlqReplayWindow)
+      if (!entry.replayable) wouldSkip.push({ entry, reason: `${entry.kind} message, never replayed` })
+      else if (tooOld !== undefined) wouldSkip.push({ entry, reason: tooOld })
+      else wouldReplay.push(entry)
+    }
+    return {
+      dryRun: true as const,
+      scanned: entries.length,
+      matched: matched.length,
+      replayWindowMs: Duration.toMillis(dlqReplayWindow),
+      wouldReplay,
+      wouldSkip: wouldSkip.map(({ entry, reason }) => ({ ...entry, reason }))
+    }
+  })
+
+const planText = (plan: Effect.Effect.Success<ReturnType<typeof planReplay>>) =>
+  [
+    `Dry run: would replay ${plan.wouldReplay.length} message(s) and skip ${plan.wouldSkip.length} ` +
+    `(${plan.matched} matched, ${plan.scanned} scanned); nothing was changed.`,
+    ...plan.wouldReplay.map((e) => `  replay ${e.event ?? "?"} ${e.eventId ?? e.id} (${formatAge(e.ageSeconds)} old)`),
+    ...plan.wouldSkip.map((e) => `  skip   ${e.event ?? "?"} ${e.eventId ?? e.id}: ${truncate(e.reason, 200)}`)
+  ].join("\n")
+
 export const replayCommand = Command.make(
   "replay",
-  { selector, force },
-  ({ force, selector }) =>
+  { selector, force, dryRun, json },
+  ({ dryRun, force, json, selector }) =>
     Effect.gen(function*() {
+      if (dryRun) {
+        const plan = yield* planReplay(selector, force)
+        return yield* Console.log(json ? JSON.stringify(plan, null, 2) : planText(plan))
+      }
       const dlq = yield* Dlq
       const result = yield* dlq.replay(selector, {
         force,
         progressEvery: PROGRESS_EVERY,
-        // A line every 100 messages, for replays long enough to need one.
+        // A line every 100 messages, for replays long enough to need one (not in JSON mode: stderr is for the error).
         onProgress: (
           p
-        ) => (p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
+        ) => (!json && p.total > PROGRESS_EVERY && p.scanned < p.total ? Console.error(progressLine(p)) : Effect.void)
       })
-      yield* Console.log(summary(selector, result))
+      yield* Console.log(json ? JSON.stringify(result, null, 2) : summary(selector, result))
       if (result.forced > 0) {
         yield* Console.error(
           `Warning: --force replayed ${result.forced} message(s) older than DLQ_REPLAY_WINDOW (or of unknown age): ` +
@@ -168,7 +217,7 @@ export const replayCommand = Command.make(
   `Republish messages from ${DLQ} to opsdesk.events with their original routing key and a fresh retry count. ` +
     "Each is removed from the DLQ only after the broker confirmed its copy; poison messages are skipped, and so are " +
     "messages older than DLQ_REPLAY_WINDOW unless --force. " +
-    "Choose exactly one of --all, --event-id or --event."
+    "Choose exactly one of --all, --event-id or --event. --dry-run shows what would happen and changes nothing."
 ))
 
 // ---------------------------------------------------------------- dlq purge
@@ -203,21 +252,63 @@ const confirmPurge = (olderThan: Option.Option<Duration.Duration>) =>
     return true
   })
 
-export const purgeCommand = Command.make("purge", { olderThan, yes }, ({ olderThan, yes }) =>
-  Effect.gen(function*() {
-    const dlq = yield* Dlq
-    if (!yes && !(yield* confirmPurge(olderThan))) return yield* Console.log(`${DLQ} is empty; nothing to purge.`)
-    const purged = yield* dlq.purge({ olderThan: Option.getOrUndefined(olderThan) })
-    const left = yield* dlq.depth
-    const which = Option.match(olderThan, { onNone: () => "", onSome: (d) => ` older than ${formatDuration(d)}` })
-    yield* Console.log(`Removed ${purged} message(s)${which} from ${DLQ}; ${left} left.`)
-  })).pipe(Command.withDescription(
-    `Remove messages from ${DLQ}: all of them, or with --older-than those that failed longer ago. ` +
-      "Asks for confirmation unless --yes; without a terminal it refuses."
-  ))
+export const purgeCommand = Command.make(
+  "purge",
+  { olderThan, yes, json },
+  ({ json, olderThan, yes }) =>
+    Effect.gen(function*() {
+      const dlq = yield* Dlq
+      const olderThanMs = Option.getOrNull(Option.map(olderThan, Duration.toMillis))
+      if (!yes && !(yield* confirmPurge(olderThan))) {
+        return yield* Console.log(
+          json ? JSON.stringify({ removed: 0, left: 0, olderThanMs }) : `${DLQ} is empty; nothing to purge.`
+        )
+      }
+      const purged = yield* dlq.purge({ olderThan: Option.getOrUndefined(olderThan) })
+      const left = yield* dlq.depth
+      const which = Option.match(olderThan, { onNone: () => "", onSome: (d) => ` older than ${formatDuration(d)}` })
+      yield* Console.log(
+        json
+          ? JSON.stringify({ removed: purged, left, olderThanMs })
+          : `Removed ${purged} message(s)${which} from ${DLQ}; ${left} left.`
+      )
+    })
+).pipe(Command.withDescription(
+  `Remove messages from ${DLQ}: all of them, or with --older-than those that failed longer ago. ` +
+    "Asks for confirmation unless --yes; without a terminal it refuses."
+))
 
 export const dlqCommand = Command.make("dlq").pipe(
   Command.withDescription(`Inspect and manage the dead-letter queue (${DLQ}).`),
   Command.withSubcommands([listCommand, replayCommand, purgeCommand]),
   Command.provide(Dlq.Default)
 )
+
+export const dlqHelp = helpNode(dlqCommand, "dlq", {
+  examples: [["opsdesk dlq list", "What is in the DLQ, oldest first"]],
+  env: [...BROKER_ENV, ...OUTPUT_ENV],
+  children: [
+    helpNode(listCommand, "list", {
+      examples: [
+        ["opsdesk dlq list --event ticket.created -n 10", "The first ten ticket.created messages"],
+        ["opsdesk dlq list --json | jq '.[].eventId'", "The event ids, for a script"]
+      ],
+      env: [...BROKER_ENV, ...OUTPUT_ENV]
+    }),
+    helpNode(replayCommand, "replay", {
+      examples: [
+        ["opsdesk dlq replay --all --dry-run", "What would be replayed and what skipped; changes nothing"],
+        ["opsdesk dlq replay --event-id 0b8f5f8e-6f7a-4c1e-9d2a-3b1c2d4e5f60", "Replay one event"],
+        ["opsdesk dlq replay --event message.sent --json", "Replay every message.sent; the result as JSON"]
+      ],
+      env: [...BROKER_ENV, "DLQ_REPLAY_WINDOW", ...OUTPUT_ENV]
+    }),
+    helpNode(purgeCommand, "purge", {
+      examples: [
+        ["opsdesk dlq purge --older-than 7d", "Remove what failed more than a week ago (asks first)"],
+        ["opsdesk dlq purge --yes", "Remove everything, without a question (scripts)"]
+      ],
+      env: [...BROKER_ENV, ...OUTPUT_ENV]
+    })
+  ]
+})

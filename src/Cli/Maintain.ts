@@ -10,12 +10,15 @@ import { RetentionConfig } from "../Config.js"
 import { describeWindows, type RunReport, runRetention } from "../Retention/Retention.js"
 import { PgLive } from "../Store/Sql.js"
 import { formatDuration, renderTable } from "./Format.js"
+import { DATABASE_ENV, helpNode, OUTPUT_ENV } from "./Help.js"
 
 const dryRun = Options.boolean("dry-run").pipe(
   Options.withDescription("Count the rows each table would lose, and remove nothing.")
 )
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print the report as JSON instead of a table."))
+const json = Options.boolean("json").pipe(
+  Options.withDescription("Print the report as JSON instead of a table (errors too: one JSON object on stderr).")
+)
 
 export const reportJson = (report: RunReport) => ({
   dryRun: report.dryRun,
@@ -71,3 +74,14 @@ export const maintainCommand = Command.make("maintain", { dryRun, json }, ({ dry
     "Apply retention now: remove published outbox rows, processed-event claims, notifications and audit rows " +
       "older than their windows (RETENTION_*), in short batches. --dry-run only counts them."
   ))
+
+export const maintainHelp = helpNode(maintainCommand, "maintain", {
+  examples: [
+    ["opsdesk maintain --dry-run", "How many rows each table would lose; removes nothing"],
+    [
+      "RETENTION_OUTBOX='3 days' opsdesk maintain --json",
+      "Apply retention with a shorter outbox window; report as JSON"
+    ]
+  ],
+  env: [...DATABASE_ENV, "RETENTION_*", "DLQ_REPLAY_WINDOW", ...OUTPUT_ENV]
+})

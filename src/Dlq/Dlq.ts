@@ -22,7 +22,7 @@
  */
 import { Clock, Data, Duration, Effect, Either, Option } from "effect"
 import type { BrokerError, TopologyError } from "../Broker/Amqp.js"
-import type { OutgoingMessage } from "../Broker/Message.js"
+import type { OutgoingMessage, QueuedMessage } from "../Broker/Message.js"
 import { type Borrowed, makeQueueTools, type QueueSession } from "../Broker/QueueTools.js"
 import { DLQ, EXCHANGE, QUEUES, type QueueState } from "../Broker/Topology.js"
 import { RetentionConfig } from "../Config.js"
@@ -184,6 +184,52 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
       return entries as ReadonlyArray<DlqEntry>
     })
 
+    /**
+     * One page of the entries `keep` accepts: those after the first `offset` of them, at most `limit`, and
+     * whether more follow (the scan goes one match past the page, so a page costs offset + limit + 1 looks).
+     */
+    const page = Effect.fn("Dlq.page")(function*(options: {
+      readonly offset: number
+      readonly limit: number
+      readonly keep: (entry: DlqEntry) => boolean
+    }) {
+      const now = yield* Clock.currentTimeMillis
+      const entries: Array<DlqEntry> = []
+      let matched = 0
+      let hasMore = false
+      yield* Effect.scoped(Effect.flatMap(session, (s) =>
+        scan(s, ({ message }) =>
+          Effect.sync(() => {
+            const entry = toEntry(message, now)
+            if (!options.keep(entry)) return true
+            matched++
+            if (matched <= options.offset) return true
+            if (entries.length === options.limit) {
+              hasMore = true
+              return false
+            }
+            entries.push(entry)
+            return true
+          }))))
+      return { entries: entries as ReadonlyArray<DlqEntry>, hasMore }
+    })
+
+    /** The message with this id, whole (the dashboard's message view); DlqNotFound if it is gone. */
+    const find = Effect.fn("Dlq.find")(function*(id: string) {
+      const now = yield* Clock.currentTimeMillis
+      let found: { readonly entry: DlqEntry; readonly message: QueuedMessage } | undefined
+      yield* Effect.scoped(Effect.flatMap(session, (s) =>
+        scan(s, ({ message }) =>
+          Effect.sync(() => {
+            const entry = toEntry(message, now)
+            if (entry.id !== id) return true
+            found = { entry, message }
+            return false
+          }))))
+      if (found === undefined) return yield* new DlqNotFound({ message: `No message with id ${id} in ${DLQ}` })
+      return found
+    })
+
     const replayMatching = (selector: Selector, options: ReplayOptions & { readonly max?: number }) =>
       Effect.scoped(Effect.gen(function*() {
         const s = yield* tools.session({ confirm: true })
@@ -341,6 +387,10 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
       queueDepths,
       /** The first `limit` entries, in queue order, without removing anything. */
       list,
+      /** A page of the entries a predicate keeps, in queue order, and whether more follow. */
+      page,
+      /** One message with its headers and body, found by id. */
+      find,
       /** Republishes the selected messages to their original routing keys; poison and unroutable ones stay. */
       replay,
       /** Replays the message with this id (the dashboard's button); DlqNotFound if it is gone. */

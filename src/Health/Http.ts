@@ -2,11 +2,12 @@
  * Liveness and readiness. `/health` answers while the process runs;
  * `/ready` checks PostgreSQL (`SELECT 1`), Redis (`PING`) and the RabbitMQ
  * publisher's connection, each bounded by a short timeout, and answers 503
- * naming whatever is down.
+ * naming whatever is down; `broker.node` says which RabbitMQ node the
+ * publisher is on (a cluster's AMQP_URL lists several).
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Publisher } from "../Broker/Publisher.js"
 import { apiOf } from "../Kit/Api.js"
 import { Redis } from "../Store/Redis.js"
@@ -35,11 +36,17 @@ export const HttpHealthLive = HttpApiBuilder.group(apiOf(HealthApi), "health", (
           redis: probe(Effect.map(redis.use((c) => c.ping()), (pong) => pong === "PONG")),
           rabbitmq: probe(publisher.isConnected)
         }, { concurrency: "unbounded" }).pipe(
-          Effect.flatMap((checks) => {
+          Effect.bindTo("checks"),
+          Effect.bind("node", () => publisher.node),
+          Effect.flatMap(({ checks, node }) => {
             const down = Object.entries(checks).filter(([, state]) => state === "down").map(([name]) => name)
+            const broker = {
+              status: checks.rabbitmq,
+              ...Option.match(node, { onNone: () => ({}), onSome: (n) => ({ node: n }) })
+            }
             return down.length === 0
-              ? Effect.succeed({ status: "ready" as const, checks })
-              : Effect.fail(new NotReady({ checks, down }))
+              ? Effect.succeed({ status: "ready" as const, checks, broker })
+              : Effect.fail(new NotReady({ checks, broker, down }))
           })
         ))
   }))

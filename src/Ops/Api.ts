@@ -3,11 +3,19 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
 import { Forbidden } from "../Kit/Errors.js"
 import {
+  DeliveriesListParams,
+  DeliveryList,
+  DeliveryNotFound,
+  DeliveryRetryRequest,
+  DeliveryRetryResponse,
   DiscardRequest,
   DiscardResponse,
   DlqEntryNotFound,
   DlqList,
   DlqListParams,
+  DlqMessage,
+  DlqMessagePath,
+  History,
   NotReplayable,
   Overview,
   OverviewParams,
@@ -35,12 +43,56 @@ export class OpsApi extends HttpApiGroup.make("ops")
     HttpApiEndpoint.get("listDlq", "/dlq")
       .annotate(
         OpenApi.Description,
-        "Dead letters in queue order, read without removing them; `limit` and `offset` page through the whole queue."
+        "Dead letters in queue order, read without removing them; `limit` and `offset` page through the whole queue, and `event`, `kind` and `eventId` keep only the matching ones (the page counts matches). A page reads offset + limit + 1 messages."
       )
       .setUrlParams(DlqListParams)
       .addSuccess(DlqList)
       .addError(Unavailable, { status: 503 })
       .annotate(OpenApi.Summary, "Dead-lettered messages with their reason, in queue order (nothing is removed)")
+  )
+  .add(
+    HttpApiEndpoint.get("getDlqMessage", "/dlq/:id")
+      .setPath(DlqMessagePath)
+      .annotate(
+        OpenApi.Description,
+        "The dashboard's message view: the message is read and given back, as a listing does; 404 if it is gone."
+      )
+      .addSuccess(DlqMessage)
+      .addError(DlqEntryNotFound, { status: 404 })
+      .addError(Unavailable, { status: 503 })
+      .annotate(OpenApi.Summary, "One dead letter whole: its body, headers and properties")
+  )
+  .add(
+    HttpApiEndpoint.get("getHistory", "/history")
+      .annotate(
+        OpenApi.Description,
+        "What the dashboard's charts draw: throughput, failures, lag and queue depths over the last hour, sampled by this API process (from the first dashboard read on) every OPS_HISTORY_INTERVAL_MS."
+      )
+      .addSuccess(History)
+      .annotate(OpenApi.Summary, "Samples of the last hour, oldest first")
+  )
+  .add(
+    HttpApiEndpoint.get("listDeliveries", "/deliveries")
+      .annotate(
+        OpenApi.Description,
+        "The notification deliveries the dispatchers gave up on (or, with `state`, pending or delivered ones), newest first; `before` pages on."
+      )
+      .setUrlParams(DeliveriesListParams)
+      .addSuccess(DeliveryList)
+      .addError(Unavailable, { status: 503 })
+      .annotate(OpenApi.Summary, "Notification deliveries, failed ones by default")
+  )
+  .add(
+    HttpApiEndpoint.post("retryDeliveries", "/deliveries/retry")
+      .annotate(
+        OpenApi.Description,
+        "As `opsdesk deliveries retry`: the deliveries go back to pending, due now, with a fresh run of retries (their attempts so far stay in the log), and the dispatchers are woken."
+      )
+      .setPayload(DeliveryRetryRequest)
+      .addSuccess(DeliveryRetryResponse)
+      .addError(DeliveryNotFound, { status: 404 })
+      .addError(Unavailable, { status: 503 })
+      .annotate(OpenApi.Summary, "Retry one failed delivery, or every failed one (of a channel)")
   )
   .add(
     HttpApiEndpoint.post("replayDlq", "/dlq/replay")

@@ -7,11 +7,18 @@ import { DlqEntry } from "../Dlq/Entry.js"
 import { wireTag } from "../Kit/Errors.js"
 import { Timestamp } from "../Kit/Schemas.js"
 
-/** RabbitMQ (or whatever an action needs) did not answer. */
+/** RabbitMQ or PostgreSQL (whatever an action needs) did not answer. */
 export class Unavailable extends Schema.TaggedError<Unavailable>()(
   "Unavailable",
   { message: Schema.String },
-  { description: "RabbitMQ is unreachable or did not answer in time" }
+  { description: "RabbitMQ or PostgreSQL is unreachable or did not answer in time" }
+) {}
+
+/** No failed delivery has that id (delivered, pending again, or never there). */
+export class DeliveryNotFound extends Schema.TaggedError<DeliveryNotFound>("DeliveryNotFound")(
+  "NotFound",
+  { message: Schema.String },
+  wireTag("NotFound")
 ) {}
 
 /** The DLQ entry is gone (replayed, discarded or purged meanwhile). */
@@ -100,7 +107,9 @@ export const WorkerEntry = Schema.Struct({
   ...WorkerCounters.fields,
   share: Schema.NullOr(Schema.Number).annotations({
     description: "Its part of the live workers' processed events (0..1); null when none processed any"
-  })
+  }),
+  avgProcessingMs: Schema.NullOr(Schema.Number),
+  avgLagMs: Schema.NullOr(Schema.Number)
 })
 export type WorkerEntry = typeof WorkerEntry.Type
 
@@ -139,6 +148,61 @@ export const DlqPanel = Schema.Struct({
   entries: Schema.Array(DlqEntry)
 })
 
+const DeliveryChannel = Schema.Literal("email", "webhook")
+const DeliveryState = Schema.Literal("pending", "delivered", "failed")
+
+export const DeliveryChannelSummary = Schema.Struct({
+  channel: DeliveryChannel,
+  pending: Schema.Int,
+  failed: Schema.Int,
+  delivered: Schema.Int,
+  oldestPendingSeconds: Schema.NullOr(Schema.Number).annotations({
+    description: "How long the oldest pending delivery has waited since it was created; null when none is pending"
+  })
+})
+
+export const DeliveryItem = Schema.Struct({
+  id: Schema.String.annotations({ description: "Numeric, as `opsdesk deliveries list` shows it" }),
+  channel: DeliveryChannel,
+  state: DeliveryState,
+  eventId: Schema.String,
+  eventType: Schema.String,
+  recipientId: Schema.NullOr(Schema.String),
+  subscriptionId: Schema.NullOr(Schema.String),
+  attempts: Schema.Int,
+  lastError: Schema.NullOr(Schema.String),
+  lastStatus: Schema.NullOr(Schema.Int),
+  nextAttemptAt: Timestamp,
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+})
+export type DeliveryItem = typeof DeliveryItem.Type
+
+export const DeliveriesPanel = Schema.Struct({
+  ...panel,
+  channels: Schema.Array(DeliveryChannelSummary),
+  pending: Schema.Int,
+  failed: Schema.Int,
+  oldestPendingSeconds: Schema.NullOr(Schema.Number),
+  latestFailed: Schema.Array(DeliveryItem).annotations({ description: "The newest failed deliveries (at most 10)" })
+}).annotations({ description: "Notification deliveries (email, webhook), from the deliveries table" })
+
+export const BrokerPanel = Schema.Struct({
+  publisher: Schema.NullOr(Schema.String).annotations({
+    description:
+      "amqp://host:port of the node the API's publisher (the outbox relay's) is connected to; null when it is not"
+  }),
+  connections: Schema.Array(Schema.Struct({
+    connection: Schema.String.annotations({
+      description: "The connection's name (opsdesk-publisher, opsdesk-dlq, ...)"
+    }),
+    node: Schema.String.annotations({ description: "amqp://host:port of the RabbitMQ node it is on" })
+  }))
+}).annotations({
+  description:
+    "The RabbitMQ nodes this API process's open connections are on (the workers' connections are not reported)"
+})
+
 export const Overview = Schema.Struct({
   generatedAt: Timestamp,
   queues: QueuesPanel,
@@ -146,6 +210,8 @@ export const Overview = Schema.Struct({
   worker: WorkerPanel,
   workers: WorkersPanel,
   webhooks: WebhooksPanel,
+  deliveries: DeliveriesPanel,
+  broker: BrokerPanel,
   dlq: DlqPanel
 })
 export type Overview = typeof Overview.Type
@@ -158,17 +224,108 @@ export const OverviewParams = Schema.Struct({
   dlqLimit: Schema.optional(Limit).annotations({ description: "DLQ entries to include (1..500, default 50)" })
 })
 
+const Offset = Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 1_000_000)).annotations({
+  jsonSchema: { type: "integer", minimum: 0, maximum: 1_000_000, default: 0 }
+})
+
+const DlqKind = DlqEntry.fields.kind
+
 export const DlqListParams = Schema.Struct({
   limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" }),
+  offset: Schema.optional(Offset).annotations({
+    description: "Matching entries to skip (0 by default): offset = limit × page"
+  }),
   event: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
     description: "Only entries of this event type"
+  }),
+  kind: Schema.optional(DlqKind).annotations({
+    description: "Only entries of this kind (why they were dead-lettered)"
+  }),
+  eventId: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
+    description: "Only entries of this event id (or AMQP messageId)"
   })
 })
 
-export const DlqList = Schema.Struct({ depth: Schema.Int, entries: Schema.Array(DlqEntry) })
+export const DlqList = Schema.Struct({
+  depth: Schema.Int.annotations({ description: "Every message in the DLQ, matching or not" }),
+  offset: Schema.Int,
+  limit: Schema.Int,
+  hasMore: Schema.Boolean.annotations({ description: "More matching entries follow this page" }),
+  entries: Schema.Array(DlqEntry)
+})
 
 /** A DLQ entry's id, as listed. */
 export const EntryId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+
+export const DlqMessagePath = Schema.Struct({ id: EntryId })
+
+export const DlqMessage = Schema.Struct({
+  entry: DlqEntry,
+  properties: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    description: "The AMQP properties but headers (messageId, contentType, timestamp, ...)"
+  }),
+  headers: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    description: "The AMQP headers as JSON: binary values as { base64 }, timestamps as ISO-8601"
+  }),
+  routingKey: Schema.String.annotations({ description: "The routing key it reached the DLQ with" }),
+  body: Schema.String.annotations({ description: "The body as UTF-8 text, or base64 when it is not valid UTF-8" }),
+  bodyEncoding: Schema.Literal("utf8", "base64"),
+  json: Schema.Boolean.annotations({ description: "Whether the body parses as JSON" }),
+  size: Schema.Int.annotations({ description: "The body's size in bytes" })
+})
+
+export const HistoryPoint = Schema.Struct({
+  at: Timestamp,
+  processedPerSecond: Schema.NullOr(Schema.Number).annotations({
+    description:
+      "Events processed per second since the previous sample, every live worker summed; null for the first sample or when a worker restarted or left"
+  }),
+  failedPerSecond: Schema.NullOr(Schema.Number).annotations({
+    description: "Dead-lettered (failed + poison) per second"
+  }),
+  retriedPerSecond: Schema.NullOr(Schema.Number),
+  avgLagMs: Schema.NullOr(Schema.Number).annotations({
+    description: "Average lag (occurredAt to processing) of the events processed since the previous sample"
+  }),
+  queues: Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Int })).annotations({
+    description: "Ready messages per queue (the DLQ included); null when RabbitMQ did not answer"
+  })
+})
+
+export const History = Schema.Struct({
+  intervalSeconds: Schema.Number.annotations({ description: "Time between samples (OPS_HISTORY_INTERVAL_MS)" }),
+  windowSeconds: Schema.Number.annotations({ description: "How far back samples are kept (one hour)" }),
+  points: Schema.Array(HistoryPoint).annotations({ description: "Oldest first" })
+}).annotations({
+  description:
+    "Samples this API process took while it ran (kept in its memory: each API has its own, and a restart starts afresh)"
+})
+
+export const DeliveriesListParams = Schema.Struct({
+  state: Schema.optional(DeliveryState).annotations({ description: "Default: failed" }),
+  channel: Schema.optional(DeliveryChannel),
+  before: Schema.optional(Schema.String.pipe(Schema.pattern(/^\d{1,18}$/))).annotations({
+    description: "Only ids below this one: the previous page's `next`"
+  }),
+  limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" })
+})
+
+export const DeliveryList = Schema.Struct({
+  items: Schema.Array(DeliveryItem).annotations({ description: "Newest first" }),
+  next: Schema.NullOr(Schema.String).annotations({ description: "`before` for the next page; null on the last" })
+})
+
+export const DeliveryRetryRequest = Schema.Union(
+  Schema.Struct({ id: Schema.String.pipe(Schema.pattern(/^\d{1,18}$/)) }),
+  Schema.Struct({ all: Schema.Literal(true), channel: Schema.optional(DeliveryChannel) })
+).annotations({
+  description:
+    "`{ id }` puts one failed delivery back to pending (404 if it is not failed); `{ all: true }` every failed one, of `channel` if given"
+})
+
+export const DeliveryRetryResponse = Schema.Struct({
+  retried: Schema.Array(Schema.String).annotations({ description: "Ids put back to pending, due now" })
+})
 
 /** Replay entries older than DLQ_REPLAY_WINDOW too (their event may run twice). */
 const Force = Schema.optional(Schema.Boolean)

@@ -19,8 +19,13 @@ export const HttpOpsLive = HttpApiBuilder.group(apiOf(OpsApi), "ops", (handlers)
     const ops = yield* Ops
     return handlers
       .handle("getOverview", ({ urlParams }) => Effect.zipRight(admin, ops.overview({ dlqLimit: urlParams.dlqLimit })))
-      .handle("listDlq", ({ urlParams }) =>
-        Effect.zipRight(admin, ops.listDlq({ limit: urlParams.limit, event: urlParams.event })))
+      .handle("getHistory", () => Effect.zipRight(admin, ops.history()))
+      .handle("listDlq", ({ urlParams }) => Effect.zipRight(admin, ops.listDlq(urlParams)))
+      .handle("getDlqMessage", ({ path }) => Effect.zipRight(admin, ops.getDlqMessage(path.id)))
+      .handle("listDeliveries", ({ urlParams }) => Effect.zipRight(admin, ops.listDeliveries(urlParams)))
+      .handle("retryDeliveries", ({ payload }) =>
+        Effect.flatMap(admin, (actor) =>
+          ops.retryDeliveries(actor, "id" in payload ? { id: payload.id } : payload)))
       .handle("replayDlq", ({ payload }) =>
         Effect.flatMap(admin, (actor) => ("id" in payload
           ? ops.replayOne(actor, payload.id, payload.force ?? false)

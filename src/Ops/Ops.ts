@@ -16,17 +16,25 @@
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { DateTime, Duration, Effect, Option, Redacted } from "effect"
+import { DateTime, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
+import { currentNodes } from "../Broker/Amqp.js"
+import type { QueuedMessage } from "../Broker/Message.js"
+import { Publisher } from "../Broker/Publisher.js"
 import { DLQ } from "../Broker/Topology.js"
-import { MetricsToken, WorkerMetricsUrl, WorkerRegistryConfig } from "../Config.js"
+import { MetricsToken, OpsHistoryInterval, WorkerMetricsUrl, WorkerRegistryConfig } from "../Config.js"
 import { Dlq, type DlqError } from "../Dlq/Dlq.js"
+import type { DlqEntry } from "../Dlq/Entry.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
+import type { DeliveryChannel } from "../Notifications/Channel.js"
+import { DeliveriesRepo, type DeliveryRow, type DeliveryState } from "../Notifications/Repo.js"
 import { readBacklog, readUnroutable } from "../Outbox/Backlog.js"
 import { recordAudit } from "../Store/Audit.js"
 import { readDisabledWebhooks } from "../Webhooks/Status.js"
 import {
+  type DeliveryItem,
+  DeliveryNotFound,
   DlqEntryNotFound,
   NotReplayable,
   type Overview,
@@ -34,15 +42,75 @@ import {
   type WorkerCounters,
   type WorkerEventStats
 } from "./Domain.js"
+import { capacityFor, type HistorySample, makeRing, toPoints, WINDOW_SECONDS } from "./History.js"
 import { parse, type Sample } from "./Prometheus.js"
 import { readWorkers } from "./Workers.js"
 
 export const DEFAULT_DLQ_LIMIT = 50
+const LATEST_FAILED_DELIVERIES = 10
 const BROKER_READ_TIMEOUT = "6 seconds"
 const SQL_TIMEOUT = "5 seconds"
 const SCRAPE_TIMEOUT = "2 seconds"
 
 const unavailable = (e: DlqError) => new Unavailable({ message: e.message })
+
+const toDeliveryItem = (r: DeliveryRow): DeliveryItem => ({
+  id: r.id,
+  channel: r.channel,
+  state: r.state,
+  eventId: r.eventId,
+  eventType: r.eventType,
+  recipientId: r.recipientId,
+  subscriptionId: r.subscriptionId,
+  attempts: r.attempts,
+  lastError: r.lastError,
+  lastStatus: r.lastStatus,
+  nextAttemptAt: r.nextAttemptAt.toISOString(),
+  createdAt: r.createdAt.toISOString(),
+  updatedAt: r.updatedAt.toISOString()
+})
+
+/** An AMQP header or property value as JSON: Buffers as { base64 }, Dates as ISO-8601, bigints as strings. */
+const jsonValue = (u: unknown, depth = 0): unknown => {
+  if (depth > 16) return "(nested too deep)"
+  if (Buffer.isBuffer(u)) return { base64: u.toString("base64") }
+  if (u instanceof Date) return u.toISOString()
+  if (typeof u === "bigint") return String(u)
+  if (Array.isArray(u)) return u.map((v) => jsonValue(v, depth + 1))
+  if (typeof u === "object" && u !== null) {
+    return Object.fromEntries(Object.entries(u).map(([k, v]) => [k, jsonValue(v, depth + 1)]))
+  }
+  return u === undefined ? null : u
+}
+
+/** The message view: headers and properties as JSON, the body as text (base64 when it is not UTF-8). */
+export const messageView = (entry: DlqEntry, message: QueuedMessage) => {
+  const { headers, ...properties } = message.properties
+  const text = message.content.toString("utf8")
+  const utf8 = Buffer.from(text, "utf8").equals(message.content)
+  let json = false
+  if (utf8) {
+    try {
+      JSON.parse(text)
+      json = true
+    } catch {
+      json = false
+    }
+  }
+  return {
+    entry,
+    properties: jsonValue(Object.fromEntries(Object.entries(properties).filter(([, v]) => v !== undefined))) as Record<
+      string,
+      unknown
+    >,
+    headers: jsonValue(headers ?? {}) as Record<string, unknown>,
+    routingKey: message.fields.routingKey,
+    body: utf8 ? text : message.content.toString("base64"),
+    bodyEncoding: utf8 ? "utf8" as const : "base64" as const,
+    json,
+    size: message.content.length
+  }
+}
 
 const COUNTERS = {
   opsdesk_worker_processed_total: "processed",
@@ -64,7 +132,11 @@ const zero = (): { -readonly [K in keyof WorkerCounters]: number } => ({
 /** Per event type: the five counters, and the average processing time and lag from the histograms' sums and counts. */
 export const workerStats = (
   samples: ReadonlyArray<Sample>
-): { readonly events: ReadonlyArray<WorkerEventStats>; readonly totals: WorkerCounters } => {
+): {
+  readonly events: ReadonlyArray<WorkerEventStats>
+  readonly totals: WorkerCounters
+  readonly lag: { readonly sum: number; readonly count: number }
+} => {
   const byEvent = new Map<
     string,
     { counters: ReturnType<typeof zero>; timeSum: number; timeCount: number; lagSum: number; lagCount: number }
@@ -86,9 +158,12 @@ export const workerStats = (
     else if (s.name === "opsdesk_worker_lag_seconds_count") e.lagCount += s.value
   }
   const totals = zero()
+  const lag = { sum: 0, count: 0 }
   const events = [...byEvent.entries()].map(([event, e]): WorkerEventStats => {
     e.counters.deadLettered = e.counters.failed + e.counters.poison
     for (const k of Object.keys(totals) as Array<keyof WorkerCounters>) totals[k] += e.counters[k]
+    lag.sum += e.lagSum
+    lag.count += e.lagCount
     return {
       event,
       ...e.counters,
@@ -96,13 +171,15 @@ export const workerStats = (
       avgLagMs: e.lagCount > 0 ? (e.lagSum / e.lagCount) * 1000 : null
     }
   })
-  return { events, totals }
+  return { events, totals, lag }
 }
 
 export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const dlq = yield* Dlq
+    const deliveriesRepo = yield* DeliveriesRepo
     const sql = yield* SqlClient.SqlClient
+    const historyInterval = yield* OpsHistoryInterval
     const metricsToken = yield* MetricsToken
     // The worker's /metrics asks for METRICS_TOKEN when it is set: the scrape sends it.
     const http = (yield* HttpClient.HttpClient).pipe(
@@ -227,32 +304,199 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
         return { queues, dlq: entries }
       }))
 
-    const overview = Effect.fn("Ops.overview")(function*(options: { readonly dlqLimit?: number | undefined }) {
-      const [brokerPanels, outboxPanel, workerPanel, workersPanel, webhooksPanel] = yield* Effect.all(
-        [broker(options.dlqLimit ?? DEFAULT_DLQ_LIMIT), outbox, worker, workers, webhooks],
-        { concurrency: "unbounded" }
+    const sqlRead = <A, E>(self: Effect.Effect<A, E>) =>
+      self.pipe(
+        Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") })
       )
+
+    /** Pending and failed deliveries per channel, the oldest pending, and the newest failed ones. */
+    const deliveries = Effect.all([
+      deliveriesRepo.summary,
+      deliveriesRepo.list({ state: "failed", limit: LATEST_FAILED_DELIVERIES })
+    ]).pipe(
+      sqlRead,
+      Effect.map(([channels, failed]) => {
+        const waits = channels.flatMap((c) => (c.oldestPendingSeconds === null ? [] : [c.oldestPendingSeconds]))
+        return {
+          available: true,
+          error: null,
+          channels,
+          pending: channels.reduce((n, c) => n + c.pending, 0),
+          failed: channels.reduce((n, c) => n + c.failed, 0),
+          oldestPendingSeconds: waits.length === 0 ? null : Math.max(...waits),
+          latestFailed: failed.map(toDeliveryItem)
+        }
+      }),
+      Effect.catchAll((e) =>
+        Effect.succeed({
+          available: false,
+          error: `deliveries unavailable: ${describe(e)}`,
+          channels: [],
+          pending: 0,
+          failed: 0,
+          oldestPendingSeconds: null,
+          latestFailed: []
+        })
+      ),
+      Effect.withSpan("Ops.deliveries")
+    )
+
+    /** The nodes this process's connections are on (Broker/Amqp.ts keeps them), the publisher's first. */
+    const publisher = yield* Effect.serviceOption(Publisher)
+    const brokerNodes = Effect.zipWith(
+      Option.match(publisher, { onNone: () => Effect.succeedNone, onSome: (p) => p.node }),
+      currentNodes,
+      (node, nodes) => ({
+        publisher: Option.getOrNull(node),
+        connections: [...nodes.entries()].map(([connection, node]) => ({ connection, node }))
+          .sort((a, b) => a.connection.localeCompare(b.connection))
+      })
+    )
+
+    // ---- the history: sampled in the background from the first dashboard read on, so an API nobody watches
+    // opens no broker connection for it.
+    const ring = makeRing(capacityFor(Duration.toMillis(historyInterval)))
+
+    const sample = Effect.gen(function*() {
+      const [registry, queues] = yield* Effect.all([
+        workers,
+        brokerRead(exclusive(dlq.queueDepths)).pipe(Effect.option)
+      ], { concurrency: "unbounded" })
+      // Every live worker when the registry has any, else the one scraped (as the Worker card shows).
+      const source = registry.available && registry.live > 0
+        ? { available: true, totals: registry.totals, lag: registry.lag }
+        : yield* worker
+      const at = yield* DateTime.now
+      const s: HistorySample = {
+        at: DateTime.toEpochMillis(at),
+        counters: source.available ? source.totals : null,
+        lag: source.available ? source.lag : null,
+        queues: Option.match(queues, {
+          onNone: () => null,
+          onSome: (items) => Object.fromEntries(items.map((q) => [q.queue, q.messages]))
+        })
+      }
+      ring.add(s)
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("The ops history could not take a sample", cause)),
+      Effect.withSpan("Ops.sample")
+    )
+    const scope = yield* Effect.scope
+    const startSampler = yield* Effect.once(
+      sample.pipe(Effect.repeat(Schedule.spaced(historyInterval)), Effect.forkIn(scope), Effect.asVoid)
+    )
+
+    const history = Effect.fn("Ops.history")(function*() {
+      yield* startSampler
+      const now = yield* DateTime.now
+      return {
+        intervalSeconds: Duration.toSeconds(historyInterval),
+        windowSeconds: WINDOW_SECONDS,
+        points: toPoints(ring.snapshot(DateTime.toEpochMillis(now)))
+      }
+    })
+
+    const overview = Effect.fn("Ops.overview")(function*(options: { readonly dlqLimit?: number | undefined }) {
+      yield* startSampler
+      const [brokerPanels, outboxPanel, workerPanel, workersPanel, webhooksPanel, deliveriesPanel, nodes] =
+        yield* Effect
+          .all(
+            [broker(options.dlqLimit ?? DEFAULT_DLQ_LIMIT), outbox, worker, workers, webhooks, deliveries, brokerNodes],
+            { concurrency: "unbounded" }
+          )
+      const { lag: _workersLag, ...workersShown } = workersPanel
+      const { lag: _workerLag, ...workerShown } = workerPanel
       const result: Overview = {
         generatedAt: DateTime.formatIso(yield* DateTime.now),
         queues: brokerPanels.queues,
         outbox: outboxPanel,
-        worker: workerPanel,
-        workers: workersPanel,
+        worker: workerShown,
+        workers: workersShown,
         webhooks: webhooksPanel,
+        deliveries: deliveriesPanel,
+        broker: nodes,
         dlq: brokerPanels.dlq
       }
       return result
     })
 
     const listDlq = Effect.fn("Ops.listDlq")(
-      function*(options: { readonly limit?: number | undefined; readonly event?: string | undefined }) {
-        return yield* exclusive(brokerRead(Effect.all({
+      function*(options: {
+        readonly limit?: number | undefined
+        readonly offset?: number | undefined
+        readonly event?: string | undefined
+        readonly kind?: DlqEntry["kind"] | undefined
+        readonly eventId?: string | undefined
+      }) {
+        const limit = options.limit ?? DEFAULT_DLQ_LIMIT
+        const offset = options.offset ?? 0
+        const keep = (e: DlqEntry) =>
+          (options.event === undefined || e.event === options.event || e.originalRoutingKey === options.event) &&
+          (options.kind === undefined || e.kind === options.kind) &&
+          (options.eventId === undefined || e.eventId === options.eventId || e.messageId === options.eventId)
+        const { depth, page } = yield* exclusive(brokerRead(Effect.all({
           depth: dlq.depth,
-          entries: dlq.list({
-            limit: options.limit ?? DEFAULT_DLQ_LIMIT,
-            ...(options.event === undefined ? {} : { event: options.event })
-          })
+          page: dlq.page({ offset, limit, keep })
         })))
+        return { depth, offset, limit, hasMore: page.hasMore, entries: page.entries }
+      }
+    )
+
+    const getDlqMessage = Effect.fn("Ops.getDlqMessage")(function*(id: string) {
+      const found = yield* exclusive(dlq.find(id)).pipe(
+        Effect.catchTags({
+          DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
+          BrokerError: (e) => Effect.fail(unavailable(e)),
+          TopologyError: (e) => Effect.fail(unavailable(e))
+        })
+      )
+      return messageView(found.entry, found.message)
+    })
+
+    const dbUnavailable = (e: unknown) => new Unavailable({ message: describe(e) })
+
+    const listDeliveries = Effect.fn("Ops.listDeliveries")(function*(options: {
+      readonly state?: DeliveryState | undefined
+      readonly channel?: DeliveryChannel | undefined
+      readonly before?: string | undefined
+      readonly limit?: number | undefined
+    }) {
+      const limit = options.limit ?? DEFAULT_DLQ_LIMIT
+      const rows = yield* deliveriesRepo.list({
+        state: options.state ?? "failed",
+        channel: options.channel,
+        before: options.before,
+        limit: limit + 1
+      }).pipe(sqlRead, Effect.mapError(dbUnavailable))
+      const items = rows.slice(0, limit).map(toDeliveryItem)
+      return { items, next: rows.length > limit ? items[items.length - 1]!.id : null }
+    })
+
+    const retryDeliveries = Effect.fn("Ops.retryDeliveries")(
+      function*(actor: Actor, target: { readonly id: string } | { readonly channel?: DeliveryChannel | undefined }) {
+        const retried = yield* deliveriesRepo.retry("id" in target ? { ids: [target.id] } : target).pipe(
+          sqlRead,
+          Effect.mapError(dbUnavailable)
+        )
+        if ("id" in target && retried.length === 0) {
+          return yield* new DeliveryNotFound({ message: `No failed delivery with id ${target.id}` })
+        }
+        yield* recordAudit({
+          actorId: actor.id,
+          action: "deliveries.retry",
+          entity: "delivery",
+          entityId: "id" in target ? target.id : "all",
+          changes: {
+            retried: retried.length,
+            ...("channel" in target && target.channel ? { channel: target.channel } : {})
+          }
+        }).pipe(
+          Effect.provideService(SqlClient.SqlClient, sql),
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("Could not record deliveries.retry in the audit log", cause)
+          )
+        )
+        return { retried }
       }
     )
 
@@ -308,8 +552,20 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return { purged }
     })
 
-    return { overview, listDlq, replayOne, replayAll, discard, purge } as const
+    return {
+      overview,
+      history,
+      listDlq,
+      getDlqMessage,
+      replayOne,
+      replayAll,
+      discard,
+      purge,
+      listDeliveries,
+      retryDeliveries
+    } as const
   }),
-  // Its own Dlq (lazy: no RabbitMQ connection until the first DLQ read) and a fetch client for the scrape.
-  dependencies: [Dlq.Default, FetchHttpClient.layer]
+  // Its own Dlq (lazy: no RabbitMQ connection until the first DLQ read), the deliveries' SQL (the CLI's
+  // `opsdesk deliveries` runs the same) and a fetch client for the scrape.
+  dependencies: [Dlq.Default, DeliveriesRepo.Default, FetchHttpClient.layer]
 }) {}

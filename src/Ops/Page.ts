@@ -1,8 +1,10 @@
 /**
  * `GET /ops`: the ops dashboard, one self-contained HTML page (inline CSS and
- * vanilla JS, nothing fetched from elsewhere). It signs in through
- * `POST /v1/auth/login` (the token lives in sessionStorage), polls
- * `GET /ops/api/overview` every 2 s, and calls the `/ops/api/dlq/*` actions.
+ * vanilla JS, uPlot inlined for the charts (Assets.ts), nothing fetched from
+ * elsewhere). It signs in through `POST /v1/auth/login` (the token lives in
+ * sessionStorage), polls `GET /ops/api/overview` every 2 s (and
+ * `/ops/api/dlq` when paging or filtering, `/ops/api/history` every 5 s), and
+ * calls the `/ops/api/dlq/*` and `/ops/api/deliveries/retry` actions.
  *
  * The page itself is public (it holds no data); everything it shows comes
  * from the admin-only JSON endpoints. Its Content-Security-Policy allows only
@@ -12,6 +14,11 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
+import { DlqEntry } from "../Dlq/Entry.js"
+import { EVENT_NAMES } from "../Domain/Events.js"
+import { UPLOT_CSS, UPLOT_JS } from "./Assets.js"
+
+const DLQ_KINDS = DlqEntry.fields.kind.literals
 
 const STYLE = `
 :root {
@@ -82,7 +89,22 @@ td.actions button + button { margin-left: 6px; }
 .login input:focus { outline: 2px solid #b9c8f5; border-color: var(--brand); }
 .error { color: var(--bad); margin: 0; }
 [hidden] { display: none !important; }
-@media (max-width: 900px) { .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); } .columns { grid-template-columns: minmax(0, 1fr); } }
+.charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+.chart h3 { margin: 0 0 4px; font-size: 12px; font-weight: 600; color: var(--muted); text-transform: uppercase; letter-spacing: .4px; }
+.chart .plot { min-height: 200px; }
+.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; margin-bottom: 10px; }
+.filters input, .filters select { font: inherit; font-size: 13px; padding: 4px 8px; border: 1px solid #cfd5e1; border-radius: 7px; background: #fff; color: var(--ink); }
+.filters input { min-width: 300px; }
+.pager { display: flex; gap: 8px; align-items: center; justify-content: flex-end; margin-top: 10px; }
+.modal-backdrop { position: fixed; inset: 0; background: rgba(16, 22, 38, .45); display: flex; align-items: flex-start; justify-content: center; padding: 40px 16px; overflow-y: auto; z-index: 10; }
+.modal { background: #fff; border-radius: 10px; width: min(980px, 100%); padding: 18px 20px; box-shadow: 0 10px 40px rgba(0, 0, 0, .25); }
+.modal .card-head { margin-bottom: 6px; }
+.section-head { display: flex; align-items: center; gap: 8px; margin-top: 10px; }
+.section-head h3 { margin: 0; font-size: 13px; }
+.section-head .hint { color: var(--muted); font-size: 12px; }
+.section-head button { margin-left: auto; }
+pre.code { background: #f6f8fb; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; overflow: auto; max-height: 340px; font: 12px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre-wrap; word-break: break-word; margin: 6px 0 8px; }
+@media (max-width: 900px) { .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); } .columns, .charts { grid-template-columns: minmax(0, 1fr); } }
 `
 
 const BODY = `
@@ -113,9 +135,19 @@ const BODY = `
       <div class="tile" id="tile-rate"><div class="label">Processed</div><div class="value" data-testid="processed-rate">&ndash;</div><div class="note" data-testid="processed-total"></div></div>
     </div>
 
+    <section class="card" id="charts-card">
+      <div class="card-head"><h2>Last hour</h2><span class="hint" id="charts-hint"></span></div>
+      <div class="charts">
+        <div class="chart"><h3>Throughput (events/s)</h3><div class="plot" id="chart-throughput"></div></div>
+        <div class="chart"><h3>Failures (dead-lettered/s)</h3><div class="plot" id="chart-failures"></div></div>
+        <div class="chart"><h3>Lag (ms, occurredAt to processing)</h3><div class="plot" id="chart-lag"></div></div>
+        <div class="chart"><h3>Queue depths (ready messages)</h3><div class="plot" id="chart-queues"></div></div>
+      </div>
+    </section>
+
     <div class="columns">
       <section class="card" id="queues-card">
-        <div class="card-head"><h2>Queues</h2><span class="hint">RabbitMQ</span></div>
+        <div class="card-head"><h2>Queues</h2><span class="hint" id="broker-node" data-testid="broker-node">RabbitMQ</span></div>
         <div class="panel-error" hidden></div>
         <div class="table-wrap"><table>
           <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Consumers</th></tr></thead>
@@ -137,8 +169,25 @@ const BODY = `
       <div class="card-head"><h2>Workers</h2><span class="hint" id="workers-hint"></span></div>
       <div class="panel-error" hidden></div>
       <div class="table-wrap"><table>
-        <thead><tr><th>Worker</th><th>Host</th><th class="num">PID</th><th class="num">Up</th><th class="num">Last seen</th><th class="num">Processed</th><th class="num">Share</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th></tr></thead>
+        <thead><tr><th>Worker</th><th>Host</th><th class="num">PID</th><th class="num">Up</th><th class="num">Last seen</th><th class="num">Processed</th><th class="num">Share</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th><th class="num">Avg lag</th></tr></thead>
         <tbody id="workers-body"></tbody>
+      </table></div>
+    </section>
+
+    <section class="card" id="deliveries-card">
+      <div class="card-head">
+        <h2>Deliveries</h2><span class="hint" id="deliveries-hint"></span>
+        <div class="actions"><button type="button" id="retry-failed">Retry all failed</button></div>
+      </div>
+      <div class="panel-error" hidden></div>
+      <div class="table-wrap"><table>
+        <thead><tr><th>Channel</th><th class="num">Pending</th><th class="num">Failed</th><th class="num">Delivered</th><th class="num">Oldest pending</th></tr></thead>
+        <tbody id="deliveries-summary"></tbody>
+      </table></div>
+      <div class="section-head"><h3>Latest failed</h3><span class="hint">the dispatchers gave up on these; Retry gives each a fresh run of retries</span></div>
+      <div class="table-wrap"><table>
+        <thead><tr><th class="num">ID</th><th>Channel</th><th>Event</th><th>To</th><th class="num">Tries</th><th>Last error</th><th class="num">Failed</th><th></th></tr></thead>
+        <tbody id="deliveries-failed"></tbody>
       </table></div>
     </section>
 
@@ -150,12 +199,38 @@ const BODY = `
           <button type="button" class="danger" id="purge-all">Purge all</button>
         </div>
       </div>
+      <form class="filters" id="dlq-filters">
+        <input type="search" id="dlq-search" placeholder="Event id" aria-label="Search by event id" autocomplete="off">
+        <select id="dlq-event" aria-label="Event type"><option value="">Every event type</option></select>
+        <select id="dlq-kind" aria-label="Kind"><option value="">Every kind</option></select>
+        <button type="submit" id="dlq-apply">Search</button>
+        <button type="button" id="dlq-clear">Clear</button>
+      </form>
       <div class="panel-error" hidden></div>
       <div class="table-wrap"><table>
         <thead><tr><th>Event</th><th>Event ID</th><th>Routing key</th><th class="num">Attempts</th><th>Kind</th><th>Error</th><th class="num">Age</th><th></th></tr></thead>
         <tbody id="dlq-body"></tbody>
       </table></div>
+      <div class="pager">
+        <button type="button" id="dlq-prev">&larr; Previous</button>
+        <span class="muted" id="dlq-page" data-testid="dlq-page">Page 1</span>
+        <button type="button" id="dlq-next">Next &rarr;</button>
+      </div>
     </section>
+  </div>
+
+  <div class="modal-backdrop" id="message-view" role="dialog" aria-modal="true" aria-labelledby="message-title" hidden>
+    <div class="modal">
+      <div class="card-head"><h2 id="message-title"></h2><div class="actions"><button type="button" id="message-close">Close</button></div></div>
+      <p class="muted" id="message-meta"></p>
+      <div class="panel-error" id="message-error" hidden></div>
+      <div class="section-head"><h3>Headers</h3><span class="hint" id="message-routing"></span><button type="button" id="copy-headers" data-label="Copy headers">Copy headers</button></div>
+      <pre class="code" id="message-headers" data-testid="message-headers"></pre>
+      <div class="section-head"><h3>Properties</h3></div>
+      <pre class="code" id="message-properties"></pre>
+      <div class="section-head"><h3>Body</h3><span class="hint" id="message-body-hint"></span><button type="button" id="copy-body" data-label="Copy body">Copy body</button></div>
+      <pre class="code" id="message-body" data-testid="message-body"></pre>
+    </div>
   </div>
 </main>
 `
@@ -168,8 +243,15 @@ const SCRIPT = `
   var USER_KEY = "opsdesk.ops.user";
   var POLL_MS = 2000;
   var COUNTERS = ["processed", "failed", "retried", "duplicates", "deadLettered"];
+  var EVENT_TYPES = ${JSON.stringify(EVENT_NAMES)};
+  var KINDS = ${JSON.stringify(DLQ_KINDS)};
+  var HISTORY_EVERY_MS = 5000;
+  var CHART_HEIGHT = 200;
   var pollTimer = null;
   var previous = null;
+  var charts = {};
+  var lastHistoryAt = 0;
+  var dlqView = { page: 0, limit: 50, eventId: "", event: "", kind: "" };
   var bannerTimer = null;
   var busy = false;
 
@@ -393,33 +475,53 @@ const SCRIPT = `
     remember(w);
   }
 
-  function renderDlq(d) {
+  function dlqFiltered() { return dlqView.page > 0 || !!dlqView.eventId || !!dlqView.event || !!dlqView.kind; }
+
+  function dlqQuery() {
+    var q = ["limit=" + dlqView.limit, "offset=" + dlqView.page * dlqView.limit];
+    if (dlqView.eventId) q.push("eventId=" + encodeURIComponent(dlqView.eventId));
+    if (dlqView.event) q.push("event=" + encodeURIComponent(dlqView.event));
+    if (dlqView.kind) q.push("kind=" + encodeURIComponent(dlqView.kind));
+    return "/ops/api/dlq?" + q.join("&");
+  }
+
+  // d: the overview's DLQ panel (depth, first entries); list: the page asked for when paging or filtering.
+  function renderDlq(d, list) {
     var card = $("dlq-card");
-    panelError(card, d);
+    panelError(card, list && list.error ? { available: false, error: list.error } : d);
     var depth = d.depth;
-    document.querySelector("[data-testid=dlq-depth]").textContent = depth === null ? "\\u2013" : formatCount(depth);
+    document.querySelector("[data-testid=dlq-depth]").textContent = depth === null ? "\u2013" : formatCount(depth);
     $("tile-dlq").className = "tile" + (depth > 0 ? " alert" : "");
-    $("dlq-hint").textContent = depth === null ? "" : depth > d.entries.length
-      ? "showing the first " + d.entries.length + " of " + depth
-      : depth + " message" + (depth === 1 ? "" : "s");
+    var entries = list ? (list.entries || []) : d.entries;
+    var hasMore = list ? !!list.hasMore : depth !== null && depth > d.entries.length;
+    var first = dlqView.page * dlqView.limit;
+    var filtered = !!(dlqView.eventId || dlqView.event || dlqView.kind);
+    $("dlq-hint").textContent = depth === null ? "" : !entries.length ? (depth + " message" + (depth === 1 ? "" : "s"))
+      : (filtered ? "matching entries " : "entries ") + (first + 1) + "\u2013" + (first + entries.length) +
+        (filtered ? "" : " of " + formatCount(depth));
+    $("dlq-page").textContent = "Page " + (dlqView.page + 1);
+    $("dlq-prev").disabled = dlqView.page === 0;
+    $("dlq-next").disabled = !hasMore;
     $("replay-all").disabled = busy || !depth;
     $("purge-all").disabled = busy || !depth;
     var body = $("dlq-body");
     clear(body);
-    if (!d.entries.length) {
-      body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 8, text: d.available ? "The dead-letter queue is empty." : "No data" })]));
+    if (!entries.length) {
+      body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 8, text: !d.available ? "No data"
+        : dlqFiltered() ? "No dead letter matches." : "The dead-letter queue is empty." })]));
       return;
     }
-    d.entries.forEach(function (e) {
+    entries.forEach(function (e) {
       body.appendChild(el("tr", { "data-dlq-id": e.id, "data-event-id": e.eventId || "" }, [
-        el("td", { className: "mono", text: e.event || "\\u2013" }),
-        el("td", { className: "mono ellipsis", title: e.eventId || "", text: e.eventId || "\\u2013" }),
-        el("td", { className: "mono", text: e.originalRoutingKey || "\\u2013" }),
-        el("td", { className: "num", text: e.attempts === null ? "\\u2013" : String(e.attempts) }),
+        el("td", { className: "mono", text: e.event || "\u2013" }),
+        el("td", { className: "mono ellipsis", title: e.eventId || "", text: e.eventId || "\u2013" }),
+        el("td", { className: "mono", text: e.originalRoutingKey || "\u2013" }),
+        el("td", { className: "num", text: e.attempts === null ? "\u2013" : String(e.attempts) }),
         el("td", {}, [el("span", { className: "chip " + e.kind, text: e.kind })]),
-        el("td", { className: "err-text", "data-testid": "dlq-error", text: e.error || "\\u2013" }),
+        el("td", { className: "err-text", "data-testid": "dlq-error", text: e.error || "\u2013" }),
         el("td", { className: "num", title: e.failedAt || "", text: formatAge(e.ageSeconds) }),
         el("td", { className: "actions" }, [
+          el("button", { type: "button", "data-action": "view", onclick: function () { openMessage(e.id); } }, ["View"]),
           el("button", { type: "button", "data-action": "replay", disabled: busy || !e.replayable,
             title: e.replayable ? "Republish to " + (e.originalRoutingKey || e.event) : "Cannot be replayed (" + e.kind + ")",
             onclick: function () { act("Replay", "/ops/api/dlq/replay", { id: e.id }, null); } }, ["Replay"]),
@@ -428,6 +530,159 @@ const SCRIPT = `
         ])
       ]));
     });
+  }
+
+  // The message view: one dead letter whole, fetched when opened (the table shows a preview only).
+  function openMessage(id) {
+    $("message-view").hidden = false;
+    $("message-title").textContent = "Loading\u2026";
+    ["message-meta", "message-routing", "message-headers", "message-properties", "message-body", "message-body-hint"]
+      .forEach(function (k) { $(k).textContent = ""; });
+    $("message-error").hidden = true;
+    $("message-view").setAttribute("data-id", id);
+    return api("GET", "/ops/api/dlq/" + encodeURIComponent(id)).then(function (r) {
+      var e = r.entry;
+      $("message-title").textContent = (e.event || "Message") + " \u00b7 " + (e.eventId || e.id);
+      $("message-meta").textContent = e.kind + (e.attempts === null ? "" : " after " + e.attempts + " attempt" + (e.attempts === 1 ? "" : "s")) +
+        (e.error ? ": " + e.error : "") + (e.failedAt ? " (failed " + e.failedAt + ")" : "");
+      $("message-routing").textContent = "routing key " + r.routingKey;
+      $("message-headers").textContent = JSON.stringify(r.headers, null, 2);
+      $("message-properties").textContent = JSON.stringify(r.properties, null, 2);
+      var body = r.body;
+      if (r.json) { try { body = JSON.stringify(JSON.parse(r.body), null, 2); } catch (x) { body = r.body; } }
+      $("message-body").textContent = body;
+      $("message-body-hint").textContent = (r.bodyEncoding === "base64" ? "not UTF-8, shown as base64" : r.json ? "JSON" : "text") +
+        " \u00b7 " + formatCount(r.size) + " bytes";
+      $("message-view").setAttribute("data-loaded", id);
+    }, function (e) {
+      if (e instanceof AuthError) return handleError(e);
+      $("message-title").textContent = "Message";
+      $("message-error").textContent = e && e.message ? e.message : String(e);
+      $("message-error").hidden = false;
+    });
+  }
+
+  function closeMessage() {
+    $("message-view").hidden = true;
+    $("message-view").removeAttribute("data-loaded");
+  }
+
+  function copyFallback(text) {
+    var t = el("textarea", { "aria-hidden": "true" });
+    t.value = text;
+    document.body.appendChild(t);
+    t.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(t);
+    return ok;
+  }
+
+  function copyFrom(source, button) {
+    var text = $(source).textContent || "";
+    var label = button.getAttribute("data-label") || button.textContent;
+    function said(word) { button.textContent = word; setTimeout(function () { button.textContent = label; }, 1500); }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { said("Copied"); }, function () { said(copyFallback(text) ? "Copied" : "Copy failed"); });
+    } else said(copyFallback(text) ? "Copied" : "Copy failed");
+  }
+
+  // The charts: uPlot (bundled with this page), redrawn from /ops/api/history every few seconds.
+  var CHARTS = [
+    { id: "chart-throughput", series: [{ label: "processed/s", key: "processedPerSecond", stroke: "#3056d3" }, { label: "retried/s", key: "retriedPerSecond", stroke: "#c27c0e" }] },
+    { id: "chart-failures", series: [{ label: "dead-lettered/s", key: "failedPerSecond", stroke: "#d1343b" }] },
+    // Lag exists only between samples that processed something: its points are joined across the gaps.
+    { id: "chart-lag", series: [{ label: "avg lag ms", key: "avgLagMs", stroke: "#1f9d55", spanGaps: true }] },
+    { id: "chart-queues", queues: true }
+  ];
+  var QUEUE_COLORS = ["#3056d3", "#1f9d55", "#c27c0e", "#7b4fd6", "#d1343b", "#0f8b8d"];
+
+  function chartWidth(holder) { return Math.max(240, holder.clientWidth || 400); }
+
+  function renderHistory(h) {
+    var xs = h.points.map(function (p) { return Date.parse(p.at) / 1000; });
+    var queueNames = [];
+    h.points.forEach(function (p) {
+      if (p.queues) Object.keys(p.queues).forEach(function (q) { if (queueNames.indexOf(q) < 0) queueNames.push(q); });
+    });
+    CHARTS.forEach(function (c) {
+      var series = c.queues
+        ? queueNames.map(function (q, i) {
+          return { label: q, stroke: QUEUE_COLORS[i % QUEUE_COLORS.length], value: function (p) { return p.queues && p.queues[q] !== undefined ? p.queues[q] : null; } };
+        })
+        : c.series.map(function (s) { return { label: s.label, stroke: s.stroke, spanGaps: !!s.spanGaps, value: function (p) { return p[s.key]; } }; });
+      var data = [xs].concat(series.map(function (s) { return h.points.map(s.value); }));
+      var key = series.map(function (s) { return s.label; }).join("|");
+      var holder = $(c.id);
+      var existing = charts[c.id];
+      if (existing && existing.key === key) existing.plot.setData(data);
+      else {
+        if (existing) existing.plot.destroy();
+        clear(holder);
+        var plot = new uPlot({
+          width: chartWidth(holder),
+          height: CHART_HEIGHT,
+          scales: { x: { time: true } },
+          axes: [{}, { size: 56 }],
+          series: [{}].concat(series.map(function (s) { return { label: s.label, stroke: s.stroke, width: 2, spanGaps: !!s.spanGaps }; }))
+        }, data, holder);
+        charts[c.id] = { plot: plot, key: key };
+      }
+      holder.setAttribute("data-points", String(xs.length));
+    });
+    $("charts-hint").textContent = "a sample every " + h.intervalSeconds + " s, kept by this API for an hour (" + h.points.length + " so far)";
+  }
+
+  function refreshHistory() {
+    lastHistoryAt = Date.now();
+    return api("GET", "/ops/api/history").then(function (h) {
+      try { renderHistory(h); } catch (e) { showBanner("error", "Cannot draw the charts: " + (e && e.message ? e.message : String(e))); }
+    }, function (e) { if (e instanceof AuthError) throw e; $("charts-hint").textContent = "history unavailable: " + e.message; });
+  }
+
+  // Notification deliveries: per channel, and the newest failed ones with a Retry each.
+  function renderDeliveries(d) {
+    var card = $("deliveries-card");
+    panelError(card, d);
+    $("deliveries-hint").textContent = d.available ? formatCount(d.pending) + " pending \u00b7 " + formatCount(d.failed) + " failed" +
+      (d.oldestPendingSeconds === null ? "" : " \u00b7 oldest pending " + formatAge(d.oldestPendingSeconds)) : "";
+    $("retry-failed").disabled = busy || !d.failed;
+    var summary = $("deliveries-summary");
+    clear(summary);
+    d.channels.forEach(function (c) {
+      summary.appendChild(el("tr", { "data-channel": c.channel, className: c.failed > 0 ? "hot" : "" }, [
+        el("td", { className: "mono", text: c.channel }),
+        el("td", { className: "num", "data-testid": "deliveries-pending-" + c.channel, text: formatCount(c.pending) }),
+        el("td", { className: "num", "data-testid": "deliveries-failed-" + c.channel, text: formatCount(c.failed) }),
+        el("td", { className: "num", text: formatCount(c.delivered) }),
+        el("td", { className: "num", text: c.oldestPendingSeconds === null ? "\u2013" : formatAge(c.oldestPendingSeconds) })
+      ]));
+    });
+    if (!d.channels.length) summary.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 5, text: "No data" })]));
+    var failed = $("deliveries-failed");
+    clear(failed);
+    d.latestFailed.forEach(function (x) {
+      failed.appendChild(el("tr", { "data-delivery-id": x.id }, [
+        el("td", { className: "num mono", text: x.id }),
+        el("td", { className: "mono", text: x.channel }),
+        el("td", { className: "mono", text: x.eventType }),
+        el("td", { className: "mono ellipsis", title: x.recipientId || x.subscriptionId || "", text: x.recipientId || x.subscriptionId || "\u2013" }),
+        el("td", { className: "num", text: String(x.attempts) }),
+        el("td", { className: "err-text", text: (x.lastStatus === null ? "" : x.lastStatus + " ") + (x.lastError || "") || "\u2013" }),
+        el("td", { className: "num", title: x.updatedAt, text: formatAge((Date.now() - Date.parse(x.updatedAt)) / 1000) + " ago" }),
+        el("td", { className: "actions" }, [
+          el("button", { type: "button", "data-action": "retry-delivery", disabled: busy,
+            onclick: function () { act("Retry", "/ops/api/deliveries/retry", { id: x.id }, null); } }, ["Retry"])
+        ])
+      ]));
+    });
+    if (!d.latestFailed.length) failed.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 8, text: d.available ? "No failed delivery." : "No data" })]));
+  }
+
+  function renderBroker(b) {
+    var node = $("broker-node");
+    node.textContent = b.publisher ? "RabbitMQ node " + b.publisher : b.connections.length ? "RabbitMQ node " + b.connections[0].node : "RabbitMQ";
+    node.title = b.connections.map(function (c) { return c.connection + ": " + c.node; }).join("; ");
   }
 
   // One row per live worker (the registry their heartbeats write); the worker card shows their sum when there is one.
@@ -449,16 +704,17 @@ const SCRIPT = `
         el("td", { className: "num", text: w.share === null ? "\u2013" : (w.share * 100).toFixed(1) + "%" }),
         el("td", { className: "num", text: formatCount(w.retried) }),
         el("td", { className: "num", text: formatCount(w.duplicates) }),
-        el("td", { className: "num", text: formatCount(w.deadLettered) })
+        el("td", { className: "num", text: formatCount(w.deadLettered) }),
+        el("td", { className: "num", text: formatMs(w.avgLagMs) })
       ]));
     });
     if (ws.items.length > 1) {
       body.appendChild(el("tr", { className: "total" }, [el("td", { text: "All workers" }), el("td", {}), el("td", {}), el("td", {}), el("td", {}),
         el("td", { className: "num", "data-testid": "workers-processed-total", text: formatCount(ws.totals.processed) }), el("td", {}),
         el("td", { className: "num", text: formatCount(ws.totals.retried) }), el("td", { className: "num", text: formatCount(ws.totals.duplicates) }),
-        el("td", { className: "num", text: formatCount(ws.totals.deadLettered) })]));
+        el("td", { className: "num", text: formatCount(ws.totals.deadLettered) }), el("td", {})]));
     }
-    if (!ws.items.length) body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 10, text: ws.available ? "No live worker." : "No data" })]));
+    if (!ws.items.length) body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 11, text: ws.available ? "No live worker." : "No data" })]));
   }
 
   // Webhook subscriptions OpsDesk disabled stay flagged until an admin re-enables them (PATCH /v1/webhooks/{id}).
@@ -471,15 +727,17 @@ const SCRIPT = `
       '. Re-enable with PATCH /v1/webhooks/{id} {"active": true}.';
   }
 
-  function render(o) {
+  function render(o, list) {
     renderQueues(o.queues);
     renderOutbox(o.outbox);
     var shown = o.workers && o.workers.available && o.workers.live > 0 ? o.workers : o.worker;
     renderWorker(shown);
     if (o.workers) renderWorkers(o.workers);
     if (o.webhooks) renderWebhooks(o.webhooks);
-    renderDlq(o.dlq);
-    var degraded = [o.queues, o.outbox, shown, o.dlq].filter(function (p) { return !p.available; }).length;
+    if (o.deliveries) renderDeliveries(o.deliveries);
+    if (o.broker) renderBroker(o.broker);
+    renderDlq(o.dlq, list);
+    var degraded = [o.queues, o.outbox, shown, o.dlq].concat(o.deliveries ? [o.deliveries] : []).filter(function (p) { return !p.available; }).length;
     var at = new Date(o.generatedAt).toLocaleTimeString();
     setStatus(degraded ? "warn" : "ok", "Updated " + at + (degraded ? " \\u00b7 " + degraded + " source" + (degraded === 1 ? "" : "s") + " unavailable" : ""));
   }
@@ -490,13 +748,23 @@ const SCRIPT = `
   var rendered = 0;
   var pollFailed = false;
 
+  // Paging or filtering the DLQ: the overview brings its depth only, the page comes from /ops/api/dlq.
   function refresh() {
     var seq = ++requested;
-    return api("GET", "/ops/api/overview").then(function (o) {
+    var view = JSON.stringify(dlqView);
+    var paged = dlqFiltered();
+    if (Date.now() - lastHistoryAt >= HISTORY_EVERY_MS) refreshHistory().then(null, handleError);
+    return Promise.all([
+      api("GET", paged ? "/ops/api/overview?dlqLimit=1" : "/ops/api/overview"),
+      paged ? api("GET", dlqQuery()).then(null, function (e) { if (e instanceof AuthError) throw e; return { error: e.message }; }) : null
+    ]).then(function (r) {
+      var o = r[0];
       if (seq < rendered) return;
       rendered = seq;
       if (pollFailed) { pollFailed = false; hideBanner(); }
-      try { render(o); } catch (e) { showBanner("error", "Cannot show the data: " + (e && e.message ? e.message : String(e))); }
+      // The view changed meanwhile: the next poll (started by the change) shows it.
+      if (view !== JSON.stringify(dlqView)) return;
+      try { render(o, r[1]); } catch (e) { showBanner("error", "Cannot show the data: " + (e && e.message ? e.message : String(e))); }
     }, function (e) {
       if (seq < rendered) return;
       rendered = seq;
@@ -516,7 +784,7 @@ const SCRIPT = `
 
   function setBusy(b) {
     busy = b;
-    var buttons = document.querySelectorAll("#dlq-card button");
+    var buttons = document.querySelectorAll("#dlq-card td button, #dlq-card .actions button, #deliveries-card button");
     for (var i = 0; i < buttons.length; i++) if (b) buttons[i].disabled = true;
   }
 
@@ -524,6 +792,7 @@ const SCRIPT = `
     if (!r) return name + " done.";
     if (typeof r.purged === "number") return "Purged " + r.purged + " message" + (r.purged === 1 ? "" : "s") + " from the DLQ.";
     if (typeof r.discarded === "string") return "Discarded message " + r.discarded + ".";
+    if (r.retried && typeof r.retried.length === "number") return "Retried " + r.retried.length + " deliver" + (r.retried.length === 1 ? "y" : "ies") + ".";
     if (typeof r.replayed === "number") {
       var text = "Replayed " + r.replayed + " message" + (r.replayed === 1 ? "" : "s");
       if (r.skipped) text += "; " + r.skipped + " skipped" + (r.skippedMessages && r.skippedMessages[0] ? " (" + r.skippedMessages[0].reason + ")" : "");
@@ -573,6 +842,36 @@ const SCRIPT = `
   });
 
   $("logout").addEventListener("click", function () { showLogin(""); });
+  EVENT_TYPES.forEach(function (t) { $("dlq-event").appendChild(el("option", { value: t, text: t })); });
+  KINDS.forEach(function (k) { $("dlq-kind").appendChild(el("option", { value: k, text: k })); });
+  function applyDlqView(page) {
+    dlqView.page = page;
+    dlqView.eventId = $("dlq-search").value.trim();
+    dlqView.event = $("dlq-event").value;
+    dlqView.kind = $("dlq-kind").value;
+    $("dlq-page").textContent = "Page " + (page + 1);
+    if (token()) startPolling();
+  }
+  $("dlq-filters").addEventListener("submit", function (ev) { ev.preventDefault(); applyDlqView(0); });
+  $("dlq-event").addEventListener("change", function () { applyDlqView(0); });
+  $("dlq-kind").addEventListener("change", function () { applyDlqView(0); });
+  $("dlq-clear").addEventListener("click", function () {
+    $("dlq-search").value = ""; $("dlq-event").value = ""; $("dlq-kind").value = "";
+    applyDlqView(0);
+  });
+  $("dlq-prev").addEventListener("click", function () { if (dlqView.page > 0) applyDlqView(dlqView.page - 1); });
+  $("dlq-next").addEventListener("click", function () { applyDlqView(dlqView.page + 1); });
+  $("message-close").addEventListener("click", closeMessage);
+  $("message-view").addEventListener("click", function (ev) { if (ev.target === $("message-view")) closeMessage(); });
+  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && !$("message-view").hidden) closeMessage(); });
+  $("copy-headers").addEventListener("click", function () { copyFrom("message-headers", $("copy-headers")); });
+  $("copy-body").addEventListener("click", function () { copyFrom("message-body", $("copy-body")); });
+  $("retry-failed").addEventListener("click", function () {
+    act("Retry all", "/ops/api/deliveries/retry", { all: true }, "Retry every failed delivery?");
+  });
+  window.addEventListener("resize", function () {
+    Object.keys(charts).forEach(function (id) { charts[id].plot.setSize({ width: chartWidth($(id)), height: CHART_HEIGHT }); });
+  });
   $("replay-all").addEventListener("click", function () {
     act("Replay all", "/ops/api/dlq/replay", { all: true }, "Replay every message in the dead-letter queue to its original queue?");
   });
@@ -600,9 +899,11 @@ export const PAGE = `<!doctype html>
 <meta name="referrer" content="no-referrer">
 <title>OpsDesk &middot; Operations</title>
 <link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%233056d3'/%3E%3C/svg%3E">
+<style>${UPLOT_CSS}</style>
 <style>${STYLE}</style>
 </head>
 <body>${BODY}<noscript><p class="banner error">The ops dashboard needs JavaScript.</p></noscript>
+<script>${UPLOT_JS}</script>
 <script>${SCRIPT}</script>
 </body>
 </html>
@@ -610,8 +911,8 @@ export const PAGE = `<!doctype html>
 
 const CSP = [
   "default-src 'none'",
-  `script-src ${sha256(SCRIPT)}`,
-  `style-src ${sha256(STYLE)}`,
+  `script-src ${sha256(UPLOT_JS)} ${sha256(SCRIPT)}`,
+  `style-src ${sha256(UPLOT_CSS)} ${sha256(STYLE)}`,
   "connect-src 'self'",
   "img-src 'self' data:",
   "form-action 'none'",

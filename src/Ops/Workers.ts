@@ -75,6 +75,8 @@ export interface WorkersSummary {
   readonly items: ReadonlyArray<WorkerEntry>
   readonly events: ReadonlyArray<WorkerEventStats>
   readonly totals: WorkerCounters
+  /** Every live worker's lag histogram sum (seconds) and count: the history's average lag between two samples. */
+  readonly lag: { readonly sum: number; readonly count: number }
 }
 
 /** The live workers and their sums. */
@@ -91,6 +93,8 @@ export const readWorkers = (ttl: Duration.Duration) =>
     const processedAll = all.reduce((n, e) => n + e.processed, 0)
     const items = perWorker.map(({ events, row }): WorkerEntry => {
       const counters = countersOf(events)
+      const time = events.reduce((acc, e) => [acc[0] + e.timeSum, acc[1] + e.timeCount], [0, 0])
+      const lag = events.reduce((acc, e) => [acc[0] + e.lagSum, acc[1] + e.lagCount], [0, 0])
       return {
         id: row.id,
         host: row.host,
@@ -99,7 +103,9 @@ export const readWorkers = (ttl: Duration.Duration) =>
         lastSeen: row.lastSeen.toISOString(),
         lastSeenSeconds: Math.max(0, row.ageSeconds),
         ...counters,
-        share: processedAll > 0 ? counters.processed / processedAll : null
+        share: processedAll > 0 ? counters.processed / processedAll : null,
+        avgProcessingMs: time[1] > 0 ? (time[0] / time[1]) * 1000 : null,
+        avgLagMs: lag[1] > 0 ? (lag[0] / lag[1]) * 1000 : null
       }
     })
     const names = [...new Set<string>([...EVENT_NAMES, ...all.map((e) => e.event)])]
@@ -114,6 +120,10 @@ export const readWorkers = (ttl: Duration.Duration) =>
         avgLagMs: lag[1] > 0 ? (lag[0] / lag[1]) * 1000 : null
       }
     })
-    const summary: WorkersSummary = { items, events, totals: countersOf(all) }
+    const lag = {
+      sum: all.reduce((n, e) => n + e.lagSum, 0),
+      count: all.reduce((n, e) => n + e.lagCount, 0)
+    }
+    const summary: WorkersSummary = { items, events, totals: countersOf(all), lag }
     return summary
   })

@@ -36,7 +36,7 @@ export const outboxInsert = (
     fromClause(sql, from)
   }`
 
-/** The NOTIFY that wakes the relay; a non-empty payload, since @effect/sql-pg's listen drops empty ones. */
+/** The NOTIFY that wakes the relay (its payload, the event name, is for whoever watches the channel). */
 export const notifyRelay = (sql: SqlClient.SqlClient, event: DomainEvent, from?: Statement.Fragment) =>
   sql`SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event})${fromClause(sql, from)}`
 

@@ -26,8 +26,7 @@
  * batch is published as usual.
  */
 import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Duration, Effect, Exit, FiberRef, Layer, Metric, Option, Queue, Schedule, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, FiberRef, Layer, Metric, Option, Queue, Schedule } from "effect"
 import { BrokerError } from "../Broker/Amqp.js"
 import type { OutgoingMessage } from "../Broker/Message.js"
 import { Publisher, type PublishOutcome } from "../Broker/Publisher.js"
@@ -37,6 +36,7 @@ import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
 import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
+import { forkListener } from "../Store/Listen.js"
 import { readBacklog, readUnroutable } from "./Backlog.js"
 import { OUTBOX_CHANNEL } from "./Outbox.js"
 
@@ -95,6 +95,9 @@ export const toMessage = (row: OutboxRow, trace: Record<string, string> = {}): O
     headers: { ...(row.headers ?? {}), ...trace }
   }
 })
+
+/** How often the LISTEN connection proves it is alive (a lost one is replaced; the poll covers the gap). */
+const LISTEN_CHECK = Duration.seconds(30)
 
 /** Batches in flight at once: one waiting for its confirms while the next is claimed and sent. */
 export const PIPELINE_DEPTH = 2
@@ -244,16 +247,12 @@ const warnUnroutable = (warning: RateLimitedWarning, result: BatchResult, retry:
 export const RelayLive = Layer.scopedDiscard(
   Effect.gen(function*() {
     const cfg = yield* OutboxConfig
-    const pg = yield* PgClient.PgClient
     const wake = yield* Queue.sliding<void>(1)
 
-    // LISTEN on a dedicated connection; if PostgreSQL restarts, listen again.
-    yield* pg.listen(OUTBOX_CHANNEL).pipe(
-      Stream.runForEach(() => Queue.offer(wake, undefined)),
-      Effect.tapError((e) => Effect.logWarning(`Outbox LISTEN lost: ${e.message}`)),
-      Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.either(Schedule.spaced("5 seconds")))),
-      Effect.forkScoped
-    )
+    // LISTEN on a connection of its own that notices its own death (Store/Listen.ts). Every
+    // notification wakes the relay, and so does each (re)start of LISTEN: rows written while
+    // it was down are published now rather than at the next poll.
+    yield* forkListener(OUTBOX_CHANNEL, LISTEN_CHECK, () => void Queue.unsafeOffer(wake, undefined))
 
     const sending = yield* Effect.makeSemaphore(1)
     const slots = yield* Effect.makeSemaphore(PIPELINE_DEPTH)

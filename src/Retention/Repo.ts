@@ -10,7 +10,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 
-export const RETENTION_TABLES = ["outbox", "processed_events", "notifications", "audit_log"] as const
+export const RETENTION_TABLES = ["outbox", "processed_events", "notifications", "deliveries", "audit_log"] as const
 export type RetentionTable = typeof RETENTION_TABLES[number]
 
 /** One statement's count (a CTE's `count(*)`, as int). */
@@ -76,6 +76,32 @@ export const deleteExpiredNotifications = (cutoff: Date, limit: number) =>
       )
       SELECT count(*)::int AS n FROM removed`.pipe(Effect.map(countOf)))
 
+/**
+ * Deliveries (webhook ones above all: an email's also goes with its
+ * notification) settled, delivered or failed, with no change since before
+ * `cutoff`; a pending one, due or waiting for its next try or leased by a
+ * dispatcher, is never removed, and a failed one retried from the CLI is
+ * pending again. Picked through `deliveries_created_idx` (a row last changed
+ * before the cutoff was created before it too). Its attempt log goes with it
+ * (ON DELETE CASCADE, migration 0009): a bounded number of rows each, the
+ * tries of the retry tiers plus any retries asked for.
+ */
+export const deleteExpiredDeliveries = (cutoff: Date, limit: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ n: number }>`
+      WITH picked AS (
+        SELECT id FROM deliveries
+        WHERE created_at < ${cutoff} AND updated_at < ${cutoff} AND state <> 'pending'
+        ORDER BY created_at
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
+      ), removed AS (
+        DELETE FROM deliveries d USING picked
+        WHERE d.id = picked.id AND d.state <> 'pending' AND d.updated_at < ${cutoff}
+        RETURNING 1
+      )
+      SELECT count(*)::int AS n FROM removed`.pipe(Effect.map(countOf)))
+
 /** Audit rows written before `cutoff`. */
 export const deleteExpiredAuditRows = (cutoff: Date, limit: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -100,6 +126,7 @@ export const deleteBatch: Record<
   outbox: deletePublishedOutbox,
   processed_events: deleteExpiredClaims,
   notifications: deleteExpiredNotifications,
+  deliveries: deleteExpiredDeliveries,
   audit_log: deleteExpiredAuditRows
 }
 
@@ -114,6 +141,9 @@ export const countExpired = (table: RetentionTable, cutoff: Date) =>
       case "notifications":
         return sql<{ n: number }>`SELECT count(*)::int AS n FROM notifications n WHERE n.created_at < ${cutoff}
           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.id AND d.state = 'pending')`
+      case "deliveries":
+        return sql<{ n: number }>`SELECT count(*)::int AS n FROM deliveries
+          WHERE created_at < ${cutoff} AND updated_at < ${cutoff} AND state <> 'pending'`
       case "audit_log":
         return sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_log WHERE created_at < ${cutoff}`
     }
@@ -123,6 +153,7 @@ export interface Cutoffs {
   readonly outbox: Date
   readonly processed_events: Date
   readonly notifications: Date
+  readonly deliveries: Date
   readonly audit_log: Date
   /** When claims are kept longer than their window: the oldest unpublished outbox row's creation time. */
   readonly claimsHeldBy: Date | null
@@ -140,12 +171,14 @@ export const readCutoffs = (windowsMs: Readonly<Record<RetentionTable, number>>)
       outbox: Date
       processedEvents: Date
       notifications: Date
+      deliveries: Date
       auditLog: Date
       oldestUnpublished: Date | null
     }>`
       SELECT now() - ${windowsMs.outbox}::float8 * interval '1 millisecond' AS outbox,
              now() - ${windowsMs.processed_events}::float8 * interval '1 millisecond' AS processed_events,
              now() - ${windowsMs.notifications}::float8 * interval '1 millisecond' AS notifications,
+             now() - ${windowsMs.deliveries}::float8 * interval '1 millisecond' AS deliveries,
              now() - ${windowsMs.audit_log}::float8 * interval '1 millisecond' AS audit_log,
              (SELECT min(created_at) FROM outbox WHERE published_at IS NULL) AS oldest_unpublished`).pipe(
       Effect.map(([row]): Cutoffs => {
@@ -155,6 +188,7 @@ export const readCutoffs = (windowsMs: Readonly<Record<RetentionTable, number>>)
           outbox: r.outbox,
           processed_events: held ? r.oldestUnpublished! : r.processedEvents,
           notifications: r.notifications,
+          deliveries: r.deliveries,
           audit_log: r.auditLog,
           claimsHeldBy: held ? r.oldestUnpublished : null
         }

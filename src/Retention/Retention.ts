@@ -1,6 +1,6 @@
 /**
  * Retention: published outbox rows, claims (`processed_events`),
- * notifications and audit rows are each kept for their window
+ * notifications, settled deliveries and audit rows are each kept for their window
  * (RetentionConfig) and then removed, oldest first, in batches of
  * RETENTION_BATCH_SIZE rows, one short statement per batch (src/Retention/Repo.ts).
  *
@@ -45,7 +45,7 @@ export const failedRuns = Metric.counter("opsdesk_retention_failed_runs_total", 
 
 export type RetentionSettings = Pick<
   RetentionConfig,
-  "batchSize" | "batchPause" | "outbox" | "processedEvents" | "notifications" | "auditLog"
+  "batchSize" | "batchPause" | "outbox" | "processedEvents" | "notifications" | "deliveries" | "auditLog"
 >
 
 /** Each table's window. */
@@ -53,6 +53,7 @@ export const windows = (cfg: RetentionSettings): Record<RetentionTable, Duration
   outbox: cfg.outbox,
   processed_events: cfg.processedEvents,
   notifications: cfg.notifications,
+  deliveries: cfg.deliveries,
   audit_log: cfg.auditLog
 })
 
@@ -95,7 +96,7 @@ const drain = (cfg: RetentionSettings, table: RetentionTable, cutoff: Date) =>
     return { removed, batches }
   })
 
-/** One run over the four tables; `dryRun` counts instead of removing. */
+/** One run over the tables; `dryRun` counts instead of removing. */
 export const runRetention = (
   cfg: RetentionSettings,
   options: { readonly dryRun?: boolean } = {}
@@ -108,6 +109,7 @@ export const runRetention = (
       outbox: Duration.toMillis(w.outbox),
       processed_events: Duration.toMillis(w.processed_events),
       notifications: Duration.toMillis(w.notifications),
+      deliveries: Duration.toMillis(w.deliveries),
       audit_log: Duration.toMillis(w.audit_log)
     })
     // Removed rows leave dead tuples that only VACUUM makes reusable: without autovacuum the files grow forever.
@@ -146,7 +148,9 @@ export const describeWindows = (cfg: RetentionConfig) =>
     Duration.format(cfg.processedEvents)
   } > DLQ_REPLAY_WINDOW ${Duration.format(cfg.dlqReplayWindow)} + retry delays ${
     Duration.format(cfg.retryDelaySpan)
-  }, notifications ${Duration.format(cfg.notifications)}, audit_log ${Duration.format(cfg.auditLog)}`
+  }, notifications ${Duration.format(cfg.notifications)}, deliveries (settled) ${
+    Duration.format(cfg.deliveries)
+  }, audit_log ${Duration.format(cfg.auditLog)}`
 
 const summary = (report: RunReport) =>
   `Retention: removed ${report.tables.map((t) => `${t.removed} ${t.table}`).join(", ")} in ${report.millis} ms` +

@@ -8,6 +8,7 @@ import {
   CreateUserRequest,
   ListUsersParams,
   ResetPasswordRequest,
+  UpdateMeRequest,
   User,
   UserIdPath,
   UserPage
@@ -24,7 +25,7 @@ export class UsersApi extends HttpApiGroup.make("users")
     HttpApiEndpoint.post("createUser", "/")
       .annotate(
         OpenApi.Description,
-        "Usernames are unique (409 when taken); the password is stored as an Argon2id hash and never returned. The new user logs in with `POST /v1/auth/login`."
+        "Usernames are unique (409 when taken); the password is stored as an Argon2id hash and never returned. `email` (optional, at most 254 characters, name@host) is where the user's email notifications go. The new user logs in with `POST /v1/auth/login`."
       )
       .setPayload(CreateUserRequest)
       .addSuccess(User, { status: 201 })
@@ -52,6 +53,16 @@ export class UsersApi extends HttpApiGroup.make("users")
       )
       .addSuccess(User)
       .annotate(OpenApi.Summary, "The authenticated user")
+  )
+  .add(
+    HttpApiEndpoint.patch("updateMe", "/me")
+      .annotate(
+        OpenApi.Description,
+        "`email`: where your email notifications go (at most 254 characters, name@host; 400 otherwise); null removes it and no email is sent to you. Several accounts may share an address. Audited without the address."
+      )
+      .setPayload(UpdateMeRequest)
+      .addSuccess(User)
+      .annotate(OpenApi.Summary, "Change your own account: your email address")
   )
   .add(
     HttpApiEndpoint.get("getMyPreferences", "/me/preferences")

@@ -12,11 +12,28 @@ export const Username = Schema.String.pipe(
 
 export const Password = SecretString("password", 8, 200)
 
+/**
+ * Where email notifications go. The WHATWG pattern of `<input type=email>` (one `@`, a dot-atom local part,
+ * host labels of letters, digits and hyphens: `ops@localhost` passes), at most 254 characters (RFC 5321's
+ * path limit); stricter than the column's own check (migration 0009). The SMTP server is the final judge.
+ */
+export const Email = Schema.String.pipe(
+  Schema.maxLength(254, { message: () => "email must be at most 254 characters" }),
+  Schema.pattern(
+    /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/,
+    { message: () => "email must be an address such as name@example.com" }
+  )
+).annotations({ format: "email", examples: ["alice@example.com"] })
+
 export const User = Schema.Struct({
   id: Schema.UUID,
   username: Schema.String,
   role: Role,
   active: Schema.Boolean.annotations({ description: "A deactivated user cannot log in, and their tokens are refused" }),
+  // Shown as stored (a row written before the API checked addresses still encodes); only to the user and admins.
+  email: Schema.NullOr(Schema.String).annotations({
+    description: "Where email notifications go; null: none are sent. Shown only to the user themself and to admins"
+  }),
   createdAt: Timestamp
 }).annotations({
   identifier: "User",
@@ -25,6 +42,7 @@ export const User = Schema.Struct({
     username: "alice",
     role: "agent",
     active: true,
+    email: "alice@example.com",
     createdAt: "2026-12-02T10:00:00.000Z"
   }]
 })
@@ -36,9 +54,19 @@ export const UserPage = Schema.Struct({
 }).annotations({ identifier: "UserPage" })
 export type UserPage = typeof UserPage.Type
 
-export const CreateUserRequest = Schema.Struct({ username: Username, password: Password, role: Role })
-  .annotations({ identifier: "CreateUserRequest" })
+export const CreateUserRequest = Schema.Struct({
+  username: Username,
+  password: Password,
+  role: Role,
+  email: Schema.optional(Email)
+}).annotations({ identifier: "CreateUserRequest" })
 export type CreateUserRequest = typeof CreateUserRequest.Type
+
+/** The caller's own account: `email` null removes the address (no more email notifications). */
+export const UpdateMeRequest = Schema.Struct({ email: Schema.NullOr(Email) }).annotations({
+  identifier: "UpdateMeRequest"
+})
+export type UpdateMeRequest = typeof UpdateMeRequest.Type
 
 export const ChangeRoleRequest = Schema.Struct({ role: Role }).annotations({ identifier: "ChangeRoleRequest" })
 

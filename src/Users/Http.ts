@@ -15,6 +15,7 @@ export const HttpUsersLive = HttpApiBuilder.group(apiOf(UsersApi), "users", (han
       .handle("createUser", ({ payload }) => Effect.flatMap(CurrentUser, (actor) => users.create(actor, payload)))
       .handle("listUsers", ({ urlParams }) => Effect.flatMap(CurrentUser, (actor) => users.list(actor, urlParams)))
       .handle("getMe", () => Effect.flatMap(CurrentUser, users.me))
+      .handle("updateMe", ({ payload }) => Effect.flatMap(CurrentUser, (actor) => users.updateMe(actor, payload)))
       .handle("getMyPreferences", () => Effect.flatMap(CurrentUser, (actor) => preferences.get(actor.id)))
       .handle(
         "updateMyPreferences",

@@ -19,6 +19,7 @@ interface UserRow {
   readonly username: string
   readonly role: Role
   readonly active: boolean
+  readonly email: string | null
   readonly createdAt: Date
 }
 
@@ -39,13 +40,14 @@ export interface AccessChange {
   readonly active?: boolean
 }
 
-const COLUMNS = "id, username, role, active, created_at"
+const COLUMNS = "id, username, role, active, email, created_at"
 
 export const toUser = (row: UserRow): User => ({
   id: row.id,
   username: row.username,
   role: row.role,
   active: row.active,
+  email: row.email,
   createdAt: row.createdAt.toISOString()
 })
 
@@ -92,20 +94,26 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
 
     /** Inserts the user and its audit row in one transaction. */
     const insert = (
-      input: { readonly username: string; readonly passwordHash: string; readonly role: Role },
+      input: {
+        readonly username: string
+        readonly passwordHash: string
+        readonly role: Role
+        readonly email: string | null
+      },
       actorId: string | null
     ) =>
       sql.withTransaction(
         Effect.gen(function*() {
-          const [row] = yield* sql<UserRow>`INSERT INTO users (username, password_hash, role)
-            VALUES (${input.username}, ${input.passwordHash}, ${input.role}) RETURNING ${columns}`
+          const [row] = yield* sql<UserRow>`INSERT INTO users (username, password_hash, role, email)
+            VALUES (${input.username}, ${input.passwordHash}, ${input.role}, ${input.email}) RETURNING ${columns}`
           const user = toUser(row!)
           yield* recordAudit({
             actorId,
             action: "user.create",
             entity: "user",
             entityId: user.id,
-            changes: { username: user.username, role: user.role }
+            // Whether an address was given, not the address: the audit log is kept a year and read widely.
+            changes: { username: user.username, role: user.role, ...(user.email === null ? {} : { email: "set" }) }
           })
           return user
         })
@@ -192,6 +200,29 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
         })
       ).pipe(Effect.orDie, Effect.withSpan("UsersRepo.setPassword"))
 
-    return { findById, findPasswordHash, list, insert, changeAccess, setPassword } as const
+    /**
+     * Sets (or, null, removes) a user's email address, with its audit row (which says set or removed, never
+     * the address); setting the address it already has writes nothing. None when the user does not exist.
+     * Not an access change: the token version stays. No unique key: two accounts may share a mailbox.
+     */
+    const setEmail = (id: string, email: string | null, actorId: string) =>
+      sql.withTransaction(
+        Effect.gen(function*() {
+          const rows = yield* sql<UserRow>`UPDATE users SET email = ${email}, updated_at = now()
+            WHERE id = ${id} AND email IS DISTINCT FROM ${email} RETURNING ${columns}`
+          const row = rows[0]
+          if (row === undefined) return yield* findById(id)
+          yield* recordAudit({
+            actorId,
+            action: "user.email_change",
+            entity: "user",
+            entityId: id,
+            changes: { email: email === null ? "removed" : "set" }
+          })
+          return Option.some(toUser(row))
+        })
+      ).pipe(Effect.orDie, Effect.withSpan("UsersRepo.setEmail"))
+
+    return { findById, findPasswordHash, list, insert, changeAccess, setPassword, setEmail } as const
   })
 }) {}

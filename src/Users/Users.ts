@@ -13,7 +13,7 @@ import { LoginThrottle, LoginThrottleLive } from "../Auth/LoginThrottle.js"
 import { PasswordHasher } from "../Auth/Password.js"
 import { Tokens } from "../Auth/Tokens.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
-import type { CreateUserRequest, ListUsersParams } from "./Domain.js"
+import type { CreateUserRequest, ListUsersParams, UpdateMeRequest } from "./Domain.js"
 import { LastActiveAdmin, UserNotFound, WrongCurrentPassword } from "./Errors.js"
 import { canCreateUser, canManageUsers } from "./Policy.js"
 import { type AccessChange, toUser, UsersRepo } from "./Repo.js"
@@ -38,12 +38,22 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
       Effect.gen(function*() {
         yield* canCreateUser(actor)
         const passwordHash = yield* hasher.hash(payload.password)
-        return yield* repo.insert({ username: payload.username, passwordHash, role: payload.role }, actor.id)
+        return yield* repo.insert(
+          { username: payload.username, passwordHash, role: payload.role, email: payload.email ?? null },
+          actor.id
+        )
       }).pipe(Effect.withSpan("Users.create"))
 
     /** The caller; a user deleted while the request was on its way is a 401 like any other. */
     const me = (actor: Actor) =>
       Effect.flatMap(repo.findById(actor.id), Option.match({ onNone: () => Effect.fail(gone), onSome: Effect.succeed }))
+
+    /** The caller's own account details (for now the email address): anyone may change their own. */
+    const updateMe = (actor: Actor, change: UpdateMeRequest) =>
+      Effect.flatMap(
+        repo.setEmail(actor.id, change.email, actor.id),
+        Option.match({ onNone: () => Effect.fail(gone), onSome: Effect.succeed })
+      ).pipe(Effect.withSpan("Users.updateMe"))
 
     const get = (actor: Actor, id: string) =>
       Effect.zipRight(canManageUsers(actor), found(id)).pipe(Effect.withSpan("Users.get"))
@@ -129,7 +139,18 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
         return yield* tokens.issue({ ...actor, tokenVersion: version.value })
       }).pipe(Effect.withSpan("Users.changeOwnPassword"))
 
-    return { create, me, get, list, changeRole, deactivate, reactivate, resetPassword, changeOwnPassword } as const
+    return {
+      create,
+      me,
+      updateMe,
+      get,
+      list,
+      changeRole,
+      deactivate,
+      reactivate,
+      resetPassword,
+      changeOwnPassword
+    } as const
   }),
   dependencies: [UsersRepo.Default, Identity.Default, Tokens.Default, LoginThrottleLive, PasswordHasher.Default]
 }) {}

@@ -11,6 +11,7 @@
  */
 import { Context, Effect, Layer, Metric, MetricBoundaries } from "effect"
 import { EVENT_NAMES } from "../Domain/Events.js"
+import { withLabels } from "../Kit/Metrics.js"
 
 export type Outcome =
   | "processed"
@@ -131,18 +132,18 @@ export const make = Effect.sync(() => {
     timings: new Map()
   }
   const tagged = {
-    processed: memo((e) => processedTotal.pipe(Metric.tagged("event", e))),
-    failed: memo((e) => failedTotal.pipe(Metric.tagged("event", e))),
-    retried: memo((e) => retriedTotal.pipe(Metric.tagged("event", e))),
-    duplicates: memo((e) => duplicatesTotal.pipe(Metric.tagged("event", e))),
-    poison: memo((e) => poisonTotal.pipe(Metric.tagged("event", e))),
-    invalid: memo((e) => invalidTotal.pipe(Metric.tagged("event", e))),
-    conflicts: memo((e) => conflictsTotal.pipe(Metric.tagged("event", e))),
-    crashLoops: memo((e) => crashLoopsTotal.pipe(Metric.tagged("event", e)))
+    processed: memo((e) => withLabels(processedTotal, { event: e })),
+    failed: memo((e) => withLabels(failedTotal, { event: e })),
+    retried: memo((e) => withLabels(retriedTotal, { event: e })),
+    duplicates: memo((e) => withLabels(duplicatesTotal, { event: e })),
+    poison: memo((e) => withLabels(poisonTotal, { event: e })),
+    invalid: memo((e) => withLabels(invalidTotal, { event: e })),
+    conflicts: memo((e) => withLabels(conflictsTotal, { event: e })),
+    crashLoops: memo((e) => withLabels(crashLoopsTotal, { event: e }))
   } satisfies Record<Outcome, unknown>
-  const time = memo((e) => processingTime.pipe(Metric.tagged("event", e)))
-  const lag = memo((e) => endToEndLag.pipe(Metric.tagged("event", e)))
-  const clamped = memo((e) => lagClampedTotal.pipe(Metric.tagged("event", e)))
+  const time = memo((e) => withLabels(processingTime, { event: e }))
+  const lag = memo((e) => withLabels(endToEndLag, { event: e }))
+  const clamped = memo((e) => withLabels(lagClampedTotal, { event: e }))
   const observe = (timing: Timing) => {
     const eventType = eventLabel(timing.eventType)
     const { lagMillis, millis } = timing

@@ -203,13 +203,14 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
 
   it.effect("the public User schema has no password field", () =>
     Effect.sync(() => {
-      expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "active", "createdAt"])
+      expect(Object.keys(User.fields)).toEqual(["id", "username", "role", "active", "email", "createdAt"])
       expect(
         Schema.is(User)({
           id: crypto.randomUUID(),
           username: "u",
           role: "admin",
           active: true,
+          email: null,
           createdAt: "x",
           passwordHash: "h"
         })
@@ -221,6 +222,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("aut
             username: "u",
             role: "admin",
             active: true,
+            email: null,
             createdAt: "x",
             passwordHash: "h"
           } as typeof User.Type

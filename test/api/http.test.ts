@@ -23,7 +23,11 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
     Effect.gen(function*() {
       const r = yield* get("/ready")
       expect(r.status).toBe(200)
-      expect(r.body).toEqual({ status: "ready", checks: { database: "up", redis: "up", rabbitmq: "up" } })
+      expect(r.body).toEqual({
+        status: "ready",
+        checks: { database: "up", redis: "up", rabbitmq: "up" },
+        broker: { status: "up", node: "amqp://127.0.0.1:5672" }
+      })
     }))
 
   it.effect("GET /ready is 503 naming RabbitMQ when the publisher is disconnected", () =>
@@ -37,6 +41,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "60 seconds" })("HTT
         _tag: "NotReady",
         status: 503,
         checks: { database: "up", redis: "up", rabbitmq: "down" },
+        broker: { status: "down" },
         down: ["rabbitmq"]
       })
     }))

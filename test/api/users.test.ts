@@ -38,7 +38,8 @@ layer(apiWithOwnThrottle("users", { LOGIN_MAX_FAILURES: MAX_FAILURES }), {
       const user = decode(User, r)
       yield* fx.track(user.id)
       expect(user).toMatchObject({ username, role: "agent" })
-      expect(Object.keys(r.body as object).sort()).toEqual(["active", "createdAt", "id", "role", "username"])
+      expect(Object.keys(r.body as object).sort()).toEqual(["active", "createdAt", "email", "id", "role", "username"])
+      expect(user.email).toBeNull()
       expect(user.active).toBe(true)
       expect(r.text).not.toContain("argon2")
 
@@ -113,7 +114,19 @@ layer(apiWithOwnThrottle("users", { LOGIN_MAX_FAILURES: MAX_FAILURES }), {
         [{ username: `ok_${suffix()}`, password: "short", role: "agent" }, "password"],
         [{ username: `ok_${suffix()}`, password: "p".repeat(201), role: "agent" }, "password"],
         [{ username: `ok_${suffix()}`, password: "password123", role: "root" }, "role"],
-        [{ username: `ok_${suffix()}`, password: "password123" }, "role"]
+        [{ username: `ok_${suffix()}`, password: "password123" }, "role"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: "no-at-sign" }, "email"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: "a b@example.com" }, "email"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: "<a@example.com>" }, "email"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: "a@@example.com" }, "email"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: "a@-example.com" }, "email"],
+        [{ username: `ok_${suffix()}`, password: "password123", role: "agent", email: 42 }, "email"],
+        [{
+          username: `ok_${suffix()}`,
+          password: "password123",
+          role: "agent",
+          email: `${"a".repeat(64)}@${"b".repeat(60)}.${"c".repeat(60)}.${"d".repeat(60)}.example`
+        }, "email"]
       ]
       for (const [body, field] of cases) {
         const r = yield* post("/v1/users", body, admin.token)
@@ -369,5 +382,110 @@ layer(apiWithOwnThrottle("users", { LOGIN_MAX_FAILURES: MAX_FAILURES }), {
       expect(right.status).toBe(429)
       expect(yield* status(user.token)).toBe(200)
       expect(yield* auditRows(user.id)).toEqual([])
+    }))
+
+  it.scoped("email: an admin sets it at creation; the user changes or removes their own; audited without the address", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const sql = yield* SqlClient.SqlClient
+      const username = `mail.user-${suffix()}`
+      const address = `${username}@example.test`
+      const made = yield* post(
+        "/v1/users",
+        { username, password: "s3cret-password", role: "customer", email: address },
+        admin.token
+      )
+      expect(made.status, made.text).toBe(201)
+      const user = decode(User, made)
+      yield* fx.track(user.id)
+      expect(user.email).toBe(address)
+      const [stored] = yield* sql<{ email: string | null }>`SELECT email FROM users WHERE id = ${user.id}`
+      expect(stored!.email).toBe(address)
+      expect(decode(User, yield* get(`/v1/users/${user.id}`, admin.token)).email).toBe(address)
+
+      const token = yield* loginToken(username, "s3cret-password")
+      expect(decode(User, yield* get("/v1/users/me", token)).email).toBe(address)
+      // The longest address that fits (254), a host without a dot (a local mail catcher) and + tags are fine.
+      const longest = `${"a".repeat(64)}@${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`
+      expect(longest).toHaveLength(254)
+      for (const next of ["ops+tickets@localhost", longest]) {
+        const r = yield* patch("/v1/users/me", { email: next }, token)
+        expect(r.status, r.text).toBe(200)
+        expect(decode(User, r)).toMatchObject({ id: user.id, email: next })
+        expect(decode(User, yield* get("/v1/users/me", token)).email).toBe(next)
+      }
+      // The same address again changes nothing (no audit row); null removes it.
+      expect((yield* patch("/v1/users/me", { email: longest }, token)).status).toBe(200)
+      const removed = yield* patch("/v1/users/me", { email: null }, token)
+      expect(removed.status, removed.text).toBe(200)
+      expect(decode(User, removed).email).toBeNull()
+      const [after] = yield* sql<{ email: string | null }>`SELECT email FROM users WHERE id = ${user.id}`
+      expect(after!.email).toBeNull()
+      // Not an access change: the token still works.
+      expect(yield* status(token)).toBe(200)
+
+      const audit = yield* auditRows(user.id)
+      expect(audit.map((a) => [a.action, a.actorId, a.changes])).toEqual([
+        ["user.create", admin.id, { username, role: "customer", email: "set" }],
+        ["user.email_change", user.id, { email: "set" }],
+        ["user.email_change", user.id, { email: "set" }],
+        ["user.email_change", user.id, { email: "removed" }]
+      ])
+      expect(JSON.stringify(audit)).not.toContain("@")
+    }))
+
+  it.scoped("email: a bad address is a 400 problem naming the field, and nothing changes", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const user = yield* fx.user("agent")
+      const address = `${user.username}@example.test`
+      expect((yield* patch("/v1/users/me", { email: address }, user.token)).status).toBe(200)
+      const bad: Array<unknown> = [
+        {},
+        { email: "" },
+        { email: "no-at-sign" },
+        { email: "two@@example.com" },
+        { email: "a b@example.com" },
+        { email: "Alice <alice@example.com>" },
+        { email: "alice@example.com\r\nBcc: x@example.com" },
+        { email: `${"a".repeat(251)}@b.c` },
+        { email: 7 }
+      ]
+      for (const body of bad) {
+        const r = yield* patch("/v1/users/me", body, user.token)
+        expect(r.status, JSON.stringify(body).slice(0, 60)).toBe(400)
+        expect(r.headers["content-type"]).toContain("application/problem+json")
+        const issues = (r.body as { issues: Array<{ path: Array<string> }> }).issues
+        expect(issues.map((i) => i.path[0])).toContain("email")
+      }
+      expect(decode(User, yield* get("/v1/users/me", user.token)).email).toBe(address)
+      expect((yield* call("PATCH", "/v1/users/me", { json: { email: address } })).status).toBe(401)
+    }))
+
+  it.scoped("email: shown to the user and to admins only, never to other users", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const owner = yield* fx.user("customer")
+      const address = `${owner.username}@example.test`
+      expect((yield* patch("/v1/users/me", { email: address }, owner.token)).status).toBe(200)
+      for (const role of ["agent", "customer"] as const) {
+        const other = yield* fx.user(role)
+        for (
+          const r of [
+            yield* get(`/v1/users/${owner.id}`, other.token),
+            yield* get(`/v1/users?limit=100`, other.token)
+          ]
+        ) {
+          expect(r.status, role).toBe(403)
+          expect(r.text).not.toContain(address)
+        }
+        // Their own account shows their own address (none), not anyone else's.
+        const me = yield* get("/v1/users/me", other.token)
+        expect(decode(User, me).email).toBeNull()
+        expect(me.text).not.toContain(address)
+      }
+      expect(decode(User, yield* get(`/v1/users/${owner.id}`, admin.token)).email).toBe(address)
     }))
 })

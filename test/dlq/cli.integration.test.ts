@@ -1,18 +1,16 @@
 /**
- * `opsdesk` end to end: the real binary as a child process
- * (`node --import tsx src/bin/opsdesk.ts ...`), stdin closed, AMQP_URL
- * pointing at a vhost of this file's own.
+ * `opsdesk` end to end: the built binary as a child process
+ * (`node dist/opsdesk.mjs ...`, built by test/globalSetup.ts), stdin closed,
+ * AMQP_URL pointing at a vhost of this file's own. Usage errors exit with 2,
+ * failures with 1 (test/cli/ covers colour, JSON and help).
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer, ManagedRuntime } from "effect"
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { declareTopology, queueFor } from "../../src/Broker/Topology.js"
+import { opsdesk as opsdeskBuilt, type Run } from "../cli/support.js"
 import { messageSent, ticketCreated, withAmqp, withVhost } from "../support/Env.js"
 import { deadLetter, depth, reset } from "./support.js"
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 
 class TestBroker extends Context.Tag("test/dlq/cli/TestBroker")<
   TestBroker,
@@ -30,27 +28,9 @@ const runtime = ManagedRuntime.make(Layer.scoped(
 ))
 afterAll(() => runtime.dispose(), 30_000)
 
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
 /** Runs `opsdesk <args>` with stdin closed (not a terminal). */
 const opsdesk = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.async<Run>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/bin/opsdesk.ts", ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
-    child.once("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+  opsdeskBuilt(args, { NO_COLOR: "1", ...env })
 
 const test = <A, E>(
   body: (
@@ -111,7 +91,7 @@ describe("opsdesk CLI", () => {
           expect(filtered.stdout.trim()).toBe("tickets.dlq: 2 message(s), none of type ticket.updated.")
 
           const bad = yield* run("dlq", "list", "--limit", "0")
-          expect(bad.code).toBe(1)
+          expect(bad.code).toBe(2)
           expect(plain(bad.stderr)).toContain("--limit must be a positive integer")
           expect(yield* depth(channel)).toBe(2)
         })
@@ -137,7 +117,7 @@ describe("opsdesk CLI", () => {
           expect(yield* depth(channel)).toBe(2)
 
           const badDuration = yield* run("dlq", "purge", "--older-than", "soon", "--yes")
-          expect(badDuration.code).toBe(1)
+          expect(badDuration.code).toBe(2)
           expect(plain(badDuration.stderr)).toContain("Invalid duration \"soon\"")
           expect(yield* depth(channel)).toBe(2)
 
@@ -156,10 +136,10 @@ describe("opsdesk CLI", () => {
       test(({ channel, run }) =>
         Effect.gen(function*() {
           const none = yield* run("dlq", "replay")
-          expect(none.code).toBe(1)
+          expect(none.code).toBe(2)
           expect(plain(none.stderr)).toContain("Choose exactly one of --all, --event-id ID or --event TYPE.")
           const two = yield* run("dlq", "replay", "--all", "--event", "ticket.created")
-          expect(two.code).toBe(1)
+          expect(two.code).toBe(2)
           expect(plain(two.stderr)).toContain("Choose exactly one")
 
           const target = messageSent()
@@ -206,22 +186,27 @@ describe("opsdesk CLI", () => {
     180_000
   )
 
-  it.live("a broker that is down is a clear error and exit code 1; --help works", () =>
-    Effect.gen(function*() {
-      const down = yield* opsdesk(["dlq", "list"], { AMQP_URL: "amqp://guest:secret@127.0.0.1:1/nowhere" })
-      expect(down.code).toBe(1)
-      expect(down.stdout).toBe("")
-      expect(down.stderr.trim()).toBe(
-        "Error: Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:1 (AMQP_URL amqp://guest:***@127.0.0.1:1/nowhere)"
-      )
+  it.live(
+    "a broker that is down is a clear error and exit code 1; --help works, with the command path",
+    () =>
+      Effect.gen(function*() {
+        const down = yield* opsdesk(["dlq", "list"], { AMQP_URL: "amqp://guest:secret@127.0.0.1:1/nowhere" })
+        expect(down.code).toBe(1)
+        expect(down.stdout).toBe("")
+        expect(down.stderr.trim()).toBe(
+          "Error: Cannot connect to RabbitMQ: connect ECONNREFUSED 127.0.0.1:1 (AMQP_URL amqp://guest:***@127.0.0.1:1/nowhere)"
+        )
 
-      const help = yield* opsdesk(["--help"])
-      expect(help.code).toBe(0)
-      for (const command of ["api", "worker", "migrate", "dlq list", "dlq replay", "dlq purge"]) {
-        expect(plain(help.stdout)).toContain(`- ${command}`)
-      }
-      const purgeHelp = yield* opsdesk(["dlq", "purge", "--help"])
-      expect(purgeHelp.code).toBe(0)
-      expect(plain(purgeHelp.stdout)).toContain("--older-than DURATION")
-    }), 120_000)
+        const help = yield* opsdesk(["--help"])
+        expect(help.code).toBe(0)
+        for (const command of ["api", "worker", "migrate", "dlq list", "dlq replay", "dlq purge"]) {
+          expect(plain(help.stdout)).toContain(`- ${command}`)
+        }
+        const purgeHelp = yield* opsdesk(["dlq", "purge", "--help"])
+        expect(purgeHelp.code).toBe(0)
+        expect(plain(purgeHelp.stdout)).toContain("--older-than DURATION")
+        expect(plain(purgeHelp.stdout)).toContain("$ opsdesk dlq purge [--older-than DURATION]")
+      }),
+    120_000
+  )
 })

@@ -4,58 +4,15 @@
  * ManagedRuntime disposed after the last test); each test starts from empty
  * queues.
  */
-import { afterAll, describe, expect, it } from "@effect/vitest"
-import type { ConfirmChannel } from "amqplib"
-import { Context, Effect, Layer, ManagedRuntime } from "effect"
-import { declareTopology, DLQ, EXCHANGE, queueFor } from "../../src/Broker/Topology.js"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { DLQ, EXCHANGE, queueFor } from "../../src/Broker/Topology.js"
 import { Dlq, type ReplayProgress } from "../../src/Dlq/Dlq.js"
-import {
-  closeAllConnections,
-  configFrom,
-  messageSent,
-  ticketCreated,
-  waitUntil,
-  withAmqp,
-  withVhost
-} from "../support/Env.js"
-import { bodyOf, deadLetter, depth, drain, reset } from "./support.js"
-
-class TestBroker extends Context.Tag("test/dlq/TestBroker")<TestBroker, {
-  readonly url: string
-  readonly vhost: string
-  readonly channel: ConfirmChannel
-}>() {}
-
-const TestBrokerLive = Layer.scoped(
-  TestBroker,
-  Effect.gen(function*() {
-    const { url, vhost } = yield* withVhost("dlq")
-    const { channel } = yield* withAmqp(url)
-    yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
-    return { url, vhost, channel }
-  })
-)
-
-const DlqTest = Layer.scopedContext(
-  Effect.flatMap(
-    TestBroker,
-    ({ url }) => Layer.build(Dlq.Default).pipe(Effect.withConfigProvider(configFrom({ AMQP_URL: url })))
-  )
-)
-
-const runtime = ManagedRuntime.make(DlqTest.pipe(Layer.provideMerge(TestBrokerLive)))
-afterAll(() => runtime.dispose(), 30_000)
+import { closeAllConnections, configFrom, messageSent, ticketCreated, waitUntil } from "../support/Env.js"
+import { bodyOf, deadLetter, depth, dlqFixture, drain } from "./support.js"
 
 /** Each test: empty queues, then the body, with the file's broker and Dlq service. */
-const test = <A, E>(
-  body: (env: { readonly dlq: Dlq; readonly channel: ConfirmChannel; readonly vhost: string }) => Effect.Effect<A, E>
-) =>
-  Effect.gen(function*() {
-    const { channel, vhost } = yield* TestBroker
-    const dlq = yield* Dlq
-    yield* reset(channel)
-    return yield* body({ dlq, channel, vhost })
-  }).pipe(Effect.provide(runtime))
+const test = dlqFixture({ name: "dlq", queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
 
 const ago = (ms: number) => new Date(Date.now() - ms)
 

@@ -10,9 +10,8 @@
  *    end to the DLQ, where it is listed as `crash-loop`;
  *  - a retry queue's TTL still brings a message back to its queue.
  */
-import { afterAll, describe, expect, it } from "@effect/vitest"
-import type { ConfirmChannel } from "amqplib"
-import { Context, Effect, Layer, ManagedRuntime } from "effect"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import {
@@ -25,54 +24,18 @@ import {
   retryRoutingKey
 } from "../../src/Broker/Topology.js"
 import { QUORUM_DELIVERY_LIMIT } from "../../src/Config.js"
-import { Dlq } from "../../src/Dlq/Dlq.js"
-import { configFrom, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
-import { deadLetter, depth, reset } from "./support.js"
+import { ticketCreated, waitUntil } from "../support/Env.js"
+import { deadLetter, depth, dlqFixture } from "./support.js"
 
 const exec = promisify(execFile)
 const RETRY_DELAY = 200
 
-class TestBroker extends Context.Tag("test/dlq/quorum/TestBroker")<TestBroker, {
-  readonly url: string
-  readonly vhost: string
-  readonly channel: ConfirmChannel
-}>() {}
-
-const TestBrokerLive = Layer.scoped(
-  TestBroker,
-  Effect.gen(function*() {
-    const { url, vhost } = yield* withVhost("quorum")
-    const { channel } = yield* withAmqp(url)
-    yield* declareTopology(channel, { queueType: "quorum", retryDelaysMs: [RETRY_DELAY] })
-    return { url, vhost, channel }
-  })
-)
-
-const DlqTest = Layer.scopedContext(
-  Effect.flatMap(TestBroker, ({ url }) =>
-    Layer.build(Dlq.Default).pipe(
-      Effect.withConfigProvider(configFrom({
-        AMQP_URL: url,
-        QUEUE_TYPE: "quorum",
-        MAX_RETRIES: 1,
-        RETRY_INITIAL_DELAY_MS: RETRY_DELAY,
-        RETRY_MAX_DELAY_MS: RETRY_DELAY
-      }))
-    ))
-)
-
-const runtime = ManagedRuntime.make(DlqTest.pipe(Layer.provideMerge(TestBrokerLive)))
-afterAll(() => runtime.dispose(), 30_000)
-
-const test = <A, E>(
-  body: (env: { readonly dlq: Dlq; readonly channel: ConfirmChannel; readonly vhost: string }) => Effect.Effect<A, E>
-) =>
-  Effect.gen(function*() {
-    const { channel, vhost } = yield* TestBroker
-    const dlq = yield* Dlq
-    yield* reset(channel)
-    return yield* body({ dlq, channel, vhost })
-  }).pipe(Effect.provide(runtime))
+const test = dlqFixture({
+  name: "quorum",
+  queueType: "quorum",
+  retryDelaysMs: [RETRY_DELAY],
+  config: { QUEUE_TYPE: "quorum", MAX_RETRIES: 1, RETRY_INITIAL_DELAY_MS: RETRY_DELAY, RETRY_MAX_DELAY_MS: RETRY_DELAY }
+})
 
 /** The queues' type and arguments, as RabbitMQ reports them. */
 const queueInfo = (vhost: string) =>

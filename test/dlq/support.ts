@@ -1,13 +1,17 @@
 /**
  * Helpers for the DLQ tests: put messages in `tickets.dlq` exactly as the
  * worker does (src/Broker/AmqpDelivery.ts `deadLetter`: a copy through the default
- * exchange with the opsdesk-* DLQ headers), read queues, reset a vhost.
+ * exchange with the opsdesk-* DLQ headers), read queues, reset a vhost, and
+ * the file-wide fixture (`dlqFixture`).
  */
+import { afterAll } from "@effect/vitest"
 import type { ConfirmChannel, GetMessage } from "amqplib"
-import { Effect } from "effect"
+import { Context, Effect, Layer, ManagedRuntime } from "effect"
 import { DLQ_HEADERS, RETRY_HEADER } from "../../src/Broker/Headers.js"
-import { DLQ, QUEUES } from "../../src/Broker/Topology.js"
+import { declareTopology, DLQ, QUEUES, type QueueType } from "../../src/Broker/Topology.js"
+import { Dlq } from "../../src/Dlq/Dlq.js"
 import type { DomainEvent } from "../../src/Domain/Events.js"
+import { configFrom, withAmqp, withVhost } from "../support/Env.js"
 
 export interface DeadLetterOptions {
   readonly kind?: "poison" | "failed"
@@ -74,3 +78,54 @@ export const reset = (channel: ConfirmChannel) =>
   Effect.promise(() => Promise.all([DLQ, ...QUEUES].map((q) => channel.purgeQueue(q)))).pipe(Effect.asVoid)
 
 export const bodyOf = (m: GetMessage) => m.content.toString("utf8")
+
+class TestBroker extends Context.Tag("test/dlq/TestBroker")<TestBroker, {
+  readonly url: string
+  readonly vhost: string
+  readonly channel: ConfirmChannel
+}>() {}
+
+export interface DlqTestEnv {
+  readonly dlq: Dlq
+  readonly channel: ConfirmChannel
+  readonly vhost: string
+}
+
+/**
+ * One vhost (its topology declared), one helper connection and one Dlq
+ * service (on `config` besides AMQP_URL) for a whole test file: a
+ * ManagedRuntime disposed after the file's last test. Returns `test`, which
+ * runs a body on empty queues.
+ */
+export const dlqFixture = (options: {
+  readonly name: string
+  readonly queueType: QueueType
+  readonly retryDelaysMs: ReadonlyArray<number>
+  readonly config?: Record<string, string | number>
+}) => {
+  const TestBrokerLive = Layer.scoped(
+    TestBroker,
+    Effect.gen(function*() {
+      const { url, vhost } = yield* withVhost(options.name)
+      const { channel } = yield* withAmqp(url)
+      yield* declareTopology(channel, { queueType: options.queueType, retryDelaysMs: options.retryDelaysMs })
+      return { url, vhost, channel }
+    })
+  )
+  const DlqTest = Layer.scopedContext(
+    Effect.flatMap(TestBroker, ({ url }) =>
+      Layer.build(Dlq.Default).pipe(
+        Effect.withConfigProvider(configFrom({ ...options.config, AMQP_URL: url }))
+      ))
+  )
+  const runtime = ManagedRuntime.make(DlqTest.pipe(Layer.provideMerge(TestBrokerLive)))
+  afterAll(() => runtime.dispose(), 30_000)
+
+  return <A, E>(body: (env: DlqTestEnv) => Effect.Effect<A, E>) =>
+    Effect.gen(function*() {
+      const { channel, vhost } = yield* TestBroker
+      const dlq = yield* Dlq
+      yield* reset(channel)
+      return yield* body({ dlq, channel, vhost })
+    }).pipe(Effect.provide(runtime))
+}

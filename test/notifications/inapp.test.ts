@@ -7,17 +7,17 @@
  * one INSERT per "commit", as the worker's claim statement does (the NOTIFY
  * comes from the table's trigger, migration 0011).
  */
-import * as Sse from "@effect/experimental/Sse"
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Queue, Schedule, Schema, Scope, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { Notification, NotificationPage, UnreadCount } from "../../src/Notifications/InApp.js"
 import { decode, get, patch, post } from "../api/support/Client.js"
-import { makeFixtures, type TestUser } from "../api/support/Fixtures.js"
+import { makeFixtures } from "../api/support/Fixtures.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { configFrom, waitUntil } from "../support/Env.js"
+import { notificationOf, type OpenStream, openStream } from "./support/SseClient.js"
 
 const MAX_STREAMS = 2
 
@@ -51,64 +51,6 @@ const fixtures = Effect.gen(function*() {
     Effect.tap(fx.user(role), (u) => Effect.sync(() => users.push(u.id)))
   return { user }
 })
-
-interface OpenStream {
-  readonly status: number
-  readonly text: string
-  /** The next `notification` or `end` event (fails after a generous timeout). */
-  readonly next: Effect.Effect<Sse.Event, Error>
-  /** Everything received so far, verbatim. */
-  readonly raw: () => string
-  /** Disconnects. */
-  readonly close: Effect.Effect<void>
-  /** Resolves when the server ended the response. */
-  readonly ended: Effect.Effect<void, unknown>
-}
-
-const openStream = (user: TestUser, lastEventId?: string) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    const scope = yield* Scope.make()
-    let request = HttpClientRequest.get("/v1/notifications/stream").pipe(HttpClientRequest.bearerToken(user.token))
-    if (lastEventId !== undefined) request = HttpClientRequest.setHeader(request, "last-event-id", lastEventId)
-    const response = yield* client.execute(request).pipe(Scope.extend(scope), Effect.orDie)
-    const events = yield* Queue.unbounded<Sse.Event>()
-    let raw = ""
-    const close = Scope.close(scope, Exit.void)
-    if (response.status !== 200) {
-      const text = yield* Effect.orDie(response.text)
-      yield* close
-      return { status: response.status, text, next: Effect.die("no stream"), raw: () => "", close, ended: Effect.void }
-    }
-    expect(response.headers["content-type"]).toMatch(/^text\/event-stream/)
-    const parser = Sse.makeParser((event) => {
-      if (event._tag === "Event") events.unsafeOffer(event)
-    })
-    const reader = yield* response.stream.pipe(
-      Stream.decodeText(),
-      Stream.runForEach((chunk) =>
-        Effect.sync(() => {
-          raw += chunk
-          parser.feed(chunk)
-        })
-      ),
-      Effect.forkIn(scope)
-    )
-    const stream: OpenStream = {
-      status: 200,
-      text: "",
-      next: Queue.take(events).pipe(
-        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("no event arrived") })
-      ),
-      raw: () => raw,
-      close,
-      ended: Fiber.join(reader)
-    }
-    yield* Effect.addFinalizer(() => close)
-    return stream
-  })
-
-const notificationOf = (event: Sse.Event) => Schema.decodeUnknownSync(Notification)(JSON.parse(event.data))
 
 const TestLayerOf = () =>
   apiTestLayer().pipe(

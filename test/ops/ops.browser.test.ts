@@ -17,10 +17,12 @@
  */
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer, Ref } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, mkdirSync } from "node:fs"
+import { resolve } from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { MigrateOnStart } from "../../src/App/ApiProcess.js"
 import { HttpLive } from "../../src/App/Server.js"
@@ -39,9 +41,18 @@ import { Faults, HandlerError } from "../../src/Worker/Faults.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
 import { makeFixtures, PASSWORD } from "../api/support/Fixtures.js"
 import { FakePublisher, PassThroughCache } from "../api/support/Layers.js"
-import { depth, reset } from "../dlq/support.js"
+import { deadLetter, depth, reset } from "../dlq/support.js"
 import { withEntities } from "../support/Entities.js"
-import { configFrom, countRows, deleteEventRows, messageSent, waitUntil, withAmqp, withVhost } from "../support/Env.js"
+import {
+  configFrom,
+  countRows,
+  deleteEventRows,
+  messageSent,
+  ticketCreated,
+  waitUntil,
+  withAmqp,
+  withVhost
+} from "../support/Env.js"
 import { freePort, serverUrl } from "./support.js"
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
@@ -56,6 +67,8 @@ const CHROMIUM_ARGS = [
   "--disable-sync"
 ]
 const SCREENSHOT = "/tmp/ops.png"
+/** Where each panel's screenshot is kept (a test artifact; .gitignore'd). */
+const ARTIFACTS = resolve(".artifacts/dashboard")
 
 const NOTHING = { processed: 0, failed: 0, retried: 0, duplicates: 0, poison: 0, deadLettered: 0 }
 /** An overview with RabbitMQ and the worker away. */
@@ -81,6 +94,16 @@ const DEGRADED: Overview = {
     events: [],
     totals: NOTHING
   },
+  deliveries: {
+    available: true,
+    error: null,
+    channels: [],
+    pending: 0,
+    failed: 0,
+    oldestPendingSeconds: null,
+    latestFailed: []
+  },
+  broker: { publisher: null, connections: [] },
   webhooks: {
     available: true,
     error: null,
@@ -155,6 +178,7 @@ const TestEnv = Layer.scopedContext(
       RETRY_MAX_DELAY_MS: 100,
       IMMEDIATE_RETRIES: 0,
       METRICS_INTERVAL_MS: 600_000,
+      OPS_HISTORY_INTERVAL_MS: 500,
       AMQP_RECONNECT_INITIAL_MS: 100,
       AMQP_RECONNECT_MAX_MS: 500,
       // This file's own failed-login counters: other files' failures from 127.0.0.1 must not lock the browser out.
@@ -367,4 +391,150 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
       // The agent's refused sign-in logged a 403; nothing else went wrong (no CSP violation, no script error).
       expect(problems.filter((p) => !/status of (40[13]|500)/.test(p))).toEqual([])
     }))
+  it.scoped(
+    "every panel: charts drawn, a page 2 of the DLQ, search, filters, the message view with copy, deliveries retry",
+    () =>
+      Effect.gen(function*() {
+        const { baseUrl, browser, channel } = yield* E2E
+        yield* reset(channel)
+        const fx = yield* makeFixtures
+        const admin = yield* fx.user("admin")
+        mkdirSync(ARTIFACTS, { recursive: true })
+        const shot = (page: Page, selector: string, panel: string) =>
+          ui(() => page.locator(selector).screenshot({ path: `${ARTIFACTS}/${panel}.png` }))
+
+        // 55 dead letters (more than one page): 45 message.sent, 7 ticket.created, 3 poison ticket.updated.
+        const sent = Array.from({ length: 45 }, () => messageSent())
+        const created = Array.from({ length: 7 }, () => ticketCreated())
+        for (const e of [...sent, ...created]) {
+          yield* deadLetter(channel, e, { error: "Simulated failure", attempts: 2 })
+        }
+        for (let i = 0; i < 3; i++) yield* deadLetter(channel, { event: "ticket.updated", body: `{broken ${i}` })
+        yield* Effect.addFinalizer(() => reset(channel))
+
+        // Two failed deliveries, one per channel.
+        const sql = yield* SqlClient.SqlClient
+        const tag = crypto.randomUUID()
+        const deliveries = yield* sql<{ id: string; channel: string }>`
+        INSERT INTO deliveries (idempotency_key, channel, event_id, event_type, payload, state, attempts, last_error)
+        VALUES (${`${tag}-e`}, 'email', ${tag}, 'ticket.created', '{}'::json, 'failed', 5, 'SMTP 554 rejected'),
+          (${`${tag}-w`}, 'webhook', ${tag}, 'ticket.created', '{}'::json, 'failed', 5, 'the receiver answered 500')
+        RETURNING id::text AS id, channel`
+        yield* Effect.addFinalizer(() => sql`DELETE FROM deliveries WHERE event_id = ${tag}`.pipe(Effect.orDie))
+
+        const { page, problems } = yield* openPage(browser)
+        yield* ui(() => page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl }))
+        yield* ui(() => page.goto(`${baseUrl}/ops`))
+        yield* signIn(page, admin.username)
+        yield* ui(() => page.waitForSelector("#dashboard:not([hidden])"))
+
+        // Charts: uPlot drew each of the four, from at least three samples of the history.
+        yield* ui(() =>
+          page.waitForFunction(() => Number(document.querySelector("#chart-queues")?.getAttribute("data-points")) >= 3)
+        )
+        for (const id of ["chart-throughput", "chart-failures", "chart-lag", "chart-queues"]) {
+          const painted = yield* ui(() =>
+            page.evaluate((id) => {
+              const canvas = document.querySelector<HTMLCanvasElement>(`#${id} canvas`)
+              if (canvas === null || canvas.width === 0) return 0
+              const pixels = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data
+              let n = 0
+              for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! > 0) n++
+              return n
+            }, id)
+          )
+          expect(painted, id).toBeGreaterThan(0)
+        }
+        // The queue chart's legend names every queue, the DLQ included.
+        expect(yield* ui(() => page.textContent("#chart-queues .u-legend"))).toContain("tickets.dlq")
+        yield* shot(page, "#charts-card", "charts")
+        yield* shot(page, ".tiles", "tiles")
+        yield* shot(page, "#queues-card", "queues")
+        yield* shot(page, "#worker-card", "worker")
+        yield* shot(page, "#workers-card", "workers")
+
+        // Paging: 50 on the first page, the other 5 on the second.
+        const rows = "#dlq-body tr[data-dlq-id]"
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 50, rows))
+        const firstPage = yield* ui(() =>
+          page.locator(rows).evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-dlq-id")))
+        )
+        yield* shot(page, "#dlq-card", "dlq")
+        yield* ui(() => page.click("#dlq-next"))
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 5, rows))
+        expect(yield* ui(() => page.textContent("[data-testid=dlq-page]"))).toBe("Page 2")
+        expect(yield* ui(() => page.textContent("#dlq-hint"))).toBe("entries 51\u201355 of 55")
+        const secondPage = yield* ui(() =>
+          page.locator(rows).evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-dlq-id")))
+        )
+        expect(secondPage.filter((id) => firstPage.includes(id))).toEqual([])
+        expect(yield* ui(() => page.isDisabled("#dlq-next"))).toBe(true)
+        yield* shot(page, "#dlq-card", "dlq-page2")
+
+        // Search by event id: that one row.
+        const wanted = sent[44]!
+        yield* ui(async () => {
+          await page.fill("#dlq-search", wanted.eventId)
+          await page.press("#dlq-search", "Enter")
+        })
+        const wantedRow = `#dlq-body tr[data-event-id="${wanted.eventId}"]`
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 1, rows))
+        yield* ui(() => page.waitForSelector(wantedRow))
+        expect(yield* ui(() => page.textContent("[data-testid=dlq-page]"))).toBe("Page 1")
+        yield* shot(page, "#dlq-card", "dlq-search")
+
+        // The message view: headers and the pretty-printed body; Copy puts the body on the clipboard.
+        yield* ui(() => page.click(`${wantedRow} button[data-action=view]`))
+        yield* ui(() => page.waitForSelector("#message-view[data-loaded]"))
+        const headers = JSON.parse((yield* ui(() => page.textContent("[data-testid=message-headers]"))) ?? "{}")
+        expect(headers).toMatchObject({ "opsdesk-error": "Simulated failure", "opsdesk-error-kind": "failed" })
+        const body = (yield* ui(() => page.textContent("[data-testid=message-body]"))) ?? ""
+        expect(body).toBe(JSON.stringify(wanted, null, 2))
+        yield* shot(page, "#message-view .modal", "message")
+        yield* ui(() => page.click("#copy-body"))
+        yield* ui(() => page.waitForFunction(() => document.querySelector("#copy-body")?.textContent === "Copied"))
+        expect(yield* ui(() => page.evaluate(() => navigator.clipboard.readText()))).toBe(body)
+        yield* ui(() => page.click("#copy-headers"))
+        yield* ui(() => page.waitForFunction(() => document.querySelector("#copy-headers")?.textContent === "Copied"))
+        expect(JSON.parse(yield* ui(() => page.evaluate(() => navigator.clipboard.readText())))).toEqual(headers)
+        yield* ui(() => page.keyboard.press("Escape"))
+        yield* ui(() => page.waitForSelector("#message-view", { state: "hidden" }))
+
+        // Filters: by type, then type and kind together.
+        yield* ui(() => page.click("#dlq-clear"))
+        yield* ui(() => page.selectOption("#dlq-event", "ticket.created"))
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 7, rows))
+        expect(new Set(yield* ui(() => page.locator(`${rows} td:first-child`).allTextContents()))).toEqual(
+          new Set(["ticket.created"])
+        )
+        yield* ui(() => page.selectOption("#dlq-event", "ticket.updated"))
+        yield* ui(() => page.selectOption("#dlq-kind", "poison"))
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 3, rows))
+        expect(new Set(yield* ui(() => page.locator(`${rows} .chip`).allTextContents()))).toEqual(new Set(["poison"]))
+        yield* shot(page, "#dlq-card", "dlq-filter")
+        yield* ui(() => page.selectOption("#dlq-kind", "failed"))
+        yield* ui(() =>
+          page.waitForFunction(() => document.querySelector("#dlq-body")?.textContent === "No dead letter matches.")
+        )
+        yield* ui(() => page.click("#dlq-clear"))
+
+        // Deliveries: per channel, the failed ones listed; Retry puts one back to pending.
+        const email = deliveries.find((d) => d.channel === "email")!
+        const emailRow = `#deliveries-failed tr[data-delivery-id="${email.id}"]`
+        yield* ui(() => page.waitForSelector(emailRow))
+        expect(yield* ui(() => page.textContent(emailRow))).toContain("SMTP 554 rejected")
+        yield* shot(page, "#deliveries-card", "deliveries")
+        yield* ui(() => page.click(`${emailRow} button[data-action=retry-delivery]`))
+        yield* ui(() => page.waitForSelector("#banner.success:not([hidden])"))
+        expect(yield* ui(() => page.textContent("#banner"))).toBe("Retried 1 delivery.")
+        const audit = yield* sql<{ entityId: string }>`
+        SELECT entity_id FROM audit_log WHERE actor_id = ${admin.id} AND action = 'deliveries.retry'`
+        expect(audit).toEqual([{ entityId: email.id }])
+        yield* ui(() => page.screenshot({ path: `${ARTIFACTS}/dashboard.png`, fullPage: true }))
+
+        expect(problems).toEqual([])
+        yield* Effect.sync(() => console.log(`ops dashboard screenshots: ${ARTIFACTS}/*.png`))
+      }),
+    240_000
+  )
 })

@@ -9,12 +9,12 @@ import { expect, layer } from "@effect/vitest"
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer } from "effect"
 import { declareTopology, DLQ, EXCHANGE, queueFor, QUEUES } from "../../src/Broker/Topology.js"
-import { DlqList, Overview, ReplayResponse } from "../../src/Ops/Domain.js"
+import { DeliveryList, DlqList, DlqMessage, History, Overview, ReplayResponse } from "../../src/Ops/Domain.js"
 import { call, decode, get, post } from "../api/support/Client.js"
 import { makeFixtures } from "../api/support/Fixtures.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { bodyOf, deadLetter, depth, drain, reset } from "../dlq/support.js"
-import { configFrom, messageSent, ticketCreated, withAmqp, withVhost } from "../support/Env.js"
+import { configFrom, messageSent, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
 import { type FakeMetrics, fakeMetricsServer, workerMetricsText } from "./support.js"
 
 class TestBroker extends Context.Tag("test/ops/TestBroker")<
@@ -30,7 +30,9 @@ const TestEnv = Layer.scopedContext(
     yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
     const worker = yield* fakeMetricsServer
     const api = yield* Layer.build(apiTestLayer()).pipe(
-      Effect.withConfigProvider(configFrom({ AMQP_URL: url, WORKER_METRICS_URL: worker.url }))
+      Effect.withConfigProvider(
+        configFrom({ AMQP_URL: url, WORKER_METRICS_URL: worker.url, OPS_HISTORY_INTERVAL_MS: 200 })
+      )
     )
     return Context.add(api, TestBroker, { channel, worker })
   })
@@ -50,8 +52,34 @@ const OPS_ENDPOINTS = [
   ["GET", "/ops/api/dlq", undefined],
   ["POST", "/ops/api/dlq/replay", { all: true }],
   ["POST", "/ops/api/dlq/discard", { id: "0123456789abcdef" }],
-  ["POST", "/ops/api/dlq/purge", undefined]
+  ["POST", "/ops/api/dlq/purge", undefined],
+  ["GET", "/ops/api/dlq/0123456789abcdef", undefined],
+  ["GET", "/ops/api/history", undefined],
+  ["GET", "/ops/api/deliveries", undefined],
+  ["POST", "/ops/api/deliveries/retry", { all: true }]
 ] as const
+
+/** Failed (or other) delivery rows of this test, removed afterwards. */
+const insertDeliveries = (rows: ReadonlyArray<{ readonly channel: "email" | "webhook"; readonly state: string }>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const tag = crypto.randomUUID()
+    const ids: Array<string> = []
+    for (const [i, r] of rows.entries()) {
+      const [row] = yield* sql<{ id: string }>`
+        INSERT INTO deliveries (idempotency_key, channel, event_id, event_type, payload, state, attempts, last_error,
+          created_at)
+        VALUES (${`${tag}-${i}`}, ${r.channel}, ${`${tag}-${i}`}, 'ticket.created', '{}'::json, ${r.state},
+          ${r.state === "failed" ? 5 : 0}, ${r.state === "failed" ? "connect ECONNREFUSED" : null},
+          now() - interval '90 seconds')
+        RETURNING id::text AS id`
+      ids.push(row!.id)
+    }
+    yield* Effect.addFinalizer(() =>
+      sql`DELETE FROM deliveries WHERE idempotency_key LIKE ${`${tag}-%`}`.pipe(Effect.orDie)
+    )
+    return ids
+  })
 
 layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashboard API", (it) => {
   it.scoped("no token is 401 and a non-admin is 403 on every endpoint; nothing in the DLQ is touched", () =>
@@ -350,8 +378,176 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
         "/ops/api/dlq",
         "/ops/api/dlq/replay",
         "/ops/api/dlq/discard",
-        "/ops/api/dlq/purge"
+        "/ops/api/dlq/purge",
+        "/ops/api/dlq/{id}",
+        "/ops/api/history",
+        "/ops/api/deliveries",
+        "/ops/api/deliveries/retry"
       ]))
       expect(Object.keys(spec.paths)).not.toContain("/ops")
+    }))
+  it.scoped("paging goes through the whole DLQ; search by event id and filters by type and kind count matches", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      // 55 dead letters: 40 failed message.sent, 12 failed ticket.created, 3 poison.
+      const events = [
+        ...Array.from({ length: 40 }, () => messageSent()),
+        ...Array.from({ length: 12 }, () => ticketCreated())
+      ]
+      for (const e of events) yield* deadLetter(channel, e)
+      for (let i = 0; i < 3; i++) yield* deadLetter(channel, { event: "ticket.updated", body: `{broken ${i}` })
+
+      const first = decode(DlqList, yield* get("/ops/api/dlq", admin.token))
+      expect(first).toMatchObject({ depth: 55, offset: 0, limit: 50, hasMore: true })
+      expect(first.entries).toHaveLength(50)
+      const second = decode(DlqList, yield* get("/ops/api/dlq?offset=50", admin.token))
+      expect(second).toMatchObject({ offset: 50, hasMore: false })
+      expect(second.entries).toHaveLength(5)
+      expect(second.entries.map((e) => e.kind)).toEqual(["failed", "failed", "poison", "poison", "poison"])
+      // Two pages, one queue: no entry twice, none missing.
+      expect(new Set([...first.entries, ...second.entries].map((e) => e.id)).size).toBe(55)
+
+      const wanted = events[47]!
+      const found = decode(DlqList, yield* get(`/ops/api/dlq?eventId=${wanted.eventId}`, admin.token))
+      expect(found.entries.map((e) => e.eventId)).toEqual([wanted.eventId])
+      expect(found.hasMore).toBe(false)
+
+      const created = decode(DlqList, yield* get("/ops/api/dlq?event=ticket.created&limit=10", admin.token))
+      expect(created).toMatchObject({ hasMore: true })
+      const createdPage2 = decode(
+        DlqList,
+        yield* get("/ops/api/dlq?event=ticket.created&limit=10&offset=10", admin.token)
+      )
+      expect(createdPage2.entries.map((e) => e.event)).toEqual(["ticket.created", "ticket.created"])
+      expect(createdPage2.hasMore).toBe(false)
+
+      const poison = decode(DlqList, yield* get("/ops/api/dlq?kind=poison", admin.token))
+      expect(poison.entries).toHaveLength(3)
+      const both = decode(DlqList, yield* get("/ops/api/dlq?kind=poison&event=message.sent", admin.token))
+      expect(both.entries).toEqual([])
+      expect((yield* get("/ops/api/dlq?kind=nope", admin.token)).status).toBe(400)
+      expect((yield* get("/ops/api/dlq?offset=-1", admin.token)).status).toBe(400)
+      expect(yield* depth(channel)).toBe(55)
+      yield* reset(channel)
+    }))
+
+  it.scoped("the message view returns a dead letter whole: body, headers, properties; a gone one is 404", () =>
+    Effect.gen(function*() {
+      const { channel } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const event = messageSent()
+      yield* deadLetter(channel, event, { error: "Handler exploded: boom", attempts: 4 })
+      const [entry] = decode(DlqList, yield* get("/ops/api/dlq", admin.token)).entries
+      const r = yield* get(`/ops/api/dlq/${entry!.id}`, admin.token)
+      expect(r.status).toBe(200)
+      const m = decode(DlqMessage, r)
+      expect(m.entry.id).toBe(entry!.id)
+      expect(JSON.parse(m.body)).toEqual(event)
+      expect(m).toMatchObject({ bodyEncoding: "utf8", json: true, routingKey: DLQ })
+      expect(m.headers).toMatchObject({ "opsdesk-error": "Handler exploded: boom", "opsdesk-error-kind": "failed" })
+      expect(m.properties).toMatchObject({ messageId: event.eventId, contentType: "application/json" })
+      expect(yield* depth(channel)).toBe(1)
+
+      const gone = yield* get("/ops/api/dlq/0123456789abcdef", admin.token)
+      expect(gone.status).toBe(404)
+      expect(gone.body).toMatchObject({ _tag: "NotFound" })
+      yield* reset(channel)
+    }))
+
+  it.scoped("the history samples queue depths and the worker's rates in the background, oldest first", () =>
+    Effect.gen(function*() {
+      const { channel, worker } = yield* TestBroker
+      yield* reset(channel)
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      yield* publish(channel, ticketCreated())
+      let processed = 10
+      const answer = Effect.suspend(() =>
+        worker.answer(
+          200,
+          workerMetricsText([
+            { name: "opsdesk_worker_processed_total", event: "ticket.created", value: processed += 10 },
+            { name: "opsdesk_worker_lag_seconds_sum", event: "ticket.created", value: processed * 0.05 },
+            { name: "opsdesk_worker_lag_seconds_count", event: "ticket.created", value: processed }
+          ])
+        )
+      )
+      yield* answer
+      const history = () => Effect.map(get("/ops/api/history", admin.token), (r) => decode(History, r))
+      const h0 = yield* history()
+      expect(h0).toMatchObject({ intervalSeconds: 0.2, windowSeconds: 3600 })
+      // Samples arrive every 200 ms; the counter grows between them.
+      yield* waitUntil(
+        "three samples with a rate",
+        Effect.flatMap(
+          Effect.zipRight(answer, history()),
+          (h) => Effect.succeed(h.points.filter((p) => p.processedPerSecond !== null).length >= 2)
+        )
+      )
+      const h = yield* history()
+      const times = h.points.map((p) => Date.parse(p.at))
+      expect(times).toEqual([...times].sort((a, b) => a - b))
+      const rated = h.points.filter((p) => p.processedPerSecond !== null)
+      expect(rated.every((p) => p.processedPerSecond! >= 0)).toBe(true)
+      expect(rated.some((p) => p.processedPerSecond! > 0)).toBe(true)
+      expect(h.points.some((p) => p.avgLagMs !== null && Math.abs(p.avgLagMs - 50) < 1e-6)).toBe(true)
+      const last = h.points[h.points.length - 1]!
+      expect(last.queues).toMatchObject({ "ticket.created.queue": 1, [DLQ]: 0 })
+      yield* reset(channel)
+    }))
+
+  it.scoped("deliveries: the panel counts pending and failed per channel; failed ones are listed and retried", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const sql = yield* SqlClient.SqlClient
+      const before = decode(Overview, yield* get("/ops/api/overview", admin.token)).deliveries
+      const [failedEmail, failedHook, , pending] = yield* insertDeliveries([
+        { channel: "email", state: "failed" },
+        { channel: "webhook", state: "failed" },
+        { channel: "webhook", state: "failed" },
+        { channel: "email", state: "pending" }
+      ])
+      const o = decode(Overview, yield* get("/ops/api/overview", admin.token))
+      expect(o.deliveries.available).toBe(true)
+      const byChannel = Object.fromEntries(o.deliveries.channels.map((c) => [c.channel, c]))
+      const was = Object.fromEntries(before.channels.map((c) => [c.channel, c]))
+      expect(byChannel["email"]!.failed - was["email"]!.failed).toBe(1)
+      expect(byChannel["webhook"]!.failed - was["webhook"]!.failed).toBe(2)
+      expect(byChannel["email"]!.pending - was["email"]!.pending).toBe(1)
+      expect(o.deliveries.oldestPendingSeconds).toBeGreaterThanOrEqual(89)
+      expect(o.deliveries.latestFailed.map((d) => d.id)).toEqual(expect.arrayContaining([failedEmail, failedHook]))
+      expect(o.broker.connections.length).toBeGreaterThanOrEqual(1)
+
+      const list = decode(DeliveryList, yield* get("/ops/api/deliveries?channel=webhook&limit=1", admin.token))
+      expect(list.items).toHaveLength(1)
+      expect(list.items[0]).toMatchObject({ channel: "webhook", state: "failed", lastError: "connect ECONNREFUSED" })
+      expect(list.next).toBe(list.items[0]!.id)
+
+      const one = yield* post("/ops/api/deliveries/retry", { id: failedEmail }, admin.token)
+      expect(one.status).toBe(200)
+      expect(one.body).toEqual({ retried: [failedEmail] })
+      const again = yield* post("/ops/api/deliveries/retry", { id: failedEmail }, admin.token)
+      expect(again.status).toBe(404)
+      expect(again.body).toMatchObject({ _tag: "NotFound" })
+      expect((yield* post("/ops/api/deliveries/retry", { id: pending }, admin.token)).status).toBe(404)
+      expect((yield* post("/ops/api/deliveries/retry", { id: "x" }, admin.token)).status).toBe(400)
+
+      const all = yield* post("/ops/api/deliveries/retry", { all: true, channel: "webhook" }, admin.token)
+      expect((all.body as { retried: Array<string> }).retried).toEqual(expect.arrayContaining([failedHook]))
+      const states = yield* sql<{ id: string; state: string }>`
+        SELECT id::text AS id, state FROM deliveries WHERE id = ANY(${[failedEmail!, failedHook!]}::bigint[])`
+      expect(states.map((r) => r.state)).toEqual(["pending", "pending"])
+      const audit = yield* sql<{ action: string; entityId: string }>`
+        SELECT action, entity_id FROM audit_log WHERE actor_id = ${admin.id} ORDER BY id`
+      expect(audit).toEqual([
+        { action: "deliveries.retry", entityId: failedEmail },
+        { action: "deliveries.retry", entityId: "all" }
+      ])
     }))
 })

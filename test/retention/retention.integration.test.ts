@@ -29,6 +29,7 @@ const settings = (batchSize: number): RetentionSettings => ({
   outbox: Duration.days(300),
   processedEvents: Duration.days(300),
   notifications: Duration.days(300),
+  deliveries: Duration.days(300),
   auditLog: Duration.days(300)
 })
 
@@ -49,19 +50,50 @@ const seed = (marker: string) =>
           VALUES (${crypto.randomUUID()}, ${marker}, ${crypto.randomUUID()}, 'email', 'x', ${at(ageMs)})`
     const audit = (ageMs: number) =>
       sql`INSERT INTO audit_log (action, entity, entity_id, created_at) VALUES (${marker}, 'test', 'x', ${at(ageMs)})`
-    return { outbox, claim, notification, audit, at }
+    /** A webhook delivery created `ageMs` ago, last changed `changedMs` ago, with `tries` rows in its attempt log. */
+    const delivery = (
+      ageMs: number,
+      state: "pending" | "delivered" | "failed",
+      options: { readonly changedMs?: number; readonly tries?: number; readonly lockedUntil?: Date } = {}
+    ) =>
+      Effect.gen(function*() {
+        const [row] = yield* sql<{ id: string }>`INSERT INTO deliveries
+            (idempotency_key, channel, event_id, event_type, payload, state, attempts, created_at, updated_at,
+             next_attempt_at, locked_until)
+          VALUES (${crypto.randomUUID()}, 'webhook', ${crypto.randomUUID()}, ${marker}, '{}', ${state},
+                  ${options.tries ?? 0}, ${at(ageMs)}, ${at(options.changedMs ?? ageMs)}, ${at(ageMs)},
+                  ${options.lockedUntil ?? null})
+          RETURNING id::text AS id`
+        for (let i = 0; i < (options.tries ?? 0); i++) {
+          yield* sql`INSERT INTO delivery_attempt_log (delivery_id, attempted_at, outcome, duration_ms)
+            VALUES (${row!.id}, ${at(options.changedMs ?? ageMs)}, ${i + 1 === options.tries ? "failed" : "retry"}, 5)`
+        }
+        return row!.id
+      })
+    return { outbox, claim, notification, audit, delivery, at }
   })
 
 const counts = (marker: string) =>
   Effect.flatMap(
     SqlClient.SqlClient,
     (sql) =>
-      sql<{ publishedOutbox: number; unpublishedOutbox: number; claims: number; notifications: number; audit: number }>`
+      sql<{
+        publishedOutbox: number
+        unpublishedOutbox: number
+        claims: number
+        notifications: number
+        deliveries: number
+        attempts: number
+        audit: number
+      }>`
       SELECT
         (SELECT count(*)::int FROM outbox WHERE event_type = ${marker} AND published_at IS NOT NULL) AS published_outbox,
         (SELECT count(*)::int FROM outbox WHERE event_type = ${marker} AND published_at IS NULL) AS unpublished_outbox,
         (SELECT count(*)::int FROM processed_events WHERE event_type = ${marker}) AS claims,
         (SELECT count(*)::int FROM notifications WHERE event_type = ${marker}) AS notifications,
+        (SELECT count(*)::int FROM deliveries WHERE event_type = ${marker}) AS deliveries,
+        (SELECT count(*)::int FROM delivery_attempt_log l JOIN deliveries d ON d.id = l.delivery_id
+          WHERE d.event_type = ${marker}) AS attempts,
         (SELECT count(*)::int FROM audit_log WHERE action = ${marker}) AS audit`.pipe(Effect.map((rows) => rows[0]!))
   )
 
@@ -71,6 +103,7 @@ const cleanUp = (marker: string) =>
       sql`DELETE FROM outbox WHERE event_type = ${marker}`,
       sql`DELETE FROM processed_events WHERE event_type = ${marker}`,
       sql`DELETE FROM notifications WHERE event_type = ${marker}`,
+      sql`DELETE FROM deliveries WHERE event_type = ${marker}`,
       sql`DELETE FROM audit_log WHERE action = ${marker}`
     ], { discard: true }))
 
@@ -104,15 +137,23 @@ describe("retention", () => {
             yield* s.audit(i === 0 ? 299 * DAY : 0)
           }
           const report = yield* runRetention(settings(10))
-          expect(removedOf(report)).toEqual({ outbox: 25, processed_events: 25, notifications: 25, audit_log: 25 })
-          // 10 + 10 + 5: the short batch ends the table.
-          expect(report.tables.map((t) => t.batches)).toEqual([3, 3, 3, 3])
+          expect(removedOf(report)).toEqual({
+            outbox: 25,
+            processed_events: 25,
+            notifications: 25,
+            deliveries: 0,
+            audit_log: 25
+          })
+          // 10 + 10 + 5: the short batch ends the table (deliveries: one empty batch).
+          expect(report.tables.map((t) => t.batches)).toEqual([3, 3, 3, 1, 3])
           expect(report.claimsHeldBy).toBeNull()
           expect(yield* counts(marker)).toEqual({
             publishedOutbox: 5,
             unpublishedOutbox: 0,
             claims: 5,
             notifications: 5,
+            deliveries: 0,
+            attempts: 0,
             audit: 5
           })
           // A second run finds nothing.
@@ -120,6 +161,7 @@ describe("retention", () => {
             outbox: 0,
             processed_events: 0,
             notifications: 0,
+            deliveries: 0,
             audit_log: 0
           })
         })
@@ -175,6 +217,47 @@ describe("retention", () => {
   )
 
   it.live(
+    "settled deliveries go by their last change, with their attempt log, in batches; a pending one never",
+    () =>
+      withMarker((marker) =>
+        Effect.gen(function*() {
+          const s = yield* seed(marker)
+          const sql = yield* SqlClient.SqlClient
+          const gone: Array<string> = []
+          for (let i = 0; i < 6; i++) gone.push(yield* s.delivery(400 * DAY + i * 1000, "delivered", { tries: 1 }))
+          for (let i = 0; i < 5; i++) gone.push(yield* s.delivery(400 * DAY + i * 1000, "failed", { tries: 3 }))
+          const kept = [
+            // Pending however old: due now, waiting for a later try, or leased by a dispatcher.
+            yield* s.delivery(500 * DAY, "pending", { tries: 2 }),
+            yield* s.delivery(500 * DAY, "pending", { lockedUntil: new Date(Date.now() + 60_000) }),
+            // Created long ago but settled inside the window (a failed one retried from the CLI, delivered lately).
+            yield* s.delivery(400 * DAY, "delivered", { changedMs: 299 * DAY, tries: 2 }),
+            yield* s.delivery(400 * DAY, "failed", { changedMs: DAY, tries: 1 }),
+            // Inside the window.
+            yield* s.delivery(299 * DAY, "delivered", { tries: 1 }),
+            yield* s.delivery(0, "failed", { tries: 1 })
+          ]
+          const dry = yield* runRetention(settings(4), { dryRun: true })
+          expect(removedOf(dry).deliveries).toBe(11)
+          expect((yield* counts(marker)).deliveries).toBe(17)
+
+          const report = yield* runRetention(settings(4))
+          const table = report.tables.find((t) => t.table === "deliveries")!
+          // 4 + 4 + 3: the short batch ends it.
+          expect(table).toMatchObject({ removed: 11, batches: 3 })
+          expect(yield* counts(marker)).toMatchObject({ deliveries: 6, attempts: 2 + 2 + 1 + 1 + 1 })
+          const left = yield* sql<{ id: string }>`SELECT id::text AS id FROM deliveries WHERE event_type = ${marker}`
+          expect(left.map((r) => r.id).sort()).toEqual([...kept].sort())
+          const orphans = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM delivery_attempt_log
+            WHERE delivery_id IN ${sql.in(gone)}`
+          expect(orphans[0]!.n).toBe(0)
+          expect(removedOf(yield* runRetention(settings(4))).deliveries).toBe(0)
+        })
+      ),
+    120_000
+  )
+
+  it.live(
     "a dry run counts what would go and removes nothing",
     () =>
       withMarker((marker) =>
@@ -190,7 +273,13 @@ describe("retention", () => {
           const before = yield* counts(marker)
           const report = yield* runRetention(settings(3), { dryRun: true })
           expect(report.dryRun).toBe(true)
-          expect(removedOf(report)).toEqual({ outbox: 4, processed_events: 4, notifications: 4, audit_log: 4 })
+          expect(removedOf(report)).toEqual({
+            outbox: 4,
+            processed_events: 4,
+            notifications: 4,
+            deliveries: 0,
+            audit_log: 4
+          })
           expect(yield* counts(marker)).toEqual(before)
         })
       ),
@@ -221,6 +310,7 @@ describe("retention", () => {
               RETENTION_OUTBOX: "300 days",
               RETENTION_PROCESSED_EVENTS: "300 days",
               RETENTION_NOTIFICATIONS: "300 days",
+              RETENTION_DELIVERIES: "300 days",
               RETENTION_AUDIT_LOG: "300 days"
             }))
           )

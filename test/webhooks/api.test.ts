@@ -21,6 +21,7 @@ import { auditRows, makeFixtures } from "../api/support/Fixtures.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { withSettings } from "../support/LoginThrottle.js"
 import { trackSubscriptions } from "./support/Cleanup.js"
+import { withSubscription } from "./support/Subscription.js"
 
 // A public address, given literally: no DNS (the machine may have none) and nothing listens there for us.
 const PUBLIC_URL = "https://93.184.216.34/hooks/opsdesk"
@@ -140,6 +141,7 @@ layer(ApiLive, { excludeTestServices: true, timeout: "60 seconds" })("webhooks A
         const r = yield* post("/v1/webhooks", payload, admin.token)
         expect(r.status, JSON.stringify(payload).slice(0, 80)).toBe(400)
         expect(r.text, JSON.stringify(payload).slice(0, 80)).toMatch(message)
+        expect(r.headers["content-type"]).toContain("application/problem+json")
       }
       const privateUrl = yield* post(
         "/v1/webhooks",
@@ -183,18 +185,24 @@ layer(ApiLive, { excludeTestServices: true, timeout: "60 seconds" })("webhooks A
 
   it.scoped("update (URL re-checked, audit of what changed), delete (204, then 404), unknown ids 404", () =>
     Effect.gen(function*() {
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const made = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: PUBLIC_URL, eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(made.id)
+      const { admin, subscription: made } = yield* withSubscription(PUBLIC_URL)
       const refused = yield* patch(`/v1/webhooks/${made.id}`, { url: "https://127.0.0.1/x" }, admin.token)
       expect(refused.status).toBe(400)
       expect(refused.body).toMatchObject({ _tag: "ValidationError", field: "url" })
       expect((yield* patch(`/v1/webhooks/${made.id}`, {}, admin.token)).status).toBe(400)
+      // An update is held to the same rules as a creation, each a problem saying what is wrong.
+      const badUpdates: Array<[unknown, RegExp]> = [
+        [{ url: "http://93.184.216.34/hook" }, /url must use https/],
+        [{ url: "https://10.0.0.8/hook" }, /10\.0\.0\.8 \(private\)/],
+        [{ eventTypes: ["ticket.deleted"] }, /unknown event type: expected one of ticket\.created/],
+        [{ eventTypes: [] }, /eventTypes must name at least one event type/]
+      ]
+      for (const [payload, message] of badUpdates) {
+        const r = yield* patch(`/v1/webhooks/${made.id}`, payload, admin.token)
+        expect(r.status, JSON.stringify(payload)).toBe(400)
+        expect(r.headers["content-type"]).toContain("application/problem+json")
+        expect(r.text, JSON.stringify(payload)).toMatch(message)
+      }
 
       const changed = yield* patch(`/v1/webhooks/${made.id}`, {
         url: "https://93.184.216.34/v2",
@@ -245,14 +253,7 @@ layer(ApiLive, { excludeTestServices: true, timeout: "60 seconds" })("webhooks A
 
   it.scoped("rotation shows the new secret once, keeps the old one for the overlap, and is audited without secrets", () =>
     Effect.gen(function*() {
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const made = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: PUBLIC_URL, eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(made.id)
+      const { admin, subscription: made } = yield* withSubscription(PUBLIC_URL)
       const r = yield* post(`/v1/webhooks/${made.id}/rotate-secret`, { overlapSeconds: 3600 }, admin.token)
       expect(r.status, r.text).toBe(200)
       const rotated = decode(RotatedSecret, r)

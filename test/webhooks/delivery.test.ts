@@ -20,13 +20,7 @@ import { DeliveriesRepo } from "../../src/Notifications/Repo.js"
 import { RelayLive } from "../../src/Outbox/Relay.js"
 import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WebhookPoster, WebhookSenderLive, WebhookSenderWithoutDependencies } from "../../src/Webhooks/Channel.js"
-import {
-  CreatedWebhookSubscription,
-  RotatedSecret,
-  TestFireResult,
-  WebhookDeliveryPage,
-  WebhookSubscription
-} from "../../src/Webhooks/Domain.js"
+import { RotatedSecret, TestFireResult, WebhookDeliveryPage, WebhookSubscription } from "../../src/Webhooks/Domain.js"
 import { WebhooksRepo } from "../../src/Webhooks/Repo.js"
 import { HostResolver } from "../../src/Webhooks/Ssrf.js"
 import { readDisabledWebhooks } from "../../src/Webhooks/Status.js"
@@ -35,12 +29,13 @@ import { EventStoreLive } from "../../src/Worker/EventStore.js"
 import { FaultsLive } from "../../src/Worker/Faults.js"
 import { WorkerMetricsLive } from "../../src/Worker/Metrics.js"
 import { decode, get, patch, post } from "../api/support/Client.js"
-import { auditRows, makeFixtures } from "../api/support/Fixtures.js"
+import { auditRows } from "../api/support/Fixtures.js"
 import { apiTestLayer } from "../api/support/Layers.js"
 import { configFrom, deleteEventRows, waitUntil, withVhost } from "../support/Env.js"
 import { withSettings } from "../support/LoginThrottle.js"
 import { trackSubscriptions } from "./support/Cleanup.js"
 import { type Received, verifies, verify, withReceiver } from "./support/Receiver.js"
+import { subscribedReceiver } from "./support/Subscription.js"
 
 const WEBHOOKS = {
   WEBHOOK_ALLOW_PRIVATE: "127.0.0.1",
@@ -69,6 +64,13 @@ const startDispatcher = (scope: Scope.Scope, settings: Record<string, string | n
     DispatcherLive.pipe(Layer.provide([DeliveriesRepo.Default, EmailSenderLive, WebhookSenderLive])),
     scope
   ).pipe(Effect.withConfigProvider(configFrom({ ...DISPATCH, ...settings })))
+
+/** The dispatcher (quick tiers) for the rest of the test. */
+const dispatching = Effect.gen(function*() {
+  const scope = yield* Scope.make()
+  yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+  yield* startDispatcher(scope)
+})
 
 /** A pending webhook delivery of a made-up ticket event, as the claim statement writes them. */
 const insertDelivery = (subscriptionId: string) =>
@@ -114,18 +116,11 @@ const forKey = (received: ReadonlyArray<Received>, key: string) =>
 layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook deliveries", (it) => {
   it.scoped("the seed's manual steps: one signed webhook per event, its webhook-id the delivery's key", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
+      const { admin, fx, receiver, subscription } = yield* subscribedReceiver(
+        "/seed",
+        ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"]
+      )
       const agent = yield* fx.user("agent")
-      const made = yield* post("/v1/webhooks", {
-        url: receiver.url("/seed"),
-        eventTypes: ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"]
-      }, admin.token)
-      expect(made.status, made.text).toBe(201)
-      const subscription = decode(CreatedWebhookSubscription, made)
-      track(subscription.id)
 
       // The seed's steps, plus an assignment and a status change: four events in the outbox.
       const ticket = yield* post("/v1/tickets", { title: "Test Ticket", description: "Testing messaging" }, admin.token)
@@ -193,23 +188,13 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
 
   it.scoped("500, 500, then 200: retried with the same webhook-id until delivered; the failure count resets", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/flaky"), eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(subscription.id)
+      const { admin, receiver, subscription } = yield* subscribedReceiver("/flaky")
       receiver.script([
         { _tag: "Status", status: 500, body: "database is down" },
         { _tag: "Status", status: 500 }
       ])
       const delivery = yield* insertDelivery(subscription.id)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      yield* startDispatcher(scope)
+      yield* dispatching
       yield* settled(delivery.id)
       expect(yield* deliveryRow(delivery.id)).toMatchObject({ state: "delivered", attempts: 3, lastStatus: 200 })
       const attempts = yield* attemptsOf(delivery.id)
@@ -221,24 +206,24 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
       // Each attempt is signed anew (its own timestamp), under the same id.
       const shown = decode(WebhookSubscription, yield* get(`/v1/webhooks/${subscription.id}`, admin.token))
       expect(shown).toMatchObject({ active: true, consecutiveFailures: 0 })
+      // Prometheus: tries by channel and outcome, and their latency by channel (src/Notifications/Metrics.ts).
+      const metrics = (yield* get("/metrics")).text
+      for (const outcome of ["retry", "delivered"]) {
+        expect(metrics).toMatch(
+          new RegExp(`opsdesk_delivery_attempts_total\\{[^}]*channel="webhook"[^}]*outcome="${outcome}"[^}]*\\} [1-9]`)
+        )
+      }
+      expect(metrics).toMatch(/opsdesk_delivery_attempt_seconds_count\{[^}]*channel="webhook"[^}]*\} [1-9]/)
+      expect(metrics).toMatch(/opsdesk_delivery_attempt_seconds_bucket\{[^}]*channel="webhook"/)
+      expect(metrics).toMatch(/opsdesk_delivery_claims_total\{[^}]*channel="webhook"[^}]*\} [1-9]/)
     }))
 
   it.scoped("a receiver that hangs: the attempt times out and is retried", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/slow"), eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(subscription.id)
+      const { receiver, subscription } = yield* subscribedReceiver("/slow")
       receiver.script([{ _tag: "Hang" }])
       const delivery = yield* insertDelivery(subscription.id)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      yield* startDispatcher(scope)
+      yield* dispatching
       yield* settled(delivery.id)
       expect(yield* deliveryRow(delivery.id)).toMatchObject({ state: "delivered", attempts: 2 })
       const attempts = yield* attemptsOf(delivery.id)
@@ -249,20 +234,10 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
 
   it.scoped("a redirect is not followed: the delivery fails with where it pointed", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/moved"), eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(subscription.id)
+      const { receiver, subscription } = yield* subscribedReceiver("/moved")
       receiver.script([{ _tag: "Redirect", status: 301, location: receiver.url("/elsewhere") }])
       const delivery = yield* insertDelivery(subscription.id)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      yield* startDispatcher(scope)
+      yield* dispatching
       yield* settled(delivery.id)
       const row = yield* deliveryRow(delivery.id)
       expect(row).toMatchObject({ state: "failed", attempts: 1, lastStatus: 301 })
@@ -277,20 +252,10 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
 
   it.scoped("WEBHOOK_DISABLE_AFTER failures in a row disable the subscription, with one audit row; then nothing is sent", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/down"), eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(subscription.id)
+      const { admin, receiver, subscription } = yield* subscribedReceiver("/down")
       receiver.setFallback({ _tag: "Status", status: 503 })
       const first = yield* insertDelivery(subscription.id)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      yield* startDispatcher(scope)
+      yield* dispatching
       yield* waitUntil(
         "the subscription to be disabled",
         Effect.map(get(`/v1/webhooks/${subscription.id}`, admin.token), (r) => !decode(WebhookSubscription, r).active),
@@ -343,20 +308,10 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
 
   it.scoped("410 Gone disables the subscription at once", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/gone"), eventTypes: ["ticket.created"] }, admin.token)
-      )
-      track(subscription.id)
+      const { admin, receiver, subscription } = yield* subscribedReceiver("/gone")
       receiver.script([{ _tag: "Status", status: 410 }])
       const delivery = yield* insertDelivery(subscription.id)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      yield* startDispatcher(scope)
+      yield* dispatching
       yield* settled(delivery.id)
       expect(yield* deliveryRow(delivery.id)).toMatchObject({ state: "failed", attempts: 1, lastStatus: 410 })
       const shown = decode(WebhookSubscription, yield* get(`/v1/webhooks/${subscription.id}`, admin.token))
@@ -369,15 +324,7 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
 
   it.scoped("test-fire: signed with both secrets during a rotation's overlap, with the new one only after; logged", () =>
     Effect.gen(function*() {
-      const receiver = yield* withReceiver
-      const fx = yield* makeFixtures
-      const track = yield* trackSubscriptions
-      const admin = yield* fx.user("admin")
-      const subscription = decode(
-        CreatedWebhookSubscription,
-        yield* post("/v1/webhooks", { url: receiver.url("/rotating"), eventTypes: ["message.sent"] }, admin.token)
-      )
-      track(subscription.id)
+      const { admin, receiver, subscription } = yield* subscribedReceiver("/rotating", ["message.sent"])
       const rotated = decode(
         RotatedSecret,
         yield* post(`/v1/webhooks/${subscription.id}/rotate-secret`, { overlapSeconds: 600 }, admin.token)

@@ -38,7 +38,8 @@ export const FakePublisher = Layer.effectContext(
     const publisher = Publisher.of({
       publishAll: () => Effect.void,
       send: (messages) => Effect.succeed(Effect.succeed(messages.map(() => ({ _tag: "Confirmed" as const })))),
-      isConnected: Ref.get(connected)
+      isConnected: Ref.get(connected),
+      node: Effect.map(Ref.get(connected), (up) => (up ? Option.some("amqp://127.0.0.1:5672") : Option.none()))
     })
     return Context.make(PublisherConnected, connected).pipe(Context.add(Publisher, publisher))
   })
