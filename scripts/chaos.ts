@@ -48,6 +48,7 @@
 import * as amqp from "amqplib"
 import { execFile } from "node:child_process"
 import { readdirSync } from "node:fs"
+import { connect } from "node:net"
 import { promisify } from "node:util"
 import pg from "pg"
 import { type Answer, apiClient, field } from "./lib/http.js"
@@ -107,14 +108,26 @@ const OWN_BROKER = MODE === "faults" && process.env.CHAOS_AMQP_BASE === undefine
 const OWN_REDIS = MODE === "faults" && process.env.CHAOS_REDIS_URL === undefined
 const OWN_BROKER_PORT = opt("broker-port", 5689)
 const OWN_REDIS_PORT = opt("redis-port", 6389)
+// Named by its port: runs given other ports never share a node, a data dir or a clean-up.
 const CLUSTER_ENV = [
-  `CLUSTER_DIR=${JSON.stringify(`${process.cwd()}/.chaos-broker`)}`,
-  "CLUSTER_NAME=odchaos",
+  `CLUSTER_DIR=${JSON.stringify(`${process.cwd()}/.chaos-broker-${OWN_BROKER_PORT}`)}`,
+  `CLUSTER_NAME=odchaos${OWN_BROKER_PORT}-`,
   "CLUSTER_SIZE=1",
   `CLUSTER_AMQP_BASE_PORT=${OWN_BROKER_PORT - 1}`,
   `CLUSTER_DIST_BASE_PORT=${20000 + OWN_BROKER_PORT - 1}`
 ].join(" ")
 const cluster = (args: string) => `${CLUSTER_ENV} bash scripts/cluster.sh ${args}`
+/** What this run started itself (and so stops at the end); not set when it refused to start. */
+const ownServices = { broker: false, redis: false }
+const portTaken = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port })
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
 /** rabbitmqctl on the broker this run uses. */
 const RABBITMQCTL = OWN_BROKER ? cluster("node-ctl 1") : "rabbitmqctl"
 const AMQP_URL = `${
@@ -591,11 +604,23 @@ const main = async () => {
   const started = Date.now()
   log(`writes=${WRITES} rate=${RATE}/s concurrency=${CONCURRENCY} outage=${OUTAGE_MS / 1000}s`)
 
+  // Another run's services on these ports would be stopped and flushed by this one: refuse instead.
+  for (
+    const [own, port, what] of [[OWN_BROKER, OWN_BROKER_PORT, "broker"], [OWN_REDIS, OWN_REDIS_PORT, "redis"]] as const
+  ) {
+    if (own && await portTaken(port)) {
+      throw new Error(`port ${port} is taken (another chaos run?): give this one another --${what}-port`)
+    }
+  }
   if (OWN_BROKER) {
     log(`starting a RabbitMQ node of the run's own on 127.0.0.1:${OWN_BROKER_PORT} (scripts/cluster.sh)`)
+    ownServices.broker = true
     await sh(cluster("start"))
   }
-  if (OWN_REDIS) await sh(`redis-cli -h 127.0.0.1 -p ${OWN_REDIS_PORT} ping || (${commands.redisStart})`)
+  if (OWN_REDIS) {
+    ownServices.redis = true
+    await sh(commands.redisStart)
+  }
   // Fresh database, vhost and Redis database.
   log(`stores: database and vhost ${NAMES.database}, ${REDIS_URL}`)
   await freshStores(PG_BASE, NAMES, REDIS_URL, RABBITMQCTL)
@@ -989,18 +1014,19 @@ const main = async () => {
   const failed = checks.filter(([, ok]) => !ok).length
   console.log(`\n${checks.length - failed} passed, ${failed} failed`)
   process.exitCode = failed === 0 ? 0 : 1
-  if (NAMES.fromPid) await dropStores(PG_BASE, NAMES)
 }
 
 /** Kills what the harness started and leaves the services running, whatever happened. */
 const cleanUp = async () => {
   for (const child of running) child.kill("SIGKILL")
+  // A pid-suffixed run's stores go with it, whatever happened (before its own broker node does).
+  if (NAMES.fromPid) await dropStores(PG_BASE, NAMES, RABBITMQCTL).catch(() => undefined)
   await Promise.all([receivers.smtp?.close(), receivers.webhook?.close()]).catch(() => undefined)
   // The fault run's own broker node and Redis go; services given to it are started again (a no-op when they run).
-  if (OWN_BROKER) await sh(cluster("stop")).catch(() => undefined)
-  else if (MODE === "faults") await sh(commands.rabbitStart).catch(() => undefined)
-  if (OWN_REDIS) await sh(commands.redisStop).catch(() => undefined)
-  else if (MODE === "faults") await sh(commands.redisStart).catch(() => undefined)
+  if (ownServices.broker) await sh(cluster("stop")).catch(() => undefined)
+  else if (MODE === "faults" && !OWN_BROKER) await sh(commands.rabbitStart).catch(() => undefined)
+  if (ownServices.redis) await sh(commands.redisStop).catch(() => undefined)
+  else if (MODE === "faults" && !OWN_REDIS) await sh(commands.redisStart).catch(() => undefined)
   setTimeout(() => process.exit(), 1000).unref()
 }
 

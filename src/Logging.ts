@@ -14,18 +14,21 @@ const render = (value: unknown) => {
 }
 
 /** Human-readable, one line per entry. The seed's emoji lines read as the seed shows them. */
-export const prettyLine = Logger.make(({ annotations, cause, date, logLevel, message, spans }) => {
-  const parts = (Array.isArray(message) ? message : [message]).map((m) =>
-    typeof m === "string" ? m : Inspectable.format(m)
-  )
-  let line = `${time(date)} ${logLevel.label.padEnd(5)} ${parts.join(" ")}`
-  const extras: Array<string> = []
-  for (const [key, value] of HashMap.toEntries(annotations)) extras.push(`${key}=${render(value)}`)
-  for (const span of List.toArray(spans)) extras.push(`${span.label}=${date.getTime() - span.startTime}ms`)
-  if (extras.length > 0) line += `  ${extras.join(" ")}`
-  if (!Cause.isEmpty(cause)) line += `\n${Cause.pretty(cause, { renderErrorCause: true })}`
-  globalThis.console.log(line)
-})
+const prettyTo = (write: (line: string) => void) =>
+  Logger.make(({ annotations, cause, date, logLevel, message, spans }) => {
+    const parts = (Array.isArray(message) ? message : [message]).map((m) =>
+      typeof m === "string" ? m : Inspectable.format(m)
+    )
+    let line = `${time(date)} ${logLevel.label.padEnd(5)} ${parts.join(" ")}`
+    const extras: Array<string> = []
+    for (const [key, value] of HashMap.toEntries(annotations)) extras.push(`${key}=${render(value)}`)
+    for (const span of List.toArray(spans)) extras.push(`${span.label}=${date.getTime() - span.startTime}ms`)
+    if (extras.length > 0) line += `  ${extras.join(" ")}`
+    if (!Cause.isEmpty(cause)) line += `\n${Cause.pretty(cause, { renderErrorCause: true })}`
+    write(line)
+  })
+
+export const prettyLine = prettyTo((line) => globalThis.console.log(line))
 
 /**
  * An entry logged with nothing but a Cause (the runtime's report of a program
@@ -43,17 +46,27 @@ const withMessageFromCause = <O>(logger: Logger.Logger<unknown, O>) =>
     return { ...options, message: first.trim() }
   })
 
-export const LoggingLive = Layer.unwrapEffect(
-  LoggingConfig.pipe(
-    Config.map(({ format, level }) =>
-      Layer.merge(
-        format === "json"
-          ? Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withMessageFromCause(Logger.jsonLogger)))
-          : format === "logfmt"
-          ? Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(withMessageFromCause(Logger.logfmtLogger)))
-          : Logger.replace(Logger.defaultLogger, prettyLine),
-        Logger.minimumLogLevel(level)
+/**
+ * The logger for `LOG_FORMAT` and `LOG_LEVEL`, writing to stdout (the services) or stderr (the CLI, whose stdout
+ * carries only its result: a table, or JSON for `--json`).
+ */
+export const loggingTo = (sink: "stdout" | "stderr") => {
+  const toConsole = sink === "stdout" ? Logger.withConsoleLog : Logger.withConsoleError
+  const pretty = sink === "stdout" ? prettyLine : prettyTo((line) => globalThis.console.error(line))
+  return Layer.unwrapEffect(
+    LoggingConfig.pipe(
+      Config.map(({ format, level }) =>
+        Layer.merge(
+          format === "json"
+            ? Logger.replace(Logger.defaultLogger, toConsole(withMessageFromCause(Logger.jsonLogger)))
+            : format === "logfmt"
+            ? Logger.replace(Logger.defaultLogger, toConsole(withMessageFromCause(Logger.logfmtLogger)))
+            : Logger.replace(Logger.defaultLogger, pretty),
+          Logger.minimumLogLevel(level)
+        )
       )
     )
   )
-)
+}
+
+export const LoggingLive = loggingTo("stdout")

@@ -81,7 +81,8 @@ export const freshVhost = (vhost: string, ctl = "rabbitmqctl") =>
     `${ctl} -q delete_vhost ${vhost} >/dev/null 2>&1 || true; ${ctl} -q add_vhost ${vhost} && ${ctl} -q set_permissions -p ${vhost} guest '.*' '.*' '.*'`
   )
 
-export const dropVhost = (vhost: string) => sh(`rabbitmqctl -q delete_vhost ${vhost} >/dev/null 2>&1 || true`)
+export const dropVhost = (vhost: string, ctl = "rabbitmqctl") =>
+  sh(`${ctl} -q delete_vhost ${vhost} >/dev/null 2>&1 || true`)
 
 /** Empties the Redis database of `redisUrl`. */
 export const flushRedis = (redisUrl: string) => sh(`redis-cli -u ${redisUrl} flushdb`)
@@ -99,7 +100,7 @@ export const freshStores = async (
 }
 
 /** Drops what `freshStores` made (a pid-suffixed run's, at its end; Redis is left to its next user). */
-export const dropStores = async (pgBase: string, names: Pick<RunNames, "database" | "vhost">) => {
+export const dropStores = async (pgBase: string, names: Pick<RunNames, "database" | "vhost">, ctl?: string) => {
   await dropDatabase(pgBase, names.database)
-  await dropVhost(names.vhost)
+  await dropVhost(names.vhost, ctl)
 }

@@ -18,7 +18,7 @@ import { CliConfig, Command, HelpDoc, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { Cause, ConfigError, ConfigProvider, Console, Effect, Redacted } from "effect"
 import { amqpNodeUrls, AmqpUrl } from "../Config.js"
-import { LoggingLive } from "../Logging.js"
+import { loggingTo } from "../Logging.js"
 import { deliveriesCommand, deliveriesHelp } from "./Deliveries.js"
 import { dlqCommand, dlqHelp } from "./Dlq.js"
 import { findNode, helpNode, helpRequested, renderHelp } from "./Help.js"
@@ -155,7 +155,7 @@ export const run = (argv: ReadonlyArray<string>, mode: OutputMode): Effect.Effec
     return program.pipe(
       Effect.provide(NodeContext.layer),
       // LOG_LEVEL / LOG_FORMAT themselves can be invalid.
-      Effect.provide(LoggingLive),
+      Effect.provide(loggingTo("stderr")),
       Effect.catchAll((error) => reported(failure("ConfigError", `Invalid configuration: ${String(error)}`))),
       Effect.catchAllDefect((defect) =>
         reported(failure("Defect", `Unexpected failure: ${Cause.pretty(Cause.die(defect))}`))

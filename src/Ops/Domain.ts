@@ -224,8 +224,10 @@ export const OverviewParams = Schema.Struct({
   dlqLimit: Schema.optional(Limit).annotations({ description: "DLQ entries to include (1..500, default 50)" })
 })
 
-const Offset = Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 1_000_000)).annotations({
-  jsonSchema: { type: "integer", minimum: 0, maximum: 1_000_000, default: 0 }
+/** Each page borrows offset + limit + 1 dead letters under the DLQ lock: bounded; search and filters reach the rest. */
+export const MAX_DLQ_OFFSET = 10_000
+const Offset = Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, MAX_DLQ_OFFSET)).annotations({
+  jsonSchema: { type: "integer", minimum: 0, maximum: MAX_DLQ_OFFSET, default: 0 }
 })
 
 const DlqKind = DlqEntry.fields.kind

@@ -16,7 +16,7 @@
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { DateTime, Duration, Effect, Option, Redacted, Schedule } from "effect"
+import { DateTime, Duration, Effect, Either, Option, Redacted, Schedule } from "effect"
 import type { Actor } from "../Auth/CurrentUser.js"
 import { currentNodes } from "../Broker/Amqp.js"
 import type { QueuedMessage } from "../Broker/Message.js"
@@ -443,14 +443,14 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
     )
 
     const getDlqMessage = Effect.fn("Ops.getDlqMessage")(function*(id: string) {
-      const found = yield* exclusive(dlq.find(id)).pipe(
-        Effect.catchTags({
-          DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
-          BrokerError: (e) => Effect.fail(unavailable(e)),
-          TopologyError: (e) => Effect.fail(unavailable(e))
-        })
-      )
-      return messageView(found.entry, found.message)
+      // Bounded like every broker read: a hung broker must not hold the DLQ lock (replay, discard, purge wait on it).
+      const found = yield* exclusive(brokerRead(Effect.either(dlq.find(id))))
+      if (Either.isLeft(found)) {
+        return yield* found.left._tag === "DlqNotFound"
+          ? Effect.fail(new DlqEntryNotFound({ message: found.left.message }))
+          : Effect.fail(unavailable(found.left))
+      }
+      return messageView(found.right.entry, found.right.message)
     })
 
     const dbUnavailable = (e: unknown) => new Unavailable({ message: describe(e) })
@@ -474,8 +474,8 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
 
     const retryDeliveries = Effect.fn("Ops.retryDeliveries")(
       function*(actor: Actor, target: { readonly id: string } | { readonly channel?: DeliveryChannel | undefined }) {
+        // No read timeout on a write: a timeout after the commit would answer 503 for rows that were retried.
         const retried = yield* deliveriesRepo.retry("id" in target ? { ids: [target.id] } : target).pipe(
-          sqlRead,
           Effect.mapError(dbUnavailable)
         )
         if ("id" in target && retried.length === 0) {
