@@ -5,14 +5,15 @@
  * sender's timeout ends it), or drop the connection mid-request, and
  * otherwise accept. Each counts what it accepted by idempotency key (the
  * email's `Message-ID: <key@opsdesk>`, the webhook's `webhook-id`) with the
- * time of each acceptance, so the harness can tell a delivery seen twice and
- * when. The webhook receiver verifies every request's Standard Webhooks
+ * time and the try's number (`X-OpsDesk-Attempt`) of each acceptance, so the
+ * harness can tell a delivery seen twice, when, and which tries sent it. The webhook receiver verifies every request's Standard Webhooks
  * signature (the `standardwebhooks` package) as an integrator's code would.
  */
 import { createServer, type Server } from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import { SMTPServer } from "smtp-server"
 import { Webhook } from "standardwebhooks"
+import { ATTEMPT_HEADER } from "../../src/Notifications/Channel.js"
 
 /** Probabilities per request (the rest is accepted). */
 export interface FaultRates {
@@ -28,9 +29,15 @@ export interface FaultRates {
 
 export type Outcome = "accepted" | "permanent" | "failed" | "hung" | "dropped"
 
+/** One acceptance: when (epoch ms), and the number of the try that carried it (null: the header was missing). */
+export interface Receipt {
+  readonly at: number
+  readonly attempt: number | null
+}
+
 export interface Tally {
-  /** Per idempotency key, the times (epoch ms) it was accepted. */
-  readonly accepted: Map<string, Array<number>>
+  /** Per idempotency key, its acceptances in order. */
+  readonly accepted: Map<string, Array<Receipt>>
   readonly outcomes: Record<Outcome, number>
   /** Webhooks whose signature did not verify (answered 401, never accepted). */
   badSignatures: number
@@ -48,8 +55,13 @@ const newTally = (): Tally => ({
   badSignatures: 0
 })
 
-const accept = (tally: Tally, key: string) => {
-  tally.accepted.set(key, [...(tally.accepted.get(key) ?? []), Date.now()])
+const attemptOf = (raw: string | undefined) => {
+  const n = Number(raw)
+  return raw !== undefined && Number.isInteger(n) && n >= 1 ? n : null
+}
+
+const accept = (tally: Tally, key: string, attempt: string | undefined) => {
+  tally.accepted.set(key, [...(tally.accepted.get(key) ?? []), { at: Date.now(), attempt: attemptOf(attempt) }])
 }
 
 /** One roll of the dice for a request. */
@@ -68,8 +80,66 @@ const roll = (rates: FaultRates): Outcome => {
   return "accepted"
 }
 
-/** Keys accepted more than once, with their acceptance times. */
+/** Keys accepted more than once, with their acceptances. */
 export const seenTwice = (tally: Tally) => [...tally.accepted.entries()].filter(([, times]) => times.length > 1)
+
+/** A try in the delivery attempt log, by idempotency key. */
+export interface LoggedTry {
+  readonly key: string
+  readonly attempt: number | null
+  readonly outcome: string
+  /** The receiver's answer; null: none came (a timeout, a cut connection). */
+  readonly status: number | null
+}
+
+/** A window in which a sender could have died between a send and its record: its process stopped, or its database. */
+export interface CrashWindow {
+  readonly name: string
+  readonly start: number
+  readonly end: number
+}
+
+/**
+ * Why each key was received more than once. Every receipt but the one the log
+ * calls delivered needs a cause:
+ * - a late answer: its try is logged as given up with no answer from the
+ *   receiver, so the receiver may have taken it while the sender gave up;
+ * - a crash between send and record: the sender or its database stopped
+ *   between this receipt and the next, so the try was never recorded and was
+ *   sent again.
+ * Anything else (a try the log says the receiver refused, a send after the
+ * delivered one, one try taken twice with no crash) is unexplained.
+ */
+export const explainDoubles = (
+  twice: ReadonlyArray<readonly [string, ReadonlyArray<Receipt>]>,
+  logged: ReadonlyArray<LoggedTry>,
+  crashes: ReadonlyArray<CrashWindow>
+): { readonly byCause: Map<string, number>; readonly unexplained: ReadonlyArray<string> } => {
+  const byCause = new Map<string, number>()
+  const unexplained: Array<string> = []
+  for (const [key, receipts] of twice) {
+    const tries = logged.filter((l) => l.key === key)
+    const deliveredAttempt = tries.find((t) => t.outcome === "delivered")?.attempt ?? null
+    // The receipt the log knows of: the last one carrying the delivered try's number.
+    const legit = deliveredAttempt === null ? -1 : receipts.map((r) => r.attempt).lastIndexOf(deliveredAttempt)
+    receipts.forEach((receipt, i) => {
+      if (i === legit) return
+      const next = receipts[i + 1]
+      const repeated = receipts.slice(0, i).some((r) => r.attempt === receipt.attempt)
+      const late = !repeated && receipt.attempt !== null &&
+        tries.some((t) => t.attempt === receipt.attempt && t.outcome !== "delivered" && t.status === null)
+      const crash = next === undefined ? undefined : crashes.find((c) => c.start <= next.at && c.end >= receipt.at)
+      const cause = late ? "a late answer (the sender gave up waiting)" : crash?.name
+      if (cause !== undefined) {
+        byCause.set(cause, (byCause.get(cause) ?? 0) + 1)
+        return
+      }
+      const log = tries.map((t) => `${t.attempt ?? "?"}:${t.outcome}${t.status === null ? "" : `/${t.status}`}`)
+      unexplained.push(`${key.slice(0, 12)}… try ${receipt.attempt ?? "?"} (log ${log.join(" ") || "empty"})`)
+    })
+  }
+  return { byCause, unexplained }
+}
 
 /** A webhook receiver; `secret` is set once the subscription exists (its secret is shown once, at creation). */
 export const startWebhookReceiver = (rates: FaultRates) =>
@@ -99,7 +169,7 @@ export const startWebhookReceiver = (rates: FaultRates) =>
         tally.outcomes[outcome]++
         switch (outcome) {
           case "accepted":
-            accept(tally, id)
+            accept(tally, id, String(req.headers[ATTEMPT_HEADER.toLowerCase()] ?? ""))
             res.writeHead(200, { "content-type": "text/plain" }).end("ok")
             return
           case "permanent":
@@ -143,6 +213,12 @@ const keyOfMessageId = (raw: string) => {
   // A long header is folded onto the next line (`Message-ID:\r\n <…>`).
   const match = /^Message-ID:\s*<([^@>\s]+)@[^>]*>/im.exec(raw)
   return match ? match[1]! : ""
+}
+
+/** A header's value in a raw message (unfolded), or undefined. */
+const headerOf = (raw: string, name: string) => {
+  const match = new RegExp(`^${name}:[ \\t]*(.*)$`, "im").exec(raw)
+  return match ? match[1]!.trim() : undefined
 }
 
 /** An SMTP server (no auth, no TLS); the dice are rolled per message at RCPT TO. */
@@ -190,7 +266,8 @@ export const startSmtpReceiver = (rates: FaultRates) =>
             return // never answers the end of DATA
           }
           tally.outcomes.accepted++
-          accept(tally, keyOfMessageId(Buffer.concat(chunks).toString("utf8")))
+          const raw = Buffer.concat(chunks).toString("utf8")
+          accept(tally, keyOfMessageId(raw), headerOf(raw, ATTEMPT_HEADER))
           callback()
         })
       }

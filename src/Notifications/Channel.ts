@@ -47,3 +47,10 @@ export const Retryable = (reason: string, status?: number): DeliveryOutcome =>
 
 export const Permanent = (reason: string, status?: number): DeliveryOutcome =>
   status === undefined ? { _tag: "Permanent", reason } : { _tag: "Permanent", reason, status }
+
+/**
+ * The header that carries a try's number (`DeliveryJob.attempt`, also kept in
+ * the delivery's attempt log) on every email and webhook: a receiver that sees
+ * a delivery twice can tell a retry of an unanswered try from a resend.
+ */
+export const ATTEMPT_HEADER = "X-OpsDesk-Attempt"

@@ -62,32 +62,41 @@ export const decide = (
     readonly retry: RetrySettings
     readonly delays: ReadonlyArray<number>
     readonly leaseMs: number
+    /** The try's number (DeliveryJob.attempt). */
+    readonly attempt: number
   },
   durationMs: number
 ): { readonly attempt: Attempt; readonly next: NextState } => {
   const status = outcome.status ?? null
+  const tryNumber = context.attempt
   switch (outcome._tag) {
     case "Delivered":
-      return { attempt: { outcome: "delivered", status, error: null, durationMs }, next: { _tag: "Delivered" } }
+      return {
+        attempt: { attempt: tryNumber, outcome: "delivered", status, error: null, durationMs },
+        next: { _tag: "Delivered" }
+      }
     case "Permanent":
-      return { attempt: { outcome: "failed", status, error: outcome.reason, durationMs }, next: { _tag: "Failed" } }
+      return {
+        attempt: { attempt: tryNumber, outcome: "failed", status, error: outcome.reason, durationMs },
+        next: { _tag: "Failed" }
+      }
     case "Retryable": {
       if (context.quickRetriesLeft) {
         return {
-          attempt: { outcome: "retry", status, error: outcome.reason, durationMs },
+          attempt: { attempt: tryNumber, outcome: "retry", status, error: outcome.reason, durationMs },
           next: { _tag: "RetryNow", leaseMs: context.leaseMs }
         }
       }
       // Round r is followed by the worker's r-th backoff delay; after MAX_RETRIES of them, give up.
       if (context.round > context.retry.maxRetries) {
         return {
-          attempt: { outcome: "failed", status, error: outcome.reason, durationMs },
+          attempt: { attempt: tryNumber, outcome: "failed", status, error: outcome.reason, durationMs },
           next: { _tag: "Failed" }
         }
       }
       const delayMs = context.delays[context.round - 1] ?? context.delays[context.delays.length - 1] ?? 0
       return {
-        attempt: { outcome: "retry", status, error: outcome.reason, durationMs },
+        attempt: { attempt: tryNumber, outcome: "retry", status, error: outcome.reason, durationMs },
         next: { _tag: "RetryLater", delayMs }
       }
     }
@@ -163,7 +172,8 @@ export const runDispatcher = (options: DispatcherOptions) =>
             quickRetriesLeft,
             retry,
             delays,
-            leaseMs
+            leaseMs,
+            attempt: job.attempt
           }, durationMs)
           yield* countAttempt(job.channel, attempt.outcome, durationMs)
           yield* persist("recording an attempt", repo.record(job.id, attempt, next), undefined)

@@ -14,6 +14,7 @@ import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import nodemailer from "nodemailer"
 import { DispatchConfig, SmtpConfig } from "../Config.js"
 import {
+  ATTEMPT_HEADER,
   type ChannelSender,
   Delivered,
   type DeliveryJob,
@@ -108,7 +109,9 @@ export const makeSmtpSender = (options: {
       deliver: (job) =>
         withPayload(job, (p) =>
           Effect.tryPromise({
-            try: () =>
+            // Interruption (this bound, the dispatcher's, shutdown) aborts the send: nodemailer takes the message
+            // out of the pool's queue or closes the connection carrying it, so a send given up on cannot land later.
+            try: (signal) =>
               transport.sendMail({
                 from: options.from,
                 to: p.to,
@@ -116,7 +119,11 @@ export const makeSmtpSender = (options: {
                 text: p.text,
                 html: p.html,
                 messageId: messageIdOf(job.idempotencyKey),
-                headers: { "X-OpsDesk-Event": `${job.eventType} ${job.eventId}` }
+                headers: {
+                  "X-OpsDesk-Event": `${job.eventType} ${job.eventId}`,
+                  [ATTEMPT_HEADER]: String(job.attempt)
+                },
+                signal
               }),
             catch: classify
           }).pipe(

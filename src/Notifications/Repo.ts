@@ -86,8 +86,8 @@ RETURNING d.id::text AS id, d.idempotency_key, d.channel, d.event_id, d.event_ty
  */
 const RECORD_SQL = `
 WITH logged AS (
-  INSERT INTO delivery_attempt_log (delivery_id, outcome, status, error, duration_ms)
-  VALUES ($1::bigint, $2, $3, $4, $5)
+  INSERT INTO delivery_attempt_log (delivery_id, outcome, status, error, duration_ms, attempt)
+  VALUES ($1::bigint, $2, $3, $4, $5, $9::int)
 )
 UPDATE deliveries SET
   attempts = attempts + 1,
@@ -103,6 +103,8 @@ UPDATE deliveries SET
 WHERE id = $1::bigint AND state = 'pending'`
 
 export interface Attempt {
+  /** The try's number, as its receiver saw it (DeliveryJob.attempt). */
+  readonly attempt: number
   readonly outcome: AttemptOutcome
   readonly status: number | null
   readonly error: string | null
@@ -199,7 +201,8 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
       Math.max(0, Math.round(attempt.durationMs)),
       state,
       next._tag === "RetryLater" ? Math.round(next.delayMs) : null,
-      next._tag === "RetryNow" ? Math.round(next.leaseMs) : 0
+      next._tag === "RetryNow" ? Math.round(next.leaseMs) : 0,
+      attempt.attempt
     ]).pipe(Effect.asVoid, Effect.mapError(toError("Recording a delivery attempt failed")))
   }
 
@@ -264,9 +267,16 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
 
   const attemptsOf = (id: string) =>
     sql<
-      { attemptedAt: Date; outcome: AttemptOutcome; status: number | null; error: string | null; durationMs: number }
+      {
+        attemptedAt: Date
+        attempt: number | null
+        outcome: AttemptOutcome
+        status: number | null
+        error: string | null
+        durationMs: number
+      }
     >`
-      SELECT attempted_at, outcome, status, error, duration_ms FROM delivery_attempt_log
+      SELECT attempted_at, attempt, outcome, status, error, duration_ms FROM delivery_attempt_log
       WHERE delivery_id = ${id}::bigint ORDER BY attempted_at, id`.pipe(
       Effect.mapError(toError("Reading delivery attempts failed"))
     )

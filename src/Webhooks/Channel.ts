@@ -16,6 +16,7 @@ import { Effect, Layer, Option } from "effect"
 import { WebhookConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
 import {
+  ATTEMPT_HEADER,
   Delivered,
   type DeliveryJob,
   type DeliveryOutcome,
@@ -90,8 +91,13 @@ export class WebhookPoster extends Effect.Service<WebhookPoster>()("OpsDesk/Webh
     const config = yield* WebhookConfig
     const resolver = yield* HostResolver
 
-    /** Checks the URL's addresses now, signs, sends once, classifies. Never fails. */
-    const attempt = (target: DeliveryTarget, webhookId: string, body: string): Effect.Effect<Attempt> =>
+    /** Checks the URL's addresses now, signs, sends once (try number `tryNumber`), classifies. Never fails. */
+    const attempt = (
+      target: DeliveryTarget,
+      webhookId: string,
+      body: string,
+      tryNumber: number
+    ): Effect.Effect<Attempt> =>
       Effect.gen(function*() {
         const started = Date.now()
         const checked = yield* checkUrl(target.url, config.allowPrivate).pipe(
@@ -109,7 +115,10 @@ export class WebhookPoster extends Effect.Service<WebhookPoster>()("OpsDesk/Webh
             gone: false
           }
         }
-        const headers = signedHeaders(target.secrets, webhookId, new Date(), body)
+        const headers = {
+          ...signedHeaders(target.secrets, webhookId, new Date(), body),
+          [ATTEMPT_HEADER.toLowerCase()]: String(tryNumber)
+        }
         const result = yield* post(checked.right, headers, body, config.timeout)
         return { ...classify(result), durationMs: Date.now() - started, counts: true }
       }).pipe(Effect.withSpan("WebhookPoster.attempt"))
@@ -167,7 +176,7 @@ export const WebhookSenderWithoutDependencies = Layer.effect(
             `the webhook subscription is disabled${target.disabledReason === null ? "" : ` (${target.disabledReason})`}`
           )
         }
-        const attempt = yield* poster.attempt(target, job.idempotencyKey, webhookBody(job.payload))
+        const attempt = yield* poster.attempt(target, job.idempotencyKey, webhookBody(job.payload), job.attempt)
         yield* count(job, attempt)
         return attempt.outcome
       }).pipe(

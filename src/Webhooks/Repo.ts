@@ -366,8 +366,8 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
             ${test.status}, ${test.delivered ? sql`now()` : sql`NULL`})
           RETURNING id
         ), a AS (
-          INSERT INTO delivery_attempt_log (delivery_id, outcome, status, error, duration_ms)
-          SELECT id, ${test.delivered ? "delivered" : "failed"}, ${test.status}, ${test.error}, ${test.durationMs}
+          INSERT INTO delivery_attempt_log (delivery_id, outcome, status, error, duration_ms, attempt)
+          SELECT id, ${test.delivered ? "delivered" : "failed"}, ${test.status}, ${test.error}, ${test.durationMs}, 1
           FROM d
         )
         SELECT id::text AS id FROM d`.pipe(

@@ -126,7 +126,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
         payload: { subscriptionId: id, message: "A test event sent from OpsDesk" }
       }
       const idempotencyKey = createHash("sha256").update(`${eventId}|webhook|${id}`).digest("hex")
-      const attempt = yield* poster.attempt(target, idempotencyKey, webhookBody(envelope))
+      const attempt = yield* poster.attempt(target, idempotencyKey, webhookBody(envelope), 1)
       const outcome = attempt.outcome
       const delivered = outcome._tag === "Delivered"
       const status = outcome.status ?? null

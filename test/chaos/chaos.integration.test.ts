@@ -18,7 +18,7 @@ describe("chaos (short run)", () => {
     expect(run.stdout, report).toContain("OpsDesk chaos run")
     expect(run.stdout, report).toMatch(/lost\s+0\n/)
     expect(run.stdout, report).toMatch(/effects doubled\s+0\n/)
-    expect(run.stdout, report).toMatch(/^13 passed, 0 failed$/m)
+    expect(run.stdout, report).toMatch(/^14 passed, 0 failed$/m)
     expect(run.status, report).toBe(0)
   }, 320_000)
 })

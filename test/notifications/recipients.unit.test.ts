@@ -170,13 +170,14 @@ describe("dispatcher decisions", () => {
     quickRetriesLeft,
     retry,
     delays: [1000, 2000, 4000],
-    leaseMs: 60_000
+    leaseMs: 60_000,
+    attempt: round + 4
   })
 
   it("delivered, permanent, quick retry, backoff, then failed", () => {
     expect(decide({ _tag: "Delivered", status: 250 }, context(1, true), 12).next).toEqual({ _tag: "Delivered" })
     expect(decide({ _tag: "Permanent", reason: "550 no", status: 550 }, context(1, true), 5)).toEqual({
-      attempt: { outcome: "failed", status: 550, error: "550 no", durationMs: 5 },
+      attempt: { attempt: 5, outcome: "failed", status: 550, error: "550 no", durationMs: 5 },
       next: { _tag: "Failed" }
     })
     expect(decide({ _tag: "Retryable", reason: "x" }, context(1, true), 1).next).toEqual({
@@ -192,7 +193,7 @@ describe("dispatcher decisions", () => {
       delayMs: 4000
     })
     expect(decide({ _tag: "Retryable", reason: "x", status: 451 }, context(4, false), 1)).toEqual({
-      attempt: { outcome: "failed", status: 451, error: "x", durationMs: 1 },
+      attempt: { attempt: 8, outcome: "failed", status: 451, error: "x", durationMs: 1 },
       next: { _tag: "Failed" }
     })
   })

@@ -102,9 +102,12 @@ const deliveryRow = (id: string) =>
   ).pipe(Effect.orDie)
 
 const attemptsOf = (id: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ outcome: string; status: number | null; error: string | null }>`
-      SELECT outcome, status, error FROM delivery_attempt_log WHERE delivery_id = ${id} ORDER BY attempted_at, id`)
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<{ attempt: number | null; outcome: string; status: number | null; error: string | null }>`
+      SELECT attempt, outcome, status, error FROM delivery_attempt_log WHERE delivery_id = ${id} ORDER BY attempted_at, id`
+  )
     .pipe(Effect.orDie)
 
 const settled = (id: string) =>
@@ -203,6 +206,9 @@ layer(ApiLive, { excludeTestServices: true, timeout: "120 seconds" })("webhook d
       const requests = forKey(receiver.received, delivery.key)
       expect(requests).toHaveLength(3)
       for (const r of requests) expect(verifies(subscription.secret, r)).toBe(true)
+      // Each try carries its number, the one its row in the attempt log has.
+      expect(requests.map((r) => r.headers["x-opsdesk-attempt"])).toEqual(["1", "2", "3"])
+      expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3])
       // Each attempt is signed anew (its own timestamp), under the same id.
       const shown = decode(WebhookSubscription, yield* get(`/v1/webhooks/${subscription.id}`, admin.token))
       expect(shown).toMatchObject({ active: true, consecutiveFailures: 0 })
