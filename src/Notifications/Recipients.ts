@@ -118,7 +118,7 @@ export const audience = (event: DomainEvent, watchers: Watchers): Audience => {
 /**
  * The database half, as the body of a CTE. It reads three relations the
  * claim statement defines:
- *   claimed_events(event_id, event_type, ticket_id, actor_id)   the events claimed now
+ *   claimed_events(event_id, event_type, ticket_id, ticket_owner, actor_id)   the events claimed now
  *   direct_input(event_id, recipient_id, channel, reason, body, subject, text, html)
  *   mention_input(event_id, username, channel, reason, body, subject, text, html)
  * and yields (event_id, event_type, recipient_id, channel, body, subject, text, html, email): one row per
@@ -131,14 +131,17 @@ export const ELIGIBLE_SQL = `
     SELECT d.event_id, d.recipient_id, d.channel, d.reason, d.body, d.subject, d.text, d.html FROM direct_input d
     UNION ALL
     SELECT m.event_id, mu.id, m.channel, m.reason, m.body, m.subject, m.text, m.html
-    FROM mention_input m JOIN users mu ON mu.username = m.username
+    FROM mention_input m CROSS JOIN LATERAL (SELECT id FROM users WHERE username = m.username LIMIT 1) mu
   ) c
   JOIN claimed_events e ON e.event_id = c.event_id
-  JOIN tickets t ON t.id = e.ticket_id
-  JOIN users u ON u.id = c.recipient_id
-  LEFT JOIN user_preferences pref ON pref.user_id = u.id
+  -- LATERAL … LIMIT 1 (never flattened): one index lookup per row, whatever the statistics say; with a freshly
+  -- filled users table's, a plain join was planned as a scan of every user for every notification of the batch.
+  CROSS JOIN LATERAL (SELECT id, active, role, email FROM users WHERE id = c.recipient_id LIMIT 1) u
+  LEFT JOIN LATERAL (
+    SELECT email, in_app FROM user_preferences WHERE user_id = c.recipient_id LIMIT 1
+  ) pref ON true
   WHERE u.active
     AND (u.id <> e.actor_id OR c.reason = 'receipt')
-    AND (u.role <> 'customer' OR u.id = t.owner_id)
+    AND (u.role <> 'customer' OR u.id = e.ticket_owner)
     AND CASE c.channel WHEN 'email' THEN coalesce(pref.email, true) ELSE coalesce(pref.in_app, true) END
   ORDER BY c.event_id, c.recipient_id, c.channel, c.reason = 'receipt'`

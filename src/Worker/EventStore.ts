@@ -66,13 +66,17 @@ WITH input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $14::uuid[])
     AS i(event_id, event_type, fingerprint, ticket_id, owner_id, message_id, author_id, actor_id)
 ), known AS (
-  SELECT i.* FROM input i
-  WHERE CASE WHEN i.message_id IS NULL
-    THEN EXISTS (SELECT 1 FROM tickets t WHERE t.id = i.ticket_id AND t.owner_id = i.owner_id)
-    ELSE EXISTS (
-      SELECT 1 FROM messages m WHERE m.id = i.message_id AND m.ticket_id = i.ticket_id AND m.author_id = i.author_id
-    )
-  END
+  -- One primary-key probe per event (a LATERAL union is never flattened). EXISTS under a CASE was planned as a
+  -- hashed subplan that read the whole tickets table for every batch.
+  -- The ticket's owner comes along for the recipients policy (ELIGIBLE_SQL), which would otherwise join tickets again.
+  SELECT i.*, found.ticket_owner FROM input i
+  CROSS JOIN LATERAL (
+    SELECT t.owner_id AS ticket_owner FROM tickets t
+    WHERE i.message_id IS NULL AND t.id = i.ticket_id AND t.owner_id = i.owner_id
+    UNION ALL
+    SELECT t.owner_id FROM messages m JOIN tickets t ON t.id = m.ticket_id
+    WHERE i.message_id IS NOT NULL AND m.id = i.message_id AND m.ticket_id = i.ticket_id AND m.author_id = i.author_id
+  ) found
 ), upserted AS (
   INSERT INTO processed_events (event_id, event_type, processor_name, fingerprint)
   SELECT event_id, event_type, $8, fingerprint FROM known
@@ -83,7 +87,8 @@ WITH input AS (
   SELECT u.event_id, u.fingerprint = k.fingerprint AS claimed, u.fingerprint
   FROM upserted u JOIN known k USING (event_id)
 ), claimed_events AS (
-  SELECT k.event_id, k.event_type, k.ticket_id, k.actor_id FROM known k JOIN outcome o USING (event_id) WHERE o.claimed
+  SELECT k.event_id, k.event_type, k.ticket_id, k.ticket_owner, k.actor_id FROM known k JOIN outcome o USING (event_id)
+  WHERE o.claimed
 ), direct_input AS (
   SELECT * FROM unnest($9::text[], $10::text[], $11::uuid[], $12::text[], $15::text[], $13::text[], $16::text[],
     $17::text[], $18::text[]) AS n(event_id, event_type, recipient_id, channel, reason, body, subject, text, html)
@@ -91,20 +96,23 @@ WITH input AS (
   SELECT m.*, 'notice'::text AS reason
   FROM unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
     AS m(event_id, username, channel, body, subject, text, html)
-), eligible AS (${ELIGIBLE_SQL}
+), eligible AS (
+  -- Each notification's id is drawn here, so its email delivery below can name it without joining the inserted
+  -- rows back to these (a join of two CTE scans is planned as a nested loop: quadratic in the batch).
+  SELECT nextval('notifications_id_seq'::regclass) AS id, x.* FROM (${ELIGIBLE_SQL}
+  ) x
 ), notified AS (
-  INSERT INTO notifications (event_id, event_type, recipient_id, channel, body)
-  SELECT event_id, event_type, recipient_id, channel, body FROM eligible
-  RETURNING id, event_id, recipient_id, channel
+  INSERT INTO notifications (id, event_id, event_type, recipient_id, channel, body)
+  SELECT id, event_id, event_type, recipient_id, channel, body FROM eligible
 ), emailed AS (
   -- Email deliveries (src/Notifications/Dispatcher.ts sends them): one per email notification whose user has an
   -- address. The key is sha256(event_id|email|recipient_id): the intent once, however often it is planned.
   INSERT INTO deliveries (idempotency_key, channel, event_id, event_type, notification_id, recipient_id, payload)
-  SELECT encode(sha256(convert_to(n.event_id || '|email|' || n.recipient_id::text, 'UTF8')), 'hex'), 'email',
-    n.event_id, e.event_type, n.id, n.recipient_id,
+  SELECT encode(sha256(convert_to(e.event_id || '|email|' || e.recipient_id::text, 'UTF8')), 'hex'), 'email',
+    e.event_id, e.event_type, e.id, e.recipient_id,
     json_build_object('to', e.email, 'subject', e.subject, 'text', e.text, 'html', e.html)
-  FROM notified n JOIN eligible e USING (event_id, recipient_id, channel)
-  WHERE n.channel = 'email' AND e.email IS NOT NULL
+  FROM eligible e
+  WHERE e.channel = 'email' AND e.email IS NOT NULL
   ON CONFLICT (idempotency_key) DO NOTHING
 ), webhooked AS (
   -- Webhook deliveries (src/Webhooks/Channel.ts sends them): one per claimed event and active subscription of its

@@ -7,7 +7,7 @@
  */
 import { type DomainEvent, eventFingerprint } from "../Domain/Events.js"
 import { audience, type NotificationChannel, type Reason, type Watchers } from "../Notifications/Recipients.js"
-import { type EmailContent, render } from "../Notifications/Templates.js"
+import { type EmailContent, render, type Rendered } from "../Notifications/Templates.js"
 
 export type { Watchers }
 
@@ -82,11 +82,18 @@ const storableEmail = (email: EmailContent): EmailContent => ({
 /** The notifications and mentions of an event, from the recipients policy and the templates. */
 const notify = (event: DomainEvent, watchers: Watchers) => {
   const who = audience(event, watchers)
-  const rendered = { receipt: render(event, "receipt"), notice: render(event, "notice") }
-  const content = (reason: Reason, channel: NotificationChannel) => ({
-    body: storable(rendered[reason].body),
-    email: channel === "email" ? storableEmail(rendered[reason].email) : null
-  })
+  // Rendered once per reason, and only for a reason someone is told for (most events have no receipt).
+  const rendered: Partial<Record<Reason, Rendered>> = {}
+  const renderedFor = (reason: Reason): Rendered => {
+    const cached = rendered[reason]
+    if (cached !== undefined) return cached
+    const r = render(event, reason)
+    return (rendered[reason] = { body: storable(r.body), email: storableEmail(r.email) })
+  }
+  const content = (reason: Reason, channel: NotificationChannel) => {
+    const r = renderedFor(reason)
+    return { body: r.body, email: channel === "email" ? r.email : null }
+  }
   const notifications = who.direct.flatMap((a) =>
     a.channels.map((channel): NotificationRow => ({
       eventId: event.eventId,
