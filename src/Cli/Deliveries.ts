@@ -119,7 +119,7 @@ const target = Options.all({
 export const retryCommand = Command.make("retry", { target, json }, ({ json, target }) =>
   Effect.gen(function*() {
     const repo = yield* DeliveriesRepo
-    const retried = yield* repo.retry(target)
+    const retried = yield* repo.retry(target, { actorId: null, via: "cli" })
     if (json) yield* Console.log(JSON.stringify({ retried }))
     else {yield* Console.log(
         `Retried ${retried.length} failed delivery(ies)${retried.length ? `: ${retried.join(", ")}` : ""}.`

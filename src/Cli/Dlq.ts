@@ -8,8 +8,8 @@ import { Command, HelpDoc, Options, Prompt, ValidationError } from "@effect/cli"
 import { Console, Duration, Effect, Either, Option } from "effect"
 import { DLQ } from "../Broker/Topology.js"
 import { RetentionConfig } from "../Config.js"
-import { Dlq, type ReplayProgress, type ReplayResult, tooOldToReplay } from "../Dlq/Dlq.js"
-import { type DlqEntry, matches, type Selector } from "../Dlq/Entry.js"
+import { Dlq, type ReplayProgress, type ReplayResult } from "../Dlq/Dlq.js"
+import type { Selector } from "../Dlq/Entry.js"
 import { CliError } from "./CliError.js"
 import { formatAge, formatDuration, parseDuration, renderTable, truncate } from "./Format.js"
 import { BROKER_ENV, helpNode, OUTPUT_ENV } from "./Help.js"
@@ -145,33 +145,17 @@ const summary = (selector: Selector, result: ReplayResult) => {
   return lines.join("\n")
 }
 
-/** What a replay of `selector` would do, from a listing of the whole DLQ (which leaves every message in place). */
-const planReplay = (selector: Selector, force: boolean) =>
-  Effect.gen(function*() {
-    const dlq = yield* Dlq
-    const { dlqReplayWindow } = yield* RetentionConfig
-    const depth = yield* dlq.depth
-    const entries = depth === 0 ? [] : yield* dlq.list({ limit: depth })
-    const matched = entries.filter((e) => matches(selector, e))
-    const wouldReplay: Array<DlqEntry> = []
-    const wouldSkip: Array<{ readonly entry: DlqEntry; readonly reason: string }> = []
-    for (const entry of matched) {
-      const tooOld = force ? undefined : tooOldToReplay(entry, dlqReplayWindow)
-      if (!entry.replayable) wouldSkip.push({ entry, reason: `${entry.kind} message, never replayed` })
-      else if (tooOld !== undefined) wouldSkip.push({ entry, reason: tooOld })
-      else wouldReplay.push(entry)
-    }
-    return {
-      dryRun: true as const,
-      scanned: entries.length,
-      matched: matched.length,
-      replayWindowMs: Duration.toMillis(dlqReplayWindow),
-      wouldReplay,
-      wouldSkip: wouldSkip.map(({ entry, reason }) => ({ ...entry, reason }))
-    }
-  })
+/** A dry run's report: what `Dlq.replay` decided for each matched message, with nothing published or removed. */
+const planOf = (result: ReplayResult, replayWindow: Duration.Duration) => ({
+  dryRun: true as const,
+  scanned: result.scanned,
+  matched: result.matched,
+  replayWindowMs: Duration.toMillis(replayWindow),
+  wouldReplay: result.plan?.wouldReplay ?? [],
+  wouldSkip: result.plan?.wouldSkip ?? []
+})
 
-const planText = (plan: Effect.Effect.Success<ReturnType<typeof planReplay>>) =>
+const planText = (plan: ReturnType<typeof planOf>) =>
   [
     `Dry run: would replay ${plan.wouldReplay.length} message(s) and skip ${plan.wouldSkip.length} ` +
     `(${plan.matched} matched, ${plan.scanned} scanned); nothing was changed.`,
@@ -184,11 +168,12 @@ export const replayCommand = Command.make(
   { selector, force, dryRun, json },
   ({ dryRun, force, json, selector }) =>
     Effect.gen(function*() {
+      const dlq = yield* Dlq
       if (dryRun) {
-        const plan = yield* planReplay(selector, force)
+        const { dlqReplayWindow } = yield* RetentionConfig
+        const plan = planOf(yield* dlq.replay(selector, { force, dryRun: true }), dlqReplayWindow)
         return yield* Console.log(json ? JSON.stringify(plan, null, 2) : planText(plan))
       }
-      const dlq = yield* Dlq
       const result = yield* dlq.replay(selector, {
         force,
         progressEvery: PROGRESS_EVERY,

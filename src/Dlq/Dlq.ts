@@ -66,6 +66,13 @@ export interface ReplayResult extends ReplayProgress {
   readonly skippedMessages: ReadonlyArray<SkippedMessage>
   /** Messages older than DLQ_REPLAY_WINDOW replayed anyway because of `force`. */
   readonly forced: number
+  /** With `dryRun`: every matched message, as it would be replayed or skipped (nothing was published or removed). */
+  readonly plan?: ReplayPlan
+}
+
+export interface ReplayPlan {
+  readonly wouldReplay: ReadonlyArray<DlqEntry>
+  readonly wouldSkip: ReadonlyArray<DlqEntry & { readonly reason: string }>
 }
 
 export interface ReplayOptions {
@@ -78,6 +85,12 @@ export interface ReplayOptions {
    * removed by retention since, so it may run twice: a warning is logged.
    */
   readonly force?: boolean
+  /**
+   * Decide as a replay would, message by message, but publish and remove
+   * nothing: the result's `plan` says what would happen (`opsdesk dlq replay
+   * --dry-run`). Every message stays in the DLQ, in order.
+   */
+  readonly dryRun?: boolean
 }
 
 export interface PurgeOptions {
@@ -238,8 +251,10 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
         const total = yield* s.depth(DLQ)
         const progress = { scanned: 0, total, matched: 0, replayed: 0, skipped: 0 }
         const skippedMessages: Array<SkippedMessage> = []
+        const plan = { wouldReplay: [] as Array<DlqEntry>, wouldSkip: [] as Array<DlqEntry & { reason: string }> }
         const skip = (entry: DlqEntry, reason: string, tooOld = false) => {
           progress.skipped++
+          if (options.dryRun) plan.wouldSkip.push({ ...entry, reason })
           if (skippedMessages.length < MAX_SKIPPED_DETAILS) {
             skippedMessages.push({ id: entry.id, event: entry.event, eventId: entry.eventId, reason, tooOld })
           }
@@ -280,6 +295,10 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
               }
               forced++
             }
+            if (options.dryRun) {
+              plan.wouldReplay.push(entry)
+              continue
+            }
             const copy = {
               exchange: EXCHANGE,
               routingKey: target.right,
@@ -314,6 +333,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
         progress.scanned += yield* borrowThroughGivenBack(s, lastRedelivered, total - progress.scanned)
         yield* s.giveBack
         yield* report
+        if (options.dryRun) return { ...progress, skippedMessages, forced: 0, plan } satisfies ReplayResult
         const result: ReplayResult = { ...progress, skippedMessages, forced }
         if (forced > 0) {
           yield* Effect.logWarning(

@@ -10,6 +10,7 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Data, Effect } from "effect"
+import { auditInsert } from "../Store/Audit.js"
 import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
 import type { DeliveryChannel, DeliveryJob } from "./Channel.js"
 import type { AttemptOutcome } from "./Metrics.js"
@@ -245,7 +246,9 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
    * the ids retried; an id that is not failed is left alone.
    */
   const retry = (
-    target: { readonly ids: ReadonlyArray<string> } | { readonly channel?: DeliveryChannel | undefined }
+    target: { readonly ids: ReadonlyArray<string> } | { readonly channel?: DeliveryChannel | undefined },
+    /** Who asked: a user's id (the dashboard), or null for an operator at the command line. */
+    by: { readonly actorId: string | null; readonly via: "ops" | "cli" }
   ) =>
     sql.withTransaction(
       Effect.gen(function*() {
@@ -260,8 +263,23 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
               updated_at = now()
             WHERE state = 'failed' AND ${target.channel === undefined ? sql`true` : sql`channel = ${target.channel}`}
             RETURNING id::text AS id`
-        if (rows.length > 0) yield* sql`SELECT pg_notify('opsdesk_deliveries', '')`
-        return rows.map((r) => r.id)
+        const ids = rows.map((r) => r.id)
+        if (ids.length > 0) {
+          yield* sql`SELECT pg_notify('opsdesk_deliveries', '')`
+          // In the retry's own transaction: no audit row without the retry, nor a retry without its row.
+          yield* auditInsert(sql, {
+            actorId: by.actorId,
+            action: "deliveries.retry",
+            entity: "delivery",
+            entityId: "ids" in target && target.ids.length === 1 ? target.ids[0]! : "all",
+            changes: {
+              retried: ids.length,
+              via: by.via,
+              ...("ids" in target ? { ids } : target.channel === undefined ? {} : { channel: target.channel })
+            }
+          })
+        }
+        return ids
       })
     ).pipe(Effect.mapError(toError("Retrying deliveries failed")))
 

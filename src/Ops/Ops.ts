@@ -475,27 +475,13 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
     const retryDeliveries = Effect.fn("Ops.retryDeliveries")(
       function*(actor: Actor, target: { readonly id: string } | { readonly channel?: DeliveryChannel | undefined }) {
         // No read timeout on a write: a timeout after the commit would answer 503 for rows that were retried.
-        const retried = yield* deliveriesRepo.retry("id" in target ? { ids: [target.id] } : target).pipe(
-          Effect.mapError(dbUnavailable)
-        )
+        const retried = yield* deliveriesRepo.retry("id" in target ? { ids: [target.id] } : target, {
+          actorId: actor.id,
+          via: "ops"
+        }).pipe(Effect.mapError(dbUnavailable))
         if ("id" in target && retried.length === 0) {
           return yield* new DeliveryNotFound({ message: `No failed delivery with id ${target.id}` })
         }
-        yield* recordAudit({
-          actorId: actor.id,
-          action: "deliveries.retry",
-          entity: "delivery",
-          entityId: "id" in target ? target.id : "all",
-          changes: {
-            retried: retried.length,
-            ...("channel" in target && target.channel ? { channel: target.channel } : {})
-          }
-        }).pipe(
-          Effect.provideService(SqlClient.SqlClient, sql),
-          Effect.catchAllCause((cause) =>
-            Effect.logWarning("Could not record deliveries.retry in the audit log", cause)
-          )
-        )
         return { retried }
       }
     )

@@ -56,7 +56,7 @@ describe("opsdesk dlq replay --dry-run", () => {
       )
       expect(lines[1]).toMatch(new RegExp(`^  replay ticket\\.created ${fresh.eventId} \\(\\d+s old\\)$`))
       expect(lines[2]).toMatch(new RegExp(`^  skip   message\\.sent ${old.eventId}: it failed 30d.* ago, longer than`))
-      expect(lines[3]).toMatch(/^ {2}skip {3}message\.sent \S+: poison message, never replayed$/)
+      expect(lines[3]).toMatch(/^ {2}skip {3}message\.sent \S+: poison message \(its body never decoded\); fix or discard it$/)
 
       const asJson = yield* opsdesk(["dlq", "replay", "--all", "--dry-run", "--json"], env)
       expect(asJson.code).toBe(0)
