@@ -25,6 +25,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import pg from "pg"
 import { faultBucket } from "../src/Worker/Faults.js"
+import { EVENTS, makeEvent } from "./lib/events.js"
 
 const exec = promisify(execFile)
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -58,7 +59,6 @@ const VHOST = "opsdesk_bench"
 const NEST_VHOST = "opsdesk_bench_nest"
 const AMQP_URL = `${process.env.BENCH_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${VHOST}`
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
-const EVENTS = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const
 const QUEUES = EVENTS.map((e) => `${e}.queue`)
 
 // --------------------------------------------------------------- helpers ---
@@ -200,37 +200,6 @@ const setup = async () => {
 }
 
 // ----------------------------------------------------------------- events ---
-const now = () => new Date().toISOString()
-const uuid = () => crypto.randomUUID()
-/** Valid OpsDesk envelopes (the baseline's own bodies would be poison to OpsDesk's Schemas). */
-const makeEvent = (event: (typeof EVENTS)[number]) => {
-  const t = now()
-  const payload = event === "ticket.created"
-    ? {
-      id: uuid(),
-      title: "t",
-      description: "d",
-      status: "open",
-      priority: "low",
-      ownerId: uuid(),
-      assigneeId: null,
-      createdAt: t
-    }
-    : event === "ticket.updated"
-    ? { id: uuid(), ownerId: uuid(), assigneeId: null, changedFields: ["title"], updatedBy: uuid(), updatedAt: t }
-    : event === "ticket.status_changed"
-    ? {
-      id: uuid(),
-      from: "open",
-      to: "in_progress",
-      changedBy: uuid(),
-      changedAt: t,
-      ownerId: uuid(),
-      assigneeId: null
-    }
-    : { id: uuid(), ticketId: uuid(), authorId: uuid(), content: "b", sentAt: t }
-  return { event, eventId: uuid(), occurredAt: t, payload }
-}
 
 const withChannel = async <A>(f: (ch: amqp.ConfirmChannel) => Promise<A>) => {
   const c = await amqp.connect(AMQP_URL)

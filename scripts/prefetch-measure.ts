@@ -21,6 +21,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { resolve } from "node:path"
 import { promisify } from "node:util"
 import pg from "pg"
+import { EVENTS, makeEvent } from "./lib/events.js"
 
 const exec = promisify(execFile)
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -41,7 +42,6 @@ const NAME = "opsdesk_prefetch_measure"
 const PG_BASE = process.env.MEASURE_PG_BASE ?? "postgres://opsdesk:opsdesk@127.0.0.1:5432"
 const DB_URL = `${PG_BASE}/${NAME}`
 const AMQP_URL = `${process.env.MEASURE_AMQP_BASE ?? "amqp://guest:guest@127.0.0.1:5672"}/${NAME}`
-const EVENTS = ["ticket.created", "ticket.updated", "ticket.status_changed", "message.sent"] as const
 const QUEUES = EVENTS.map((e) => `${e}.queue`)
 
 const children = new Set<ChildProcess>()
@@ -87,37 +87,6 @@ const stopWorker = async (w: Worker) => {
   const t = setTimeout(() => w.child.kill("SIGKILL"), 20_000)
   await w.exited
   clearTimeout(t)
-}
-
-// Valid envelopes about entities that exist (the worker acts only on those), as scripts/bench.ts makes them.
-const uuid = () => crypto.randomUUID()
-const makeEvent = (event: (typeof EVENTS)[number]) => {
-  const t = new Date().toISOString()
-  const payload = event === "ticket.created"
-    ? {
-      id: uuid(),
-      title: "t",
-      description: "d",
-      status: "open",
-      priority: "low",
-      ownerId: uuid(),
-      assigneeId: null,
-      createdAt: t
-    }
-    : event === "ticket.updated"
-    ? { id: uuid(), ownerId: uuid(), assigneeId: null, changedFields: ["title"], updatedBy: uuid(), updatedAt: t }
-    : event === "ticket.status_changed"
-    ? {
-      id: uuid(),
-      from: "open",
-      to: "in_progress",
-      changedBy: uuid(),
-      changedAt: t,
-      ownerId: uuid(),
-      assigneeId: null
-    }
-    : { id: uuid(), ticketId: uuid(), authorId: uuid(), content: "b", sentAt: t }
-  return { event, eventId: uuid(), occurredAt: t, payload }
 }
 
 const backlog = async (db: pg.Client, n: number) => {

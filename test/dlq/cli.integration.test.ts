@@ -4,29 +4,15 @@
  * AMQP_URL pointing at a vhost of this file's own. Usage errors exit with 2,
  * failures with 1 (test/cli/ covers colour, JSON and help).
  */
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { ConfirmChannel } from "amqplib"
-import { Context, Effect, Layer, ManagedRuntime } from "effect"
-import { declareTopology, queueFor } from "../../src/Broker/Topology.js"
+import { Effect } from "effect"
+import { queueFor } from "../../src/Broker/Topology.js"
 import { opsdesk as opsdeskBuilt, type Run } from "../cli/support.js"
-import { messageSent, ticketCreated, withAmqp, withVhost } from "../support/Env.js"
-import { deadLetter, depth, reset } from "./support.js"
+import { messageSent, ticketCreated } from "../support/Env.js"
+import { deadLetter, depth, dlqFixture } from "./support.js"
 
-class TestBroker extends Context.Tag("test/dlq/cli/TestBroker")<
-  TestBroker,
-  { readonly url: string; readonly channel: ConfirmChannel }
->() {}
-
-const runtime = ManagedRuntime.make(Layer.scoped(
-  TestBroker,
-  Effect.gen(function*() {
-    const { url } = yield* withVhost("dlqcli")
-    const { channel } = yield* withAmqp(url)
-    yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
-    return { url, channel }
-  })
-))
-afterAll(() => runtime.dispose(), 30_000)
+const fixture = dlqFixture({ name: "dlqcli", queueType: "classic", retryDelaysMs: [1000, 2000, 4000] })
 
 /** Runs `opsdesk <args>` with stdin closed (not a terminal). */
 const opsdesk = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
@@ -40,12 +26,7 @@ const test = <A, E>(
       readonly run: (...args: Array<string>) => Effect.Effect<Run>
     }
   ) => Effect.Effect<A, E>
-) =>
-  Effect.gen(function*() {
-    const { channel, url } = yield* TestBroker
-    yield* reset(channel)
-    return yield* body({ url, channel, run: (...args) => opsdesk(args, { AMQP_URL: url }) })
-  }).pipe(Effect.provide(runtime))
+) => fixture(({ channel, url }) => body({ url, channel, run: (...args) => opsdesk(args, { AMQP_URL: url }) }))
 
 // Strips ANSI styling from @effect/cli's help and error output.
 const plain = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "")

@@ -89,6 +89,8 @@ export interface DlqTestEnv {
   readonly dlq: Dlq
   readonly channel: ConfirmChannel
   readonly vhost: string
+  /** AMQP_URL of the vhost, for a child process (the CLI) to use. */
+  readonly url: string
 }
 
 /**
@@ -123,9 +125,9 @@ export const dlqFixture = (options: {
 
   return <A, E>(body: (env: DlqTestEnv) => Effect.Effect<A, E>) =>
     Effect.gen(function*() {
-      const { channel, vhost } = yield* TestBroker
+      const { channel, url, vhost } = yield* TestBroker
       const dlq = yield* Dlq
       yield* reset(channel)
-      return yield* body({ dlq, channel, vhost })
+      return yield* body({ dlq, channel, vhost, url })
     }).pipe(Effect.provide(runtime))
 }
