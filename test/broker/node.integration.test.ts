@@ -5,7 +5,7 @@
  * and `opsdesk_broker_connected` says so on /metrics.
  */
 import { expect, it } from "@effect/vitest"
-import { Effect, Layer, Metric, Option } from "effect"
+import { Duration, Effect, Layer, Metric, Option } from "effect"
 import { createServer } from "node:net"
 import { brokerConnected, nodeLabel } from "../../src/Broker/Amqp.js"
 import { consume } from "../../src/Broker/Consumer.js"
@@ -60,10 +60,16 @@ it.live(
         })
         yield* waitUntil("the consumer to connect", Effect.map(consumer.node, Option.isSome), "30 seconds")
         expect(yield* consumer.node).toEqual(Option.some(live))
+        // A clean-clone CI run once hung past this point for 150 s: these lines say which close it was.
+        yield* Effect.logInfo("node test: checks done; closing the consumer, the DLQ tools and the publisher")
       }).pipe(
         Effect.provide(Layer.provideMerge(PublisherLive, FatalLive)),
         Effect.withConfigProvider(configFrom({ AMQP_URL: list, OPS_AMQP_URL: list, QUEUE_TYPE: "classic" })),
-        Effect.scoped
+        Effect.scoped,
+        Effect.timed,
+        Effect.tap(([took]) =>
+          Effect.logInfo(`node test: done and closed in ${Duration.format(took)}; deleting the vhost`)
+        )
       )
       // Closed with its scope: the gauge says the publisher left the node.
       expect((yield* connected("opsdesk-publisher", live)).value).toBe(0)
