@@ -49,8 +49,14 @@ const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, Bro
       try: () => amqp.connect(url, { clientProperties: { connection_name: name }, timeout: 5000 }),
       catch: (cause) => new BrokerError({ message: `Cannot connect to RabbitMQ: ${describe(cause)}`, cause })
     }),
+    // A release runs uninterruptibly, and a timeout ends its effect by interrupting it: without `interruptible` a
+    // close the broker never answers would hold the scope (and shutdown) forever.
     (connection) =>
-      Effect.promise(() => connection.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+      Effect.promise(() => connection.close().catch(() => undefined)).pipe(
+        Effect.interruptible,
+        Effect.timeout("3 seconds"),
+        Effect.ignore
+      )
   ).pipe(
     Effect.tap((connection) =>
       // Errors surface through 'close'; this listener only keeps Node from throwing.
@@ -157,8 +163,13 @@ export const openConnection = (
     return attempt(0)
   })
 
+/** Bounded even as a release (uninterruptible): see connectNode. */
 const closeChannel = (channel: Channel) =>
-  Effect.promise(() => channel.close().catch(() => undefined)).pipe(Effect.timeout("3 seconds"), Effect.ignore)
+  Effect.promise(() => channel.close().catch(() => undefined)).pipe(
+    Effect.interruptible,
+    Effect.timeout("3 seconds"),
+    Effect.ignore
+  )
 
 export const openChannel = (connection: ChannelModel): Effect.Effect<Channel, BrokerError, Scope.Scope> =>
   Effect.acquireRelease(

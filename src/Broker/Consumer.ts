@@ -50,6 +50,8 @@ export interface Consumer {
 
 const cancelAll = (channel: Channel, tags: ReadonlyArray<string>) =>
   Effect.promise(() => Promise.all(tags.map((t) => channel.cancel(t).catch(() => undefined)))).pipe(
+    // Also called from finalizers (uninterruptible): the timeout must be able to interrupt the wait.
+    Effect.interruptible,
     Effect.timeout("3 seconds"),
     Effect.ignore
   )

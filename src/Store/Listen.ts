@@ -62,7 +62,9 @@ export const listenChannel = (
         return client
       }),
       // A dead socket may never answer the terminate message: do not wait for it long.
-      (client) => Effect.promise(() => client.end().catch(() => {})).pipe(Effect.timeoutOption("1 second"))
+      // A release is uninterruptible: `interruptible` lets the timeout end the wait.
+      (client) =>
+        Effect.promise(() => client.end().catch(() => {})).pipe(Effect.interruptible, Effect.timeoutOption("1 second"))
     )
 
     const session = Effect.gen(function*() {

@@ -42,6 +42,8 @@ export const make = (url: string) =>
       ),
       (client) =>
         Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(
+          // A release is uninterruptible: without this the timeout could never end the wait for QUIT.
+          Effect.interruptible,
           Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => client.disconnect(), onSuccess: () => undefined })
         )
     )

@@ -122,6 +122,8 @@ export const WorkerRegistryLive = Layer.scopedDiscard(
     // Runs after the worker's drain (this layer is built before the worker, so released after it).
     yield* Effect.addFinalizer(() =>
       write(true).pipe(
+        // A finalizer is uninterruptible: `interruptible` lets the timeout end a write the database never answers.
+        Effect.interruptible,
         Effect.timeout("3 seconds"),
         Effect.catchAllCause(() => Effect.logWarning("Worker registry: final counters not written")),
         Effect.asVoid
