@@ -8,7 +8,9 @@
  *
  * The API part runs bench-api.mjs with OpsDesk, the bare node:http server and
  * the NestJS peer (nest-api.mjs, publishing to the vhost `opsdesk_bench_nest`)
- * interleaved. At the end every target of issue 15 is printed with its value.
+ * interleaved. OpsDesk runs as `npm start` runs it: the API with
+ * OUTBOX_RELAY=off beside the relay's own process. At the end every target of
+ * issue 15 is printed with its value.
  *
  * ../shared/bench may be read-only: it is copied into .bench/baseline and
  * installed there from its own lockfile. Everything runs in the RabbitMQ vhost
@@ -18,7 +20,7 @@
  */
 import * as amqp from "amqplib"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import { createServer } from "node:net"
 import { join, resolve } from "node:path"
@@ -431,11 +433,11 @@ const publishBench = async (n: number) => {
   const baseline = Number(p.result()?.rate ?? 0)
   await prepublish(0, 0)
 
-  // OpsDesk: n committed outbox rows, then the relay (in the API process) publishes them, confirmed.
+  // OpsDesk: n committed outbox rows, then the relay (its own process, as `npm start` runs it) publishes them, confirmed.
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
   await db.query("TRUNCATE outbox")
-  const api = await startApi({ OUTBOX_POLL_INTERVAL_MS: "100000" })
+  const relay = await startRelay({ OUTBOX_POLL_INTERVAL_MS: "100000" })
   await db.query("BEGIN")
   for (let i = 0; i < n; i += 1000) {
     const chunk = Array.from({ length: Math.min(1000, n - i) }, (_, k) => makeEvent(EVENTS[(i + k) % 4]!))
@@ -456,15 +458,103 @@ const publishBench = async (n: number) => {
     await sleep(200)
   }
   const { rows: [end] } = await db.query<{ t: Date }>("SELECT max(published_at) AS t FROM outbox")
-  const relay = Math.round(n / ((end!.t.getTime() - start!.t.getTime()) / 1000))
-  await stop(api.proc)
+  const rate = Math.round(n / ((end!.t.getTime() - start!.t.getTime()) / 1000))
+  await stop(relay)
   await db.query("TRUNCATE outbox")
   await db.end()
   await prepublish(0, 0)
-  return { baseline, relay }
+  return { baseline, relay: rate }
+}
+
+/** CPU seconds used so far by a process (utime + stime from /proc), or by every `postgres` process. */
+const cpuSeconds = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(f[11]) + Number(f[12])) / 100
+}
+const postgresCpuSeconds = () => {
+  let total = 0
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8")
+      if (stat.includes("(postgres)")) total += cpuSeconds(Number(d))
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total
+}
+
+/**
+ * The relay at a steady rate, as the API writes: one transaction per event
+ * (its outbox row and the NOTIFY), E2E_RATE a second for 10 s. The relay's
+ * and PostgreSQL's CPU per event (from /proc; PostgreSQL's includes the
+ * writes), and commit → published (after the broker's confirm).
+ */
+const relaySteady = async () => {
+  const pool = new pg.Pool({ connectionString: OPSDESK_DB, max: 20 })
+  await pool.query("TRUNCATE outbox")
+  const relay = await startRelay()
+  const since = new Date()
+  const total = E2E_RATE * 10
+  const relay0 = cpuSeconds(relay.child.pid!)
+  const pg0 = postgresCpuSeconds()
+  const t0 = performance.now()
+  const inflight: Array<Promise<unknown>> = []
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + (i * 1000) / E2E_RATE - performance.now()
+    if (wait > 1) await sleep(wait)
+    const event = makeEvent(EVENTS[i % 4]!)
+    inflight.push(pool.query(
+      `WITH o AS (INSERT INTO outbox (event_id, event_type, envelope, headers)
+         VALUES ($1::uuid, $2, $3::json, '{}'::jsonb) RETURNING 1)
+       SELECT pg_notify('opsdesk_outbox', $2) FROM o`,
+      [event.eventId, event.event, JSON.stringify(event)]
+    ))
+  }
+  await Promise.all(inflight)
+  const seconds = (performance.now() - t0) / 1000
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
+    if (rows[0]!.n === 0) break
+    await sleep(100)
+  }
+  const relayCpu = cpuSeconds(relay.child.pid!) - relay0
+  const pgCpu = postgresCpuSeconds() - pg0
+  const { rows } = await pool.query<{ ms: number }>(
+    "SELECT extract(epoch FROM (published_at - created_at)) * 1000 AS ms FROM outbox WHERE created_at >= $1",
+    [since]
+  )
+  const lags = rows.map((r) => Number(r.ms))
+  await stop(relay)
+  await pool.query("TRUNCATE outbox")
+  await pool.end()
+  await prepublish(0, 0)
+  return {
+    rate: Math.round(total / seconds),
+    relayUsPerEvent: Math.round((relayCpu * 1e6) / total),
+    postgresUsPerEvent: Math.round((pgCpu * 1e6) / total),
+    p50: percentile(lags, 50),
+    p99: percentile(lags, 99)
+  }
 }
 
 // -------------------------------------------------------------------- api ---
+/** The standalone relay (`dist/relay.mjs`), started once it answers: `npm start` runs it beside the API. */
+const startRelay = async (env: Record<string, string> = {}) => {
+  const port = await freePort()
+  const proc = run(process.execPath, [...NODE_ARGS, "dist/relay.mjs"], {
+    env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, RELAY_METRICS_PORT: String(port), LOG_LEVEL: "warn", ...env }
+  })
+  for (let i = 0;; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.ok, () => false)
+    if (ok) return proc
+    if (i > 300 || proc.child.exitCode !== null) throw new Error(`relay did not start:\n${proc.output()}`)
+    await sleep(100)
+  }
+}
+
+/** The API as `npm start` runs it: OUTBOX_RELAY=off, beside its own relay process (startRelay). */
 const startApi = async (env: Record<string, string> = {}) => {
   const port = await freePort()
   const proc = run(process.execPath, [...NODE_ARGS, "dist/api.mjs"], {
@@ -495,15 +585,17 @@ interface ApiSummary {
 
 /**
  * bench-api.mjs with OpsDesk, the bare server and the NestJS peer interleaved.
- * Afterwards the relay (in the API process, as `npm start` runs it) must have
- * published every outbox row the POSTs wrote: counted on the database.
+ * OpsDesk runs as `npm start` runs it: the API with OUTBOX_RELAY=off and the
+ * relay in its own process. Afterwards the relay must have published every
+ * outbox row the POSTs wrote: counted on the database.
  */
 const apiBench = async () => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
   await db.query("TRUNCATE outbox")
   await prepublish(0, 0)
-  const api = await startApi()
+  const relay = await startRelay()
+  const api = await startApi({ OUTBOX_RELAY: "off" })
   const out = join(ROOT, ".bench/results", `bench-api-${Date.now()}.json`)
   const r = run(process.execPath, [
     "bench-api.mjs",
@@ -543,6 +635,7 @@ const apiBench = async () => {
     await sleep(100)
   }
   await stop(api.proc)
+  await stop(relay)
   await db.query("TRUNCATE outbox")
   await db.end()
   await prepublish(0, 0)
@@ -584,9 +677,10 @@ const post = (url: string, token: string, body: string) =>
   })
 
 /**
- * `relay`: where the outbox relay runs, in the API process (`npm start`'s
- * default) or in a process of its own (`opsdesk relay` beside an API with
- * OUTBOX_RELAY=off); both are measured, so the default can be chosen from them.
+ * `relay`: where the outbox relay runs, in a process of its own (`npm start`'s
+ * default: `dist/relay.mjs` beside an API with OUTBOX_RELAY=off) or in the API
+ * process (OUTBOX_RELAY's own default, for an API started alone); both are
+ * measured, so the default stays chosen from figures.
  */
 const e2eBench = async (relay: "api" | "process") => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
@@ -594,11 +688,7 @@ const e2eBench = async (relay: "api" | "process") => {
   // CASCADE: the notification deliveries (migration 0009) reference notifications; this database is the bench's own.
   await db.query("TRUNCATE processed_events, notifications CASCADE")
   await prepublish(0, 0)
-  const relayProc = relay === "process"
-    ? run(process.execPath, [...NODE_ARGS, "dist/relay.mjs"], {
-      env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, RELAY_METRICS_PORT: "0", LOG_LEVEL: "warn" }
-    })
-    : undefined
+  const relayProc = relay === "process" ? await startRelay() : undefined
   const api = await startApi(relay === "process" ? { OUTBOX_RELAY: "off" } : {})
   const worker = run(process.execPath, [...NODE_ARGS, "dist/worker.mjs"], {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL }
@@ -755,6 +845,13 @@ const main = async () => {
       }% (target >= 80%)`
     )
     ratio("relay / publish.mjs", o / b, 0.8, "%")
+    const steady = await relaySteady()
+    report.relaySteady = steady
+    console.log(
+      `Outbox relay at a steady ${steady.rate} writes/s (one transaction each, 10 s): relay CPU ${steady.relayUsPerEvent} µs/event, PostgreSQL CPU ${steady.postgresUsPerEvent} µs/event (with the writes); commit -> published p50 ${
+        steady.p50.toFixed(1)
+      } ms, p99 ${steady.p99.toFixed(1)} ms`
+    )
   }
 
   if (ONLY.has("api")) {
@@ -786,11 +883,11 @@ const main = async () => {
   }
 
   if (ONLY.has("e2e")) {
-    // The relay where `npm start` runs it (in the API) is the target's; the other placement beside it.
-    const r = await e2eBench("api")
-    const separate = await e2eBench("process")
-    report.e2e = { relayInApi: r, relayProcess: separate }
-    for (const [where, x] of [["relay in the API", r], ["relay in its own process", separate]] as const) {
+    // The relay where `npm start` runs it (its own process) is the target's; the other placement beside it.
+    const r = await e2eBench("process")
+    const inApi = await e2eBench("api")
+    report.e2e = { relayProcess: r, relayInApi: inApi }
+    for (const [where, x] of [["relay in its own process", r], ["relay in the API", inApi]] as const) {
       console.log(
         `\nEnd to end at ${E2E_RATE} writes/s for ${E2E_SECONDS} s, ${where} (achieved ${x.achievedRate}/s, ${x.failed} failed): API commit -> worker commit p50 ${
           x.p50.toFixed(1)

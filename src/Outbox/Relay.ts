@@ -146,12 +146,13 @@ const spanExit = (outcome: PublishOutcome | undefined): Exit.Exit<void, BrokerEr
  * batches, so messages reach the broker in outbox order; the wait for
  * confirms and the commit overlap with the next batch. Confirmed rows are
  * marked published, returned ones keep their reason and a retry time, refused
- * ones are left as they were.
+ * ones are left as they were. `beforeClaim` runs just before the claim is sent.
  */
 export const publishBatch = (
   batchSize: number,
   sending: Effect.Semaphore,
-  unroutableRetry: Duration.DurationInput = Duration.seconds(5)
+  unroutableRetry: Duration.DurationInput = Duration.seconds(5),
+  beforeClaim: Effect.Effect<void> = Effect.void
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -162,6 +163,7 @@ export const publishBatch = (
     return yield* sql.withTransaction(
       Effect.gen(function*() {
         const sent = yield* sending.withPermits(1)(Effect.gen(function*() {
+          yield* beforeClaim
           const rows = yield* sql.unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
           if (rows.length === 0) return undefined
           // With tracing on, one producer span per event, child of the span that wrote it; its id travels as `traceparent`.
@@ -256,17 +258,24 @@ export const RelayLive = Layer.scopedDiscard(
 
     const sending = yield* Effect.makeSemaphore(1)
     const slots = yield* Effect.makeSemaphore(PIPELINE_DEPTH)
+    // Whether the last batch was full (a backlog): only then does the next start beside it.
+    let backlog = false
     // Warn about a stuck relay only once the condition has lasted a few seconds
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
     const waiting = rateLimitedWarning()
     const unroutable = rateLimitedWarning()
-    const batch = publishBatch(cfg.batchSize, sending, cfg.unroutableRetry).pipe(
+    // A wake-up that came before a claim is sent is answered by it: the NOTIFY
+    // follows its row's commit, so the claim's snapshot sees the row (unless
+    // another batch holds it, and publishes it). Dropping it saves an empty claim.
+    const dropCovered = Effect.asVoid(Queue.poll(wake))
+    const batch = publishBatch(cfg.batchSize, sending, cfg.unroutableRetry, dropCovered).pipe(
       Effect.tap((result) => warnUnroutable(unroutable, result, cfg.unroutableRetry)),
       // Refused rows stay unpublished and are taken again: the failure path logs and backs off.
       Effect.flatMap((result) => (result.refused === undefined ? Effect.succeed(result) : Effect.fail(result.refused))),
       Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
       // A full batch means more is waiting: go on at once.
+      Effect.tap((result) => Effect.sync(() => (backlog = result.taken === cfg.batchSize))),
       Effect.flatMap((result) => (result.taken === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
       // Any failure, even a defect, must not end the relay: log, back off, go on.
       Effect.catchAllCause((cause) =>
@@ -282,14 +291,20 @@ export const RelayLive = Layer.scopedDiscard(
         })
       )
     )
-    // A batch per wake-up (a NOTIFY, a full batch, or the poll), as soon as a pipeline slot is free:
-    // a lone write goes out at once, and while both slots are busy the wake-ups coalesce (the
-    // queue keeps one) into the next batch, which takes everything written meanwhile.
-    const loop = Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval)).pipe(
-      Effect.zipRight(slots.take(1)),
-      Effect.zipRight(Effect.forkScoped(Effect.ensuring(batch, slots.release(1)))),
-      Effect.forever
-    )
+    // A batch per wake-up (a NOTIFY, a full batch, or the poll): a lone write goes out at once.
+    // Under a steady stream of writes the next batch waits for the one in flight, and the
+    // wake-ups meanwhile coalesce (the queue keeps one) into it: it takes everything written
+    // since, for one transaction instead of one per write. Only a backlog (the last batch was
+    // full) runs PIPELINE_DEPTH batches at once, one claimed and sent while another is confirmed.
+    // The slots are taken before the wake-up, so a wake-up stays queued while a batch is in
+    // flight, where that batch's claim can answer it (dropCovered).
+    const loop = Effect.suspend(() => {
+      const permits = backlog ? 1 : PIPELINE_DEPTH
+      return slots.take(permits).pipe(
+        Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
+        Effect.zipRight(Effect.forkScoped(Effect.ensuring(batch, slots.release(permits))))
+      )
+    }).pipe(Effect.forever)
     yield* Effect.forkScoped(loop)
     yield* measureBacklog.pipe(Effect.ignore, Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
     yield* Effect.logInfo("Outbox relay started")

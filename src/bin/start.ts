@@ -1,7 +1,9 @@
 /**
- * `npm start`: applies migrations, then runs the API and the worker as two
- * child processes with their output prefixed. Ctrl-C (SIGINT) or SIGTERM is
- * passed to both; it exits when both have stopped (non-zero if either failed).
+ * `npm start`: applies migrations, then runs the API, the outbox relay and the
+ * worker as three child processes with their output prefixed. The API runs
+ * with OUTBOX_RELAY=off: in its own process the relay's round trips never wait
+ * behind request handling (README, Benchmarks). Ctrl-C (SIGINT) or SIGTERM is
+ * passed to all three; it exits when all have stopped (non-zero if one failed).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
@@ -13,11 +15,11 @@ import { PgLive, runMigrations } from "../Store/Sql.js"
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 
 /** Runs one entrypoint; fails with its exit code if it stops with a non-zero one. */
-const run = (name: string, file: string) =>
+const run = (name: string, file: string, env: NodeJS.ProcessEnv = {}) =>
   Effect.async<void, { readonly name: string; readonly code: number }>((resume) => {
     const child: ChildProcess = spawn(process.execPath, [...process.execArgv, here(file)], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: process.env
+      env: { ...process.env, ...env }
     })
     const prefix = (chunk: Buffer) =>
       chunk.toString().split("\n").filter((l) => l.length > 0).map((l) => `[${name}] ${l}\n`).join("")
@@ -39,13 +41,17 @@ Effect.gen(function*() {
   yield* runMigrations.pipe(Effect.provide(PgLive))
   // Beside this file: the sources under tsx (npm run dev), or the bundles in dist/ (npm start).
   const ext = import.meta.url.endsWith(".ts") ? "ts" : "mjs"
-  // If one of them dies, the other is stopped too (Effect.all interrupts it).
-  yield* Effect.all([run("api", `./api.${ext}`), run("worker", `./worker.${ext}`)], {
+  // If one of them dies, the others are stopped too (Effect.all interrupts them).
+  yield* Effect.all([
+    run("api", `./api.${ext}`, { OUTBOX_RELAY: "off" }),
+    run("relay", `./relay.${ext}`),
+    run("worker", `./worker.${ext}`)
+  ], {
     concurrency: "unbounded",
     discard: true
   }).pipe(
     Effect.catchAll(({ code, name }) =>
-      Effect.logError(`The ${name} stopped with exit code ${code}; stopped the other process too`).pipe(
+      Effect.logError(`The ${name} stopped with exit code ${code}; stopped the other processes too`).pipe(
         Effect.zipRight(Effect.sync(() => (process.exitCode = 1)))
       )
     )
