@@ -23,7 +23,8 @@ const RelayUnlessOffLive = Layer.unwrapEffect(
   Effect.map(OutboxRelayEnabled, (enabled) =>
     enabled
       ? RelayLive.pipe(Layer.provide(pgPool(Config.succeed(PIPELINE_DEPTH + 1))))
-      : Layer.effectDiscard(Effect.logWarning("OUTBOX_RELAY=off: this process publishes no events")))
+      // npm start and Compose run it this way: informational, not a warning.
+      : Layer.effectDiscard(Effect.logInfo("OUTBOX_RELAY=off: this process publishes no events (opsdesk relay does)")))
 )
 
 export const ApiAppLive = Layer.mergeAll(

@@ -148,10 +148,12 @@ const clientGone = (request: HttpServerRequest.HttpServerRequest) =>
 const clientAbort = Effect.interruptWith(HttpServerError.clientAbortFiberId)
 
 /**
- * Reads a body sent without Content-Length to its end, keeping at most
- * BODY_LIMIT bytes; `undefined` when it was longer, `null` when the client broke off.
+ * Reads a body to its end, keeping at most BODY_LIMIT bytes (a chunked one
+ * can be longer); `undefined` when it was longer or the read failed, `null`
+ * when the client broke off. Hand-written rather than the platform's `text`,
+ * which reads through a fiber and a cached Effect of its own on every request.
  */
-const readChunked = (incoming: IncomingMessage) =>
+const readBody = (incoming: IncomingMessage) =>
   Effect.async<string | undefined | null>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
@@ -166,9 +168,14 @@ const readChunked = (incoming: IncomingMessage) =>
       resume(Effect.succeed(incoming.readableAborted ? null : undefined)))
   })
 
-/** The same request, its body already read: HttpApi's `json` reads `text`. */
-const withText = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
-  Object.create(request, { text: { value: Effect.succeed(text) } })
+/**
+ * Hands the body already read to HttpApi, whose `json` reads `text`: the
+ * request's own `text` (a getter of its class) is shadowed on this instance,
+ * so the request in the context stays the same object.
+ */
+const setText = (request: HttpServerRequest.HttpServerRequest, text: string) => {
+  Object.defineProperty(request, "text", { value: Effect.succeed(text), configurable: true })
+}
 
 /** RFC 9112: an HTTP/1.1 request without Host is a 400 (NodeServerLive turns off Node's own, bodyless, check). */
 const missingHost = (request: HttpServerRequest.HttpServerRequest) =>
@@ -184,24 +191,17 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
     if (type === undefined ? carriesBody(headers) : !isJson(type)) {
       return Effect.succeed(UNSUPPORTED_MEDIA_TYPE)
     }
-    const checked = (text: string) => (nestedTooDeep(text) ? Effect.succeed(TOO_DEEP) : run)
     const length = headers["content-length"]
-    if (length !== undefined) {
-      // The platform caches the text, so HttpApi's own read does not read the body again.
-      return Number(length) > BODY_LIMIT
-        ? Effect.succeed(PAYLOAD_TOO_LARGE)
-        : Effect.matchEffect(request.text, {
-          onFailure: () => (clientGone(request) ? clientAbort : run),
-          onSuccess: checked
-        })
-    }
-    if (headers["transfer-encoding"] === undefined) return run
-    return Effect.flatMap(readChunked(NodeHttpServerRequest.toIncomingMessage(request)), (text) =>
-      text === null
-        ? clientAbort
-        : text === undefined
-        ? Effect.succeed(PAYLOAD_TOO_LARGE)
-        : Effect.provideService(checked(text), HttpServerRequest.HttpServerRequest, withText(request, text)))
+    if (length !== undefined && Number(length) > BODY_LIMIT) return Effect.succeed(PAYLOAD_TOO_LARGE)
+    if (length === undefined && headers["transfer-encoding"] === undefined) return run
+    return Effect.flatMap(readBody(NodeHttpServerRequest.toIncomingMessage(request)), (text) => {
+      if (text === null) return clientAbort
+      // Over the limit can only be a chunked body; a declared one whose read failed is unreadable.
+      if (text === undefined) return Effect.succeed(length === undefined ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
+      if (nestedTooDeep(text)) return Effect.succeed(TOO_DEEP)
+      setText(request, text)
+      return run
+    })
   })
 
 /**

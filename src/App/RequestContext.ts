@@ -14,7 +14,7 @@
  * (RequestMetrics.ts `measured`), inside this, so it carries the request id.
  */
 import { HttpApp, HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, FiberRef, HashMap } from "effect"
 import type { HttpConventionsConfig } from "../Config.js"
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../Kit/Problem.js"
 
@@ -51,7 +51,13 @@ export const withRequestId = (app: HttpApp.Default): HttpApp.Default =>
     const id = requestIdOf(request.headers[REQUEST_ID_HEADER])
     return HttpApp.appendPreResponseHandler((_request, response) =>
       Effect.succeed(HttpServerResponse.setHeader(asProblem(response), REQUEST_ID_HEADER, id))
-    ).pipe(Effect.zipRight(app), Effect.annotateLogs("requestId", id))
+    ).pipe(
+      // Set on the request's own fiber, not `annotateLogs` (a set and a restore per request): that fiber ends with it.
+      Effect.zipRight(
+        FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(annotations, "requestId", id))
+      ),
+      Effect.zipRight(app)
+    )
   })
 
 /** The request id, then CORS when origins are configured, around `app`. */
