@@ -471,19 +471,21 @@ const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return (Number(f[11]) + Number(f[12])) / 100
 }
-const postgresCpuSeconds = () => {
+/** CPU seconds of every process with this command name (`postgres`, RabbitMQ's `beam.smp`). */
+const commandCpuSeconds = (command: string) => {
   let total = 0
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue
     try {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8")
-      if (stat.includes("(postgres)")) total += cpuSeconds(Number(d))
+      if (stat.includes(`(${command})`)) total += cpuSeconds(Number(d))
     } catch {
       // the process ended meanwhile
     }
   }
   return total
 }
+const postgresCpuSeconds = () => commandCpuSeconds("postgres")
 
 /**
  * The relay at a steady rate, as the API writes: one transaction per event
@@ -696,6 +698,17 @@ const e2eBench = async (relay: "api" | "process") => {
   await sleep(2000)
   const since = new Date()
   const total = E2E_RATE * E2E_SECONDS
+  // CPU per write of every process on the path, from /proc (the relay's is in the API's when it runs there).
+  const processes = { api: api.proc.child.pid!, relay: relayProc?.child.pid, worker: worker.child.pid! }
+  const cpuNow = () => ({
+    api: cpuSeconds(processes.api),
+    relay: processes.relay === undefined ? 0 : cpuSeconds(processes.relay),
+    worker: cpuSeconds(processes.worker),
+    postgres: postgresCpuSeconds(),
+    rabbitmq: commandCpuSeconds("beam.smp"),
+    driver: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6
+  })
+  const cpu0 = cpuNow()
   const t0 = performance.now()
   let failed = 0
   const failures = new Map<string, number>()
@@ -721,6 +734,11 @@ const e2eBench = async (relay: "api" | "process") => {
   await Promise.all(inflight)
   const achieved = total / ((performance.now() - t0) / 1000)
   await sleep(3000)
+  const cpu1 = cpuNow()
+  const cpuPerWriteUs = Object.fromEntries(
+    Object.entries(cpu1).map(([k, v]) => [k, Math.round(((v - cpu0[k as keyof typeof cpu0]) * 1e6) / total)])
+  )
+  log(`e2e (relay ${relay}): CPU per write, µs: ${JSON.stringify(cpuPerWriteUs)}`)
   // From the API's transaction (outbox.created_at) to the worker's claim (processed_at).
   // Also split at the broker's confirm (published_at): the relay's share, and the broker's plus the worker's.
   const { rows } = await db.query<{ ms: number; relayMs: number }>(
@@ -751,7 +769,8 @@ const e2eBench = async (relay: "api" | "process") => {
     p99: percentile(lags, 99),
     max: Math.max(...lags),
     relayP50: percentile(relayLags, 50),
-    relayP99: percentile(relayLags, 99)
+    relayP99: percentile(relayLags, 99),
+    cpuPerWriteUs
   }
 }
 
@@ -895,7 +914,9 @@ const main = async () => {
           x.max.toFixed(1)
         } ms (${x.processed} events; target p99 < 50 ms); commit -> broker confirm p50 ${
           x.relayP50.toFixed(1)
-        } ms, p99 ${x.relayP99.toFixed(1)} ms`
+        } ms, p99 ${x.relayP99.toFixed(1)} ms; CPU per write (µs, from /proc): ${
+          Object.entries(x.cpuPerWriteUs).map(([k, v]) => `${k} ${v}`).join(", ")
+        }`
       )
     }
     targets.push({

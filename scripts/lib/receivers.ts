@@ -117,8 +117,14 @@ export const explainDoubles = (
 ): { readonly byCause: Map<string, number>; readonly unexplained: ReadonlyArray<string> } => {
   const byCause = new Map<string, number>()
   const unexplained: Array<string> = []
+  const triesByKey = new Map<string, Array<LoggedTry>>()
+  for (const l of logged) {
+    const tries = triesByKey.get(l.key)
+    if (tries === undefined) triesByKey.set(l.key, [l])
+    else tries.push(l)
+  }
   for (const [key, receipts] of twice) {
-    const tries = logged.filter((l) => l.key === key)
+    const tries = triesByKey.get(key) ?? []
     const deliveredAttempt = tries.find((t) => t.outcome === "delivered")?.attempt ?? null
     // The receipt the log knows of: the last one carrying the delivered try's number.
     const legit = deliveredAttempt === null ? -1 : receipts.map((r) => r.attempt).lastIndexOf(deliveredAttempt)

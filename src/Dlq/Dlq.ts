@@ -245,7 +245,8 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
 
     const replayMatching = (selector: Selector, options: ReplayOptions & { readonly max?: number }) =>
       Effect.scoped(Effect.gen(function*() {
-        const s = yield* tools.session({ confirm: true })
+        // A dry run publishes nothing: no confirm channel.
+        const s = yield* tools.session({ confirm: options.dryRun !== true })
         const window = Math.max(1, options.progressEvery ?? DEFAULT_WINDOW)
         const replayedAt = new Date(yield* Clock.currentTimeMillis)
         const total = yield* s.depth(DLQ)
@@ -288,17 +289,15 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
               continue
             }
             const tooOld = tooOldToReplay(entry, dlqReplayWindow)
-            if (tooOld !== undefined) {
-              if (!options.force) {
-                skip(entry, tooOld, true)
-                continue
-              }
-              forced++
+            if (tooOld !== undefined && !options.force) {
+              skip(entry, tooOld, true)
+              continue
             }
             if (options.dryRun) {
               plan.wouldReplay.push(entry)
               continue
             }
+            if (tooOld !== undefined) forced++
             const copy = {
               exchange: EXCHANGE,
               routingKey: target.right,
@@ -308,7 +307,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
             outgoing.push({ borrowed, entry, copy })
           }
           // The copies go out together; a DLQ copy is removed only once its replay was confirmed and routed.
-          const outcomes = yield* s.republish(outgoing.map((o) => o.copy))
+          const outcomes = outgoing.length === 0 ? [] : yield* s.republish(outgoing.map((o) => o.copy))
           for (const [i, item] of outgoing.entries()) {
             const outcome = outcomes[i]!
             if (outcome._tag === "Confirmed") {
@@ -333,7 +332,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
         progress.scanned += yield* borrowThroughGivenBack(s, lastRedelivered, total - progress.scanned)
         yield* s.giveBack
         yield* report
-        if (options.dryRun) return { ...progress, skippedMessages, forced: 0, plan } satisfies ReplayResult
+        if (options.dryRun) return { ...progress, skippedMessages, forced, plan } satisfies ReplayResult
         const result: ReplayResult = { ...progress, skippedMessages, forced }
         if (forced > 0) {
           yield* Effect.logWarning(
