@@ -21,16 +21,28 @@ const nonNegativeInt = (name: string, fallback: number) =>
 
 const millis = (name: string, fallback: number) => positiveInt(name, fallback).pipe(Config.map(Duration.millis))
 
-/** The default is docker-compose.yml's database, which `npm run services` also makes without Docker. */
+/** Defaults that `opsdesk --help` also names (Cli/Help.ts): written once, here. */
+export const DEFAULTS = {
+  /** docker-compose.yml's database, which `npm run services` also makes without Docker. */
+  DATABASE_URL: "postgres://opsdesk:opsdesk@127.0.0.1:5432/opsdesk",
+  DATABASE_CONNECT_TIMEOUT_MS: 5000,
+  REDIS_URL: "redis://127.0.0.1:6379",
+  AMQP_URL: "amqp://guest:guest@127.0.0.1:5672",
+  AMQP_RECONNECT_INITIAL_MS: 500,
+  AMQP_RECONNECT_MAX_MS: 10_000,
+  QUEUE_TYPE: "classic",
+  DLQ_REPLAY_WINDOW: Duration.days(7)
+} as const
+
 export const DatabaseUrl = Config.redacted(
-  Config.string("DATABASE_URL").pipe(Config.withDefault("postgres://opsdesk:opsdesk@127.0.0.1:5432/opsdesk"))
+  Config.string("DATABASE_URL").pipe(Config.withDefault(DEFAULTS.DATABASE_URL))
 )
 export const DatabasePoolSize = positiveInt("DATABASE_POOL_SIZE", 10)
 /** Longest wait for a pooled connection (a new one, or a free one); beyond it a request fails with 503 instead of hanging. */
-export const DatabaseConnectTimeout = millis("DATABASE_CONNECT_TIMEOUT_MS", 5000)
+export const DatabaseConnectTimeout = millis("DATABASE_CONNECT_TIMEOUT_MS", DEFAULTS.DATABASE_CONNECT_TIMEOUT_MS)
 /** The pool's `application_name` (as pg_stat_activity shows it): the service's name. */
 export const DatabaseApplicationName = Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk"))
-export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
+export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault(DEFAULTS.REDIS_URL))
 /**
  * The nodes an AMQP URL setting names: one URL, or a cluster's nodes as a
  * comma-separated list of URLs, tried in turn (src/Broker/Amqp.ts). The list
@@ -53,7 +65,7 @@ const validAmqpUrl = (name: string) =>
   })
 
 export const AmqpUrl = Config.redacted(
-  Config.string("AMQP_URL").pipe(Config.withDefault("amqp://guest:guest@127.0.0.1:5672"))
+  Config.string("AMQP_URL").pipe(Config.withDefault(DEFAULTS.AMQP_URL))
 ).pipe(validAmqpUrl("AMQP_URL"))
 /**
  * The broker URL of the operator tools (the DLQ service behind the ops dashboard and
@@ -65,7 +77,7 @@ export const OperatorAmqpUrl = Config.redacted("OPS_AMQP_URL").pipe(
   // Only a missing OPS_AMQP_URL falls back: an invalid one fails rather than run the tools as another user.
   Config.orElseIf({ if: ConfigError.isMissingDataOnly, orElse: () => AmqpUrl })
 )
-export const QueueType = Config.literal("classic", "quorum")("QUEUE_TYPE").pipe(Config.withDefault("classic" as const))
+export const QueueType = Config.literal("classic", "quorum")("QUEUE_TYPE").pipe(Config.withDefault(DEFAULTS.QUEUE_TYPE))
 
 /** The CLI's colour switches (src/Cli/Output.ts): NO_COLOR non-empty (no-color.org) or TERM=dumb turn colour off. */
 export const ColorConfig = Config.all({
@@ -125,8 +137,8 @@ export const MetricsToken = Config.option(Config.redacted("METRICS_TOKEN")).pipe
 
 /** Reconnection to the broker: exponential from the initial delay, capped. */
 export const BrokerReconnect = Config.all({
-  initialDelay: millis("AMQP_RECONNECT_INITIAL_MS", 500),
-  maxDelay: millis("AMQP_RECONNECT_MAX_MS", 10_000)
+  initialDelay: millis("AMQP_RECONNECT_INITIAL_MS", DEFAULTS.AMQP_RECONNECT_INITIAL_MS),
+  maxDelay: millis("AMQP_RECONNECT_MAX_MS", DEFAULTS.AMQP_RECONNECT_MAX_MS)
 })
 
 export const WorkerConfig = Config.all({
@@ -289,7 +301,7 @@ export const RetentionConfig = Config.all({
   auditLog: positiveDuration("RETENTION_AUDIT_LOG", Duration.days(365)),
   /** Settled deliveries (and their attempt log), by their last change; a pending one is never removed. */
   deliveries: positiveDuration("RETENTION_DELIVERIES", Duration.days(30)),
-  dlqReplayWindow: positiveDuration("DLQ_REPLAY_WINDOW", Duration.days(7)),
+  dlqReplayWindow: positiveDuration("DLQ_REPLAY_WINDOW", DEFAULTS.DLQ_REPLAY_WINDOW),
   retryDelaySpan: WorkerConfig.pipe(Config.map(retryDelaySpan))
 }).pipe(
   Config.mapOrFail((c) => {

@@ -8,6 +8,8 @@
  * the environment variables the command reads.
  */
 import { type CliConfig, type Command, CommandDescriptor, HelpDoc, Span, Usage } from "@effect/cli"
+import { Duration } from "effect"
+import { DEFAULTS } from "../Config.js"
 import { ExitCode } from "./Output.js"
 
 export interface HelpNode {
@@ -38,16 +40,21 @@ export const helpNode = <Name extends string, R, E, A>(
 /** Every variable a command of the CLI reads (src/Config.ts), for `opsdesk --help`. */
 export const ENVIRONMENT = {
   DATABASE_URL: "PostgreSQL (deliveries, maintain, api, worker, relay, migrate). " +
-    "Default postgres://opsdesk:opsdesk@127.0.0.1:5432/opsdesk.",
-  DATABASE_CONNECT_TIMEOUT_MS: "Longest wait for a database connection before failing (default 5000).",
-  AMQP_URL: "RabbitMQ, one URL or a comma-separated list of nodes (default amqp://guest:guest@127.0.0.1:5672).",
+    `Default ${DEFAULTS.DATABASE_URL}.`,
+  DATABASE_CONNECT_TIMEOUT_MS:
+    `Longest wait for a database connection before failing (default ${DEFAULTS.DATABASE_CONNECT_TIMEOUT_MS}).`,
+  AMQP_URL: `RabbitMQ, one URL or a comma-separated list of nodes (default ${DEFAULTS.AMQP_URL}).`,
   OPS_AMQP_URL: "RabbitMQ as the operator's user for `opsdesk dlq` (default: AMQP_URL).",
-  AMQP_RECONNECT_INITIAL_MS: "First delay between broker connection attempts (default 500).",
-  AMQP_RECONNECT_MAX_MS: "Longest delay between broker connection attempts (default 10000).",
-  QUEUE_TYPE: "classic or quorum: the queues' type, as the worker declares them (default classic).",
-  DLQ_REPLAY_WINDOW: "Dead letters older than this are replayed only with --force (default 7d).",
+  AMQP_RECONNECT_INITIAL_MS:
+    `First delay between broker connection attempts (default ${DEFAULTS.AMQP_RECONNECT_INITIAL_MS}).`,
+  AMQP_RECONNECT_MAX_MS:
+    `Longest delay between broker connection attempts (default ${DEFAULTS.AMQP_RECONNECT_MAX_MS}).`,
+  QUEUE_TYPE: `classic or quorum: the queues' type, as the worker declares them (default ${DEFAULTS.QUEUE_TYPE}).`,
+  DLQ_REPLAY_WINDOW: `Dead letters older than this are replayed only with --force (default ${
+    Duration.format(DEFAULTS.DLQ_REPLAY_WINDOW)
+  }).`,
   "RETENTION_*": "Retention windows and batch sizes for `opsdesk maintain` (see docs/OPS.md).",
-  REDIS_URL: "Redis, for the processes (default redis://127.0.0.1:6379).",
+  REDIS_URL: `Redis, for the processes (default ${DEFAULTS.REDIS_URL}).`,
   LOG_LEVEL: "Log lines shown: the CLI's own commands default to warn.",
   LOG_FORMAT: "text or json log lines.",
   NO_COLOR: "Any non-empty value turns colour off (as do TERM=dumb and output that is not a terminal).",
