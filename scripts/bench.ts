@@ -524,10 +524,12 @@ const relaySteady = async () => {
   const relayCpu = cpuSeconds(relay.child.pid!) - relay0
   const pgCpu = postgresCpuSeconds() - pg0
   const { rows } = await pool.query<{ ms: number }>(
-    "SELECT extract(epoch FROM (published_at - created_at)) * 1000 AS ms FROM outbox WHERE created_at >= $1",
+    `SELECT extract(epoch FROM (published_at - created_at)) * 1000 AS ms FROM outbox
+     WHERE created_at >= $1 AND published_at IS NOT NULL`,
     [since]
   )
   const lags = rows.map((r) => Number(r.ms))
+  if (lags.length < total) log(`relay steady: ${total - lags.length} of ${total} rows still unpublished after 10 s`)
   await stop(relay)
   await pool.query("TRUNCATE outbox")
   await pool.end()

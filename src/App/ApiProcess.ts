@@ -1,4 +1,4 @@
-/** The API process's layer graph, composed once: HTTP server + outbox relay. */
+/** The API process's layer graph, composed once: the HTTP server, and the outbox relay unless OUTBOX_RELAY=off. */
 import { HttpServer } from "@effect/platform"
 import { Config, Effect, Layer } from "effect"
 import { PublisherLive } from "../Broker/Publisher.js"

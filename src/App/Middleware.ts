@@ -1,10 +1,11 @@
 /**
  * Request guards around the whole API, so that no input a client can send
  * yields a 500 or an empty body:
- * - a declared body over 64 KiB → 413 before anything is read; a chunked one
- *   is read here, up to the limit, and over it → 413 as well (the platform's
- *   reader would destroy the socket instead of answering; `MaxBodySize`, set
- *   on the server layer, stays as the backstop);
+ * - a declared body over 64 KiB → 413 before anything is read; every other
+ *   body of a POST, PATCH or PUT is read here, a chunked one up to the limit
+ *   and over it → 413 as well (the platform's reader would destroy the socket
+ *   instead of answering; `MaxBodySize`, set on the server layer, stays as the
+ *   backstop for the bodies of other methods);
  * - a body whose media type is not exactly `application/json` (parameters such
  *   as `; charset=utf-8` allowed, any case), or that has no `Content-Type` → 415;
  * - malformed JSON → 400 (HttpApi reads bodies with `orDie`, so this arrives
@@ -149,9 +150,10 @@ const clientAbort = Effect.interruptWith(HttpServerError.clientAbortFiberId)
 
 /**
  * Reads a body to its end, keeping at most BODY_LIMIT bytes (a chunked one
- * can be longer); `undefined` when it was longer or the read failed, `null`
- * when the client broke off. Hand-written rather than the platform's `text`,
- * which reads through a fiber and a cached Effect of its own on every request.
+ * can be longer); `undefined` when it was longer, `null` when the client
+ * broke off (a request stream's error is its client going away).
+ * Hand-written rather than the platform's `text`, which reads through a fiber
+ * and a cached Effect of its own on every request.
  */
 const readBody = (incoming: IncomingMessage) =>
   Effect.async<string | undefined | null>((resume) => {
@@ -165,7 +167,7 @@ const readBody = (incoming: IncomingMessage) =>
     incoming.once("end", () =>
       resume(Effect.succeed(size > BODY_LIMIT ? undefined : Buffer.concat(chunks).toString("utf8"))))
     incoming.once("error", () =>
-      resume(Effect.succeed(incoming.readableAborted ? null : undefined)))
+      resume(Effect.succeed(null)))
   })
 
 /**
@@ -196,8 +198,8 @@ export const guard = (app: HttpApp.Default): HttpApp.Default =>
     if (length === undefined && headers["transfer-encoding"] === undefined) return run
     return Effect.flatMap(readBody(NodeHttpServerRequest.toIncomingMessage(request)), (text) => {
       if (text === null) return clientAbort
-      // Over the limit can only be a chunked body; a declared one whose read failed is unreadable.
-      if (text === undefined) return Effect.succeed(length === undefined ? PAYLOAD_TOO_LARGE : MALFORMED_BODY)
+      // Over the limit: a chunked body (a declared one over it was answered above).
+      if (text === undefined) return Effect.succeed(PAYLOAD_TOO_LARGE)
       if (nestedTooDeep(text)) return Effect.succeed(TOO_DEEP)
       setText(request, text)
       return run

@@ -3,14 +3,14 @@
  * publisher and marks them published only after the broker confirmed them.
  *
  * It wakes on LISTEN/NOTIFY and also polls every OUTBOX_POLL_INTERVAL_MS as a
- * fallback (a missed notification, a broker that just came back). Each
- * wake-up starts a batch as soon as one of its two pipeline slots is free: a
- * lone write is published at once, and under load the wake-ups that arrive
- * while both slots are busy coalesce into the next batch, which takes
- * everything written meanwhile (up to OUTBOX_BATCH_SIZE; a full batch starts
- * the next at once). So a backlog goes out two batches at a time: the next
- * batch is claimed and sent (in outbox order) while the broker confirms the
- * previous one, whose transaction then marks it published. Rows are taken
+ * fallback (a missed notification, a broker that just came back). A wake-up
+ * on an idle relay starts a batch at once; the wake-ups that arrive while a
+ * batch is in flight coalesce into the next one, which takes everything
+ * written meanwhile (up to OUTBOX_BATCH_SIZE; a full batch starts the next at
+ * once, and a failed one tries again after a pause). Only a backlog goes out
+ * two batches at a time: the next batch is claimed and sent (in outbox order)
+ * while the broker confirms the previous one, whose transaction then marks it
+ * published. Rows are taken
  * with FOR UPDATE SKIP LOCKED, so batches (and several relays) never publish
  * the same row at once; a crash between confirm and commit re-publishes the
  * batch, which the worker's idempotency absorbs (at-least-once on the wire).
@@ -126,7 +126,7 @@ export interface BatchResult {
   readonly published: number
   /** Returned as unroutable: they stay unpublished until their retry time. */
   readonly unroutable: ReadonlyArray<{ readonly eventId: string; readonly eventType: string }>
-  /** The first refusal, if the broker refused (or never confirmed) some: those rows are taken again at once. */
+  /** The first refusal, if the broker refused (or never confirmed) some: those rows are taken again after a pause. */
   readonly refused: BrokerError | undefined
 }
 
@@ -267,7 +267,8 @@ export const RelayLive = Layer.scopedDiscard(
     const unroutable = rateLimitedWarning()
     // A wake-up that came before a claim is sent is answered by it: the NOTIFY
     // follows its row's commit, so the claim's snapshot sees the row (unless
-    // another batch holds it, and publishes it). Dropping it saves an empty claim.
+    // another batch holds it, which publishes it or, failing, wakes the relay
+    // again). Dropping it saves an empty claim.
     const dropCovered = Effect.asVoid(Queue.poll(wake))
     const batch = publishBatch(cfg.batchSize, sending, cfg.unroutableRetry, dropCovered).pipe(
       Effect.tap((result) => warnUnroutable(unroutable, result, cfg.unroutableRetry)),
@@ -277,7 +278,8 @@ export const RelayLive = Layer.scopedDiscard(
       // A full batch means more is waiting: go on at once.
       Effect.tap((result) => Effect.sync(() => (backlog = result.taken === cfg.batchSize))),
       Effect.flatMap((result) => (result.taken === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
-      // Any failure, even a defect, must not end the relay: log, back off, go on.
+      // Any failure, even a defect, must not end the relay: log, back off, and wake it again (the rows
+      // this batch held, and those whose wake-ups its claim dropped, are still to publish).
       Effect.catchAllCause((cause) =>
         Effect.suspend(() => {
           const now = Date.now()
@@ -286,7 +288,7 @@ export const RelayLive = Layer.scopedDiscard(
             now - failingSince > 3000
               ? waiting.warn(`Outbox relay waiting: ${describe(Cause.squash(cause))}`)
               : Effect.void,
-            Effect.sleep("200 millis")
+            Effect.zipRight(Effect.sleep("200 millis"), Queue.offer(wake, undefined))
           )
         })
       )

@@ -25,8 +25,9 @@ const run = (name: string, file: string, env: NodeJS.ProcessEnv = {}) =>
       chunk.toString().split("\n").filter((l) => l.length > 0).map((l) => `[${name}] ${l}\n`).join("")
     child.stdout!.on("data", (d: Buffer) => process.stdout.write(prefix(d)))
     child.stderr!.on("data", (d: Buffer) => process.stderr.write(prefix(d)))
-    child.once("exit", (code, signal) => {
-      const status = code ?? (signal ? 0 : 1)
+    child.once("exit", (code) => {
+      // Killed by a signal (SIGKILL, the OOM killer) is a failure: the others must not run on without it.
+      const status = code ?? 1
       resume(status === 0 ? Effect.void : Effect.fail({ name, code: status }))
     })
     // Interrupted (Ctrl-C / SIGTERM on this process): ask the child to stop and wait for it.
