@@ -466,7 +466,7 @@ const publishBench = async (n: number) => {
   return { baseline, relay: rate }
 }
 
-/** CPU seconds used so far by a process (utime + stime from /proc), or by every `postgres` process. */
+/** CPU seconds used so far by a process (utime + stime from /proc). */
 const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return (Number(f[11]) + Number(f[12])) / 100
@@ -544,18 +544,24 @@ const relaySteady = async () => {
 }
 
 // -------------------------------------------------------------------- api ---
+/** Waits until `url` answers 2xx (at most ~30 s), or fails with the output of `proc` if it exits first. */
+const untilAnswers = async (proc: Running, url: string, what: string) => {
+  for (let i = 0;; i++) {
+    const ok = await fetch(url).then((r) => r.ok, () => false)
+    if (ok) return
+    if (i > 300 || proc.child.exitCode !== null) throw new Error(`${what} did not start:\n${proc.output()}`)
+    await sleep(100)
+  }
+}
+
 /** The standalone relay (`dist/relay.mjs`), started once it answers: `npm start` runs it beside the API. */
 const startRelay = async (env: Record<string, string> = {}) => {
   const port = await freePort()
   const proc = run(process.execPath, [...NODE_ARGS, "dist/relay.mjs"], {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, RELAY_METRICS_PORT: String(port), LOG_LEVEL: "warn", ...env }
   })
-  for (let i = 0;; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.ok, () => false)
-    if (ok) return proc
-    if (i > 300 || proc.child.exitCode !== null) throw new Error(`relay did not start:\n${proc.output()}`)
-    await sleep(100)
-  }
+  await untilAnswers(proc, `http://127.0.0.1:${port}/metrics`, "relay")
+  return proc
 }
 
 /** The API as `npm start` runs it: OUTBOX_RELAY=off, beside its own relay process (startRelay). */
@@ -565,12 +571,7 @@ const startApi = async (env: Record<string, string> = {}) => {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL, PORT: String(port), LOG_LEVEL: "warn", ...env }
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0;; i++) {
-    const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false)
-    if (ok) break
-    if (i > 300 || proc.child.exitCode !== null) throw new Error(`API did not start:\n${proc.output()}`)
-    await sleep(100)
-  }
+  await untilAnswers(proc, `${url}/health`, "API")
   const login = await fetch(`${url}/v1/auth/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -708,7 +709,7 @@ const e2eBench = async (relay: "api" | "process") => {
     worker: cpuSeconds(processes.worker),
     postgres: postgresCpuSeconds(),
     rabbitmq: commandCpuSeconds("beam.smp"),
-    driver: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6
+    driver: (({ system, user }) => (user + system) / 1e6)(process.cpuUsage())
   })
   const cpu0 = cpuNow()
   const t0 = performance.now()
