@@ -428,9 +428,11 @@ const drainOpsDesk = async (
 const publishBench = async (n: number) => {
   // Baseline: publish.mjs with confirms (batches of 1000), in the same vhost.
   await prepublish(0, 0)
+  const beam0 = rabbitmqCpuSeconds()
   const p = run(process.execPath, ["publish.mjs", "--n", String(n), "--json"], { cwd: SCRATCH, env: { AMQP_URL } })
   await p.exited
   const baseline = Number(p.result()?.rate ?? 0)
+  const baselineBeamUs = Math.round((rabbitmqCpuSeconds() - beam0) * 1e6 / n)
   await prepublish(0, 0)
 
   // OpsDesk: n committed outbox rows, then the relay (its own process, as `npm start` runs it) publishes them, confirmed.
@@ -451,11 +453,19 @@ const publishBench = async (n: number) => {
   // (the relay stamps published_at after the broker's confirm); polled only every 200 ms, since a
   // tight count(*) loop would take PostgreSQL CPU from the relay.
   const { rows: [start] } = await db.query<{ t: Date }>("SELECT clock_timestamp() AS t")
+  const cpu0 = { relay: cpuSeconds(relay.child.pid!), postgres: postgresCpuSeconds(), rabbitmq: rabbitmqCpuSeconds() }
   await db.query("COMMIT")
   for (;;) {
     const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")
     if (rows[0]!.n === 0) break
     await sleep(200)
+  }
+  // CPU per event of each process while the relay drains (PostgreSQL's includes the bench's few polls).
+  const perEvent = (seconds: number) => Math.round(seconds * 1e6 / n)
+  const cpu = {
+    relay: perEvent(cpuSeconds(relay.child.pid!) - cpu0.relay),
+    postgres: perEvent(postgresCpuSeconds() - cpu0.postgres),
+    rabbitmq: perEvent(rabbitmqCpuSeconds() - cpu0.rabbitmq)
   }
   const { rows: [end] } = await db.query<{ t: Date }>("SELECT max(published_at) AS t FROM outbox")
   const rate = Math.round(n / ((end!.t.getTime() - start!.t.getTime()) / 1000))
@@ -463,7 +473,7 @@ const publishBench = async (n: number) => {
   await db.query("TRUNCATE outbox")
   await db.end()
   await prepublish(0, 0)
-  return { baseline, relay: rate }
+  return { baseline, relay: rate, baselineBeamUs, cpu }
 }
 
 /** CPU seconds used so far by a process (utime + stime from /proc). */
@@ -486,6 +496,7 @@ const commandCpuSeconds = (command: string) => {
   return total
 }
 const postgresCpuSeconds = () => commandCpuSeconds("postgres")
+const rabbitmqCpuSeconds = () => commandCpuSeconds("beam.smp")
 
 /**
  * The relay at a steady rate, as the API writes: one transaction per event
@@ -708,7 +719,7 @@ const e2eBench = async (relay: "api" | "process") => {
     relay: processes.relay === undefined ? 0 : cpuSeconds(processes.relay),
     worker: cpuSeconds(processes.worker),
     postgres: postgresCpuSeconds(),
-    rabbitmq: commandCpuSeconds("beam.smp"),
+    rabbitmq: rabbitmqCpuSeconds(),
     driver: (({ system, user }) => (user + system) / 1e6)(process.cpuUsage())
   })
   const cpu0 = cpuNow()
@@ -852,10 +863,14 @@ const main = async () => {
   }
 
   if (ONLY.has("publish")) {
-    const rs: Array<{ baseline: number; relay: number }> = []
+    const rs: Array<Awaited<ReturnType<typeof publishBench>>> = []
     for (let i = 0; i < RUNS; i++) {
       const r = await publishBench(N)
-      log(`run ${i + 1} publish.mjs ${r.baseline} msg/s, outbox relay ${r.relay} events/s`)
+      log(
+        `run ${
+          i + 1
+        } publish.mjs ${r.baseline} msg/s (RabbitMQ CPU ${r.baselineBeamUs} µs/msg), outbox relay ${r.relay} events/s (CPU µs/event: relay ${r.cpu.relay}, PostgreSQL ${r.cpu.postgres}, RabbitMQ ${r.cpu.rabbitmq})`
+      )
       rs.push(r)
     }
     report.publish = rs
@@ -867,6 +882,13 @@ const main = async () => {
       }% (target >= 80%)`
     )
     ratio("relay / publish.mjs", o / b, 0.8, "%")
+    console.log(
+      `  CPU per event (medians): publish.mjs's RabbitMQ ${
+        median(rs.map((r) => r.baselineBeamUs))
+      } µs; the relay's: relay ${median(rs.map((r) => r.cpu.relay))} µs, PostgreSQL ${
+        median(rs.map((r) => r.cpu.postgres))
+      } µs, RabbitMQ ${median(rs.map((r) => r.cpu.rabbitmq))} µs`
+    )
     const steady = await relaySteady()
     report.relaySteady = steady
     console.log(

@@ -20,6 +20,7 @@ import {
   Schedule,
   type Scope
 } from "effect"
+import { Writable } from "node:stream"
 import { amqpNodeUrls, AmqpUrl, BrokerReconnect } from "../Config.js"
 import { Fatal } from "../Fatal.js"
 import { describe } from "../Kit/Cause.js"
@@ -43,6 +44,36 @@ export const nodeLabel = (url: string): string => {
   }
 }
 
+/**
+ * amqplib's Mux writes each frame with a socket write of its own (a syscall
+ * each): a batch of 1,000 publishes was 1,000 writes. Corking the socket at a
+ * tick's first write and uncorking it on the next tick sends the tick's frames
+ * in one writev; nothing waits for a timer. amqplib has no option for it, so
+ * its socket (`connection.stream`, internal) is wrapped once, at connect; the
+ * fix upstream would cork in Mux._readIncoming. Without that field (another
+ * amqplib) writes go out as they did.
+ */
+export const batchSocketWrites = (model: ChannelModel): boolean => {
+  const connection: object = model.connection
+  const socket = "stream" in connection ? connection.stream : undefined
+  if (!(socket instanceof Writable)) return false
+  const write = socket.write
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  socket.write = function(this: Writable, ...args: Parameters<Writable["write"]>) {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write.apply(this, args)
+  } as Writable["write"]
+  return true
+}
+
 const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -59,8 +90,11 @@ const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, Bro
       )
   ).pipe(
     Effect.tap((connection) =>
-      // Errors surface through 'close'; this listener only keeps Node from throwing.
-      Effect.sync(() => connection.on("error", () => undefined))
+      Effect.sync(() => {
+        // Errors surface through 'close'; this listener only keeps Node from throwing.
+        connection.on("error", () => undefined)
+        batchSocketWrites(connection)
+      })
     )
   )
 

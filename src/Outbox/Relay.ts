@@ -8,9 +8,9 @@
  * batch is in flight coalesce into the next one, which takes everything
  * written meanwhile (up to OUTBOX_BATCH_SIZE; a full batch starts the next at
  * once, and a failed one tries again after a pause). Only a backlog goes out
- * two batches at a time: the next batch is claimed and sent (in outbox order)
- * while the broker confirms the previous one, whose transaction then marks it
- * published. Rows are taken
+ * two batches at a time: once a full batch is sent, the next is claimed and
+ * sent (in outbox order) while the broker confirms the previous one, whose
+ * transaction then marks it published. Rows are taken
  * with FOR UPDATE SKIP LOCKED, so batches (and several relays) never publish
  * the same row at once; a crash between confirm and commit re-publishes the
  * batch, which the worker's idempotency absorbs (at-least-once on the wire).
@@ -26,7 +26,20 @@
  * batch is published as usual.
  */
 import { SqlClient } from "@effect/sql"
-import { Cause, Clock, Duration, Effect, Exit, FiberRef, Layer, Metric, Option, Queue, Schedule } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberRef,
+  Layer,
+  Metric,
+  Option,
+  Queue,
+  Schedule
+} from "effect"
 import { BrokerError } from "../Broker/Amqp.js"
 import type { OutgoingMessage } from "../Broker/Message.js"
 import { Publisher, type PublishOutcome } from "../Broker/Publisher.js"
@@ -108,13 +121,18 @@ export const PIPELINE_DEPTH = 2
  * row estimate for the partial index is stale, and with ORDER BY it sorted the
  * whole backlog (on disk) for every batch. Without it, each scan stops after
  * the rows it needs, new ones in id order (the index's), which is outbox order.
+ * Its columns are named as OutboxRow's fields, so the rows need no renaming
+ * (it runs without the client's name transforms, which would also rename the
+ * keys inside `headers`).
  */
+const CLAIM_COLUMNS =
+  `id, event_id AS "eventId", event_type AS "eventType", envelope::text AS envelope, headers, created_at AS "createdAt"`
 const CLAIM_SQL = `
 WITH due AS (
-  SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
+  SELECT ${CLAIM_COLUMNS} FROM outbox
   WHERE published_at IS NULL AND retry_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED
 ), fresh AS (
-  SELECT id, event_id, event_type, envelope::text AS envelope, headers, created_at FROM outbox
+  SELECT ${CLAIM_COLUMNS} FROM outbox
   WHERE published_at IS NULL AND retry_at IS NULL
   LIMIT greatest($1 - (SELECT count(*) FROM due), 0) FOR UPDATE SKIP LOCKED
 )
@@ -146,13 +164,17 @@ const spanExit = (outcome: PublishOutcome | undefined): Exit.Exit<void, BrokerEr
  * batches, so messages reach the broker in outbox order; the wait for
  * confirms and the commit overlap with the next batch. Confirmed rows are
  * marked published, returned ones keep their reason and a retry time, refused
- * ones are left as they were. `beforeClaim` runs just before the claim is sent.
+ * ones are left as they were. `beforeClaim` runs just before the claim is
+ * sent, `afterSend` (with the number of rows taken) once they are sent.
  */
 export const publishBatch = (
   batchSize: number,
   sending: Effect.Semaphore,
   unroutableRetry: Duration.DurationInput = Duration.seconds(5),
-  beforeClaim: Effect.Effect<void> = Effect.void
+  hooks: {
+    readonly beforeClaim?: Effect.Effect<void>
+    readonly afterSend?: (taken: number) => Effect.Effect<void>
+  } = {}
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -163,8 +185,8 @@ export const publishBatch = (
     return yield* sql.withTransaction(
       Effect.gen(function*() {
         const sent = yield* sending.withPermits(1)(Effect.gen(function*() {
-          yield* beforeClaim
-          const rows = yield* sql.unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
+          if (hooks.beforeClaim) yield* hooks.beforeClaim
+          const rows = yield* sql.withoutTransforms().unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
           if (rows.length === 0) return undefined
           // With tracing on, one producer span per event, child of the span that wrote it; its id travels as `traceparent`.
           const spans = tracing
@@ -183,6 +205,7 @@ export const publishBatch = (
           const confirmed = yield* publisher.send(
             rows.map((row, i) => toMessage(row, spans ? traceHeadersOf(spans[i]!) : {}))
           )
+          if (hooks.afterSend) yield* hooks.afterSend(rows.length)
           return { rows, spans, confirmed }
         }))
         if (sent === undefined) return nothing
@@ -258,8 +281,6 @@ export const RelayLive = Layer.scopedDiscard(
 
     const sending = yield* Effect.makeSemaphore(1)
     const slots = yield* Effect.makeSemaphore(PIPELINE_DEPTH)
-    // Whether the last batch was full (a backlog): only then does the next start beside it.
-    let backlog = false
     // Warn about a stuck relay only once the condition has lasted a few seconds
     // (start-up races the publisher's first connection), then every 5 s at most.
     let failingSince: number | undefined
@@ -270,43 +291,56 @@ export const RelayLive = Layer.scopedDiscard(
     // another batch holds it, which publishes it or, failing, wakes the relay
     // again). Dropping it saves an empty claim.
     const dropCovered = Effect.asVoid(Queue.poll(wake))
-    const batch = publishBatch(cfg.batchSize, sending, cfg.unroutableRetry, dropCovered).pipe(
-      Effect.tap((result) => warnUnroutable(unroutable, result, cfg.unroutableRetry)),
-      // Refused rows stay unpublished and are taken again: the failure path logs and backs off.
-      Effect.flatMap((result) => (result.refused === undefined ? Effect.succeed(result) : Effect.fail(result.refused))),
-      Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
-      // A full batch means more is waiting: go on at once.
-      Effect.tap((result) => Effect.sync(() => (backlog = result.taken === cfg.batchSize))),
-      Effect.flatMap((result) => (result.taken === cfg.batchSize ? Queue.offer(wake, undefined) : Effect.void)),
-      // Any failure, even a defect, must not end the relay: log, back off, and wake it again (the rows
-      // this batch held, and those whose wake-ups its claim dropped, are still to publish).
-      Effect.catchAllCause((cause) =>
-        Effect.suspend(() => {
-          const now = Date.now()
-          failingSince ??= now
-          return Effect.zipRight(
-            now - failingSince > 3000
-              ? waiting.warn(`Outbox relay waiting: ${describe(Cause.squash(cause))}`)
-              : Effect.void,
-            Effect.zipRight(Effect.sleep("200 millis"), Queue.offer(wake, undefined))
-          )
-        })
+    // `opened` lets the next batch start: when this one ends, or as soon as it has sent a full
+    // batch (a backlog), so that the next is claimed and sent while the broker confirms this one.
+    const batch = (opened: Deferred.Deferred<void>) =>
+      publishBatch(cfg.batchSize, sending, cfg.unroutableRetry, {
+        beforeClaim: dropCovered,
+        afterSend: (taken) =>
+          taken === cfg.batchSize
+            ? Effect.zipRight(Deferred.succeed(opened, undefined), Queue.offer(wake, undefined))
+            : Effect.void
+      }).pipe(
+        Effect.tap((result) => warnUnroutable(unroutable, result, cfg.unroutableRetry)),
+        // Refused rows stay unpublished and are taken again: the failure path logs and backs off.
+        Effect.flatMap((result) => (result.refused === undefined ? Effect.void : Effect.fail(result.refused))),
+        Effect.tap(() => Effect.sync(() => (failingSince = undefined))),
+        // Any failure, even a defect, must not end the relay: log, back off, and wake it again (the rows
+        // this batch held, and those whose wake-ups its claim dropped, are still to publish).
+        Effect.catchAllCause((cause) =>
+          Effect.suspend(() => {
+            const now = Date.now()
+            failingSince ??= now
+            return Effect.zipRight(
+              now - failingSince > 3000
+                ? waiting.warn(`Outbox relay waiting: ${describe(Cause.squash(cause))}`)
+                : Effect.void,
+              Effect.zipRight(Effect.sleep("200 millis"), Queue.offer(wake, undefined))
+            )
+          })
+        ),
+        Effect.ensuring(Effect.zipRight(Deferred.succeed(opened, undefined), slots.release(1)))
       )
-    )
     // A batch per wake-up (a NOTIFY, a full batch, or the poll): a lone write goes out at once.
     // Under a steady stream of writes the next batch waits for the one in flight, and the
     // wake-ups meanwhile coalesce (the queue keeps one) into it: it takes everything written
-    // since, for one transaction instead of one per write. Only a backlog (the last batch was
-    // full) runs PIPELINE_DEPTH batches at once, one claimed and sent while another is confirmed.
-    // The slots are taken before the wake-up, so a wake-up stays queued while a batch is in
-    // flight, where that batch's claim can answer it (dropCovered).
-    const loop = Effect.suspend(() => {
-      const permits = backlog ? 1 : PIPELINE_DEPTH
-      return slots.take(permits).pipe(
+    // since, for one transaction instead of one per write. A backlog runs PIPELINE_DEPTH
+    // batches at once: a full batch opens the way for the next as soon as it is sent.
+    // The next batch's slot and opening are awaited before the wake-up, so a wake-up stays
+    // queued while a batch is in flight, where that batch's claim can answer it (dropCovered).
+    let previous = yield* Deferred.make<void>()
+    yield* Deferred.succeed(previous, undefined)
+    const loop = Effect.suspend(() =>
+      slots.take(1).pipe(
+        Effect.zipRight(Deferred.await(previous)),
         Effect.zipRight(Effect.race(Queue.take(wake), Effect.sleep(cfg.pollInterval))),
-        Effect.zipRight(Effect.forkScoped(Effect.ensuring(batch, slots.release(permits))))
+        Effect.zipRight(Deferred.make<void>()),
+        Effect.flatMap((opened) => {
+          previous = opened
+          return Effect.forkScoped(batch(opened))
+        })
       )
-    }).pipe(Effect.forever)
+    ).pipe(Effect.forever)
     yield* Effect.forkScoped(loop)
     yield* measureBacklog.pipe(Effect.ignore, Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
     yield* Effect.logInfo("Outbox relay started")

@@ -1,0 +1,148 @@
+/**
+ * How the relay overlaps its batches, against the real outbox table and a
+ * publisher whose confirms the test holds back:
+ * - a backlog goes out two batches at a time: once a full batch is sent, the
+ *   next is claimed and sent while the broker has not yet confirmed the first
+ *   (and no third until one of them ends);
+ * - under a stream of writes the next batch waits for the one in flight, and
+ *   the rows written meanwhile go out together in it.
+ * Either way each row is sent once, in outbox order.
+ */
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Layer, Option, Ref, Scope } from "effect"
+import { BrokerError } from "../../src/Broker/Amqp.js"
+import { Publisher, type PublishOutcome } from "../../src/Broker/Publisher.js"
+import { FatalLive } from "../../src/Fatal.js"
+import { appendEvent } from "../../src/Outbox/Outbox.js"
+import { RelayLive } from "../../src/Outbox/Relay.js"
+import { configFrom, deleteEventRows, InfraLive, ticketCreated, waitUntil } from "../support/Env.js"
+
+interface Sent {
+  readonly ids: ReadonlyArray<string>
+  readonly confirm: Deferred.Deferred<void>
+}
+
+/** A publisher that records each send and confirms it only when the test says so. */
+const heldPublisher = Effect.gen(function*() {
+  const sent = yield* Ref.make<ReadonlyArray<Sent>>([])
+  const layer = Layer.succeed(
+    Publisher,
+    Publisher.of({
+      send: (messages) =>
+        Effect.gen(function*() {
+          const confirm = yield* Deferred.make<void>()
+          yield* Ref.update(sent, (all) => [...all, { ids: messages.map((m) => String(m.options.messageId)), confirm }])
+          return Effect.as(
+            Deferred.await(confirm),
+            messages.map((): PublishOutcome => ({ _tag: "Confirmed" }))
+          )
+        }),
+      publishAll: () => Effect.fail(new BrokerError({ message: "not used by the relay" })),
+      isConnected: Effect.succeed(true),
+      node: Effect.succeed(Option.none())
+    })
+  )
+  return { sent, layer }
+})
+
+const BATCH = 5
+
+const startRelay = (publisher: Layer.Layer<Publisher>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(Layer.merge(publisher, FatalLive))), scope).pipe(
+      Effect.withConfigProvider(configFrom({ OUTBOX_BATCH_SIZE: BATCH, OUTBOX_POLL_INTERVAL_MS: 600_000 }))
+    )
+  })
+
+/** The ids of `mine` in the order the sends carried them (other rows of the shared database left out). */
+const sentOf = (sent: ReadonlyArray<Sent>, mine: ReadonlyArray<string>) =>
+  sent.flatMap((s) => s.ids).filter((id) => mine.includes(id))
+
+const unpublished = (ids: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM outbox
+      WHERE published_at IS NULL AND event_id::text IN ${sql.in(ids)}`.pipe(Effect.map((rows) => rows[0]!.n)))
+
+const confirmAll = (sent: Ref.Ref<ReadonlyArray<Sent>>) =>
+  Effect.flatMap(Ref.get(sent), (all) => Effect.forEach(all, (s) => Deferred.succeed(s.confirm, undefined)))
+
+describe("outbox relay: batches in flight", () => {
+  it.live("a backlog goes out two batches at a time, in outbox order, each row once", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const events = Array.from({ length: 3 * BATCH }, () => ticketCreated())
+      const ids = events.map((e) => e.eventId)
+      yield* Effect.addFinalizer(() => deleteEventRows(ids))
+      const { layer, sent } = yield* heldPublisher
+      // Release whatever is still held when the test ends, so the relay's scope can close.
+      yield* Effect.addFinalizer(() => confirmAll(sent))
+
+      // One transaction: three full batches waiting when the relay starts.
+      yield* sql.withTransaction(Effect.forEach(events, (e) => appendEvent(e), { discard: true }))
+      yield* startRelay(layer)
+
+      // The first batch is full, so the second is sent before the first is confirmed.
+      yield* waitUntil(
+        "a second batch sent while the first waits for its confirms",
+        Effect.map(Ref.get(sent), (s) => s.length >= 2),
+        "10 seconds"
+      )
+      // Two in flight at most: the third waits for one of them to end.
+      yield* Effect.sleep("300 millis")
+      expect((yield* Ref.get(sent)).length).toBe(2)
+
+      yield* Effect.flatMap(Ref.get(sent), (all) => Deferred.succeed(all[0]!.confirm, undefined))
+      yield* waitUntil(
+        "the third batch once the first ended",
+        Effect.map(Ref.get(sent), (s) => s.length >= 3),
+        "10 seconds"
+      )
+      yield* confirmAll(sent)
+      yield* waitUntil("every row published", Effect.map(unpublished(ids), (n) => n === 0), "10 seconds")
+
+      // Each row sent once, in the order it was written.
+      expect(sentOf(yield* Ref.get(sent), ids)).toEqual(ids)
+    }).pipe(Effect.scoped, Effect.provide(InfraLive)))
+
+  it.live("under a stream of writes, the next batch waits for the one in flight and takes what came meanwhile", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const events = Array.from({ length: 4 }, () => ticketCreated())
+      const ids = events.map((e) => e.eventId)
+      yield* Effect.addFinalizer(() => deleteEventRows(ids))
+      const { layer, sent } = yield* heldPublisher
+      yield* Effect.addFinalizer(() => confirmAll(sent))
+      yield* startRelay(layer)
+
+      const write = (i: number) => sql.withTransaction(appendEvent(events[i]!))
+      yield* write(0)
+      yield* waitUntil(
+        "the first write sent",
+        Effect.map(Ref.get(sent), (s) => sentOf(s, ids).length === 1),
+        "10 seconds"
+      )
+
+      // Three more writes, each its own transaction and wake-up, while the first batch is unconfirmed.
+      yield* Effect.forEach([1, 2, 3], write, { discard: true })
+      yield* Effect.sleep("300 millis")
+      expect(sentOf(yield* Ref.get(sent), ids)).toEqual(ids.slice(0, 1))
+
+      yield* confirmAll(sent)
+      yield* waitUntil(
+        "the other three sent",
+        Effect.map(Ref.get(sent), (s) => sentOf(s, ids).length === 4),
+        "10 seconds"
+      )
+      // Together, in one batch.
+      const later = (yield* Ref.get(sent)).filter((s) => s.ids.some((id) => ids.slice(1).includes(id)))
+      expect(later.length).toBe(1)
+      expect(later[0]!.ids.filter((id) => ids.includes(id))).toEqual(ids.slice(1))
+
+      yield* confirmAll(sent)
+      yield* waitUntil("every row published", Effect.map(unpublished(ids), (n) => n === 0), "10 seconds")
+      expect(sentOf(yield* Ref.get(sent), ids)).toEqual(ids)
+    }).pipe(Effect.scoped, Effect.provide(InfraLive)))
+})

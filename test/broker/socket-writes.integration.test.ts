@@ -1,0 +1,58 @@
+/**
+ * OpsDesk's connections send a tick's frames in one socket write
+ * (Broker/Amqp.ts `batchSocketWrites`): amqplib alone makes one write per
+ * frame. The wrap reaches into amqplib's connection, so this also fails if
+ * an amqplib upgrade moves the socket and the wrap silently stops applying.
+ * Every message still arrives, in order.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Redacted } from "effect"
+import type { Writable } from "node:stream"
+import { openConfirmChannel, openConnection } from "../../src/Broker/Amqp.js"
+import { getAll } from "../security/support/Broker.js"
+import { withVhost } from "../support/Env.js"
+
+const MESSAGES = 200
+
+describe("RabbitMQ connections: socket writes", () => {
+  it.scopedLive("a tick's publishes leave in a few writes, and all arrive in order", () =>
+    Effect.gen(function*() {
+      const { url } = yield* withVhost("socket-writes")
+      const connection = yield* openConnection(Redacted.make(url), "socket-writes-test")
+      const channel = yield* openConfirmChannel(connection)
+      const queue = (yield* Effect.promise(() => channel.assertQueue("", { exclusive: true }))).queue
+
+      // The socket amqplib writes to, and a count of what reaches the kernel (one write or one writev each).
+      const internal: object = connection.connection
+      const socket = ("stream" in internal ? internal.stream : undefined) as Writable & {
+        _write: (...args: Array<unknown>) => void
+        _writev?: (...args: Array<unknown>) => void
+      }
+      expect(socket).toBeDefined()
+      let writes = 0
+      const write = socket._write.bind(socket)
+      socket._write = (...args) => {
+        writes++
+        write(...args)
+      }
+      const writev = socket._writev?.bind(socket)
+      if (writev) {
+        socket._writev = (...args) => {
+          writes++
+          writev(...args)
+        }
+      }
+
+      const bodies = Array.from({ length: MESSAGES }, (_, i) => `message ${i}`)
+      yield* Effect.promise(() => {
+        for (const body of bodies) channel.sendToQueue(queue, Buffer.from(body))
+        return channel.waitForConfirms()
+      })
+      // amqplib alone: one write per message. Corked for the tick: the whole batch in one, give or take a tick.
+      expect(writes).toBeGreaterThan(0)
+      expect(writes).toBeLessThanOrEqual(5)
+
+      const got = yield* getAll(channel, queue)
+      expect(got.map((m) => m.content.toString())).toEqual(bodies)
+    }))
+})
