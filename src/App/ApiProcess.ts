@@ -9,6 +9,7 @@ import { RedisLive } from "../Store/Redis.js"
 import { PgLive, pgPool, runMigrations } from "../Store/Sql.js"
 import { TicketListCacheLive } from "../Tickets/ListCache.js"
 import { ensureAdmin } from "../Users/Admin.js"
+import { runProcess } from "./Process.js"
 import { HttpLive, NodeServerLive } from "./Server.js"
 
 /** Schema first, then the bootstrap admin; the server listens only after both. */
@@ -37,3 +38,6 @@ export const ApiAppLive = Layer.mergeAll(
   Layer.provide([PgLive, RedisLive]),
   Layer.tap(() => Effect.logInfo("API started"))
 )
+
+/** The HTTP API with its in-process outbox relay (src/bin/api.ts, `opsdesk api`). */
+export const apiProgram = runProcess(ApiAppLive)

@@ -15,6 +15,7 @@ import { MetricsToken, RelayMetricsHost, RelayMetricsPort } from "../Config.js"
 import * as Otel from "../Observability/Otel.js"
 import { PIPELINE_DEPTH, RelayLive } from "../Outbox/Relay.js"
 import { pgPool, runMigrations } from "../Store/Sql.js"
+import { runProcess } from "./Process.js"
 
 /** The outbox table must exist before the first claim. */
 const MigrateOnStart = Layer.effectDiscard(runMigrations)
@@ -37,3 +38,6 @@ export const RelayAppLive = RelayLive.pipe(
   Layer.provide(RelayPgLive),
   Layer.tap(() => Effect.logInfo("Relay started"))
 )
+
+/** The outbox relay on its own (src/bin/relay.ts, `opsdesk relay`). */
+export const relayProgram = runProcess(RelayAppLive)

@@ -16,6 +16,7 @@ import { EventStoreLive } from "../Worker/EventStore.js"
 import { FaultsLive } from "../Worker/Faults.js"
 import { WorkerMetricsLive } from "../Worker/Metrics.js"
 import { WorkerRegistryLive } from "../Worker/Registry.js"
+import { runProcess } from "./Process.js"
 
 const MigrateOnStart = Layer.effectDiscard(runMigrations)
 
@@ -46,3 +47,6 @@ export const WorkerAppLive = Layer.mergeAll(
     Layer.provide([PgLive, RedisLive]),
     Layer.tap(() => Effect.logInfo("Worker started"))
   )
+
+/** The worker that consumes the event queues (src/bin/worker.ts, `opsdesk worker`). */
+export const workerProgram = runProcess(WorkerAppLive)

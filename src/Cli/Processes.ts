@@ -1,13 +1,16 @@
 /**
  * `opsdesk api`, `opsdesk worker`, `opsdesk relay`, `opsdesk migrate`: the same programs that
- * src/bin/* run (src/App/Programs.ts), in the CLI's own runtime. They read
+ * src/bin/* run (each beside its layer graph in src/App), in the CLI's own runtime. They read
  * the environment as it is: the CLI's quieter default LOG_LEVEL is for its
  * own commands, not for a service it starts. `--json` makes their log lines
  * JSON (LOG_FORMAT=json) and a failure one JSON object on stderr.
  */
 import { Command, Options } from "@effect/cli"
 import { ConfigError, ConfigProvider, Effect } from "effect"
-import { apiProgram, migrateProgram, relayProgram, workerProgram } from "../App/Programs.js"
+import { apiProgram } from "../App/ApiProcess.js"
+import { migrateProgram } from "../App/MigrateProcess.js"
+import { relayProgram } from "../App/RelayProcess.js"
+import { workerProgram } from "../App/WorkerProcess.js"
 import { describe } from "../Kit/Cause.js"
 import { CliError } from "./CliError.js"
 import { BROKER_ENV, DATABASE_ENV, type EnvName, type HelpNode, helpNode } from "./Help.js"
