@@ -45,10 +45,11 @@ export const nodeLabel = (url: string): string => {
 }
 
 /**
- * amqplib's Mux writes each frame with a socket write of its own (a syscall
- * each): a batch of 1,000 publishes was 1,000 writes. Corking the socket at a
- * tick's first write and uncorking it on the next tick sends the tick's frames
- * in one writev; nothing waits for a timer. amqplib has no option for it, so
+ * amqplib's Mux hands the socket each message (its frames joined in one
+ * buffer) as a write of its own, a syscall each: a batch of 1,000 publishes
+ * was 1,000 writes. Corking the socket at a tick's first write and uncorking
+ * it on the next tick sends the tick's writes in one writev; nothing waits for
+ * a timer. amqplib has no option for it, so
  * its socket (`connection.stream`, internal) is wrapped once, at connect; the
  * fix upstream would cork in Mux._readIncoming. Without that field (another
  * amqplib) writes go out as they did.

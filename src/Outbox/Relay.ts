@@ -121,9 +121,8 @@ export const PIPELINE_DEPTH = 2
  * row estimate for the partial index is stale, and with ORDER BY it sorted the
  * whole backlog (on disk) for every batch. Without it, each scan stops after
  * the rows it needs, new ones in id order (the index's), which is outbox order.
- * Its columns are named as OutboxRow's fields, so the rows need no renaming
- * (it runs without the client's name transforms, which would also rename the
- * keys inside `headers`).
+ * Its columns carry OutboxRow's names, so it runs without the client's
+ * renaming pass over every row.
  */
 const CLAIM_COLUMNS =
   `id, event_id AS "eventId", event_type AS "eventType", envelope::text AS envelope, headers, created_at AS "createdAt"`
@@ -178,6 +177,7 @@ export const publishBatch = (
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const claim = sql.withoutTransforms()
     const publisher = yield* Publisher
     // No point locking rows while the broker is away.
     if (!(yield* publisher.isConnected)) return yield* new BrokerError({ message: "RabbitMQ is not connected" })
@@ -186,7 +186,7 @@ export const publishBatch = (
       Effect.gen(function*() {
         const sent = yield* sending.withPermits(1)(Effect.gen(function*() {
           if (hooks.beforeClaim) yield* hooks.beforeClaim
-          const rows = yield* sql.withoutTransforms().unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
+          const rows = yield* claim.unsafe<OutboxRow>(CLAIM_SQL, [batchSize])
           if (rows.length === 0) return undefined
           // With tracing on, one producer span per event, child of the span that wrote it; its id travels as `traceparent`.
           const spans = tracing

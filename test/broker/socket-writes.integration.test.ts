@@ -1,7 +1,7 @@
 /**
- * OpsDesk's connections send a tick's frames in one socket write
+ * OpsDesk's connections send a tick's messages in one socket write
  * (Broker/Amqp.ts `batchSocketWrites`): amqplib alone makes one write per
- * frame. The wrap reaches into amqplib's connection, so this also fails if
+ * message. The wrap reaches into amqplib's connection, so this also fails if
  * an amqplib upgrade moves the socket and the wrap silently stops applying.
  * Every message still arrives, in order.
  */

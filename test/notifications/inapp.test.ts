@@ -52,9 +52,13 @@ const fixtures = Effect.gen(function*() {
   return { user }
 })
 
+/** This file's API names its database connections so (its LISTEN connection is `${APP}-listen`). */
+const APP = `opsdesk-inapp-test-${process.pid}`
+
 const TestLayerOf = () =>
   apiTestLayer().pipe(
     Layer.provide(Layer.setConfigProvider(configFrom({
+      OTEL_SERVICE_NAME: APP,
       NOTIFICATIONS_STREAM_HEARTBEAT_MS: 300,
       NOTIFICATIONS_STREAM_MAX_PER_USER: MAX_STREAMS
     })))
@@ -235,28 +239,27 @@ layer(TestLayerOf(), { excludeTestServices: true, timeout: "120 seconds" })("in-
       yield* waitUntil("the stream's opening", Effect.sync(() => stream.raw().includes(": connected")))
       const sql = yield* SqlClient.SqlClient
       const listeners = sql<{ pid: number }>`SELECT pid FROM pg_stat_activity
-        WHERE datname = current_database() AND application_name LIKE '%-listen'`
-      yield* waitUntil("the API's LISTEN connection", Effect.map(Effect.orDie(listeners), (rows) => rows.length > 0))
+        WHERE datname = current_database() AND application_name = ${`${APP}-listen`}`
+      yield* waitUntil("the API's LISTEN connection", Effect.map(Effect.orDie(listeners), (rows) => rows.length === 1))
         .pipe(
           // Say what the database had instead, should it never come.
           Effect.tapError(() =>
             sql`SELECT pid, application_name, state, backend_start, query FROM pg_stat_activity
-            WHERE datname = current_database()`.pipe(
+              WHERE datname = current_database()`.pipe(
               Effect.flatMap((rows) => Effect.logError("connections of the test database", rows)),
               Effect.ignore
             )
           )
         )
-      // Cut, as the database sees it (a database restart or a network cut look the same to the API). Every
-      // LISTEN connection of the test database is cut: one of another suite's processes may still be closing.
-      const cut = (yield* Effect.orDie(listeners)).map((r) => r.pid)
-      yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ${sql.in(cut)}`.pipe(Effect.orDie)
+      // Cut, as the database sees it (a database restart or a network cut look the same to the API).
+      const [listener] = yield* Effect.orDie(listeners)
+      yield* sql`SELECT pg_terminate_backend(${listener!.pid})`.pipe(Effect.orDie)
       const [during] = yield* commit(alice.id, ["while the listener was down"])
       const event = yield* stream.next
       expect(notificationOf(event)).toMatchObject({ id: during, body: "while the listener was down" })
       yield* waitUntil(
         "a new LISTEN connection",
-        Effect.map(Effect.orDie(listeners), (rows) => rows.some((r) => !cut.includes(r.pid)))
+        Effect.map(Effect.orDie(listeners), (rows) => rows.some((r) => r.pid !== listener!.pid))
       )
       const [after] = yield* commit(alice.id, ["after"])
       expect((yield* stream.next).id).toBe(after)
