@@ -101,6 +101,10 @@ export const WorkerEntry = Schema.Struct({
   id: Schema.String.annotations({ description: "host:pid:random, as the worker registered itself" }),
   host: Schema.String,
   pid: Schema.Int,
+  brokerNode: Schema.NullOr(Schema.String).annotations({
+    description:
+      "amqp://host:port of the RabbitMQ node its consumer connection was on at its last heartbeat; null while disconnected"
+  }),
   startedAt: Timestamp,
   lastSeen: Timestamp.annotations({ description: "Its last heartbeat" }),
   lastSeenSeconds: Schema.Number,
@@ -199,8 +203,7 @@ export const BrokerPanel = Schema.Struct({
     node: Schema.String.annotations({ description: "amqp://host:port of the RabbitMQ node it is on" })
   }))
 }).annotations({
-  description:
-    "The RabbitMQ nodes this API process's open connections are on (the workers' connections are not reported)"
+  description: "The RabbitMQ nodes this API process's open connections are on (each worker's node is in workers.items)"
 })
 
 export const Overview = Schema.Struct({

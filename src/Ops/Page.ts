@@ -169,7 +169,7 @@ const BODY = `
       <div class="card-head"><h2>Workers</h2><span class="hint" id="workers-hint"></span></div>
       <div class="panel-error" hidden></div>
       <div class="table-wrap"><table>
-        <thead><tr><th>Worker</th><th>Host</th><th class="num">PID</th><th class="num">Up</th><th class="num">Last seen</th><th class="num">Processed</th><th class="num">Share</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th><th class="num">Avg lag</th></tr></thead>
+        <thead><tr><th>Worker</th><th>Host</th><th class="num">PID</th><th>RabbitMQ node</th><th class="num">Up</th><th class="num">Last seen</th><th class="num">Processed</th><th class="num">Share</th><th class="num">Retried</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th><th class="num">Avg lag</th></tr></thead>
         <tbody id="workers-body"></tbody>
       </table></div>
     </section>
@@ -698,6 +698,7 @@ const SCRIPT = `
         el("td", { className: "mono ellipsis", title: w.id, text: w.id }),
         el("td", { className: "mono", text: w.host }),
         el("td", { className: "num", text: String(w.pid) }),
+        el("td", { className: "mono", "data-testid": "worker-node", text: w.brokerNode === null ? "disconnected" : w.brokerNode.split("://").pop() }),
         el("td", { className: "num", text: formatAge(up) }),
         el("td", { className: "num", text: formatAge(w.lastSeenSeconds) + " ago" }),
         el("td", { className: "num", "data-testid": "worker-processed", text: formatCount(w.processed) }),
@@ -709,12 +710,12 @@ const SCRIPT = `
       ]));
     });
     if (ws.items.length > 1) {
-      body.appendChild(el("tr", { className: "total" }, [el("td", { text: "All workers" }), el("td", {}), el("td", {}), el("td", {}), el("td", {}),
+      body.appendChild(el("tr", { className: "total" }, [el("td", { text: "All workers" }), el("td", {}), el("td", {}), el("td", {}), el("td", {}), el("td", {}),
         el("td", { className: "num", "data-testid": "workers-processed-total", text: formatCount(ws.totals.processed) }), el("td", {}),
         el("td", { className: "num", text: formatCount(ws.totals.retried) }), el("td", { className: "num", text: formatCount(ws.totals.duplicates) }),
         el("td", { className: "num", text: formatCount(ws.totals.deadLettered) }), el("td", {})]));
     }
-    if (!ws.items.length) body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 11, text: ws.available ? "No live worker." : "No data" })]));
+    if (!ws.items.length) body.appendChild(el("tr", {}, [el("td", { className: "empty", colspan: 12, text: ws.available ? "No live worker." : "No data" })]));
   }
 
   // Webhook subscriptions OpsDesk disabled stay flagged until an admin re-enables them (PATCH /v1/webhooks/{id}).

@@ -17,6 +17,7 @@ interface Row {
   readonly lastSeen: Date
   readonly ageSeconds: number
   readonly events: unknown
+  readonly brokerNode: string | null
 }
 
 interface EventCounters {
@@ -84,7 +85,8 @@ export const readWorkers = (ttl: Duration.Duration) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<Row>`
-      SELECT id, host, pid, started_at, last_seen, extract(epoch FROM now() - last_seen)::float8 AS age_seconds, events
+      SELECT id, host, pid, started_at, last_seen, extract(epoch FROM now() - last_seen)::float8 AS age_seconds, events,
+        broker_node
       FROM workers
       WHERE stopped_at IS NULL AND last_seen > now() - ${Duration.toMillis(ttl)} * interval '1 millisecond'
       ORDER BY started_at, id`
@@ -99,6 +101,7 @@ export const readWorkers = (ttl: Duration.Duration) =>
         id: row.id,
         host: row.host,
         pid: row.pid,
+        brokerNode: row.brokerNode,
         startedAt: row.startedAt.toISOString(),
         lastSeen: row.lastSeen.toISOString(),
         lastSeenSeconds: Math.max(0, row.ageSeconds),

@@ -14,6 +14,9 @@ import { CrashLoopLimit, QueueType, WorkerConfig } from "../Config.js"
 import { queueDepth, summary, WorkerMetrics } from "./Metrics.js"
 import { makeProcessor } from "./Processor.js"
 
+/** The worker's RabbitMQ connection name (the broker's connection list, the registry's `broker_node`). */
+export const WORKER_CONNECTION = "opsdesk-worker"
+
 export const WorkerLive = Layer.scopedDiscard(
   Effect.gen(function*() {
     const cfg = yield* WorkerConfig
@@ -36,7 +39,7 @@ export const WorkerLive = Layer.scopedDiscard(
 
     // The broker session, reconnecting forever; a topology mismatch stops the process.
     const consumer = yield* consume({
-      name: "opsdesk-worker",
+      name: WORKER_CONNECTION,
       queues: QUEUES,
       prefetch: cfg.prefetch,
       topology: topologyOptions(queueType, cfg),

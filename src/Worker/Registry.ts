@@ -12,16 +12,20 @@
  * drain) and marks its row stopped.
  *
  * The counters are read from this process's Effect metrics (the same values
- * its /metrics endpoint exports): since the process started.
+ * its /metrics endpoint exports): since the process started. The row also
+ * says which RabbitMQ node the worker's consumer connection is on (none while
+ * it is disconnected), so a cluster's failovers show on the dashboard.
  */
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Metric, MetricState, Schedule } from "effect"
+import { Duration, Effect, Layer, Metric, MetricState, Option, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
+import { connectedNode } from "../Broker/Amqp.js"
 import { WorkerRegistryConfig } from "../Config.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
+import { WORKER_CONNECTION } from "./Consumer.js"
 
 /** One event type's counters in a worker's row (`events`): sums and counts, so rows add up. */
 export interface EventCounters {
@@ -99,14 +103,16 @@ export const WorkerRegistryLive = Layer.scopedDiscard(
     const write = (stopped: boolean) =>
       Effect.gen(function*() {
         const events = yield* readCounters
+        const node = Option.getOrNull(yield* connectedNode(WORKER_CONNECTION))
         yield* sql`
-          INSERT INTO workers (id, host, pid, started_at, last_seen, stopped_at, processed, failed, retried, duplicates, poison, events)
+          INSERT INTO workers (id, host, pid, started_at, last_seen, stopped_at, processed, failed, retried, duplicates, poison, events, broker_node)
           VALUES (${id}, ${hostname()}, ${process.pid}, ${startedAt}, now(), ${stopped ? new Date() : null},
             ${total(events, "processed")}, ${total(events, "failed")}, ${total(events, "retried")},
-            ${total(events, "duplicates")}, ${total(events, "poison")}, ${JSON.stringify(events)}::jsonb)
+            ${total(events, "duplicates")}, ${total(events, "poison")}, ${JSON.stringify(events)}::jsonb, ${node})
           ON CONFLICT (id) DO UPDATE SET last_seen = now(), stopped_at = EXCLUDED.stopped_at,
             processed = EXCLUDED.processed, failed = EXCLUDED.failed, retried = EXCLUDED.retried,
-            duplicates = EXCLUDED.duplicates, poison = EXCLUDED.poison, events = EXCLUDED.events`
+            duplicates = EXCLUDED.duplicates, poison = EXCLUDED.poison, events = EXCLUDED.events,
+            broker_node = EXCLUDED.broker_node`
       })
 
     const removeExpired = sql`DELETE FROM workers WHERE last_seen < now() - ${expiry} * interval '1 millisecond'`
