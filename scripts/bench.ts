@@ -457,8 +457,8 @@ const publishBench = async (n: number) => {
       await sleep(200)
     }
   }
-  // Warm-up, untimed: a relay runs for months, and its first batches run before V8 has compiled the hot path
-  // (a fresh relay spent ~50-60 µs of CPU per event on 10,000 events, ~31 on 20,000). bench-api warms the APIs alike.
+  // Warm-up, untimed: a relay runs for months, and a fresh one's first batches run before V8 has compiled the
+  // hot path (README, Benchmarks). bench-api warms the APIs alike.
   await insertRows(2000)
   await untilPublished()
   await db.query("BEGIN")

@@ -39,5 +39,5 @@ export const ApiAppLive = Layer.mergeAll(
   Layer.tap(() => Effect.logInfo("API started"))
 )
 
-/** The HTTP API with its in-process outbox relay (src/bin/api.ts, `opsdesk api`). */
+/** The HTTP API, with its in-process outbox relay unless OUTBOX_RELAY=off (src/bin/api.ts, `opsdesk api`). */
 export const apiProgram = runProcess(ApiAppLive)

@@ -49,15 +49,15 @@ export const nodeLabel = (url: string): string => {
  * buffer) as a write of its own, a syscall each: a batch of 1,000 publishes
  * was 1,000 writes. Corking the socket at a tick's first write and uncorking
  * it on the next tick sends the tick's writes in one writev; nothing waits for
- * a timer. amqplib has no option for it, so
- * its socket (`connection.stream`, internal) is wrapped once, at connect; the
- * fix upstream would cork in Mux._readIncoming. Without that field (another
- * amqplib) writes go out as they did.
+ * a timer. amqplib has no option for it, so its socket (`connection.stream`,
+ * internal) is wrapped once, at connect; the fix upstream would cork in
+ * Mux._readIncoming. Without that field (another amqplib) writes go out as
+ * they did (test/broker/socket-writes.integration.test.ts notices).
  */
-export const batchSocketWrites = (model: ChannelModel): boolean => {
+const batchSocketWrites = (model: ChannelModel): void => {
   const connection: object = model.connection
   const socket = "stream" in connection ? connection.stream : undefined
-  if (!(socket instanceof Writable)) return false
+  if (!(socket instanceof Writable)) return
   const write = socket.write
   let corked = false
   const uncork = () => {
@@ -72,7 +72,6 @@ export const batchSocketWrites = (model: ChannelModel): boolean => {
     }
     return write.apply(this, args)
   } as Writable["write"]
-  return true
 }
 
 const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, BrokerError, Scope.Scope> =>

@@ -158,6 +158,14 @@ const spanExit = (outcome: PublishOutcome | undefined): Exit.Exit<void, BrokerEr
     ? Exit.fail(new BrokerError({ message: "Returned as unroutable" }))
     : Exit.fail(outcome.error)
 
+/** The client without its renaming pass, made once per client (making one copies the client). */
+const claimClients = new WeakMap<SqlClient.SqlClient, SqlClient.SqlClient>()
+const claimClient = (sql: SqlClient.SqlClient) => {
+  let claim = claimClients.get(sql)
+  if (claim === undefined) claimClients.set(sql, claim = sql.withoutTransforms())
+  return claim
+}
+
 /**
  * Publishes one batch. `sending` orders the claim and the send of concurrent
  * batches, so messages reach the broker in outbox order; the wait for
@@ -177,7 +185,7 @@ export const publishBatch = (
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const claim = sql.withoutTransforms()
+    const claim = claimClient(sql)
     const publisher = yield* Publisher
     // No point locking rows while the broker is away.
     if (!(yield* publisher.isConnected)) return yield* new BrokerError({ message: "RabbitMQ is not connected" })
