@@ -50,11 +50,16 @@ export const nodeLabel = (url: string): string => {
  * was 1,000 writes. Corking the socket at a tick's first write and uncorking
  * it on the next tick sends the tick's writes in one writev; nothing waits for
  * a timer. amqplib has no option for it, so its socket (`connection.stream`,
- * internal) is wrapped once, at connect; the fix upstream would cork in
- * Mux._readIncoming. Without that field (another amqplib) writes go out as
- * they did (test/broker/socket-writes.integration.test.ts notices).
+ * internal) is wrapped; the fix upstream would cork in Mux._readIncoming.
+ * Without that field (another amqplib) writes go out as they did
+ * (test/broker/socket-writes.integration.test.ts notices).
+ *
+ * Only the publisher's connection does it (Publisher.ts), where batches of
+ * publishes are written. On the DLQ tools' connection it broke the quorum
+ * DLQ's listing: a listing right after another found the queue empty (5 of 6
+ * runs of test/dlq/quorum.integration.test.ts), so the others write as amqplib does.
  */
-const batchSocketWrites = (model: ChannelModel): void => {
+export const batchSocketWrites = (model: ChannelModel): void => {
   const connection: object = model.connection
   const socket = "stream" in connection ? connection.stream : undefined
   if (!(socket instanceof Writable)) return
@@ -90,11 +95,8 @@ const connectNode = (url: string, name: string): Effect.Effect<ChannelModel, Bro
       )
   ).pipe(
     Effect.tap((connection) =>
-      Effect.sync(() => {
-        // Errors surface through 'close'; this listener only keeps Node from throwing.
-        connection.on("error", () => undefined)
-        batchSocketWrites(connection)
-      })
+      // Errors surface through 'close'; this listener only keeps Node from throwing.
+      Effect.sync(() => connection.on("error", () => undefined))
     )
   )
 

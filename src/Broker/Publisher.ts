@@ -9,7 +9,14 @@
 import type { ConfirmChannel } from "amqplib"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { QueueType, WorkerConfig } from "../Config.js"
-import { awaitClose, BrokerError, connectionNode, openConfirmChannel, superviseInBackground } from "./Amqp.js"
+import {
+  awaitClose,
+  batchSocketWrites,
+  BrokerError,
+  connectionNode,
+  openConfirmChannel,
+  superviseInBackground
+} from "./Amqp.js"
 import type { OutgoingMessage } from "./Message.js"
 import { publishAll, publishConfirmed, type PublishOutcome } from "./Publish.js"
 import { declareTopology, topologyOptions } from "./Topology.js"
@@ -47,6 +54,8 @@ export const PublisherLive = Layer.scoped(
 
     yield* superviseInBackground("opsdesk-publisher", (connection) =>
       Effect.gen(function*() {
+        // A batch's publishes leave in one socket write.
+        batchSocketWrites(connection)
         const channel = yield* openConfirmChannel(connection)
         yield* declareTopology(channel, topology)
         yield* Ref.set(current, Option.some({ channel, node: connectionNode(connection) }))

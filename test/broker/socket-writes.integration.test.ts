@@ -1,5 +1,5 @@
 /**
- * OpsDesk's connections send a tick's messages in one socket write
+ * The publisher's connection sends a tick's messages in one socket write
  * (Broker/Amqp.ts `batchSocketWrites`): amqplib alone makes one write per
  * message. The wrap reaches into amqplib's connection, so this also fails if
  * an amqplib upgrade moves the socket and the wrap silently stops applying.
@@ -8,7 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import type { Writable } from "node:stream"
-import { openConfirmChannel, openConnection } from "../../src/Broker/Amqp.js"
+import { batchSocketWrites, openConfirmChannel, openConnection } from "../../src/Broker/Amqp.js"
 import { getAll } from "../security/support/Broker.js"
 import { withVhost } from "../support/Env.js"
 
@@ -19,6 +19,8 @@ describe("RabbitMQ connections: socket writes", () => {
     Effect.gen(function*() {
       const { url } = yield* withVhost("socket-writes")
       const connection = yield* openConnection(Redacted.make(url), "socket-writes-test")
+      // As the publisher does with its connection (Broker/Publisher.ts).
+      batchSocketWrites(connection)
       const channel = yield* openConfirmChannel(connection)
       const queue = (yield* Effect.promise(() => channel.assertQueue("", { exclusive: true }))).queue
 

@@ -28,7 +28,11 @@ it.live(
   () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* sql`DELETE FROM workers WHERE pid = ${process.pid} OR id LIKE 'test-registry-%'`
+      const cleanUp = sql`DELETE FROM workers WHERE pid = ${process.pid} OR id LIKE 'test-registry-%'`
+      yield* cleanUp
+      // Even when an assertion fails: the fake live row's heartbeat is an hour ahead, and would count on the
+      // dashboard of every test after this one.
+      yield* Effect.addFinalizer(() => Effect.ignore(cleanUp))
       // Two rows of other (fake) workers: a live one, and one silent for longer than the TTL.
       yield* sql`INSERT INTO workers (id, host, pid, started_at, last_seen, processed, events, broker_node) VALUES
       ('test-registry-live', 'elsewhere', 1, now(), now() + interval '1 hour', 30,
@@ -98,8 +102,8 @@ it.live(
       const [row] = yield* rowOf(sql)
       expect(row?.stopped).toBe(true)
       expect((yield* readWorkers(TTL)).items.some((w) => w.id === row?.id)).toBe(false)
-      yield* sql`DELETE FROM workers WHERE pid = ${process.pid} OR id LIKE 'test-registry-%'`
     }).pipe(
+      Effect.scoped,
       Effect.provide(InfraLive),
       Effect.withConfigProvider(configFrom({ WORKER_HEARTBEAT_MS: 100, WORKER_REGISTRY_TTL_MS: 1000 }))
     ),
