@@ -56,8 +56,8 @@ export const nodeLabel = (url: string): string => {
  *
  * Only the publisher's connection does it (Publisher.ts), where batches of
  * publishes are written. On the DLQ tools' connection it broke the quorum
- * DLQ's listing: a listing right after another found the queue empty (5 of 6
- * runs of test/dlq/quorum.integration.test.ts), so the others write as amqplib does.
+ * DLQ's listing (a listing right after another found the queue empty; README,
+ * Benchmarks), so the other connections write as amqplib does.
  */
 export const batchSocketWrites = (model: ChannelModel): void => {
   const connection: object = model.connection
