@@ -268,7 +268,10 @@ const startReceivers = async () => {
 /**
  * When a sender could have died between a send and its record: each stop of
  * the worker (which runs the dispatcher) and the database's restart. A key
- * received twice must have one of these between its two receipts.
+ * received twice must have one of these between its two receipts. A worker's
+ * window lasts from the signal until its successor starts: the receiver here
+ * stamps a request when it reads it, so one the dead worker wrote just before
+ * the signal can be stamped after it, and in faults mode nothing else sends.
  */
 interface Crash {
   readonly name: string
@@ -337,9 +340,10 @@ const workerReady = async (): Promise<void> => {
     if (outcome === "ready") return
     stats.stuckStarts++
     log(`worker start ${outcome}; its last output:\n${current.recent()}`)
-    crashed("worker start replaced (SIGKILL)")
+    const replaced = crashed("worker start replaced (SIGKILL)")
     current.child.kill("SIGKILL")
     await current.exited
+    replaced()
     restartWorker()
   }
 }
@@ -418,10 +422,11 @@ const faults = (): Array<Fault> => [
     name: `worker SIGKILL #${n}`,
     run: async () => {
       await workerReady()
-      crashed("worker SIGKILL")
+      const killed = crashed("worker SIGKILL")
       worker.child.kill("SIGKILL")
       await worker.exited
       await sleep(300)
+      killed()
       restartWorker()
     }
   })),
@@ -430,9 +435,10 @@ const faults = (): Array<Fault> => [
     run: async () => {
       // A signal before the runtime installed its handlers would just kill it: wait until it consumes.
       await workerReady()
-      crashed("worker SIGTERM")
+      const stopped = crashed("worker SIGTERM")
       worker.child.kill("SIGTERM")
       const code = await worker.exited
+      stopped()
       if (code !== 0) throw new Error(`worker exited with ${code} on SIGTERM`)
       restartWorker()
     }

@@ -19,6 +19,8 @@
  * delivery `failed` with the reason, for the CLI and the dashboard to list and
  * retry. A dispatcher that dies mid-send leaves the lease to expire: the
  * delivery is sent again then (the receiver can tell by its idempotency key).
+ * One that is stopped cuts off the sends under way the same way, but records
+ * every try whose send is over.
  */
 import { Cause, Clock, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import { retryDelays } from "../Broker/Topology.js"
@@ -146,48 +148,69 @@ export const runDispatcher = (options: DispatcherOptions) =>
         Effect.catchAll((e) => Effect.logError(`Dispatcher: ${what}: ${e.message}`).pipe(Effect.as(fallback)))
       )
 
+    /**
+     * A try's record once its send is over: the first statement runs even if
+     * the dispatcher is stopping meanwhile (else the receiver has the try, the
+     * log does not, and it goes out again when the lease ends); only waiting
+     * out a database outage for the next statements can be cut short.
+     */
+    const recordTry = (
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+      id: string,
+      attempt: Attempt,
+      next: NextState
+    ) =>
+      repo.record(id, attempt, next).pipe(
+        Effect.catchAll((e) =>
+          e.transient
+            ? restore(persist("recording an attempt", repo.record(id, attempt, next), undefined))
+            : Effect.logError(`Dispatcher: recording an attempt: ${e.message}`)
+        )
+      )
+
     const deliverOne = (sender: ChannelSender, claimed: Claimed) =>
-      Effect.gen(function*() {
-        const quick = yield* Schedule.driver(RetryPolicy.immediate(retry))
-        let job: DeliveryJob = claimed.job
-        let quickUsed = 0
-        while (true) {
-          const started = yield* Clock.currentTimeMillis
-          const outcome = yield* sender.deliver(job).pipe(
-            Effect.timeoutTo({
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const quick = yield* Schedule.driver(RetryPolicy.immediate(retry))
+          let job: DeliveryJob = claimed.job
+          let quickUsed = 0
+          while (true) {
+            const started = yield* Clock.currentTimeMillis
+            const outcome = yield* restore(Effect.timeoutTo(sender.deliver(job), {
               duration: sendLimit,
               onSuccess: (o): DeliveryOutcome => o,
               onTimeout: () => Retryable(`No outcome within ${Duration.format(sendLimit)}`)
-            }),
-            Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause)
-                ? Effect.failCause(cause)
-                : Effect.succeed(Retryable(`Sender defect: ${describeCause(cause)}`))
+            })).pipe(
+              Effect.catchAllCause((cause) =>
+                Cause.isInterruptedOnly(cause)
+                  ? Effect.failCause(cause)
+                  : Effect.succeed(Retryable(`Sender defect: ${describeCause(cause)}`))
+              )
             )
-          )
-          const durationMs = (yield* Clock.currentTimeMillis) - started
-          const quickRetriesLeft = quickUsed < retry.immediateRetries
-          const { attempt, next } = decide(outcome, {
-            round: claimed.round,
-            quickRetriesLeft,
-            retry,
-            delays,
-            leaseMs,
-            attempt: job.attempt
-          }, durationMs)
-          yield* countAttempt(job.channel, attempt.outcome, durationMs)
-          yield* persist("recording an attempt", repo.record(job.id, attempt, next), undefined)
-          if (next._tag === "Failed") {
-            yield* Effect.logWarning(
-              `Delivery ${job.id} (${job.channel}, ${job.eventType} ${job.eventId}) failed after ${job.attempt} tries: ${attempt.error}`
-            )
+            const durationMs = (yield* Clock.currentTimeMillis) - started
+            const quickRetriesLeft = quickUsed < retry.immediateRetries
+            const { attempt, next } = decide(outcome, {
+              round: claimed.round,
+              quickRetriesLeft,
+              retry,
+              delays,
+              leaseMs,
+              attempt: job.attempt
+            }, durationMs)
+            yield* countAttempt(job.channel, attempt.outcome, durationMs)
+            yield* recordTry(restore, job.id, attempt, next)
+            if (next._tag === "Failed") {
+              yield* Effect.logWarning(
+                `Delivery ${job.id} (${job.channel}, ${job.eventType} ${job.eventId}) failed after ${job.attempt} tries: ${attempt.error}`
+              )
+            }
+            if (next._tag !== "RetryNow") return
+            quickUsed++
+            yield* restore(quick.next(undefined)).pipe(Effect.ignore)
+            job = { ...job, attempt: job.attempt + 1 }
           }
-          if (next._tag !== "RetryNow") return
-          quickUsed++
-          yield* quick.next(undefined).pipe(Effect.ignore)
-          job = { ...job, attempt: job.attempt + 1 }
-        }
-      }).pipe(
+        })
+      ).pipe(
         Effect.annotateLogs({ delivery: claimed.job.id, channel: claimed.job.channel }),
         Effect.withSpan("Dispatcher.deliver", {
           attributes: { "opsdesk.delivery.id": claimed.job.id, "opsdesk.delivery.channel": claimed.job.channel }

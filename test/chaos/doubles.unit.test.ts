@@ -35,6 +35,19 @@ describe("explainDoubles", () => {
     expect(byCause.get("worker SIGKILL")).toBe(1)
   })
 
+  it("a try the worker wrote just before its kill, read by the receiver after it: the kill's window explains it", () => {
+    // The harness's window runs from the signal to the successor's start (scripts/chaos.ts `crashed`).
+    const killedAt: CrashWindow = { name: "worker SIGKILL", start: 10_000, end: 10_450 }
+    const { byCause, unexplained } = judge([at(10_005, 1), at(42_000, 1)], [tried(1, "delivered", 200)], [killedAt])
+    expect(unexplained).toEqual([])
+    expect(byCause.get("worker SIGKILL")).toBe(1)
+    // The window as one instant at the signal (the harness before): the same receipts are unexplained.
+    expect(
+      judge([at(10_005, 1), at(42_000, 1)], [tried(1, "delivered", 200)], [{ ...killedAt, end: 10_000 }])
+        .unexplained
+    ).toHaveLength(1)
+  })
+
   it("the same try twice with no crash between is unexplained", () => {
     expect(judge([at(1_000, 3), at(40_000, 3)], [tried(3, "delivered", 250)]).unexplained).toHaveLength(1)
   })
