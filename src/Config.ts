@@ -130,6 +130,13 @@ export const HttpConventionsConfig = Config.all({
 })
 export type HttpConventionsConfig = Config.Config.Success<typeof HttpConventionsConfig>
 
+/**
+ * How long the HTTP front cache (App/FrontCache.ts) keeps an answer, in
+ * seconds, at most: it is dropped sooner when what it answers changes. 0 turns
+ * the front cache off.
+ */
+export const FrontCacheTtl = nonNegativeInt("HTTP_FRONT_CACHE_TTL_S", 60)
+
 /** When set (non-empty), `GET /metrics` (the API's and the worker's) answers only `Authorization: Bearer <METRICS_TOKEN>`. */
 export const MetricsToken = Config.option(Config.redacted("METRICS_TOKEN")).pipe(
   Config.map(Option.filter((token) => Redacted.value(token).length > 0))

@@ -122,7 +122,7 @@ export const recordRequest = (method: string, route: string, status: number, sta
 }
 
 /** Whether ACCESS_LOG (Config.ts) asks for this answer's line. */
-const accessLogged = (cfg: Pick<HttpConventionsConfig, "accessLog" | "accessLogSample">, status: number) =>
+export const accessLogged = (cfg: Pick<HttpConventionsConfig, "accessLog" | "accessLogSample">, status: number) =>
   cfg.accessLog === "on" || (cfg.accessLog === "sampled" && (status >= 400 || Math.random() < cfg.accessLogSample))
 
 /** The path without its query (which may carry what should not be logged), bounded. */
@@ -131,7 +131,7 @@ const loggedPath = (url: string) => {
   return path.length > 200 ? `${path.slice(0, 200)}…` : path
 }
 
-const accessLine = (method: string, url: string, status: number, started: number) =>
+export const accessLine = (method: string, url: string, status: number, started: number) =>
   Effect.logInfo("request").pipe(Effect.annotateLogs({
     method: METHODS.has(method) ? method : "other",
     path: loggedPath(url),

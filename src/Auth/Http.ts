@@ -5,6 +5,7 @@
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { apiOf } from "../Kit/Api.js"
+import { Admissions } from "./Admissions.js"
 import { AuthApi, Authentication } from "./Api.js"
 import { CurrentUser } from "./CurrentUser.js"
 import { InvalidCredentials, type PasswordChecksBusy, type TooManyAttempts, Unauthorized } from "./Errors.js"
@@ -27,18 +28,24 @@ export const AuthenticationLive = Layer.effect(
   Effect.gen(function*() {
     const tokens = yield* Tokens
     const identity = yield* Identity
+    const admissions = yield* Admissions
     const missing = new Unauthorized({ message: "Missing bearer token" })
+    const admit = (raw: string) => {
+      const token = raw.trim()
+      return Effect.flatMap(
+        tokens.verify(token),
+        (claims) => Effect.tap(identity.resolve(claims), (actor) => admissions.admit(token, actor.id, claims.exp))
+      )
+    }
     return Authentication.of({
       bearer: (token) =>
         Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
           const header = request.headers.authorization
-          return header === undefined || !BEARER.test(header)
-            ? Effect.fail(missing)
-            : Effect.flatMap(tokens.verify(Redacted.value(token).trim()), identity.resolve)
+          return header === undefined || !BEARER.test(header) ? Effect.fail(missing) : admit(Redacted.value(token))
         })
     })
   })
-).pipe(Layer.provide([Tokens.Default, Identity.Default]))
+).pipe(Layer.provide([Tokens.Default, Identity.Default, Admissions.Default]))
 
 export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handlers) =>
   Effect.gen(function*() {

@@ -16,6 +16,7 @@
  */
 import { Cache, Duration, Effect, Exit, Option } from "effect"
 import { AuthUserCacheConfig } from "../Config.js"
+import { Admissions } from "./Admissions.js"
 import type { Actor } from "./CurrentUser.js"
 import { Unauthorized } from "./Errors.js"
 import { AuthRepo, type IdentityRow } from "./Repo.js"
@@ -28,6 +29,7 @@ export const admits = (row: Option.Option<IdentityRow>, claims: TokenClaims): ro
 export class Identity extends Effect.Service<Identity>()("OpsDesk/Auth/Identity", {
   effect: Effect.gen(function*() {
     const repo = yield* AuthRepo
+    const admissions = yield* Admissions
     const { capacity, ttl } = yield* AuthUserCacheConfig
     // One answer for a deleted, deactivated or outdated token: a token's holder learns nothing more.
     const revoked = new Unauthorized({ message: "Access token revoked, or its user is no longer active" })
@@ -56,10 +58,14 @@ export class Identity extends Effect.Service<Identity>()("OpsDesk/Auth/Identity"
           ? Effect.succeed<Actor>({ id: row.value.id, username: row.value.username, role: row.value.role })
           : Effect.fail(revoked))
 
-    /** Drops the cached row of a user this process just changed, so its next request sees the change. */
-    const forget = (userId: string): Effect.Effect<void> => cache === undefined ? Effect.void : cache.invalidate(userId)
+    /** Drops the cached row (and the admitted tokens) of a user this process just changed: its next request sees the change. */
+    const forget = (userId: string): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.sync(() => admissions.forgetUser(userId)),
+        cache === undefined ? Effect.void : cache.invalidate(userId)
+      )
 
     return { resolve, forget } as const
   }),
-  dependencies: [AuthRepo.Default]
+  dependencies: [AuthRepo.Default, Admissions.Default]
 }) {}

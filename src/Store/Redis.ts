@@ -18,7 +18,27 @@ export class Redis extends Context.Tag("OpsDesk/Infra/Redis")<Redis, {
   readonly client: IORedis
   /** Runs one command with a bounded wait, mapping failures to RedisError. */
   readonly use: <A>(f: (client: IORedis) => Promise<A>) => Effect.Effect<A, RedisError>
+  /**
+   * In one round trip: the generation counter `counter` (`0` while unset) and
+   * the entry `before + generation + after` under it (null when absent), as
+   * bytes. The caches that a counter's bump ends (Tickets/ListCache.ts,
+   * App/FrontCache.ts) read through this.
+   */
+  readonly lookupUnderGeneration: (counter: string, before: string, after: string) => Promise<[Buffer, Buffer | null]>
 }>() {}
+
+const GENERATION_LOOKUP = `
+local g = redis.call('GET', KEYS[1]) or '0'
+return { g, redis.call('GET', ARGV[1] .. g .. ARGV[2]) }`
+
+/** The scripted command's methods, which ioredis adds at run time (`defineCommand`). */
+interface WithGenerationLookup {
+  readonly opsdeskGenerationLookupBuffer: (
+    counter: string,
+    before: string,
+    after: string
+  ) => Promise<[Buffer, Buffer | null]>
+}
 
 /**
  * Each command's bound, enforced by ioredis itself (`commandTimeout`): an
@@ -54,7 +74,14 @@ export const make = (url: string) =>
     client.on("error", (err: Error) => void runFork(warning.warn(`Redis connection error: ${err.message}`)))
     const use = <A>(f: (client: IORedis) => Promise<A>) =>
       Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ cause }) })
-    return Redis.of({ client, use })
+    // ioredis sends it by its SHA (EVALSHA), and whole once more after a Redis restart or SCRIPT FLUSH.
+    client.defineCommand("opsdeskGenerationLookup", { numberOfKeys: 1, lua: GENERATION_LOOKUP })
+    const scripted = client as IORedis & WithGenerationLookup
+    return Redis.of({
+      client,
+      use,
+      lookupUnderGeneration: (counter, before, after) => scripted.opsdeskGenerationLookupBuffer(counter, before, after)
+    })
   })
 
 export const RedisLive = Layer.scoped(

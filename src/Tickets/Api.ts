@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authentication } from "../Auth/Api.js"
+import { FrontCached } from "../Kit/Api.js"
 import { Forbidden, ValidationError } from "../Kit/Errors.js"
 import {
   ChangeStatusRequest,
@@ -11,6 +12,7 @@ import {
   UpdateTicketRequest
 } from "./Domain.js"
 import { InvalidAssignee, InvalidTransition, TicketNotFound } from "./Errors.js"
+import { GENERATION_KEY } from "./ListCache.js"
 
 export class TicketsApi extends HttpApiGroup.make("tickets")
   .annotate(
@@ -37,6 +39,8 @@ export class TicketsApi extends HttpApiGroup.make("tickets")
       .addSuccess(TicketPage)
       .addError(ValidationError, { status: 400 })
       .annotate(OpenApi.Summary, "Tickets visible to the caller, newest first, keyset-paginated")
+      // The worker bumps the listing cache's generation on every ticket event (Worker/Processor.ts).
+      .annotate(FrontCached, GENERATION_KEY)
   )
   .add(
     HttpApiEndpoint.get("getTicket", "/:id")

@@ -9,7 +9,6 @@
  * even if it is written late.
  */
 import { Context, Effect, Layer, Option, Ref } from "effect"
-import { createHash } from "node:crypto"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
 import { Redis, type RedisError } from "../Store/Redis.js"
 
@@ -32,29 +31,6 @@ export const KEY_PREFIX = "tickets:list:"
 const indexKey = (generation: string) => `${KEY_PREFIX}index:${generation}`
 const entryKey = (generation: string, scope: string, query: string) => `${KEY_PREFIX}${generation}:${scope}:${query}`
 
-const LOOKUP = `
-local g = redis.call('GET', KEYS[1]) or '0'
-return { g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2]) }`
-
-const LOOKUP_SHA = createHash("sha1").update(LOOKUP).digest("hex")
-
-/**
- * The lookup by its SHA (EVALSHA): Redis neither receives nor hashes the
- * script on every listing. After a Redis restart or SCRIPT FLUSH the script
- * is sent once more (EVAL caches it again).
- */
-const lookupScript = (client: Redis["Type"]["client"], scopedQuery: string) =>
-  // `callBuffer`: the reply's strings arrive as Buffers.
-  (client.callBuffer("evalsha", LOOKUP_SHA, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<
-    [Buffer, Buffer | null]
-  >).catch((e: unknown) =>
-    e instanceof Error && e.message.startsWith("NOSCRIPT")
-      ? client.callBuffer("eval", LOOKUP, 1, GENERATION_KEY, KEY_PREFIX, scopedQuery) as Promise<
-        [Buffer, Buffer | null]
-      >
-      : Promise.reject(e)
-  )
-
 const INVALIDATE = `
 local g = redis.call('GET', KEYS[1]) or '0'
 redis.call('INCR', KEYS[1])
@@ -76,7 +52,7 @@ export const makeRedis = (ttlSeconds: number) =>
     const miss = (store: CacheLookup["store"]): CacheLookup => ({ hit: Option.none(), store })
     return TicketListCache.of({
       lookup: (scope, query) =>
-        redis.use((c) => lookupScript(c, `${scope}:${query}`)).pipe(
+        redis.use(() => redis.lookupUnderGeneration(GENERATION_KEY, KEY_PREFIX, `:${scope}:${query}`)).pipe(
           Effect.map(([generationBytes, value]): CacheLookup => ({
             hit: Option.fromNullable(value),
             store: (v) => {

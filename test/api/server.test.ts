@@ -8,7 +8,11 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer, Scope } from "effect"
 import { createServer, request } from "node:http"
 import { connect } from "node:net"
-import { NodeServerLive, SHUTDOWN_GRACE_MS } from "../../src/App/Server.js"
+import { NodeServerLive as ServerWithoutRedis, SHUTDOWN_GRACE_MS } from "../../src/App/Server.js"
+import { RedisLive } from "../../src/Store/Redis.js"
+
+/** The server (its front cache keeps answers in Redis). */
+const NodeServerLive = ServerWithoutRedis.pipe(Layer.provide(RedisLive))
 
 const freePort = Effect.async<number>((resume) => {
   const probe = createServer().listen(0, "127.0.0.1", () => {

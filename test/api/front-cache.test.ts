@@ -1,0 +1,109 @@
+/**
+ * The HTTP front cache (src/App/FrontCache.ts) on the production server, with
+ * the route's own listing cache out of the way (every listing the app builds
+ * comes from the database): what it answers, to whom, and until when.
+ * - A token the middleware let in gets the stored answer of its own earlier
+ *   request (a row written behind the API's back does not show), with the
+ *   request id it asks for, counted in the request metrics.
+ * - Nobody else's token reads it; a token the middleware has not let in, or
+ *   one logged out through this process, goes the whole way (401).
+ * - The counter moving on (the worker's invalidation) ends every answer.
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Effect, Metric } from "effect"
+import { frontCachedPaths } from "../../src/App/FrontCache.js"
+import { httpRequests } from "../../src/App/RequestMetrics.js"
+import { Redis } from "../../src/Store/Redis.js"
+import { TicketPage } from "../../src/Tickets/Domain.js"
+import { GENERATION_KEY } from "../../src/Tickets/ListCache.js"
+import { call, decode, get, post } from "./support/Client.js"
+import { makeFixtures } from "./support/Fixtures.js"
+import { apiProductionServerLayer, PassThroughCache } from "./support/Layers.js"
+
+const titles = (reply: Parameters<typeof decode>[1]) => decode(TicketPage, reply).items.map((t) => t.title)
+
+const frontKeys = (digestOf: string) =>
+  Effect.flatMap(Redis, (redis) => redis.use((c) => c.keys(`front:*${digestOf}*`))).pipe(Effect.orDie)
+
+const bumpGeneration = Effect.flatMap(Redis, (redis) => redis.use((c) => c.incr(GENERATION_KEY))).pipe(Effect.orDie)
+
+const countedHits = Metric.value(
+  httpRequests.pipe(
+    Metric.tagged("method", "GET"),
+    Metric.tagged("route", "/v1/tickets"),
+    Metric.tagged("status", "200")
+  )
+).pipe(Effect.map((s) => s.count))
+
+layer(apiProductionServerLayer(PassThroughCache), { excludeTestServices: true, timeout: "60 seconds" })(
+  "HTTP front cache",
+  (it) => {
+    it("marks the ticket listing, and nothing that is not a fixed authenticated GET", () => {
+      expect([...frontCachedPaths]).toEqual([["/v1/tickets", GENERATION_KEY]])
+    })
+
+    it.scoped("answers a let-in token from its own stored answer, with its request id, counted", () =>
+      Effect.gen(function*() {
+        const fx = yield* makeFixtures
+        const sql = yield* SqlClient.SqlClient
+        const customer = yield* fx.user("customer")
+        yield* post("/v1/tickets", { title: "first", description: "d" }, customer.token) // lets the token in
+        const stored = yield* get("/v1/tickets?limit=3", customer.token) // a miss: the app answers, and it is stored
+        expect(titles(stored)).toEqual(["first"])
+        // Written behind the API's back (nothing bumps the counter): only the app would show it.
+        yield* sql`INSERT INTO tickets (title, description, owner_id) VALUES ('behind', 'd', ${customer.id})`
+        const before = yield* countedHits
+        const hit = yield* call("GET", "/v1/tickets?limit=3", {
+          token: customer.token,
+          headers: { "x-request-id": "front-cache-test-1" }
+        })
+        expect(hit.status).toBe(200)
+        expect(hit.text).toBe(stored.text)
+        expect(hit.headers["x-request-id"]).toBe("front-cache-test-1")
+        expect(hit.headers["content-type"]).toBe(stored.headers["content-type"])
+        expect((yield* countedHits) - before).toBe(1)
+        // Redis forgot its scripts (a restart, SCRIPT FLUSH): the lookup sends the script again.
+        yield* Effect.flatMap(Redis, (redis) => redis.use((c) => c.script("FLUSH"))).pipe(Effect.orDie)
+        expect((yield* get("/v1/tickets?limit=3", customer.token)).text).toBe(stored.text)
+        // Another URL is the app's: it shows the row.
+        expect(titles(yield* get("/v1/tickets?limit=4", customer.token))).toEqual(["behind", "first"])
+        // The counter moves on (the worker's invalidation): the app answers again.
+        yield* bumpGeneration
+        expect(titles(yield* get("/v1/tickets?limit=3", customer.token))).toEqual(["behind", "first"])
+      }))
+
+    it.scoped("another user's token never reads it", () =>
+      Effect.gen(function*() {
+        const fx = yield* makeFixtures
+        const agent = yield* fx.user("agent")
+        const customer = yield* fx.user("customer")
+        yield* post("/v1/tickets", { title: "the agent's", description: "d" }, agent.token)
+        yield* post("/v1/tickets", { title: "mine", description: "d" }, customer.token)
+        for (let i = 0; i < 3; i++) expect(titles(yield* get("/v1/tickets?limit=2", customer.token))).toEqual(["mine"])
+        // The agent sees every ticket: never the customer's page.
+        for (let i = 0; i < 3; i++) {
+          expect(titles(yield* get("/v1/tickets?limit=2", agent.token))).toEqual(["mine", "the agent's"])
+        }
+        const other = yield* fx.user("customer")
+        for (let i = 0; i < 3; i++) expect(titles(yield* get("/v1/tickets?limit=2", other.token))).toEqual([])
+      }))
+
+    it.scoped("a token not let in, or logged out through this process, goes the whole way: 401", () =>
+      Effect.gen(function*() {
+        const fx = yield* makeFixtures
+        const customer = yield* fx.user("customer")
+        for (let i = 0; i < 3; i++) expect((yield* get("/v1/tickets?limit=2", customer.token)).status).toBe(200)
+        const digest = (yield* Effect.promise(() => import("node:crypto"))).createHash("sha256").update(customer.token)
+          .digest("base64url")
+        expect(yield* frontKeys(digest)).toHaveLength(1)
+        // The same token with its signature's first character changed (the last carries spare bits): not let in.
+        const [head, payload, signature] = customer.token.split(".") as [string, string, string]
+        const forged = `${head}.${payload}.${signature[0] === "A" ? "B" : "A"}${signature.slice(1)}`
+        expect((yield* get("/v1/tickets?limit=2", forged)).status).toBe(401)
+        expect((yield* post("/v1/auth/logout", {}, customer.token)).status).toBe(204)
+        const after = yield* get("/v1/tickets?limit=2", customer.token)
+        expect(after.status).toBe(401)
+      }))
+  }
+)
