@@ -11,6 +11,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Layer, Option, Ref, Scope } from "effect"
+import pg from "pg"
 import { BrokerError } from "../../src/Broker/Amqp.js"
 import { Publisher, type PublishOutcome } from "../../src/Broker/Publisher.js"
 import { FatalLive } from "../../src/Fatal.js"
@@ -153,5 +154,50 @@ describe("outbox relay: batches in flight", () => {
       yield* confirmAll(sent)
       yield* waitUntil("every row published", Effect.map(unpublished(ids), (n) => n === 0), "10 seconds")
       expect(sentOf(yield* Ref.get(sent), ids)).toEqual(ids)
+    }).pipe(Effect.scoped, Effect.provide(InfraLive)))
+
+  it.live("a relay stopped while its batch waits for confirms leaves the rows unpublished, unlocked, its transaction closed", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const events = Array.from({ length: 3 }, () => ticketCreated())
+      const ids = events.map((e) => e.eventId)
+      yield* Effect.addFinalizer(() => deleteEventRows(ids))
+      yield* sweepLeftovers
+      const { layer, sent } = yield* heldPublisher
+      yield* sql.withTransaction(Effect.forEach(events, (e) => appendEvent(e), { discard: true }))
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(Layer.merge(layer, FatalLive))), scope).pipe(
+        Effect.withConfigProvider(configFrom({ OUTBOX_BATCH_SIZE: BATCH, OUTBOX_POLL_INTERVAL_MS: 600_000 }))
+      )
+      yield* waitUntil("the batch sent", Effect.map(Ref.get(sent), (s) => sentOf(s, ids).length === 3), "10 seconds")
+      yield* Scope.close(scope, Exit.void)
+
+      // Asked on a connection of its own: the pool's could be the very one the batch left behind.
+      const client = yield* Effect.acquireRelease(
+        Effect.promise(async () => {
+          const c = new pg.Client({ connectionString: process.env.DATABASE_URL })
+          await c.connect()
+          return c
+        }),
+        (c) => Effect.promise(() => c.end())
+      )
+      const count = (query: string, values: Array<unknown> = []) =>
+        Effect.promise(() => client.query<{ n: number }>(query, values)).pipe(Effect.map((r) => r.rows[0]!.n))
+      // No connection is left inside the batch's transaction...
+      expect(
+        yield* count(`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND state LIKE 'idle in transaction%'`)
+      ).toBe(0)
+      // ...nor a lock on its rows: another relay could take them at once.
+      yield* Effect.promise(() => client.query("BEGIN"))
+      expect(
+        yield* count(
+          `SELECT count(*)::int AS n FROM (SELECT id FROM outbox
+             WHERE event_id::text = ANY($1::text[]) FOR UPDATE SKIP LOCKED) AS free`,
+          [ids]
+        )
+      ).toBe(3)
+      yield* Effect.promise(() => client.query("ROLLBACK"))
+      expect(yield* unpublished(ids)).toBe(3)
     }).pipe(Effect.scoped, Effect.provide(InfraLive)))
 })
