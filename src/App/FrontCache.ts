@@ -5,7 +5,8 @@
  * mark names, and sent again without running the app.
  *
  * - A request is answered here only when it is a plain GET (no body, no
- *   conditional or CORS headers) of a marked path, and its token is one the
+ *   conditional or CORS headers) of a marked path with only the query
+ *   parameters it declares, each once, and its token is one the
  *   Authentication middleware let in within its window (Auth/Admissions.ts):
  *   nobody gets in here who would not get in there, and a logout through this
  *   process ends it at once.
@@ -24,7 +25,7 @@
  */
 import { HttpApi, type HttpApp, HttpServerRequest } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Context, Effect, Layer, Option, Runtime } from "effect"
+import { Context, Effect, Layer, Option, Runtime, Schema, SchemaAST } from "effect"
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http"
 import { Admissions } from "../Auth/Admissions.js"
 import { Authentication } from "../Auth/Api.js"
@@ -37,9 +38,25 @@ import { Api } from "./Api.js"
 import { REQUEST_ID_HEADER, requestIdOf } from "./RequestContext.js"
 import { accessLine, accessLogged, recordRequest } from "./RequestMetrics.js"
 
-/** The marked GET paths, each with the Redis counter its answers live under. */
-export const frontCachedPaths: ReadonlyMap<string, string> = (() => {
-  const paths = new Map<string, string>()
+/** A marked path: the Redis counter its answers live under, and the query parameters it declares. */
+export interface FrontCachedRoute {
+  readonly counter: string
+  readonly params: ReadonlySet<string>
+}
+
+/** The names a struct of query parameters declares (none without one). */
+const declaredParams = (schema: Option.Option<Schema.Schema<never, unknown>>, route: string): ReadonlySet<string> => {
+  if (Option.isNone(schema)) return new Set()
+  const ast = Schema.encodedSchema(schema.value).ast
+  if (!SchemaAST.isTypeLiteral(ast) || ast.indexSignatures.length > 0) {
+    throw new Error(`FrontCached on ${route}: its query parameters must be a struct of named fields`)
+  }
+  return new Set(ast.propertySignatures.map((p) => String(p.name)))
+}
+
+/** The marked GET paths. */
+export const frontCachedPaths: ReadonlyMap<string, FrontCachedRoute> = (() => {
+  const paths = new Map<string, FrontCachedRoute>()
   HttpApi.reflect(Api, {
     onGroup: () => {},
     onEndpoint: ({ endpoint, mergedAnnotations, middleware }) => {
@@ -52,7 +69,7 @@ export const frontCachedPaths: ReadonlyMap<string, string> = (() => {
       ) {
         throw new Error(`FrontCached on ${endpoint.method} ${endpoint.path}: only GETs of fixed, authenticated paths`)
       }
-      paths.set(path, counter.value)
+      paths.set(path, { counter: counter.value, params: declaredParams(endpoint.urlParamsSchema, endpoint.path) })
     }
   })
   return paths
@@ -72,6 +89,23 @@ interface Lookup {
   readonly before: string
   readonly after: string
   readonly route: string
+}
+
+/**
+ * The query as the key names it: only declared parameters, each once, sorted,
+ * percent-encoding normalised; `undefined` for any other (the app answers it,
+ * and it is not stored): spellings of one query share one entry, and junk
+ * parameters cannot multiply the entries of one token.
+ */
+const canonicalQuery = (search: string, declared: ReadonlySet<string>): string | undefined => {
+  const params = new URLSearchParams(search)
+  const seen = new Set<string>()
+  for (const name of params.keys()) {
+    if (!declared.has(name) || seen.has(name)) return undefined
+    seen.add(name)
+  }
+  params.sort()
+  return params.toString()
 }
 
 /** Whether a client asks for something this cache does not do: a body, a revalidation, a cross-origin answer. */
@@ -113,13 +147,20 @@ export const makeFrontCache = Effect.gen(function*() {
     if (url === undefined || url.length > MAX_URL || !plainGet(request, cors)) return undefined
     const q = url.indexOf("?")
     const path = (q < 0 ? url : url.slice(0, q)).replace(/\/+$/, "")
-    const counter = frontCachedPaths.get(path)
-    if (counter === undefined) return undefined
+    const route = frontCachedPaths.get(path)
+    if (route === undefined) return undefined
+    const query = canonicalQuery(q < 0 ? "" : url.slice(q + 1), route.params)
+    if (query === undefined) return undefined
     const header = request.headers.authorization
     if (header === undefined || !BEARER.test(header)) return undefined
     const admission = admissions.find(header.slice(7).trim())
     if (admission === undefined) return undefined
-    return { counter, before: `${PREFIX}${counter}:`, after: `:${admission.digest}:${url}`, route: path }
+    return {
+      counter: route.counter,
+      before: `${PREFIX}${route.counter}:`,
+      after: `:${admission.digest}:${path}?${query}`,
+      route: path
+    }
   }
 
   const answer = (request: IncomingMessage, response: ServerResponse, body: Buffer, route: string, started: number) => {

@@ -40,7 +40,9 @@ layer(apiProductionServerLayer(PassThroughCache), { excludeTestServices: true, t
   "HTTP front cache",
   (it) => {
     it("marks the ticket listing, and nothing that is not a fixed authenticated GET", () => {
-      expect([...frontCachedPaths]).toEqual([["/v1/tickets", GENERATION_KEY]])
+      expect([...frontCachedPaths].map(([path, route]) => [path, route.counter, [...route.params].sort()])).toEqual([
+        ["/v1/tickets", GENERATION_KEY, ["assigneeId", "cursor", "limit", "priority", "status"]]
+      ])
     })
 
     it.scoped("answers a let-in token from its own stored answer, with its request id, counted", () =>
@@ -71,6 +73,32 @@ layer(apiProductionServerLayer(PassThroughCache), { excludeTestServices: true, t
         // The counter moves on (the worker's invalidation): the app answers again.
         yield* bumpGeneration
         expect(titles(yield* get("/v1/tickets?limit=3", customer.token))).toEqual(["behind", "first"])
+      }))
+
+    it.scoped("one entry per query, however it is spelled; a parameter the endpoint does not declare is the app's", () =>
+      Effect.gen(function*() {
+        const fx = yield* makeFixtures
+        const sql = yield* SqlClient.SqlClient
+        const customer = yield* fx.user("customer")
+        yield* post("/v1/tickets", { title: "first", description: "d" }, customer.token)
+        const stored = yield* get("/v1/tickets?status=open&limit=5", customer.token)
+        yield* sql`INSERT INTO tickets (title, description, owner_id) VALUES ('behind', 'd', ${customer.id})`
+        // The same query, reordered and percent-encoded: the stored answer.
+        expect((yield* get("/v1/tickets?limit=%35&status=open", customer.token)).text).toBe(stored.text)
+        const digest = (yield* Effect.promise(() => import("node:crypto"))).createHash("sha256").update(customer.token)
+          .digest("base64url")
+        const keys = (yield* frontKeys(digest)).length
+        // An undeclared or a repeated parameter: the app answers (it shows the row), and nothing more is stored.
+        expect(titles(yield* get("/v1/tickets?status=open&limit=5&junk=1", customer.token))).toEqual([
+          "behind",
+          "first"
+        ])
+        expect(titles(yield* get("/v1/tickets?status=open&limit=5&junk=1", customer.token))).toEqual([
+          "behind",
+          "first"
+        ])
+        expect((yield* get("/v1/tickets?status=open&limit=5&limit=5", customer.token)).status).toBe(400)
+        expect((yield* frontKeys(digest)).length).toBe(keys)
       }))
 
     it.scoped("another user's token never reads it", () =>
