@@ -27,6 +27,13 @@ export class Redis extends Context.Tag("OpsDesk/Infra/Redis")<Redis, {
   readonly lookupUnderGeneration: (counter: string, before: string, after: string) => Promise<[Buffer, Buffer | null]>
 }>() {}
 
+/**
+ * The set of every key cached under generation `generation` of `counter`: the
+ * caches add their entries to it, and an invalidation (Tickets/ListCache.ts
+ * `invalidateAll`, in Lua: `KEYS[1] .. ':index:' .. g`) deletes them with it.
+ */
+export const generationIndexKey = (counter: string, generation: string) => `${counter}:index:${generation}`
+
 const GENERATION_LOOKUP = `
 local g = redis.call('GET', KEYS[1]) or '0'
 return { g, redis.call('GET', ARGV[1] .. g .. ARGV[2]) }`

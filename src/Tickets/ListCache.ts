@@ -10,7 +10,7 @@
  */
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { rateLimitedWarning } from "../Kit/Warnings.js"
-import { Redis, type RedisError } from "../Store/Redis.js"
+import { generationIndexKey, Redis, type RedisError } from "../Store/Redis.js"
 
 export interface CacheLookup {
   /** The stored JSON as bytes, sent as they are (no decode and re-encode of ~8 KB per hit). */
@@ -28,13 +28,12 @@ export class TicketListCache extends Context.Tag("OpsDesk/Cache/TicketListCache"
 
 export const GENERATION_KEY = "tickets:list:generation"
 export const KEY_PREFIX = "tickets:list:"
-const indexKey = (generation: string) => `${KEY_PREFIX}index:${generation}`
 const entryKey = (generation: string, scope: string, query: string) => `${KEY_PREFIX}${generation}:${scope}:${query}`
 
 const INVALIDATE = `
 local g = redis.call('GET', KEYS[1]) or '0'
 redis.call('INCR', KEYS[1])
-local idx = ARGV[1] .. 'index:' .. g
+local idx = KEYS[1] .. ':index:' .. g
 local keys = redis.call('SMEMBERS', idx)
 local removed = 0
 for i = 1, #keys, 500 do
@@ -59,16 +58,17 @@ export const makeRedis = (ttlSeconds: number) =>
               const generation = generationBytes.toString()
               const key = entryKey(generation, scope, query)
               return redis.use((c) =>
-                c.multi().set(key, v, "EX", ttlSeconds).sadd(indexKey(generation), key).expire(
-                  indexKey(generation),
-                  ttlSeconds * 2
-                ).exec()
+                c.multi().set(key, v, "EX", ttlSeconds).sadd(generationIndexKey(GENERATION_KEY, generation), key)
+                  .expire(
+                    generationIndexKey(GENERATION_KEY, generation),
+                    ttlSeconds * 2
+                  ).exec()
               ).pipe(Effect.catchAll(warn))
             }
           })),
           Effect.catchAll((e) => Effect.as(warn(e), miss(() => Effect.void)))
         ),
-      invalidateAll: redis.use((c) => c.eval(INVALIDATE, 1, GENERATION_KEY, KEY_PREFIX) as Promise<number>)
+      invalidateAll: redis.use((c) => c.eval(INVALIDATE, 1, GENERATION_KEY) as Promise<number>)
     })
   })
 
