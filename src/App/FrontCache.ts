@@ -29,6 +29,7 @@
 import { HttpApi, type HttpApp, HttpServerRequest } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Context, Effect, Layer, Option, Runtime, Schema, SchemaAST } from "effect"
+import { LRUCache } from "lru-cache"
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http"
 import { Admissions } from "../Auth/Admissions.js"
 import { Authentication } from "../Auth/Api.js"
@@ -73,7 +74,14 @@ const canonicalQuery = (schema: Option.Option<Schema.Schema<never, unknown>>, ro
   const sorted = [...params].sort()
   const decode = Schema.decodeUnknownOption(schema.value)
   const encode = Schema.encodeUnknownOption(schema.value)
+  // The same few queries come again and again: each is decoded once.
+  const known = new LRUCache<string, { readonly query: string | undefined }>({ max: 1000 })
   const canonical = (search: string): string | undefined => {
+    let found = known.get(search)
+    if (found === undefined) known.set(search, found = { query: canonicalOf(search) })
+    return found.query
+  }
+  const canonicalOf = (search: string): string | undefined => {
     const given = new URLSearchParams(search)
     const values: Record<string, string> = {}
     for (const [name, value] of given) {
