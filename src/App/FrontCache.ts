@@ -1,7 +1,7 @@
 /**
  * The API's one HTTP front cache, in front of the HttpApi app: the 200
  * answers of GET endpoints the contract marks `FrontCached` (Kit/Api.ts), kept
- * in Redis per bearer token and URL under the generation of the counter the
+ * in Redis per bearer token and query under the generation of the counter the
  * mark names, and sent again without running the app.
  *
  * - A request is answered here only when it is a plain GET (no body, no

@@ -15,7 +15,7 @@ export const apiOf = <Group extends HttpApiGroup.HttpApiGroup.Any>(group: Group)
 /**
  * Marks a GET endpoint (a fixed path, behind the Authentication middleware)
  * whose 200 answers the HTTP front cache (App/FrontCache.ts) may keep, per
- * bearer token and URL, while the Redis counter this names stays unchanged:
+ * bearer token and query, while the Redis counter this names stays unchanged:
  * whatever changes what the endpoint answers must bump that counter.
  */
 export class FrontCached extends Context.Tag("OpsDesk/Kit/FrontCached")<FrontCached, string>() {}
