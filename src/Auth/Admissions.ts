@@ -9,6 +9,11 @@
  * through another instance reaches it at most 2 × AUTH_USER_CACHE_MS later
  * (the row's age in Identity's cache, then this). AUTH_USER_CACHE_MS=0
  * records nothing: every request then goes the whole way.
+ *
+ * Each user also has a change count here (`epochOf`), bumped by `forgetUser`:
+ * what was read about a user before a change that happened meanwhile (an
+ * admission whose check began before a logout, a row Identity was reading)
+ * is dropped instead of being kept for the window.
  */
 import { Duration, Effect } from "effect"
 import { LRUCache } from "lru-cache"
@@ -28,10 +33,18 @@ export class Admissions extends Effect.Service<Admissions>()("OpsDesk/Auth/Admis
     const { capacity, ttl } = yield* AuthUserCacheConfig
     const windowMs = Duration.toMillis(ttl)
     const entries = new LRUCache<string, Admission>({ max: capacity })
+    const changes = new LRUCache<string, number>({ max: capacity })
 
-    /** Records a token the middleware just let in as `userId`; `exp` in seconds since the epoch. */
-    const admit = (token: string, userId: string, exp: number): void => {
-      if (windowMs === 0) return
+    /** How many times this process changed the user (`forgetUser`). */
+    const epochOf = (userId: string): number => changes.get(userId) ?? 0
+
+    /**
+     * Records a token the middleware let in as `userId`, checked from `epoch`
+     * (`epochOf` when the check began) on; `exp` in seconds since the epoch.
+     * Nothing is recorded when the user changed during the check.
+     */
+    const admit = (token: string, userId: string, exp: number, epoch: number): void => {
+      if (windowMs === 0 || epochOf(userId) !== epoch) return
       const now = Date.now()
       const until = Math.min(now + windowMs, exp * 1000)
       const known = entries.get(token)
@@ -55,12 +68,13 @@ export class Admissions extends Effect.Service<Admissions>()("OpsDesk/Auth/Admis
       return found
     }
 
-    /** Drops every token of a user this process just changed (Identity.forget). */
+    /** Drops every token of a user this process just changed (Identity.forget), and counts the change. */
     const forgetUser = (userId: string): void => {
+      changes.set(userId, epochOf(userId) + 1)
       const tokens = [...entries.entries()].filter(([, admission]) => admission.userId === userId)
       for (const [token] of tokens) entries.delete(token)
     }
 
-    return { admit, find, forgetUser } as const
+    return { admit, epochOf, find, forgetUser } as const
   })
 }) {}

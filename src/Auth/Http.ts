@@ -32,10 +32,10 @@ export const AuthenticationLive = Layer.effect(
     const missing = new Unauthorized({ message: "Missing bearer token" })
     const admit = (raw: string) => {
       const token = raw.trim()
-      return Effect.flatMap(
-        tokens.verify(token),
-        (claims) => Effect.tap(identity.resolve(claims), (actor) => admissions.admit(token, actor.id, claims.exp))
-      )
+      return Effect.flatMap(tokens.verify(token), (claims) => {
+        const epoch = admissions.epochOf(claims.userId)
+        return Effect.tap(identity.resolve(claims), (actor) => admissions.admit(token, actor.id, claims.exp, epoch))
+      })
     }
     return Authentication.of({
       bearer: (token) =>

@@ -34,21 +34,26 @@ export class Identity extends Effect.Service<Identity>()("OpsDesk/Auth/Identity"
     // One answer for a deleted, deactivated or outdated token: a token's holder learns nothing more.
     const revoked = new Unauthorized({ message: "Access token revoked, or its user is no longer active" })
 
+    // Each row with the user's change count when its read began (Admissions.epochOf): `Cache` stores a lookup's
+    // result even when `invalidate` ran while it was in flight, so a row read before a change is known by its count.
     const cache = Duration.isZero(ttl) ? undefined : yield* Cache.makeWith({
       capacity,
-      lookup: repo.findIdentity,
+      lookup: (userId: string) =>
+        Effect.suspend(() => {
+          const epoch = admissions.epochOf(userId)
+          return Effect.map(repo.findIdentity(userId), (row) => ({ row, epoch }))
+        }),
       timeToLive: Exit.match({ onFailure: () => Duration.zero, onSuccess: () => ttl })
     })
 
     const rowFor = (claims: TokenClaims): Effect.Effect<Option.Option<IdentityRow>> => {
       if (cache === undefined) return repo.findIdentity(claims.userId)
-      return Effect.flatMap(
-        cache.get(claims.userId),
-        (row) =>
-          Option.isSome(row) && row.value.tokenVersion < claims.version
-            ? Effect.zipRight(cache.refresh(claims.userId), cache.get(claims.userId))
-            : Effect.succeed(row)
-      )
+      const fresh = Effect.zipRight(cache.refresh(claims.userId), cache.get(claims.userId))
+      return Effect.flatMap(cache.get(claims.userId), (cached) => {
+        const stale = cached.epoch !== admissions.epochOf(claims.userId) ||
+          (Option.isSome(cached.row) && cached.row.value.tokenVersion < claims.version)
+        return Effect.map(stale ? fresh : Effect.succeed(cached), (entry) => entry.row)
+      })
     }
 
     /** The caller of a token with these claims (verified by Tokens), or 401. */
