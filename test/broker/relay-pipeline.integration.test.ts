@@ -49,6 +49,7 @@ const heldPublisher = Effect.gen(function*() {
 
 const BATCH = 5
 
+/** The relay until the test ends, or until the returned scope is closed (a stop). */
 const startRelay = (publisher: Layer.Layer<Publisher>) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
@@ -56,6 +57,7 @@ const startRelay = (publisher: Layer.Layer<Publisher>) =>
     yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(Layer.merge(publisher, FatalLive))), scope).pipe(
       Effect.withConfigProvider(configFrom({ OUTBOX_BATCH_SIZE: BATCH, OUTBOX_POLL_INTERVAL_MS: 600_000 }))
     )
+    return scope
   })
 
 /** The ids of `mine` in the order the sends carried them (other rows of the shared database left out). */
@@ -165,10 +167,7 @@ describe("outbox relay: batches in flight", () => {
       yield* sweepLeftovers
       const { layer, sent } = yield* heldPublisher
       yield* sql.withTransaction(Effect.forEach(events, (e) => appendEvent(e), { discard: true }))
-      const scope = yield* Scope.make()
-      yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(Layer.merge(layer, FatalLive))), scope).pipe(
-        Effect.withConfigProvider(configFrom({ OUTBOX_BATCH_SIZE: BATCH, OUTBOX_POLL_INTERVAL_MS: 600_000 }))
-      )
+      const scope = yield* startRelay(layer)
       yield* waitUntil("the batch sent", Effect.map(Ref.get(sent), (s) => sentOf(s, ids).length === 3), "10 seconds")
       yield* Scope.close(scope, Exit.void)
 
