@@ -5,6 +5,7 @@
  */
 import type { ConfirmChannel, ConsumeMessage } from "amqplib"
 import { Effect } from "effect"
+import { clip } from "../Kit/Text.js"
 import type { AckBatcher } from "./AckBatcher.js"
 import { BrokerError } from "./Amqp.js"
 import { type DeadLetterOptions, type Delivery, UnencodableCopy } from "./Delivery.js"
@@ -114,7 +115,7 @@ export class AmqpDelivery implements Delivery {
       Effect.catchTag("UnencodableCopy", (e) => {
         const { dropped, kept } = trimHeaders(this.headers)
         const note = `; headers dropped to copy it: ${describeDropped(dropped)} (${e.message})`
-        return publishCopy(this.confirm, copy(kept, `${options.reason.slice(0, 1000)}${note}`))
+        return publishCopy(this.confirm, copy(kept, `${clip(options.reason, 1000)}${note}`))
       }),
       Effect.catchTag("UnencodableCopy", (e) => Effect.fail(new BrokerError({ message: e.message })))
     )

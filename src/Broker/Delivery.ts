@@ -6,6 +6,7 @@
  */
 import { Data, type Effect, Either } from "effect"
 import { decodeEventJson, type DomainEvent } from "../Domain/Events.js"
+import { clip } from "../Kit/Text.js"
 import type { BrokerError } from "./Amqp.js"
 import type { FailureKind, Fingerprints } from "./Headers.js"
 
@@ -53,5 +54,5 @@ const bodyText = (body: Uint8Array): string =>
 
 export const decodeDelivery = (delivery: Delivery): Either.Either<DomainEvent, string> => {
   const decoded = decodeEventJson(bodyText(delivery.body))
-  return Either.isRight(decoded) ? decoded : Either.left(decoded.left.slice(0, 1000))
+  return Either.isRight(decoded) ? decoded : Either.left(clip(decoded.left, 1000))
 }

@@ -6,6 +6,7 @@
  * broker's own dead-lettering records (`x-death`, `x-first-death-*`,
  * `x-last-death-*`) describe one trip through a queue and are never copied.
  */
+import { clip } from "../Kit/Text.js"
 
 /**
  * The attempt counter. The seed calls it `x-retry-count`; we write ours and
@@ -149,8 +150,8 @@ export const retryHeaders = (
 ): Record<string, unknown> => ({
   ...copyExcept(headers, (k) => k === SEED_RETRY_HEADER || BROKER_OWNED.test(k)),
   [RETRY_HEADER]: retry.attempt,
-  [DLQ_HEADERS.routingKey]: retry.routingKey.slice(0, 255),
-  [LAST_ERROR_HEADER]: retry.error.slice(0, 500)
+  [DLQ_HEADERS.routingKey]: clip(retry.routingKey, 255),
+  [LAST_ERROR_HEADER]: clip(retry.error, 500)
 })
 
 /** A copy sent to the DLQ: the original's headers plus why, when and from where. */
@@ -170,10 +171,10 @@ export const deadLetterHeaders = (
     headers,
     (k) => BROKER_OWNED.test(k) || k === DLQ_HEADERS.fingerprint || k === DLQ_HEADERS.claimedFingerprint
   ),
-  [DLQ_HEADERS.reason]: failure.reason.slice(0, 2000),
+  [DLQ_HEADERS.reason]: clip(failure.reason, 2000),
   [DLQ_HEADERS.kind]: failure.kind,
   [DLQ_HEADERS.attempts]: failure.attempts,
-  [DLQ_HEADERS.routingKey]: failure.routingKey.slice(0, 255),
+  [DLQ_HEADERS.routingKey]: clip(failure.routingKey, 255),
   [DLQ_HEADERS.queue]: failure.queue,
   [DLQ_HEADERS.failedAt]: failure.failedAt.toISOString(),
   ...(failure.fingerprints === undefined ? {} : {
@@ -295,7 +296,7 @@ export const trimHeaders = (
 
 /** The names of trimmed headers, for a reason: at most 10, each cut to 64 characters. */
 export const describeDropped = (dropped: ReadonlyArray<string>): string => {
-  const names = dropped.slice(0, 10).map((k) => JSON.stringify(k.slice(0, 64))).join(", ")
+  const names = dropped.slice(0, 10).map((k) => JSON.stringify(clip(k, 64))).join(", ")
   return dropped.length > 10 ? `${names} and ${dropped.length - 10} more` : names
 }
 

@@ -56,6 +56,7 @@ import { attemptOf, type Fingerprints } from "../Broker/Headers.js"
 import { queueFor, retryDelays } from "../Broker/Topology.js"
 import { CrashLoopLimit, type WorkerConfig } from "../Config.js"
 import { type DomainEvent, eventFingerprint, isTicketEvent } from "../Domain/Events.js"
+import { clip } from "../Kit/Text.js"
 import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders } from "../Observability/TraceContext.js"
 import { TicketListCache } from "../Tickets/ListCache.js"
@@ -161,7 +162,7 @@ const runBatch = (env: Env, deliveries: ReadonlyArray<Delivery>): Effect.Effect<
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const squashed = Cause.squash(cause)
-  return (squashed instanceof Error ? `${squashed.name}: ${squashed.message}` : String(squashed)).slice(0, 1000)
+  return clip(squashed instanceof Error ? `${squashed.name}: ${squashed.message}` : String(squashed), 1000)
 }
 
 /**

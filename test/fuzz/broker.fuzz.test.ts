@@ -23,6 +23,7 @@ import { DLQ_HEADERS } from "../../src/Broker/Headers.js"
 import { declareTopology, DLQ, EXCHANGE, queueFor, QUEUES } from "../../src/Broker/Topology.js"
 import { decodeEventJson, DomainEvent, EVENT_NAMES } from "../../src/Domain/Events.js"
 import { FatalLive } from "../../src/Fatal.js"
+import { clip } from "../../src/Kit/Text.js"
 import { TicketListCacheLive } from "../../src/Tickets/ListCache.js"
 import { WorkerLive } from "../../src/Worker/Consumer.js"
 import { EventStoreLive } from "../../src/Worker/EventStore.js"
@@ -268,7 +269,8 @@ const entityExists = (event: DomainEvent) =>
  */
 const outcomeOf = (m: Published): Effect.Effect<Outcome, never, SqlClient.SqlClient> => {
   const decoded = decodeEventJson(Buffer.from(m.body).toString("utf8"))
-  if (Either.isLeft(decoded)) return Effect.succeed({ poison: decoded.left.slice(0, 1000) })
+  // The decoder's reason as a header can carry it: cut to 1,000 units, well-formed.
+  if (Either.isLeft(decoded)) return Effect.succeed({ poison: clip(decoded.left, 1000) })
   const event = decoded.right
   if (m.route.queue !== queueFor(event.event)) {
     return Effect.succeed({ invalid: new RegExp(`^Misrouted: a ${event.event} event arrived on ${m.route.queue}`) })
@@ -402,7 +404,7 @@ const fixed = (describe: string, queue: string, body: string, options: Options.P
 })
 
 layer(WorldLive, { excludeTestServices: true, timeout: "120 seconds" })("broker fuzzing", (it) => {
-  it.effect("cases fuzzing found: a deeply nested field (was a requeue loop), NUL in a title (was retried into the DLQ)", () => {
+  it.effect("cases fuzzing found: a deeply nested field (was a requeue loop), NUL in a title (was retried into the DLQ), an emoji where JSON breaks (its reason had a lone surrogate)", () => {
     const created = ticketCreated()
     return runBatch([
       fixed(
@@ -428,6 +430,8 @@ layer(WorldLive, { excludeTestServices: true, timeout: "120 seconds" })("broker 
       fixed("an event on another event's queue", "ticket.updated.queue", JSON.stringify(ticketCreated()), {
         headers: { "x-retry-count": Number.MAX_SAFE_INTEGER }
       }),
+      // V8 names the bad token by its first UTF-16 unit: the reason held half of the emoji.
+      fixed("an emoji where the JSON breaks", "ticket.updated.queue", "\u{1F642} not JSON"),
       {
         ...fixed(
           "an event about a ticket that does not exist",
