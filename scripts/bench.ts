@@ -308,7 +308,21 @@ interface DrainResult {
   readonly ok: boolean
   readonly note: string
   readonly rssMb?: number
+  /** CPU µs per event by process while it drained (PostgreSQL's includes the bench's 4 polls a second). */
+  readonly cpu?: Readonly<Record<string, number>>
 }
+
+/** CPU seconds of the drain's parties: the consumer, PostgreSQL, RabbitMQ, Redis. */
+const drainCpu = (pid: number) => ({
+  consumer: cpuSeconds(pid),
+  postgres: postgresCpuSeconds(),
+  rabbitmq: rabbitmqCpuSeconds(),
+  redis: commandCpuSeconds("redis-server")
+})
+const cpuPerEvent = (before: ReturnType<typeof drainCpu>, after: ReturnType<typeof drainCpu>, n: number) =>
+  Object.fromEntries(
+    (Object.keys(before) as Array<keyof typeof before>).map((k) => [k, Math.round((after[k] - before[k]) * 1e6 / n)])
+  )
 
 const drainBaseline = async (
   variant: "seed-worker" | "raw-limit" | "raw-limit-multi",
@@ -327,8 +341,19 @@ const drainBaseline = async (
     cwd: SCRATCH,
     env: { AMQP_URL, DATABASE_URL: SEED_DB, REDIS_URL }
   })
+  const cpu0 = drainCpu(r.child.pid!)
+  let cpu1 = cpu0
   const deadline = Date.now() + 300_000
-  while (!r.result() && Date.now() < deadline && r.child.exitCode === null) await sleep(100)
+  // Sampled while it runs: a baseline may exit as soon as it has drained.
+  while (!r.result() && Date.now() < deadline && r.child.exitCode === null) {
+    await sleep(100)
+    try {
+      cpu1 = drainCpu(r.child.pid!)
+    } catch {
+      break
+    }
+  }
+  const cpu = cpuPerEvent(cpu0, cpu1, pub.published)
   await stop(r)
   const res = r.result()
   const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
@@ -339,6 +364,7 @@ const drainBaseline = async (
     variant,
     rate: Number(res?.rate ?? 0),
     ok: Boolean(res) && left === 0 && rowsOk,
+    cpu,
     note: `left ${left}${variant === "seed-worker" ? `, rows ${rows[0]!.n}` : ""}`
   }
 }
@@ -372,6 +398,7 @@ const drainOpsDesk = async (
   // The rate from the first batch's commit to the last of the events that did not fail, read
   // afterwards from processed_at (each batch's transaction time). The database is only polled
   // every 250 ms for completion: a tight count(*) loop would take PostgreSQL CPU from the worker.
+  const cpu0 = drainCpu(r.child.pid!)
   let rss = 0
   const sampler = setInterval(() => (rss = Math.max(rss, rssMb(r.child.pid))), 20)
   const deadline = Date.now() + 300_000
@@ -382,6 +409,7 @@ const drainOpsDesk = async (
     await sleep(250)
   }
   clearInterval(sampler)
+  const cpu = cpuPerEvent(cpu0, drainCpu(r.child.pid!), pub.published)
   const { rows: [span] } = await db.query<{ seconds: number | null; first: number }>(
     `
     WITH t AS (SELECT min(processed_at) AS first FROM processed_events)
@@ -418,6 +446,7 @@ const drainOpsDesk = async (
     rate,
     ok,
     rssMb: Math.round(rss),
+    cpu,
     note: `${failing > 0 ? `${failing} failed once and were retried, ` : ""}claims ${
       books!.claims
     }/${pub.unique}, notifications ${books!.notifications}/${expectedNotifications}, left ${left}`
@@ -850,6 +879,13 @@ const main = async () => {
         `  ${name.padEnd(24)} ${String(Math.min(...rates)).padStart(6)} / ${String(med(name)).padStart(6)} / ${
           String(Math.max(...rates)).padStart(6)
         }  ${rs.every((r) => r.ok) ? "books ok" : "BOOKS WRONG"}${rss ? `  max RSS ${rss} MB` : ""}`
+      )
+    }
+    console.log("  CPU per event by process while draining (µs, medians; PostgreSQL's includes the bench's polls):")
+    for (const [name, rs] of results) {
+      const keys = Object.keys(rs[0]?.cpu ?? {})
+      console.log(
+        `    ${name.padEnd(22)} ${keys.map((k) => `${k} ${median(rs.map((r) => r.cpu?.[k] ?? 0))}`).join(", ")}`
       )
     }
     console.log(

@@ -40,6 +40,13 @@ export const DatabaseUrl = Config.redacted(
 export const DatabasePoolSize = positiveInt("DATABASE_POOL_SIZE", 10)
 /** Longest wait for a pooled connection (a new one, or a free one); beyond it a request fails with 503 instead of hanging. */
 export const DatabaseConnectTimeout = millis("DATABASE_CONNECT_TIMEOUT_MS", DEFAULTS.DATABASE_CONNECT_TIMEOUT_MS)
+/**
+ * Whether the statements marked `PREPARED` (Store/Sql.ts) run as named prepared statements, parsed and planned
+ * once per connection. Off only behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
+ */
+export const DatabasePreparedStatements = Config.boolean("DATABASE_PREPARED_STATEMENTS").pipe(
+  Config.withDefault(true)
+)
 /** The pool's `application_name` (as pg_stat_activity shows it): the service's name. */
 export const DatabaseApplicationName = Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("opsdesk"))
 export const RedisUrl = Config.string("REDIS_URL").pipe(Config.withDefault(DEFAULTS.REDIS_URL))

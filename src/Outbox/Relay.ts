@@ -50,6 +50,7 @@ import { describe } from "../Kit/Cause.js"
 import { type RateLimitedWarning, rateLimitedWarning } from "../Kit/Warnings.js"
 import { parentFromHeaders, traceHeadersOf } from "../Observability/TraceContext.js"
 import { forkListener } from "../Store/Listen.js"
+import { PREPARED } from "../Store/Sql.js"
 import { readBacklog, readUnroutable } from "./Backlog.js"
 import { OUTBOX_CHANNEL } from "./Outbox.js"
 
@@ -231,7 +232,8 @@ export const publishBatch = (
           : undefined
         if (published.length > 0) {
           yield* sql.unsafe(
-            "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
+            `${PREPARED}UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1
+              WHERE id = ANY($1::bigint[])`,
             [published.map((r) => r.id)]
           )
         }

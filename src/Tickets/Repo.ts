@@ -11,6 +11,7 @@ import type { TicketCreated, TicketField, TicketPriority, TicketStatus } from ".
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
 import { eventHeaders, notifyRelay, outboxInsert } from "../Outbox/Outbox.js"
 import { auditInsert } from "../Store/Audit.js"
+import { PREPARED } from "../Store/Sql.js"
 import type { Ticket } from "./Domain.js"
 
 export interface TicketRow {
@@ -64,6 +65,8 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
     const sql = yield* SqlClient.SqlClient
     const columns = sql.literal(COLUMNS)
     const cursorTs = sql.literal(CURSOR_TS)
+    // The ticket insert is POST /v1/tickets' only statement: parsed and planned once per connection.
+    const prepared = sql.literal(PREPARED)
     const first = (rows: ReadonlyArray<TicketRow>) => Option.fromNullable(rows[0])
 
     /**
@@ -89,7 +92,7 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
             status: ticket.status
           }
         }, t)
-        return sql`WITH t AS (
+        return sql`${prepared}WITH t AS (
           INSERT INTO tickets (id, title, description, status, priority, owner_id, assignee_id, created_at, updated_at)
           VALUES (${ticket.id}, ${ticket.title}, ${ticket.description}, ${ticket.status}, ${ticket.priority},
             ${ticket.ownerId}, NULL, ${ticket.createdAt}::timestamptz, ${ticket.createdAt}::timestamptz)

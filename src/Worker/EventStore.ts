@@ -14,6 +14,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, Data, Effect, Layer } from "effect"
 import { ELIGIBLE_SQL } from "../Notifications/Recipients.js"
+import { PREPARED } from "../Store/Sql.js"
 import { describeSqlError, isTransientSqlError } from "../Store/SqlState.js"
 import type { MentionRow, NotificationRow, Plan, Watchers } from "./Handlers.js"
 
@@ -61,7 +62,7 @@ const toStoreError = (what: string) => (error: SqlError.SqlError) =>
  * unlike DO NOTHING, waits for and sees a claim a concurrent transaction
  * commits, so a conflict is reported even then.
  */
-const COMMIT_SQL = `
+const COMMIT_SQL = `${PREPARED}
 WITH input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $14::uuid[])
     AS i(event_id, event_type, fingerprint, ticket_id, owner_id, message_id, author_id, actor_id)
