@@ -9,6 +9,7 @@ import { SqlClient, type Statement } from "@effect/sql"
 import { Effect } from "effect"
 import type { DomainEvent } from "../Domain/Events.js"
 import { currentTraceHeaders } from "../Observability/TraceContext.js"
+import { PREPARED } from "../Store/Sql.js"
 
 export const OUTBOX_CHANNEL = "opsdesk_outbox"
 
@@ -43,6 +44,8 @@ export const notifyRelay = (sql: SqlClient.SqlClient, event: DomainEvent, from?:
 export const appendEvent = (event: DomainEvent, extraHeaders: EventHeaders = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* outboxInsert(sql, event, yield* eventHeaders(extraHeaders))
-    yield* notifyRelay(sql, event)
+    // Fixed texts, run by every write that appends an event: each connection prepares them once.
+    const prepared = sql.literal(PREPARED)
+    yield* sql`${prepared}${outboxInsert(sql, event, yield* eventHeaders(extraHeaders))}`
+    yield* sql`${prepared}${notifyRelay(sql, event)}`
   }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))

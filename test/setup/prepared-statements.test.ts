@@ -9,6 +9,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Config, Effect, Either, Layer } from "effect"
 import { makeEvent, type TicketCreated } from "../../src/Domain/Events.js"
+import { appendEvent } from "../../src/Outbox/Outbox.js"
 import { pgPool, PREPARED, runMigrations } from "../../src/Store/Sql.js"
 import { TicketsRepo } from "../../src/Tickets/Repo.js"
 import { EventStore, EventStoreLive } from "../../src/Worker/EventStore.js"
@@ -76,20 +77,28 @@ const claim = (count: number) =>
   })
 
 describe("prepared statements", () => {
-  it.live("the ticket insert and the worker's claim are one named statement each, whatever their values", () =>
+  it.live("the ticket insert, the worker's claim and an appended event's statements are one named statement each, whatever their values", () =>
     Effect.gen(function*() {
       yield* postTicket
       yield* postTicket
       yield* claim(1)
       yield* claim(3)
+      // The event a ticket update, a status change or a message appends: its insert and its NOTIFY.
       const sql = yield* SqlClient.SqlClient
+      const appended = [ticketCreated(), ticketCreated()]
+      yield* Effect.addFinalizer(() =>
+        sql`DELETE FROM outbox WHERE event_id::text IN ${sql.in(appended.map((e) => e.eventId))}`.pipe(Effect.orDie)
+      )
+      yield* Effect.forEach(appended, (event) => sql.withTransaction(appendEvent(event)), { discard: true })
       // Unmarked: never prepared.
       yield* sql`SELECT count(*) FROM tickets WHERE id = ${crypto.randomUUID()}`
       const named = yield* preparedOnConnection
       expect(named.every((s) => s.statement.startsWith(PREPARED))).toBe(true)
       expect(named.filter((s) => s.statement.includes("INSERT INTO tickets"))).toHaveLength(1)
       expect(named.filter((s) => s.statement.includes("INSERT INTO processed_events"))).toHaveLength(1)
-      expect(named).toHaveLength(2)
+      expect(named.filter((s) => /^\/\* prepared \*\/ INSERT INTO outbox/.test(s.statement))).toHaveLength(1)
+      expect(named.filter((s) => /^\/\* prepared \*\/ SELECT pg_notify/.test(s.statement))).toHaveLength(1)
+      expect(named).toHaveLength(4)
     }).pipe(
       Effect.scoped,
       Effect.provide(Layer.mergeAll(TicketsRepo.Default, EventStoreLive).pipe(Layer.provideMerge(onePool(true))))
