@@ -109,7 +109,7 @@ const connect = (maxConnections: Config.Config<number>) =>
               onTimeout: () =>
                 new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
             }),
-            Effect.onError(() => Effect.promise(() => pool.end())),
+            Effect.onError(() => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1000))),
             Effect.as(pool)
           )
         }),
