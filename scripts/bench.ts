@@ -312,13 +312,14 @@ interface DrainResult {
   readonly cpu?: Readonly<Record<string, number>>
 }
 
-/** CPU seconds of the drain's parties: the consumer, PostgreSQL, RabbitMQ, Redis. */
-const drainCpu = (pid: number) => ({
-  consumer: cpuSeconds(pid),
+/** CPU seconds of the services a drain uses (each a scan of /proc). */
+const servicesCpu = () => ({
   postgres: postgresCpuSeconds(),
   rabbitmq: rabbitmqCpuSeconds(),
   redis: commandCpuSeconds("redis-server")
 })
+/** CPU seconds of the drain's parties: the consumer, PostgreSQL, RabbitMQ, Redis. */
+const drainCpu = (pid: number) => ({ consumer: cpuSeconds(pid), ...servicesCpu() })
 const cpuPerEvent = (before: ReturnType<typeof drainCpu>, after: ReturnType<typeof drainCpu>, n: number) =>
   Object.fromEntries(
     (Object.keys(before) as Array<keyof typeof before>).map((k) => [k, Math.round((after[k] - before[k]) * 1e6 / n)])
@@ -342,18 +343,18 @@ const drainBaseline = async (
     env: { AMQP_URL, DATABASE_URL: SEED_DB, REDIS_URL }
   })
   const cpu0 = drainCpu(r.child.pid!)
-  let cpu1 = cpu0
+  let consumer = cpu0.consumer
   const deadline = Date.now() + 300_000
-  // Sampled while it runs: a baseline may exit as soon as it has drained.
+  // The consumer's own CPU is sampled while it runs (one file read): a baseline may exit as soon as it has drained.
   while (!r.result() && Date.now() < deadline && r.child.exitCode === null) {
     await sleep(100)
     try {
-      cpu1 = drainCpu(r.child.pid!)
+      consumer = cpuSeconds(r.child.pid!)
     } catch {
       break
     }
   }
-  const cpu = cpuPerEvent(cpu0, cpu1, pub.published)
+  const cpu = cpuPerEvent(cpu0, { consumer, ...servicesCpu() }, pub.published)
   await stop(r)
   const res = r.result()
   const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
