@@ -4,7 +4,7 @@
  * services, compared as ratios.
  *
  *   npm run bench -- [--n 20000] [--runs 3] [--only drain,publish,api,e2e] [--api-duration 10]
- *                    [--api-quiet-wait 60] [--e2e-rate 500] [--e2e-seconds 30] [--profile]
+ *                    [--api-quiet-wait 60] [--e2e-rate 500] [--e2e-seconds 30] [--e2e-warmup 10] [--profile]
  *
  * The API part runs bench-api.mjs with OpsDesk, the bare node:http server and
  * the NestJS peer (nest-api.mjs, publishing to the vhost `opsdesk_bench_nest`)
@@ -46,6 +46,12 @@ const API_DURATION = arg("api-duration", "10")
 const API_QUIET_WAIT = arg("api-quiet-wait", "60")
 const E2E_RATE = Number(arg("e2e-rate", "500"))
 const E2E_SECONDS = Number(arg("e2e-seconds", "30"))
+/**
+ * Seconds of the same writes before the measured ones, untimed: the processes run for months, and V8 is still
+ * compiling their hot paths well into a fresh process's first 30 s (the relay's CPU per event fell from
+ * ~1.2 ms in its first 5 s to ~0.66 ms in its sixth at 500 writes/s). bench-api and the relay's run warm up alike.
+ */
+const E2E_WARMUP = Number(arg("e2e-warmup", "10"))
 /** --profile: OpsDesk's processes write V8 CPU profiles to .bench/profiles (open them in Chrome DevTools). */
 const PROFILE = argv.includes("--profile")
 
@@ -427,6 +433,8 @@ const drainOpsDesk = async (
            (SELECT count(*)::int FROM notifications) AS notifications,
            (SELECT count(*)::int FROM (SELECT 1 FROM notifications GROUP BY event_id, recipient_id, channel HAVING count(*) > 1) d) AS doubled`)
   await deleteEntities()
+  // Autovacuum may be off (CI machines): the next run must not find these rows' dead versions in its lookups.
+  await db.query("VACUUM (ANALYZE) users, tickets, messages")
   await db.end()
   const left = await queueDepth()
   // The recipients policy (Notifications/Recipients.ts) for these events: ticket.created, the owner's emailed
@@ -640,6 +648,18 @@ interface ApiSummary {
 }
 
 /**
+ * OpsDesk's data back to the state every run starts from, as bench-api does for the bare server's and the NestJS
+ * peer's tables: the tickets (with their messages), audit rows, outbox, claims and notifications of earlier runs
+ * go, and the tables are vacuumed (CI machines run PostgreSQL with autovacuum off, so the drains' deleted entities
+ * would otherwise stay as dead rows). Without it every invocation wrote into the tables of all the ones before
+ * (~200,000 tickets after a day of runs) while the peers started empty. The users (the admin) stay.
+ */
+const resetOpsDeskData = async (db: pg.Client) => {
+  await db.query("TRUNCATE tickets, audit_log, outbox, processed_events, notifications CASCADE")
+  await db.query("VACUUM (ANALYZE) users, tickets, messages, audit_log, outbox, processed_events, notifications")
+}
+
+/**
  * bench-api.mjs with OpsDesk, the bare server and the NestJS peer interleaved.
  * OpsDesk runs as `npm start` runs it: the API with OUTBOX_RELAY=off and the
  * relay in its own process. Afterwards the relay must have published every
@@ -648,7 +668,7 @@ interface ApiSummary {
 const apiBench = async () => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
-  await db.query("TRUNCATE outbox")
+  await resetOpsDeskData(db)
   await prepublish(0, 0)
   const relay = await startRelay()
   const api = await startApi({ OUTBOX_RELAY: "off" })
@@ -741,8 +761,7 @@ const post = (url: string, token: string, body: string) =>
 const e2eBench = async (relay: "api" | "process") => {
   const db = new pg.Client({ connectionString: OPSDESK_DB })
   await db.connect()
-  // CASCADE: the notification deliveries (migration 0009) reference notifications; this database is the bench's own.
-  await db.query("TRUNCATE processed_events, notifications CASCADE")
+  await resetOpsDeskData(db)
   await prepublish(0, 0)
   const relayProc = relay === "process" ? await startRelay() : undefined
   const api = await startApi(relay === "process" ? { OUTBOX_RELAY: "off" } : {})
@@ -750,6 +769,25 @@ const e2eBench = async (relay: "api" | "process") => {
     env: { AMQP_URL, DATABASE_URL: OPSDESK_DB, REDIS_URL }
   })
   await sleep(2000)
+  const write = (i: number) =>
+    post(`${api.url}/v1/tickets`, api.token, JSON.stringify({ title: `e2e ${i}`, description: "latency probe" }))
+  if (E2E_WARMUP > 0) {
+    const warm = E2E_RATE * E2E_WARMUP
+    const w0 = performance.now()
+    const warming: Array<Promise<unknown>> = []
+    for (let i = 0; i < warm; i++) {
+      const wait = w0 + (i * 1000) / E2E_RATE - performance.now()
+      if (wait > 1) await sleep(wait)
+      warming.push(write(-1 - i).catch(() => undefined))
+    }
+    await Promise.all(warming)
+    // The warm-up's events are through the worker before the measured writes start.
+    for (let i = 0; i < 300; i++) {
+      const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
+      if (rows[0]!.n >= warm) break
+      await sleep(100)
+    }
+  }
   const since = new Date()
   const total = E2E_RATE * E2E_SECONDS
   // CPU per write of every process on the path, from /proc (the relay's is in the API's when it runs there).
@@ -772,7 +810,7 @@ const e2eBench = async (relay: "api" | "process") => {
     const wait = due - performance.now()
     if (wait > 1) await sleep(wait)
     inflight.push(
-      post(`${api.url}/v1/tickets`, api.token, JSON.stringify({ title: `e2e ${i}`, description: "latency probe" }))
+      write(i)
         .then((status) => {
           if (status !== 201) {
             failed++
