@@ -733,7 +733,13 @@ const apiBench = async () => {
  * is plain node:http on kept-alive connections: fetch (undici) cost ~0.6 of a
  * core at 500 requests/s, CPU taken from the API, the relay and the worker.
  */
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
+/**
+ * Idle sockets are closed after 2 s, well before the API's keep-alive timeout (HTTP_KEEP_ALIVE_TIMEOUT_MS, 5 s): a
+ * POST sent on a socket the server is closing that instant fails with ECONNRESET and is not retried. Node's agent
+ * closes 1 s before the server's `Keep-Alive: timeout=5` hint, a margin a saturated driver's timers can overrun
+ * (11 of 15,000 writes failed so in one run).
+ */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 2000 })
 const post = (url: string, token: string, body: string) =>
   new Promise<number>((resolve, reject) => {
     const req = http.request(url, {
