@@ -32,6 +32,17 @@ import { EVENTS, makeEvent } from "./lib/events.js"
 const exec = promisify(execFile)
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
+/** Starts `f(i)` for i < n at `perSecond` a second, on schedule (not waiting for answers); resolves with them started. */
+const atRate = async <A>(n: number, perSecond: number, f: (i: number) => Promise<A>): Promise<Array<Promise<A>>> => {
+  const t0 = performance.now()
+  const started: Array<Promise<A>> = []
+  for (let i = 0; i < n; i++) {
+    const wait = t0 + (i * 1000) / perSecond - performance.now()
+    if (wait > 1) await sleep(wait)
+    started.push(f(i))
+  }
+  return started
+}
 
 const argv = process.argv.slice(2)
 const arg = (name: string, fallback: string) => {
@@ -48,8 +59,8 @@ const E2E_RATE = Number(arg("e2e-rate", "500"))
 const E2E_SECONDS = Number(arg("e2e-seconds", "30"))
 /**
  * Seconds of the same writes before the measured ones, untimed: the processes run for months, and V8 is still
- * compiling their hot paths well into a fresh process's first 30 s (the relay's CPU per event fell from
- * ~1.2 ms in its first 5 s to ~0.66 ms in its sixth at 500 writes/s). bench-api and the relay's run warm up alike.
+ * compiling their hot paths well into a fresh process's first 30 s (README, Benchmarks). bench-api and the relay's
+ * run warm up alike.
  */
 const E2E_WARMUP = Number(arg("e2e-warmup", "10"))
 /** --profile: OpsDesk's processes write V8 CPU profiles to .bench/profiles (open them in Chrome DevTools). */
@@ -561,18 +572,15 @@ const relaySteady = async () => {
   const relay0 = cpuSeconds(relay.child.pid!)
   const pg0 = postgresCpuSeconds()
   const t0 = performance.now()
-  const inflight: Array<Promise<unknown>> = []
-  for (let i = 0; i < total; i++) {
-    const wait = t0 + (i * 1000) / E2E_RATE - performance.now()
-    if (wait > 1) await sleep(wait)
+  const inflight = await atRate(total, E2E_RATE, (i) => {
     const event = makeEvent(EVENTS[i % 4]!)
-    inflight.push(pool.query(
+    return pool.query(
       `WITH o AS (INSERT INTO outbox (event_id, event_type, envelope, headers)
          VALUES ($1::uuid, $2, $3::json, '{}'::jsonb) RETURNING 1)
        SELECT pg_notify('opsdesk_outbox', $2) FROM o`,
       [event.eventId, event.event, JSON.stringify(event)]
-    ))
-  }
+    )
+  })
   await Promise.all(inflight)
   const seconds = (performance.now() - t0) / 1000
   for (let i = 0; i < 100; i++) {
@@ -732,12 +740,11 @@ const apiBench = async () => {
  * The load generator shares the two cores with everything it measures, so it
  * is plain node:http on kept-alive connections: fetch (undici) cost ~0.6 of a
  * core at 500 requests/s, CPU taken from the API, the relay and the worker.
- */
-/**
- * Idle sockets are closed after 2 s, well before the API's keep-alive timeout (HTTP_KEEP_ALIVE_TIMEOUT_MS, 5 s): a
- * POST sent on a socket the server is closing that instant fails with ECONNRESET and is not retried. Node's agent
- * closes 1 s before the server's `Keep-Alive: timeout=5` hint, a margin a saturated driver's timers can overrun
- * (11 of 15,000 writes failed so in one run).
+ * Idle sockets close after 2 s, well before the API's keep-alive timeout
+ * (HTTP_KEEP_ALIVE_TIMEOUT_MS, 5 s): a POST sent on a socket the server is
+ * closing that instant fails with ECONNRESET and is not retried, and Node's
+ * own margin (1 s under the server's `Keep-Alive: timeout=5` hint) is one a
+ * saturated driver's timers can overrun.
  */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 2000 })
 const post = (url: string, token: string, body: string) =>
@@ -779,14 +786,7 @@ const e2eBench = async (relay: "api" | "process") => {
     post(`${api.url}/v1/tickets`, api.token, JSON.stringify({ title: `e2e ${i}`, description: "latency probe" }))
   if (E2E_WARMUP > 0) {
     const warm = E2E_RATE * E2E_WARMUP
-    const w0 = performance.now()
-    const warming: Array<Promise<unknown>> = []
-    for (let i = 0; i < warm; i++) {
-      const wait = w0 + (i * 1000) / E2E_RATE - performance.now()
-      if (wait > 1) await sleep(wait)
-      warming.push(write(-1 - i).catch(() => undefined))
-    }
-    await Promise.all(warming)
+    await Promise.all(await atRate(warm, E2E_RATE, (i) => write(-1 - i).catch(() => undefined)))
     // The warm-up's events are through the worker before the measured writes start.
     for (let i = 0; i < 300; i++) {
       const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM processed_events")
@@ -810,25 +810,18 @@ const e2eBench = async (relay: "api" | "process") => {
   const t0 = performance.now()
   let failed = 0
   const failures = new Map<string, number>()
-  const inflight: Array<Promise<void>> = []
-  for (let i = 0; i < total; i++) {
-    const due = t0 + (i * 1000) / E2E_RATE
-    const wait = due - performance.now()
-    if (wait > 1) await sleep(wait)
-    inflight.push(
-      write(i)
-        .then((status) => {
-          if (status !== 201) {
-            failed++
-            failures.set(String(status), (failures.get(String(status)) ?? 0) + 1)
-          }
-        }, (e: unknown) => {
+  const inflight = await atRate(total, E2E_RATE, (i) =>
+    write(i)
+      .then((status) => {
+        if (status !== 201) {
           failed++
-          const key = e instanceof Error ? String((e as { code?: string }).code ?? e.message) : String(e)
-          failures.set(key, (failures.get(key) ?? 0) + 1)
-        })
-    )
-  }
+          failures.set(String(status), (failures.get(String(status)) ?? 0) + 1)
+        }
+      }, (e: unknown) => {
+        failed++
+        const key = e instanceof Error ? String((e as { code?: string }).code ?? e.message) : String(e)
+        failures.set(key, (failures.get(key) ?? 0) + 1)
+      }))
   await Promise.all(inflight)
   const achieved = total / ((performance.now() - t0) / 1000)
   await sleep(3000)
