@@ -44,9 +44,9 @@ type Pool = PgClient.PgClient | SqlClient.SqlClient
 /**
  * The mark of a statement that runs as a named prepared statement: its text
  * starts with this comment. PostgreSQL then parses and plans it once per
- * connection instead of on every execution (the ticket insert costs ~40% less
- * of its CPU). Only for statements of one fixed text: every distinct marked
- * text is a statement each connection keeps.
+ * connection instead of on every execution (README, Benchmarks, for what it
+ * saves). Only for statements of one fixed text: every distinct marked text
+ * is a statement each connection keeps.
  */
 export const PREPARED = "/* prepared */ "
 
