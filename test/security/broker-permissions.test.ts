@@ -205,9 +205,15 @@ describe("broker users: least privilege", () => {
           "the event processed once, through the relay and the worker",
           Effect.map(countRows("processed_events", [event.eventId]), (n) => n === 1)
         )
-        const [row] = yield* sql<{ published: boolean }>`
-        SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${event.eventId}`
-        expect(row?.published).toBe(true)
+        // The relay marks its row only after the broker's confirm, which can come after the worker's claim.
+        yield* waitUntil(
+          "the event's outbox row marked published by the relay",
+          Effect.map(
+            sql<{ published: boolean }>`
+            SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${event.eventId}`,
+            ([row]) => row?.published === true
+          )
+        )
 
         // The DLQ tools: as the operator (the CLI's AMQP_URL, or the API's OPS_AMQP_URL) they purge the DLQ...
         const purge = (config: ReturnType<typeof settings>) =>

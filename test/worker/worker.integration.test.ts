@@ -121,10 +121,15 @@ describe("worker integration", () => {
         "the outbox event to be processed",
         Effect.map(countRows("processed_events", [viaOutbox.eventId]), (n) => n === 1)
       )
-      const [outboxRow] = yield* sql<
-        { published: boolean }
-      >`SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${viaOutbox.eventId}`
-      expect(outboxRow?.published).toBe(true)
+      // The relay marks its row only after the broker's confirm, which can come after the worker's claim.
+      yield* waitUntil(
+        "the outbox row marked published by the relay",
+        Effect.map(
+          sql<{ published: boolean }>`
+          SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${viaOutbox.eventId}`,
+          ([row]) => row?.published === true
+        )
+      )
       expect(yield* countRows("notifications", [viaOutbox.eventId])).toBe(1)
       yield* Scope.close(relayScope, Exit.void)
 
