@@ -559,7 +559,7 @@ const rabbitmqCpuSeconds = () => commandCpuSeconds("beam.smp")
 
 /**
  * The relay at a steady rate, as the API writes: one transaction per event
- * (its outbox row and the NOTIFY), E2E_RATE a second for 10 s. The relay's
+ * (its outbox row), then the wake-up (RelayWake's), E2E_RATE a second for 10 s. The relay's
  * and PostgreSQL's CPU per event (from /proc; PostgreSQL's includes the
  * writes), and commit → published (after the broker's confirm).
  */
@@ -572,16 +572,31 @@ const relaySteady = async () => {
   const relay0 = cpuSeconds(relay.child.pid!)
   const pg0 = postgresCpuSeconds()
   const t0 = performance.now()
+  // After each commit a NOTIFY of its own, one at a time, those due meanwhile coalesced: RelayWake's way.
+  const waker = await pool.connect()
+  let waking: Promise<unknown> | undefined
+  let again = false
+  const wake = () => {
+    if (waking !== undefined) return void (again = true)
+    waking = waker.query("SELECT pg_notify('opsdesk_outbox', ''), set_config('synchronous_commit', 'off', true)")
+      .finally(() => {
+        waking = undefined
+        if (again) {
+          again = false
+          wake()
+        }
+      })
+  }
   const inflight = await atRate(total, E2E_RATE, (i) => {
     const event = makeEvent(EVENTS[i % 4]!)
     return pool.query(
-      `WITH o AS (INSERT INTO outbox (event_id, event_type, envelope, headers)
-         VALUES ($1::uuid, $2, $3::json, '{}'::jsonb) RETURNING 1)
-       SELECT pg_notify('opsdesk_outbox', $2) FROM o`,
+      `INSERT INTO outbox (event_id, event_type, envelope, headers) VALUES ($1::uuid, $2, $3::json, '{}'::jsonb)`,
       [event.eventId, event.event, JSON.stringify(event)]
-    )
+    ).then(wake)
   })
   await Promise.all(inflight)
+  while (waking !== undefined) await waking
+  waker.release()
   const seconds = (performance.now() - t0) / 1000
   for (let i = 0; i < 100; i++) {
     const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL")

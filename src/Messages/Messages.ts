@@ -8,7 +8,7 @@ import type { Actor } from "../Auth/CurrentUser.js"
 import { Unauthorized } from "../Auth/Errors.js"
 import { makeEvent, type MessageSent } from "../Domain/Events.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
-import { appendEvent } from "../Outbox/Outbox.js"
+import { appendEvent, RelayWake } from "../Outbox/Outbox.js"
 import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Store/SqlState.js"
 import { visibleOrNotFound } from "../Tickets/Policy.js"
 import { TicketsRepo } from "../Tickets/Repo.js"
@@ -20,6 +20,7 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
     const sql = yield* SqlClient.SqlClient
     const tickets = yield* TicketsRepo
     const repo = yield* MessagesRepo
+    const relay = yield* RelayWake
 
     const visibleTicket = (actor: Actor, id: string) =>
       Effect.flatMap(tickets.findById(id), visibleOrNotFound(actor, id))
@@ -41,7 +42,9 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
           // The author vanished after the token was issued.
           sqlState(e) === FOREIGN_KEY_VIOLATION && sqlConstraint(e) === "messages_author_id_fkey"
             ? Effect.fail(new Unauthorized({ message: "the user of this token no longer exists" }))
-            : Effect.die(e))
+            : Effect.die(e)),
+        // Once committed: the relay's claim sees the event.
+        Effect.tap(() => relay.wake)
       )
     })
 
@@ -55,5 +58,5 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
 
     return { send, list } as const
   }),
-  dependencies: [TicketsRepo.Default, MessagesRepo.Default]
+  dependencies: [TicketsRepo.Default, MessagesRepo.Default, RelayWake.Default]
 }) {}

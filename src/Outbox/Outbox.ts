@@ -1,12 +1,12 @@
 /**
  * The transactional outbox, and the only place that writes it. A domain write
  * adds its event inside its own SQL transaction, so the event exists if and
- * only if the write committed: `appendEvent` as statements of their own,
- * `outboxInsert` and `notifyRelay` as parts of a repo's larger statement. The
- * NOTIFY is delivered at commit and wakes the relay.
+ * only if the write committed: `appendEvent` as a statement of its own,
+ * `outboxInsert` as part of a repo's larger statement. Once the write has
+ * committed, `RelayWake` wakes the relays.
  */
 import { SqlClient, type Statement } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Queue } from "effect"
 import type { DomainEvent } from "../Domain/Events.js"
 import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { PREPARED } from "../Store/Sql.js"
@@ -37,15 +37,33 @@ export const outboxInsert = (
     fromClause(sql, from)
   }`
 
-/** The NOTIFY that wakes the relay (its payload, the event name, is for whoever watches the channel). */
-export const notifyRelay = (sql: SqlClient.SqlClient, event: DomainEvent, from?: Statement.Fragment) =>
-  sql`SELECT pg_notify(${OUTBOX_CHANNEL}, ${event.event})${fromClause(sql, from)}`
-
 export const appendEvent = (event: DomainEvent, extraHeaders: EventHeaders = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    // Fixed texts, run by every write that appends an event: each connection prepares them once.
-    const prepared = sql.literal(PREPARED)
-    yield* sql`${prepared}${outboxInsert(sql, event, yield* eventHeaders(extraHeaders))}`
-    yield* sql`${prepared}${notifyRelay(sql, event)}`
+    // A fixed text, run by every write that appends an event: each connection prepares it once.
+    yield* sql`${sql.literal(PREPARED)}${outboxInsert(sql, event, yield* eventHeaders(extraHeaders))}`
   }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))
+
+/**
+ * Wakes the relays (their LISTEN on OUTBOX_CHANNEL) after a write that
+ * appended events has committed: `wake` once the write's transaction is over.
+ * The NOTIFY is a statement of its own, never part of the write: PostgreSQL
+ * serializes the commits of notifying transactions (a lock held through the
+ * commit's WAL flush), which queued concurrent writes behind each other
+ * (README, Benchmarks). One NOTIFY at a time per process; the wake-ups of
+ * writes that commit meanwhile coalesce into the next one, which starts after
+ * their commits, so the relay's claim sees their rows. The NOTIFY makes
+ * nothing durable, so its commit does not wait for the WAL. `wake` does not
+ * wait for it: a wake-up lost with the process, or to a database error,
+ * leaves the rows to the relay's poll (OUTBOX_POLL_INTERVAL_MS).
+ */
+export class RelayWake extends Effect.Service<RelayWake>()("OpsDesk/RelayWake", {
+  scoped: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const pending = yield* Queue.sliding<void>(1)
+    const notify = sql`${sql.literal(PREPARED)}SELECT pg_notify(${OUTBOX_CHANNEL}, ''),
+      set_config('synchronous_commit', 'off', true)`
+    yield* Queue.take(pending).pipe(Effect.zipRight(Effect.ignore(notify)), Effect.forever, Effect.forkScoped)
+    return { wake: Effect.asVoid(Queue.offer(pending, undefined)) } as const
+  })
+}) {}

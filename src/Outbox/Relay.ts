@@ -2,8 +2,9 @@
  * The outbox relay: publishes committed outbox rows through the confirmed
  * publisher and marks them published only after the broker confirmed them.
  *
- * It wakes on LISTEN/NOTIFY and also polls every OUTBOX_POLL_INTERVAL_MS as a
- * fallback (a missed notification, a broker that just came back). A wake-up
+ * It wakes on LISTEN (the writers' NOTIFYs after their commits: RelayWake in
+ * Outbox.ts) and also polls every OUTBOX_POLL_INTERVAL_MS as a fallback (a
+ * missed notification, a broker that just came back). A wake-up
  * on an idle relay starts a batch at once; the wake-ups that arrive while a
  * batch is in flight coalesce into the next one, which takes everything
  * written meanwhile (up to OUTBOX_BATCH_SIZE; a full batch starts the next at

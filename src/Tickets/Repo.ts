@@ -9,7 +9,7 @@ import { Effect, Option } from "effect"
 import type { Role } from "../Auth/CurrentUser.js"
 import type { TicketCreated, TicketField, TicketPriority, TicketStatus } from "../Domain/Events.js"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
-import { eventHeaders, notifyRelay, outboxInsert } from "../Outbox/Outbox.js"
+import { eventHeaders, outboxInsert } from "../Outbox/Outbox.js"
 import { auditInsert } from "../Store/Audit.js"
 import { PREPARED } from "../Store/Sql.js"
 import type { Ticket } from "./Domain.js"
@@ -97,8 +97,8 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
           VALUES (${ticket.id}, ${ticket.title}, ${ticket.description}, ${ticket.status}, ${ticket.priority},
             ${ticket.ownerId}, NULL, ${ticket.createdAt}::timestamptz, ${ticket.createdAt}::timestamptz)
           RETURNING id
-        ), a AS (${audit}), o AS (${outboxInsert(sql, event, headers, t)})
-        ${notifyRelay(sql, event, t)}`
+        ), a AS (${audit})
+        ${outboxInsert(sql, event, headers, t)}`
       }).pipe(
         Effect.asVoid,
         Effect.withSpan("TicketsRepo.insertWithEvent", { attributes: { event: event.event, eventId: event.eventId } })

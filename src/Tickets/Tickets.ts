@@ -19,7 +19,7 @@ import {
 } from "../Domain/Events.js"
 import type { ValidationError } from "../Kit/Errors.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
-import { appendEvent } from "../Outbox/Outbox.js"
+import { appendEvent, RelayWake } from "../Outbox/Outbox.js"
 import { recordAudit } from "../Store/Audit.js"
 import { FOREIGN_KEY_VIOLATION, sqlState } from "../Store/SqlState.js"
 import {
@@ -46,6 +46,8 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
     const sql = yield* SqlClient.SqlClient
     const repo = yield* TicketsRepo
     const cache = yield* TicketListCache
+    // After each write's commit (its events are then visible to the relay's claim).
+    const relay = yield* RelayWake
 
     const create = Effect.fn("Tickets.create")(function*(actor: Actor, input: CreateTicketRequest) {
       const now = new Date()
@@ -81,6 +83,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
             ? Effect.fail(new Unauthorized({ message: "the user of this token no longer exists" }))
             : Effect.die(e))
       )
+      yield* relay.wake
       return ticket
     })
 
@@ -155,7 +158,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
           updatedAt: updated.updatedAt.toISOString()
         }, now))
         return toTicket(updated)
-      })).pipe(Effect.catchTag("SqlError", Effect.die))
+      })).pipe(Effect.catchTag("SqlError", Effect.die), Effect.tap(() => relay.wake))
     })
 
     const changeStatus = Effect.fn("Tickets.changeStatus")(function*(actor: Actor, id: string, to: TicketStatus) {
@@ -185,12 +188,12 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
           assigneeId: updated.assigneeId
         }, now))
         return toTicket(updated)
-      })).pipe(Effect.catchTag("SqlError", Effect.die))
+      })).pipe(Effect.catchTag("SqlError", Effect.die), Effect.tap(() => relay.wake))
     })
 
     return { create, get, findVisible, listJson, update, changeStatus } as const
   }),
-  dependencies: [TicketsRepo.Default]
+  dependencies: [TicketsRepo.Default, RelayWake.Default]
 }) {}
 
 /** Only the fields whose value actually changes. */

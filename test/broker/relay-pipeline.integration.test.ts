@@ -17,7 +17,7 @@ import { Publisher, type PublishOutcome } from "../../src/Broker/Publisher.js"
 import { FatalLive } from "../../src/Fatal.js"
 import { appendEvent } from "../../src/Outbox/Outbox.js"
 import { RelayLive } from "../../src/Outbox/Relay.js"
-import { configFrom, deleteEventRows, InfraLive, ticketCreated, waitUntil } from "../support/Env.js"
+import { commitEvents, configFrom, deleteEventRows, InfraLive, ticketCreated, waitUntil } from "../support/Env.js"
 
 interface Sent {
   readonly ids: ReadonlyArray<string>
@@ -121,7 +121,6 @@ describe("outbox relay: batches in flight", () => {
 
   it.live("under a stream of writes, the next batch waits for the one in flight and takes what came meanwhile", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const events = Array.from({ length: 4 }, () => ticketCreated())
       const ids = events.map((e) => e.eventId)
       yield* Effect.addFinalizer(() => deleteEventRows(ids))
@@ -129,7 +128,7 @@ describe("outbox relay: batches in flight", () => {
       const { layer, sent } = yield* heldPublisher
       yield* startRelay(layer)
 
-      const write = (i: number) => sql.withTransaction(appendEvent(events[i]!))
+      const write = (i: number) => commitEvents([events[i]!])
       yield* write(0)
       yield* waitUntil(
         "the first write sent",

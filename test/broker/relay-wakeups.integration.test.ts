@@ -1,5 +1,6 @@
 /**
- * The relay publishes on wake-ups (NOTIFY) and coalesces them: under a steady
+ * The relay publishes on wake-ups (the writers' NOTIFYs after their commits,
+ * themselves coalesced per process: Outbox.ts) and coalesces them: under a steady
  * stream of writes the next batch waits for the one in flight, and a wake-up
  * that arrived before a claim is dropped as answered by it. The danger of
  * both is a row left behind until the poll. Here the poll is ten minutes
@@ -10,10 +11,17 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { declareTopology, queueFor } from "../../src/Broker/Topology.js"
-import { appendEvent } from "../../src/Outbox/Outbox.js"
 import { getAll, startRelay } from "../security/support/Broker.js"
 import { withEntities } from "../support/Entities.js"
-import { deleteEventRows, InfraLive, ticketCreated, waitUntil, withAmqp, withVhost } from "../support/Env.js"
+import {
+  commitEvents,
+  deleteEventRows,
+  InfraLive,
+  ticketCreated,
+  waitUntil,
+  withAmqp,
+  withVhost
+} from "../support/Env.js"
 
 const WRITERS = 8
 const ROUNDS = 30
@@ -44,7 +52,7 @@ describe("outbox relay: coalesced wake-ups", () => {
       // nothing more to come, so a wake-up dropped when its row was not claimed strands the row.
       for (let round = 0; round < ROUNDS; round++) {
         const mine = events.slice(round * WRITERS, (round + 1) * WRITERS)
-        yield* Effect.forEach(mine, (event) => sql.withTransaction(appendEvent(event)), {
+        yield* Effect.forEach(mine, (event) => commitEvents([event]), {
           concurrency: "unbounded",
           discard: true
         })

@@ -9,13 +9,13 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Config, Effect, Either, Layer } from "effect"
 import { makeEvent, type TicketCreated } from "../../src/Domain/Events.js"
-import { appendEvent } from "../../src/Outbox/Outbox.js"
+import { appendEvent, RelayWake } from "../../src/Outbox/Outbox.js"
 import { pgPool, PREPARED, runMigrations } from "../../src/Store/Sql.js"
 import { TicketsRepo } from "../../src/Tickets/Repo.js"
 import { EventStore, EventStoreLive } from "../../src/Worker/EventStore.js"
 import { plan } from "../../src/Worker/Handlers.js"
 import { withEntities } from "../support/Entities.js"
-import { configFrom, ticketCreated } from "../support/Env.js"
+import { configFrom, ticketCreated, waitUntil } from "../support/Env.js"
 
 const onePool = (prepared: boolean) =>
   Layer.effectDiscard(runMigrations).pipe(
@@ -83,25 +83,38 @@ describe("prepared statements", () => {
       yield* postTicket
       yield* claim(1)
       yield* claim(3)
-      // The event a ticket update, a status change or a message appends: its insert and its NOTIFY.
+      // The event a ticket update, a status change or a message appends, and the NOTIFY that wakes the relay after
+      // the commit (sent by RelayWake's own fiber, twice here: each wake-up comes after the previous NOTIFY).
       const sql = yield* SqlClient.SqlClient
       const appended = [ticketCreated(), ticketCreated()]
       yield* Effect.addFinalizer(() =>
         sql`DELETE FROM outbox WHERE event_id::text IN ${sql.in(appended.map((e) => e.eventId))}`.pipe(Effect.orDie)
       )
-      yield* Effect.forEach(appended, (event) => sql.withTransaction(appendEvent(event)), { discard: true })
+      const relay = yield* RelayWake
+      yield* Effect.forEach(appended, (event) => Effect.zipRight(sql.withTransaction(appendEvent(event)), relay.wake), {
+        discard: true
+      })
+      yield* waitUntil(
+        "the relay's wake-up sent",
+        Effect.map(preparedOnConnection, (named) => named.some((s) => s.statement.includes("pg_notify"))),
+        "10 seconds"
+      )
       // Unmarked: never prepared.
       yield* sql`SELECT count(*) FROM tickets WHERE id = ${crypto.randomUUID()}`
       const named = yield* preparedOnConnection
       expect(named.every((s) => s.statement.startsWith(PREPARED))).toBe(true)
       expect(named.filter((s) => s.statement.includes("INSERT INTO tickets"))).toHaveLength(1)
+      // No write notifies inside its own transaction (PostgreSQL would serialize their commits): only RelayWake's does.
+      expect(named.filter((s) => s.statement.includes("pg_notify") && s.statement.includes("INSERT"))).toEqual([])
       expect(named.filter((s) => s.statement.includes("INSERT INTO processed_events"))).toHaveLength(1)
       expect(named.filter((s) => /^\/\* prepared \*\/ INSERT INTO outbox/.test(s.statement))).toHaveLength(1)
       expect(named.filter((s) => /^\/\* prepared \*\/ SELECT pg_notify/.test(s.statement))).toHaveLength(1)
       expect(named).toHaveLength(4)
     }).pipe(
       Effect.scoped,
-      Effect.provide(Layer.mergeAll(TicketsRepo.Default, EventStoreLive).pipe(Layer.provideMerge(onePool(true))))
+      Effect.provide(
+        Layer.mergeAll(TicketsRepo.Default, EventStoreLive, RelayWake.Default).pipe(Layer.provideMerge(onePool(true)))
+      )
     ))
 
   it.live("a marked statement that fails runs again afterwards, still prepared", () =>

@@ -10,7 +10,8 @@ import { ConfigProvider, type Duration, Effect, Layer, Schedule } from "effect"
 import { execFile } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { promisify } from "node:util"
-import { makeEvent, type MessageSent, type TicketCreated } from "../../src/Domain/Events.js"
+import { type DomainEvent, makeEvent, type MessageSent, type TicketCreated } from "../../src/Domain/Events.js"
+import { appendEvent, RelayWake } from "../../src/Outbox/Outbox.js"
 import { RedisLive } from "../../src/Store/Redis.js"
 import { PgLive, runMigrations } from "../../src/Store/Sql.js"
 import * as BrokerAdmin from "./BrokerAdmin.js"
@@ -93,7 +94,17 @@ export const withAmqp = (url: string) =>
   )
 
 /** PostgreSQL (migrated) and Redis, from DATABASE_URL / REDIS_URL or the localhost defaults. */
-export const InfraLive = Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(Layer.merge(PgLive, RedisLive)))
+export const InfraLive = RelayWake.Default.pipe(
+  Layer.provideMerge(Layer.effectDiscard(runMigrations).pipe(Layer.provideMerge(Layer.merge(PgLive, RedisLive))))
+)
+
+/** `events` appended in one transaction, then the relays woken once it committed, as the API's writes do. */
+export const commitEvents = (events: ReadonlyArray<DomainEvent>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.withTransaction(Effect.forEach(events, (event) => appendEvent(event), { discard: true }))
+    yield* Effect.flatMap(RelayWake, (relay) => relay.wake)
+  })
 
 export const configFrom = (values: Record<string, string | number>) =>
   ConfigProvider.fromMap(new Map(Object.entries(values).map(([k, v]) => [k, String(v)]))).pipe(
