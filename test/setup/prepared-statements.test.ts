@@ -84,7 +84,7 @@ describe("prepared statements", () => {
       yield* claim(1)
       yield* claim(3)
       // The event a ticket update, a status change or a message appends, and the NOTIFY that wakes the relay after
-      // the commit (sent by RelayWake's own fiber, twice here: each wake-up comes after the previous NOTIFY).
+      // the commit (sent by RelayWake's own fiber: once or twice here, as the two wake-ups may coalesce).
       const sql = yield* SqlClient.SqlClient
       const appended = [ticketCreated(), ticketCreated()]
       yield* Effect.addFinalizer(() =>
