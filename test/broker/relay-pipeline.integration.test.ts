@@ -17,7 +17,15 @@ import { Publisher, type PublishOutcome } from "../../src/Broker/Publisher.js"
 import { FatalLive } from "../../src/Fatal.js"
 import { appendEvent } from "../../src/Outbox/Outbox.js"
 import { RelayLive } from "../../src/Outbox/Relay.js"
-import { commitEvents, configFrom, deleteEventRows, InfraLive, ticketCreated, waitUntil } from "../support/Env.js"
+import {
+  commitEvents,
+  configFrom,
+  deleteEventRows,
+  InfraLive,
+  ticketCreated,
+  unpublished,
+  waitUntil
+} from "../support/Env.js"
 
 interface Sent {
   readonly ids: ReadonlyArray<string>
@@ -63,11 +71,6 @@ const startRelay = (publisher: Layer.Layer<Publisher>) =>
 /** The ids of `mine` in the order the sends carried them (other rows of the shared database left out). */
 const sentOf = (sent: ReadonlyArray<Sent>, mine: ReadonlyArray<string>) =>
   sent.flatMap((s) => s.ids).filter((id) => mine.includes(id))
-
-const unpublished = (ids: ReadonlyArray<string>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM outbox
-      WHERE published_at IS NULL AND event_id::text IN ${sql.in(ids)}`.pipe(Effect.map((rows) => rows[0]!.n)))
 
 /**
  * Rows another run left unpublished (an interrupted one: tests publish or delete what they write) would be

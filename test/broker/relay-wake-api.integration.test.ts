@@ -20,6 +20,7 @@ import {
   configFrom,
   deleteEventRows,
   ticketCreated,
+  unpublished,
   waitUntil,
   withAmqp,
   withVhost
@@ -51,11 +52,7 @@ layer(RelayWake.Default.pipe(Layer.provideMerge(apiTestLayer())), {
       const publishedBy = (what: string, eventId: string) =>
         waitUntil(
           `${what}: published by the wake-up`,
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox
-              WHERE event_id = ${eventId}::uuid AND published_at IS NOT NULL`,
-            (rows) => rows[0]!.n === 1
-          ),
+          Effect.map(unpublished([eventId]), (n) => n === 0),
           "10 seconds"
         )
 

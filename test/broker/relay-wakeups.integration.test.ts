@@ -7,7 +7,6 @@
  * away, so only the wake-ups can publish: every row of rounds of concurrent
  * single writes must go out, once each, with none left behind.
  */
-import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { declareTopology, queueFor } from "../../src/Broker/Topology.js"
@@ -18,6 +17,7 @@ import {
   deleteEventRows,
   InfraLive,
   ticketCreated,
+  unpublished,
   waitUntil,
   withAmqp,
   withVhost
@@ -32,7 +32,6 @@ describe("outbox relay: coalesced wake-ups", () => {
       const { url } = yield* withVhost("relay-wakeups")
       const { channel } = yield* withAmqp(url)
       yield* declareTopology(channel, { queueType: "classic", retryDelaysMs: [100] })
-      const sql = yield* SqlClient.SqlClient
 
       const events = Array.from({ length: WRITERS * ROUNDS }, () => ticketCreated())
       const ids = events.map((e) => e.eventId)
@@ -42,10 +41,6 @@ describe("outbox relay: coalesced wake-ups", () => {
       const scope = yield* Scope.make()
       yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
       yield* startRelay(url, scope, { OUTBOX_POLL_INTERVAL_MS: 600_000 })
-
-      const unpublished = (of: ReadonlyArray<string>) =>
-        sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM outbox
-          WHERE published_at IS NULL AND event_id::text IN ${sql.in(of)}`.pipe(Effect.map((rows) => rows[0]!.n))
 
       // Rounds of concurrent single-event transactions: the first wakes an idle relay, the
       // others commit while its batch is being claimed or is in flight. Each round ends with

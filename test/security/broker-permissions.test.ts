@@ -35,6 +35,7 @@ import {
   countRows,
   deleteEventRows,
   InfraLive,
+  unpublished,
   waitUntil,
   withAmqp,
   withVhost
@@ -208,11 +209,7 @@ describe("broker users: least privilege", () => {
         // The relay marks its row only after the broker's confirm, which can come after the worker's claim.
         yield* waitUntil(
           "the event's outbox row marked published by the relay",
-          Effect.map(
-            sql<{ published: boolean }>`
-            SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${event.eventId}`,
-            ([row]) => row?.published === true
-          )
+          Effect.map(unpublished([event.eventId]), (n) => n === 0)
         )
 
         // The DLQ tools: as the operator (the CLI's AMQP_URL, or the API's OPS_AMQP_URL) they purge the DLQ...

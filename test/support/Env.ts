@@ -151,6 +151,14 @@ export const countRows = (table: "processed_events" | "notifications", eventIds:
         Effect.map((rows) => Number(rows[0]!.n))
       ))
 
+/** How many of these events' outbox rows the relay has not marked published yet. */
+export const unpublished = (eventIds: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    eventIds.length === 0
+      ? Effect.succeed(0)
+      : sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox
+          WHERE published_at IS NULL AND event_id::text IN ${sql.in(eventIds)}`.pipe(Effect.map((rows) => rows[0]!.n)))
+
 export const deleteEventRows = (eventIds: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     eventIds.length === 0

@@ -25,6 +25,7 @@ import {
   InfraLive,
   messageSent,
   ticketCreated,
+  unpublished,
   waitUntil,
   withAmqp,
   withVhost
@@ -124,11 +125,7 @@ describe("worker integration", () => {
       // The relay marks its row only after the broker's confirm, which can come after the worker's claim.
       yield* waitUntil(
         "the outbox row marked published by the relay",
-        Effect.map(
-          sql<{ published: boolean }>`
-          SELECT published_at IS NOT NULL AS published FROM outbox WHERE event_id = ${viaOutbox.eventId}`,
-          ([row]) => row?.published === true
-        )
+        Effect.map(unpublished([viaOutbox.eventId]), (n) => n === 0)
       )
       expect(yield* countRows("notifications", [viaOutbox.eventId])).toBe(1)
       yield* Scope.close(relayScope, Exit.void)
