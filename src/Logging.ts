@@ -28,7 +28,32 @@ const prettyTo = (write: (line: string) => void) =>
     write(line)
   })
 
-export const prettyLine = prettyTo((line) => globalThis.console.log(line))
+/**
+ * Writes a line to stdout at the end of the current event-loop turn, with the
+ * other lines of that turn in one write. Node writes to a pipe synchronously
+ * on Linux, so a line per event was a system call, and a wake-up of whoever
+ * reads the pipe, per line (README, Benchmarks). An exiting process writes
+ * what is left before it goes. Hand-written: Effect's `Logger.batched` flushes
+ * on a timer, and its buffer is lost when the process exits.
+ */
+export const stdoutLine: (line: string) => void = (() => {
+  let lines: Array<string> = []
+  const flush = () => {
+    process.off("exit", flush)
+    if (lines.length === 0) return
+    const text = lines.join("\n")
+    lines = []
+    // Through the console, which ignores a closed stdout (EPIPE) instead of failing the process.
+    globalThis.console.log(text)
+  }
+  return (line: string) => {
+    if (lines.push(line) > 1) return
+    setImmediate(flush)
+    process.once("exit", flush)
+  }
+})()
+
+export const prettyLine = prettyTo(stdoutLine)
 
 /**
  * An entry logged with nothing but a Cause (the runtime's report of a program
@@ -51,16 +76,17 @@ const withMessageFromCause = <O>(logger: Logger.Logger<unknown, O>) =>
  * carries only its result: a table, or JSON for `--json`).
  */
 export const loggingTo = (sink: "stdout" | "stderr") => {
-  const toConsole = sink === "stdout" ? Logger.withConsoleLog : Logger.withConsoleError
+  const toSink = <M>(logger: Logger.Logger<M, string>) =>
+    sink === "stdout" ? Logger.map(logger, stdoutLine) : Logger.withConsoleError(logger)
   const pretty = sink === "stdout" ? prettyLine : prettyTo((line) => globalThis.console.error(line))
   return Layer.unwrapEffect(
     LoggingConfig.pipe(
       Config.map(({ format, level }) =>
         Layer.merge(
           format === "json"
-            ? Logger.replace(Logger.defaultLogger, toConsole(withMessageFromCause(Logger.jsonLogger)))
+            ? Logger.replace(Logger.defaultLogger, toSink(withMessageFromCause(Logger.jsonLogger)))
             : format === "logfmt"
-            ? Logger.replace(Logger.defaultLogger, toConsole(withMessageFromCause(Logger.logfmtLogger)))
+            ? Logger.replace(Logger.defaultLogger, toSink(withMessageFromCause(Logger.logfmtLogger)))
             : Logger.replace(Logger.defaultLogger, pretty),
           Logger.minimumLogLevel(level)
         )

@@ -5,11 +5,12 @@
  * Redis close in reverse order of acquisition.
  */
 import { Effect, Layer } from "effect"
+import { stdoutLine } from "./Logging.js"
 
 export const ShutdownLog = Layer.scopedDiscard(
   Effect.acquireRelease(
     Effect.sync(() => {
-      const on = (signal: NodeJS.Signals) => () => console.log(`🛑 ${signal} received, shutting down gracefully...`)
+      const on = (signal: NodeJS.Signals) => () => stdoutLine(`🛑 ${signal} received, shutting down gracefully...`)
       const term = on("SIGTERM")
       const int = on("SIGINT")
       process.once("SIGTERM", term)

@@ -6,7 +6,9 @@
  */
 import { describe, expect, it, vi } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect } from "effect"
-import { LoggingLive } from "../../src/Logging.js"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { LoggingLive, stdoutLine } from "../../src/Logging.js"
 
 const logged = (format: "json" | "logfmt", log: Effect.Effect<void>) =>
   Effect.gen(function*() {
@@ -14,7 +16,12 @@ const logged = (format: "json" | "logfmt", log: Effect.Effect<void>) =>
     const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => {
       lines.push(args.map(String).join(" "))
     })
-    yield* log.pipe(Effect.provide(LoggingLive), Effect.ensuring(Effect.sync(() => spy.mockRestore())))
+    // Lines reach the console at the end of the event-loop turn (stdoutLine).
+    const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    yield* log.pipe(
+      Effect.provide(LoggingLive),
+      Effect.ensuring(Effect.zipRight(turn, Effect.sync(() => spy.mockRestore())))
+    )
     return lines
   }).pipe(
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LOG_FORMAT", format], ["LOG_LEVEL", "info"]])))
@@ -40,5 +47,37 @@ describe("log formats", () => {
     Effect.gen(function*() {
       const [line] = yield* logged("logfmt", Effect.logWarning(Cause.die(new Error("connect ETIMEDOUT"))))
       expect(line).toMatch(/message="?Error: connect ETIMEDOUT/)
+    }))
+})
+
+describe("stdout lines", () => {
+  it.live("the lines of one event-loop turn go out in one write, in order", () =>
+    Effect.gen(function*() {
+      const writes: Array<string> = []
+      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => {
+        writes.push(args.map(String).join(" "))
+      })
+      stdoutLine("first")
+      stdoutLine("second")
+      const before = writes.length
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      stdoutLine("third")
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      spy.mockRestore()
+      expect(before).toBe(0)
+      expect(writes).toEqual(["first\nsecond", "third"])
+    }))
+
+  it.live("a process that exits in the same turn still writes its last lines", () =>
+    Effect.sync(() => {
+      const logging = fileURLToPath(new URL("../../src/Logging.ts", import.meta.url))
+      const code = `const { stdoutLine } = await import(${JSON.stringify(logging)})
+stdoutLine("one"); stdoutLine("two"); process.exit(3)`
+      const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+        encoding: "utf8",
+        timeout: 60_000
+      })
+      expect(child.status).toBe(3)
+      expect(child.stdout).toBe("one\ntwo\n")
     }))
 })
