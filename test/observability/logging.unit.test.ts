@@ -10,19 +10,26 @@ import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { LoggingLive, stdoutLine } from "../../src/Logging.js"
 
+/** What console.log receives until `restore`. */
+const spyConsoleLog = () => {
+  const lines: Array<string> = []
+  const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => {
+    lines.push(args.map(String).join(" "))
+  })
+  return { lines, restore: () => spy.mockRestore() }
+}
+
+/** Lines reach the console at the end of the event-loop turn (stdoutLine). */
+const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 const logged = (format: "json" | "logfmt", log: Effect.Effect<void>) =>
   Effect.gen(function*() {
-    const lines: Array<string> = []
-    const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => {
-      lines.push(args.map(String).join(" "))
-    })
-    // Lines reach the console at the end of the event-loop turn (stdoutLine).
-    const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    const console = spyConsoleLog()
     yield* log.pipe(
       Effect.provide(LoggingLive),
-      Effect.ensuring(Effect.zipRight(turn, Effect.sync(() => spy.mockRestore())))
+      Effect.ensuring(Effect.zipRight(nextTurn, Effect.sync(console.restore)))
     )
-    return lines
+    return console.lines
   }).pipe(
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LOG_FORMAT", format], ["LOG_LEVEL", "info"]])))
   )
@@ -53,19 +60,16 @@ describe("log formats", () => {
 describe("stdout lines", () => {
   it.live("the lines of one event-loop turn go out in one write, in order", () =>
     Effect.gen(function*() {
-      const writes: Array<string> = []
-      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => {
-        writes.push(args.map(String).join(" "))
-      })
+      const console = spyConsoleLog()
       stdoutLine("first")
       stdoutLine("second")
-      const before = writes.length
-      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      const before = console.lines.length
+      yield* nextTurn
       stdoutLine("third")
-      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      spy.mockRestore()
+      yield* nextTurn
+      console.restore()
       expect(before).toBe(0)
-      expect(writes).toEqual(["first\nsecond", "third"])
+      expect(console.lines).toEqual(["first\nsecond", "third"])
     }))
 
   it.live("a process that exits in the same turn still writes its last lines", () =>
