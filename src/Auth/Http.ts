@@ -5,6 +5,7 @@
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { apiOf } from "../Kit/Api.js"
+import { traced } from "../Observability/Span.js"
 import { Admissions } from "./Admissions.js"
 import { AuthApi, Authentication } from "./Api.js"
 import { CurrentUser } from "./CurrentUser.js"
@@ -95,7 +96,7 @@ export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handle
           const actor = yield* CurrentUser
           yield* repo.logoutEverywhere(actor.id)
           yield* identity.forget(actor.id)
-        }).pipe(Effect.withSpan("Auth.logout")))
+        }).pipe(traced("Auth.logout")))
       .handle("login", ({ payload }) =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
@@ -113,7 +114,7 @@ export const HttpAuthLive = HttpApiBuilder.group(apiOf(AuthApi), "auth", (handle
           )
           if (Option.isNone(user)) return yield* Effect.fail(rejected)
           return yield* tokens.issue(user.value)
-        }).pipe(Effect.withSpan("Auth.login")))
+        }).pipe(traced("Auth.login")))
   })).pipe(
     Layer.provide([AuthRepo.Default, Tokens.Default, Identity.Default, LoginThrottleLive, PasswordHasher.Default])
   )

@@ -5,6 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+import { traced } from "../Observability/Span.js"
 import { recordAudit } from "../Store/Audit.js"
 import type { Role } from "./CurrentUser.js"
 
@@ -36,14 +37,14 @@ export class AuthRepo extends Effect.Service<AuthRepo>()("OpsDesk/Auth/Repo", {
         WHERE username = ${username} AND active`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.orDie,
-        Effect.withSpan("AuthRepo.findCredentials")
+        traced("AuthRepo.findCredentials")
       )
 
     const findIdentity = (id: string) =>
       sql<IdentityRow>`SELECT id, username, role, active, token_version FROM users WHERE id = ${id}`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.orDie,
-        Effect.withSpan("AuthRepo.findIdentity")
+        traced("AuthRepo.findIdentity")
       )
 
     /** Ends every session of the user (bumps its token version), audited; false if the user is gone. */
@@ -63,7 +64,7 @@ export class AuthRepo extends Effect.Service<AuthRepo>()("OpsDesk/Auth/Repo", {
           })
           return true
         })
-      ).pipe(Effect.orDie, Effect.withSpan("AuthRepo.logoutEverywhere"))
+      ).pipe(Effect.orDie, traced("AuthRepo.logoutEverywhere"))
 
     /**
      * Replaces a hash weaker than today's (Password.needsRehash) after a successful login; a no-op when the
@@ -73,7 +74,7 @@ export class AuthRepo extends Effect.Service<AuthRepo>()("OpsDesk/Auth/Repo", {
       sql`UPDATE users SET password_hash = ${next} WHERE id = ${userId} AND password_hash = ${previous}`.pipe(
         Effect.asVoid,
         Effect.orDie,
-        Effect.withSpan("AuthRepo.upgradeHash")
+        traced("AuthRepo.upgradeHash")
       )
 
     return { findCredentials, findIdentity, logoutEverywhere, upgradeHash } as const

@@ -16,6 +16,7 @@ import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { JwtConfig } from "../Config.js"
+import { traced } from "../Observability/Span.js"
 
 export interface Secrets {
   /** Signs every token, and verifies. */
@@ -48,7 +49,7 @@ export const storedSecret = Effect.gen(function*() {
       `JWT_SECRET is not set: using this installation's signing secret from the database (generated ${row.createdAt.toISOString()})`
     )
   return Redacted.make(row.secret)
-}).pipe(Effect.orDie, Effect.withSpan("Auth.storedSecret"))
+}).pipe(Effect.orDie, traced("Auth.storedSecret"))
 
 /** JWT_SECRET, else the stored one; and JWT_SECRET_PREVIOUS. */
 export const resolveSecrets = Effect.gen(function*() {

@@ -27,6 +27,7 @@ import { type Borrowed, makeQueueTools, type QueueSession } from "../Broker/Queu
 import { DLQ, EXCHANGE, QUEUES, type QueueState } from "../Broker/Topology.js"
 import { RetentionConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
+import { traced, tracedFn } from "../Observability/Span.js"
 import { type DlqEntry, failedAtMs, matches, replayOptions, replayTarget, type Selector, toEntry } from "./Entry.js"
 
 export type DlqError = BrokerError | TopologyError
@@ -173,15 +174,15 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
     const session = tools.session()
 
     const depth: Effect.Effect<number, DlqError> = Effect.scoped(Effect.flatMap(session, (s) => s.depth(DLQ))).pipe(
-      Effect.withSpan("Dlq.depth")
+      traced("Dlq.depth")
     )
 
     /** The four event queues, then the DLQ, read on one channel. */
     const queueDepths: Effect.Effect<ReadonlyArray<QueueDepth>, DlqError> = Effect.scoped(
       Effect.flatMap(session, (s) => s.states([...QUEUES, DLQ]))
-    ).pipe(Effect.withSpan("Dlq.queueDepths"))
+    ).pipe(traced("Dlq.queueDepths"))
 
-    const list = Effect.fn("Dlq.list")(function*(options: ListOptions = {}) {
+    const list = tracedFn("Dlq.list")(function*(options: ListOptions = {}) {
       const limit = Math.max(1, options.limit ?? DEFAULT_LIST_LIMIT)
       const now = yield* Clock.currentTimeMillis
       const entries: Array<DlqEntry> = []
@@ -201,7 +202,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
      * One page of the entries `keep` accepts: those after the first `offset` of them, at most `limit`, and
      * whether more follow (the scan goes one match past the page, so a page costs offset + limit + 1 looks).
      */
-    const page = Effect.fn("Dlq.page")(function*(options: {
+    const page = tracedFn("Dlq.page")(function*(options: {
       readonly offset: number
       readonly limit: number
       readonly keep: (entry: DlqEntry) => boolean
@@ -228,7 +229,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
     })
 
     /** The message with this id, whole (the dashboard's message view); DlqNotFound if it is gone. */
-    const find = Effect.fn("Dlq.find")(function*(id: string) {
+    const find = tracedFn("Dlq.find")(function*(id: string) {
       const now = yield* Clock.currentTimeMillis
       let found: { readonly entry: DlqEntry; readonly message: QueuedMessage } | undefined
       yield* Effect.scoped(Effect.flatMap(session, (s) =>
@@ -349,17 +350,17 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
         return result
       }))
 
-    const replay = Effect.fn("Dlq.replay")(function*(selector: Selector, options: ReplayOptions = {}) {
+    const replay = tracedFn("Dlq.replay")(function*(selector: Selector, options: ReplayOptions = {}) {
       return yield* replayMatching(selector, options)
     })
 
-    const replayOne = Effect.fn("Dlq.replayOne")(function*(options: { readonly id: string; readonly force?: boolean }) {
+    const replayOne = tracedFn("Dlq.replayOne")(function*(options: { readonly id: string; readonly force?: boolean }) {
       const result = yield* replayMatching({ id: options.id }, { max: 1, force: options.force ?? false })
       if (result.matched === 0) return yield* new DlqNotFound({ message: `No message with id ${options.id} in ${DLQ}` })
       return result
     })
 
-    const purge = Effect.fn("Dlq.purge")(function*(options: PurgeOptions = {}) {
+    const purge = tracedFn("Dlq.purge")(function*(options: PurgeOptions = {}) {
       const olderThan = options.olderThan
       if (olderThan === undefined) {
         const purged = yield* Effect.scoped(Effect.flatMap(session, (s) => s.purge(DLQ)))
@@ -384,7 +385,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
       return purged
     })
 
-    const discard = Effect.fn("Dlq.discard")(function*(options: { readonly id: string }) {
+    const discard = tracedFn("Dlq.discard")(function*(options: { readonly id: string }) {
       let found = false
       const now = yield* Clock.currentTimeMillis
       yield* Effect.scoped(Effect.flatMap(session, (s) =>

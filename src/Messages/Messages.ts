@@ -8,6 +8,7 @@ import type { Actor } from "../Auth/CurrentUser.js"
 import { Unauthorized } from "../Auth/Errors.js"
 import { makeEvent, type MessageSent } from "../Domain/Events.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
+import { tracedFn } from "../Observability/Span.js"
 import { appendEvent, RelayWake } from "../Outbox/Outbox.js"
 import { FOREIGN_KEY_VIOLATION, sqlConstraint, sqlState } from "../Store/SqlState.js"
 import { visibleOrNotFound } from "../Tickets/Policy.js"
@@ -25,7 +26,7 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
     const visibleTicket = (actor: Actor, id: string) =>
       Effect.flatMap(tickets.findById(id), visibleOrNotFound(actor, id))
 
-    const send = Effect.fn("Messages.send")(function*(actor: Actor, input: SendMessageRequest) {
+    const send = tracedFn("Messages.send")(function*(actor: Actor, input: SendMessageRequest) {
       return yield* sql.withTransaction(Effect.gen(function*() {
         const ticket = yield* visibleTicket(actor, input.ticketId)
         const message = yield* repo.insert({ ticketId: ticket.id, authorId: actor.id, content: input.content })
@@ -48,7 +49,7 @@ export class Messages extends Effect.Service<Messages>()("OpsDesk/Messages", {
       )
     })
 
-    const list = Effect.fn("Messages.list")(function*(actor: Actor, ticketId: string, params: ListMessagesParams) {
+    const list = tracedFn("Messages.list")(function*(actor: Actor, ticketId: string, params: ListMessagesParams) {
       const after = yield* positionOf(params.cursor)
       yield* visibleTicket(actor, ticketId)
       const limit = params.limit ?? DEFAULT_LIMIT

@@ -2,6 +2,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
+import { traced } from "../Observability/Span.js"
 import { auditInsert } from "../Store/Audit.js"
 import type { Message } from "./Domain.js"
 
@@ -51,7 +52,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("OpsDesk/Messag
         ), a AS (${audit})
         SELECT id, ticket_id, author_id, content, created_at FROM m`.pipe(
         Effect.map((rows) => toMessage(rows[0]!)),
-        Effect.withSpan("MessagesRepo.insert")
+        traced("MessagesRepo.insert")
       )
 
     /** Oldest first; fetches one row more than the page to know whether another page follows. */
@@ -59,7 +60,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("OpsDesk/Messag
       sql<ListedRow>`SELECT id, ticket_id, author_id, content, created_at, ${cursorTs} AS cursor_ts FROM messages
         WHERE ticket_id = ${ticketId}
         ${after === undefined ? sql`` : sql`AND (created_at, id) > (${after.ts}::timestamptz, ${after.id}::uuid)`}
-        ORDER BY created_at, id LIMIT ${limit + 1}`.pipe(Effect.orDie, Effect.withSpan("MessagesRepo.list"))
+        ORDER BY created_at, id LIMIT ${limit + 1}`.pipe(Effect.orDie, traced("MessagesRepo.list"))
 
     return { insert, list } as const
   })

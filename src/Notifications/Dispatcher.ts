@@ -25,6 +25,7 @@
 import { Cause, Clock, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import { retryDelays } from "../Broker/Topology.js"
 import { DispatchConfig, type DispatchConfig as DispatchSettings, WorkerConfig } from "../Config.js"
+import { traced } from "../Observability/Span.js"
 import { forkListener } from "../Store/Listen.js"
 import * as RetryPolicy from "../Worker/RetryPolicy.js"
 import {
@@ -212,7 +213,7 @@ export const runDispatcher = (options: DispatcherOptions) =>
         })
       ).pipe(
         Effect.annotateLogs({ delivery: claimed.job.id, channel: claimed.job.channel }),
-        Effect.withSpan("Dispatcher.deliver", {
+        traced("Dispatcher.deliver", {
           attributes: { "opsdesk.delivery.id": claimed.job.id, "opsdesk.delivery.channel": claimed.job.channel }
         })
       )

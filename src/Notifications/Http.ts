@@ -4,6 +4,7 @@ import { CurrentUser } from "../Auth/CurrentUser.js"
 import { Identity } from "../Auth/Identity.js"
 import { Tokens } from "../Auth/Tokens.js"
 import { apiOf } from "../Kit/Api.js"
+import { traced } from "../Observability/Span.js"
 import { NotificationsApi } from "./Api.js"
 import { InAppNotifications } from "./InApp.js"
 import { InAppFeed, openStream, parseLastEventId } from "./Stream.js"
@@ -53,6 +54,6 @@ export const HttpNotificationsLive = HttpApiBuilder.group(
               expiresAt: new Date(claims.exp * 1000)
             })
             return HttpServerResponse.stream(body, { contentType: "text/event-stream", headers: STREAM_HEADERS })
-          }).pipe(Effect.withSpan("Notifications.stream")))
+          }).pipe(traced("Notifications.stream")))
     })
 ).pipe(Layer.provide([InAppNotifications.Default, InAppFeed.Default, Tokens.Default, Identity.Default]))

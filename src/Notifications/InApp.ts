@@ -11,6 +11,7 @@ import { Effect, Option, Schema } from "effect"
 import { ValidationError, wireTag } from "../Kit/Errors.js"
 import { Cursor, DEFAULT_LIMIT, Limit } from "../Kit/Pagination.js"
 import { Timestamp } from "../Kit/Schemas.js"
+import { traced } from "../Observability/Span.js"
 
 const MAX_ID = 9_223_372_036_854_775_807n
 
@@ -119,7 +120,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
           nextCursor: more && last !== undefined ? encodeCursor(last.id) : null
         }
         return result
-      }).pipe(Effect.withSpan("InApp.list"))
+      }).pipe(traced("InApp.list"))
 
     /** Marks one read (the first time only: `readAt` keeps the first reading); the notification as it now is. */
     const markRead = (recipientId: string, id: string) =>
@@ -140,7 +141,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
             onSome: (row) => Effect.succeed(toNotification(row))
           })
         ),
-        Effect.withSpan("InApp.markRead")
+        traced("InApp.markRead")
       )
 
     /** Marks every unread one read; how many that was. */
@@ -152,7 +153,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
         ) SELECT count(*)::int AS marked FROM marked`.pipe(
         Effect.map((rows) => ({ marked: rows[0]?.marked ?? 0 })),
         Effect.orDie,
-        Effect.withSpan("InApp.markAllRead")
+        traced("InApp.markAllRead")
       )
 
     const unreadCount = (recipientId: string) =>
@@ -160,7 +161,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
         WHERE recipient_id = ${recipientId} AND channel = 'in_app' AND read_at IS NULL`.pipe(
         Effect.map((rows) => ({ unread: rows[0]?.unread ?? 0 })),
         Effect.orDie,
-        Effect.withSpan("InApp.unreadCount")
+        traced("InApp.unreadCount")
       )
 
     /**
@@ -184,7 +185,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
       if (conditions.length === 0) return Effect.succeed<ReadonlyArray<NotificationRow>>([])
       return sql<NotificationRow>`SELECT ${columns} FROM notifications
         WHERE recipient_id = ${recipientId} AND channel = 'in_app' AND (${sql.or(conditions)})
-        ORDER BY id LIMIT ${limit}`.pipe(Effect.withSpan("InApp.since"))
+        ORDER BY id LIMIT ${limit}`.pipe(traced("InApp.since"))
     }
 
     /** The recipient's newest in-app id ("0" without any): where a stream without Last-Event-ID starts. */
@@ -192,7 +193,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
       sql<{ readonly id: string | null }>`SELECT max(id)::text AS id FROM notifications
         WHERE recipient_id = ${recipientId} AND channel = 'in_app'`.pipe(
         Effect.map((rows) => rows[0]?.id ?? "0"),
-        Effect.withSpan("InApp.newestId")
+        traced("InApp.newestId")
       )
 
     return { list, markRead, markAllRead, unreadCount, since, newestId } as const

@@ -16,7 +16,8 @@
  *   worker's handling) and the trace context travels in the outbox row and
  *   the AMQP headers as W3C `traceparent`. When they go nowhere, Effect's
  *   tracer is switched off for the whole process: spans cost CPU on every
- *   request and nobody would read them.
+ *   request and nobody would read them. OpsDesk's own spans then are not
+ *   built at all (`traced` and `tracedFn`, Span.ts).
  */
 import { NodeSdk } from "@effect/opentelemetry"
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"

@@ -29,6 +29,7 @@ import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
 import type { DeliveryChannel } from "../Notifications/Channel.js"
 import { DeliveriesRepo, type DeliveryRow, type DeliveryState } from "../Notifications/Repo.js"
+import { traced, tracedFn } from "../Observability/Span.js"
 import { readBacklog, readUnroutable } from "../Outbox/Backlog.js"
 import { recordAudit } from "../Store/Audit.js"
 import { readDisabledWebhooks } from "../Webhooks/Status.js"
@@ -225,7 +226,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           unroutable: 0
         })
       ),
-      Effect.withSpan("Ops.outbox")
+      traced("Ops.outbox")
     )
 
     const worker = Effect.gen(function*() {
@@ -249,7 +250,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           ...workerStats([])
         })
       ),
-      Effect.withSpan("Ops.worker")
+      traced("Ops.worker")
     )
 
     /** Every live worker from the registry: one row each and their sums. */
@@ -277,7 +278,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           ...workerStats([])
         })
       ),
-      Effect.withSpan("Ops.workers")
+      traced("Ops.workers")
     )
 
     /** The webhook subscriptions OpsDesk disabled: the dashboard flags them. */
@@ -286,7 +287,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       Effect.map((found) => ({ available: true, error: null, ...found })),
       Effect.timeoutFail({ duration: SQL_TIMEOUT, onTimeout: () => new Error("PostgreSQL did not answer in time") }),
       Effect.catchAll((e) => Effect.succeed({ available: false, error: describe(e), disabled: 0, items: [] })),
-      Effect.withSpan("Ops.webhooks")
+      traced("Ops.webhooks")
     )
 
     /** Depths first, then the listing: a listing borrows DLQ messages, which a depth read meanwhile would miss. */
@@ -338,7 +339,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           latestFailed: []
         })
       ),
-      Effect.withSpan("Ops.deliveries")
+      traced("Ops.deliveries")
     )
 
     /** The nodes this process's connections are on (Broker/Amqp.ts keeps them), the publisher's first. */
@@ -379,14 +380,14 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       ring.add(s)
     }).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("The ops history could not take a sample", cause)),
-      Effect.withSpan("Ops.sample")
+      traced("Ops.sample")
     )
     const scope = yield* Effect.scope
     const startSampler = yield* Effect.once(
       sample.pipe(Effect.repeat(Schedule.spaced(historyInterval)), Effect.forkIn(scope), Effect.asVoid)
     )
 
-    const history = Effect.fn("Ops.history")(function*() {
+    const history = tracedFn("Ops.history")(function*() {
       yield* startSampler
       const now = yield* DateTime.now
       return {
@@ -396,7 +397,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       }
     })
 
-    const overview = Effect.fn("Ops.overview")(function*(options: { readonly dlqLimit?: number | undefined }) {
+    const overview = tracedFn("Ops.overview")(function*(options: { readonly dlqLimit?: number | undefined }) {
       yield* startSampler
       const [brokerPanels, outboxPanel, workerPanel, workersPanel, webhooksPanel, deliveriesPanel, nodes] =
         yield* Effect
@@ -420,7 +421,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return result
     })
 
-    const listDlq = Effect.fn("Ops.listDlq")(
+    const listDlq = tracedFn("Ops.listDlq")(
       function*(options: {
         readonly limit?: number | undefined
         readonly offset?: number | undefined
@@ -442,7 +443,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       }
     )
 
-    const getDlqMessage = Effect.fn("Ops.getDlqMessage")(function*(id: string) {
+    const getDlqMessage = tracedFn("Ops.getDlqMessage")(function*(id: string) {
       // Bounded like every broker read: a hung broker must not hold the DLQ lock (replay, discard, purge wait on it).
       const found = yield* exclusive(brokerRead(Effect.either(dlq.find(id))))
       if (Either.isLeft(found)) {
@@ -455,7 +456,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
 
     const dbUnavailable = (e: unknown) => new Unavailable({ message: describe(e) })
 
-    const listDeliveries = Effect.fn("Ops.listDeliveries")(function*(options: {
+    const listDeliveries = tracedFn("Ops.listDeliveries")(function*(options: {
       readonly state?: DeliveryState | undefined
       readonly channel?: DeliveryChannel | undefined
       readonly before?: string | undefined
@@ -472,7 +473,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return { items, next: rows.length > limit ? items[items.length - 1]!.id : null }
     })
 
-    const retryDeliveries = Effect.fn("Ops.retryDeliveries")(
+    const retryDeliveries = tracedFn("Ops.retryDeliveries")(
       function*(actor: Actor, target: { readonly id: string } | { readonly channel?: DeliveryChannel | undefined }) {
         // No read timeout on a write: a timeout after the commit would answer 503 for rows that were retried.
         const retried = yield* deliveriesRepo.retry("id" in target ? { ids: [target.id] } : target, {
@@ -486,7 +487,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       }
     )
 
-    const replayOne = Effect.fn("Ops.replayOne")(function*(actor: Actor, id: string, force = false) {
+    const replayOne = tracedFn("Ops.replayOne")(function*(actor: Actor, id: string, force = false) {
       const result = yield* exclusive(dlq.replayOne({ id, force })).pipe(
         Effect.catchTags({
           DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
@@ -510,7 +511,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return result
     })
 
-    const replayAll = Effect.fn("Ops.replayAll")(function*(actor: Actor, force = false) {
+    const replayAll = tracedFn("Ops.replayAll")(function*(actor: Actor, force = false) {
       const result = yield* exclusive(dlq.replay({ all: true }, { force })).pipe(Effect.mapError(unavailable))
       yield* audit(actor, "dlq.replay", "all", {
         replayed: result.replayed,
@@ -520,7 +521,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return result
     })
 
-    const discard = Effect.fn("Ops.discard")(function*(actor: Actor, id: string) {
+    const discard = tracedFn("Ops.discard")(function*(actor: Actor, id: string) {
       yield* exclusive(dlq.discard({ id })).pipe(
         Effect.catchTags({
           DlqNotFound: (e) => Effect.fail(new DlqEntryNotFound({ message: e.message })),
@@ -532,7 +533,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       return { discarded: id }
     })
 
-    const purge = Effect.fn("Ops.purge")(function*(actor: Actor) {
+    const purge = tracedFn("Ops.purge")(function*(actor: Actor) {
       const purged = yield* exclusive(dlq.purge()).pipe(Effect.mapError(unavailable))
       yield* audit(actor, "dlq.purge", "all", { purged })
       return { purged }

@@ -8,6 +8,7 @@
 import { SqlClient, type Statement } from "@effect/sql"
 import { Effect, Queue } from "effect"
 import type { DomainEvent } from "../Domain/Events.js"
+import { traced } from "../Observability/Span.js"
 import { currentTraceHeaders } from "../Observability/TraceContext.js"
 import { PREPARED } from "../Store/Sql.js"
 
@@ -42,7 +43,7 @@ export const appendEvent = (event: DomainEvent, extraHeaders: EventHeaders = {})
     const sql = yield* SqlClient.SqlClient
     // A fixed text, run by every write that appends an event: each connection prepares it once.
     yield* sql`${sql.literal(PREPARED)}${outboxInsert(sql, event, yield* eventHeaders(extraHeaders))}`
-  }).pipe(Effect.withSpan("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))
+  }).pipe(traced("Outbox.appendEvent", { attributes: { event: event.event, eventId: event.eventId } }))
 
 /**
  * Wakes the relays (their LISTEN on OUTBOX_CHANNEL) after a write that

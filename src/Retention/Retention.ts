@@ -17,6 +17,7 @@ import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { RetentionConfig } from "../Config.js"
+import { traced } from "../Observability/Span.js"
 import {
   autovacuumOn,
   countExpired,
@@ -140,7 +141,7 @@ export const runRetention = (
     }
     const report: RunReport = { dryRun, tables, claimsHeldBy: cutoffs.claimsHeldBy, millis: ended - started }
     return report
-  }).pipe(Effect.withSpan("Retention.run"))
+  }).pipe(traced("Retention.run"))
 
 /** `outbox 7d, processed_events 14d, ...`: the windows, for the start-up line. */
 export const describeWindows = (cfg: RetentionConfig) =>

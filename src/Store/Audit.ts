@@ -6,6 +6,7 @@
  */
 import { SqlClient, Statement } from "@effect/sql"
 import { Effect } from "effect"
+import { traced } from "../Observability/Span.js"
 
 /** A value of the row, or an SQL expression over the CTE the row is inserted from. */
 export type Sourced<A> = A | Statement.Fragment
@@ -36,5 +37,5 @@ export const auditInsert = (sql: SqlClient.SqlClient, entry: AuditEntry, from?: 
 export const recordAudit = (entry: AuditEntry) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => auditInsert(sql, entry)).pipe(
     Effect.asVoid,
-    Effect.withSpan("Audit.record", { attributes: { action: entry.action } })
+    traced("Audit.record", { attributes: { action: entry.action } })
   )

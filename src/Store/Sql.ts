@@ -21,6 +21,7 @@ import {
   DatabasePreparedStatements,
   DatabaseUrl
 } from "../Config.js"
+import { traced } from "../Observability/Span.js"
 import {
   connectionHint,
   DatabaseUnavailable,
@@ -157,7 +158,7 @@ export const createDatabase = Effect.gen(function*() {
     )
   )
   if (created) yield* Effect.logInfo(`Created database "${name}" (DATABASE_URL named it and it did not exist)`)
-}).pipe(Effect.withSpan("Sql.createDatabase"))
+}).pipe(traced("Sql.createDatabase"))
 
 /**
  * A pool of `maxConnections` on DATABASE_URL, creating the database when it is
@@ -250,5 +251,5 @@ export const runMigrations = ensureMigrationsTable.pipe(
       ? Effect.logInfo(`Applied ${ran.length} migration(s): ${ran.map(([id, name]) => `${id}_${name}`).join(", ")}`)
       : Effect.logDebug("Database schema up to date")
   ),
-  Effect.withSpan("Sql.runMigrations")
+  traced("Sql.runMigrations")
 )

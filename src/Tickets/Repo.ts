@@ -9,6 +9,7 @@ import { Effect, Option } from "effect"
 import type { Role } from "../Auth/CurrentUser.js"
 import type { TicketCreated, TicketField, TicketPriority, TicketStatus } from "../Domain/Events.js"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
+import { traced } from "../Observability/Span.js"
 import { eventHeaders, outboxInsert } from "../Outbox/Outbox.js"
 import { auditInsert } from "../Store/Audit.js"
 import { PREPARED } from "../Store/Sql.js"
@@ -101,14 +102,14 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         ${outboxInsert(sql, event, headers, t)}`
       }).pipe(
         Effect.asVoid,
-        Effect.withSpan("TicketsRepo.insertWithEvent", { attributes: { event: event.event, eventId: event.eventId } })
+        traced("TicketsRepo.insertWithEvent", { attributes: { event: event.event, eventId: event.eventId } })
       )
 
     const findById = (id: string) =>
       sql<TicketRow>`SELECT ${columns} FROM tickets WHERE id = ${id}`.pipe(
         Effect.map(first),
         Effect.orDie,
-        Effect.withSpan("TicketsRepo.findById")
+        traced("TicketsRepo.findById")
       )
 
     /** Must run inside a transaction: the lock lasts until it ends. */
@@ -116,7 +117,7 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
       sql<TicketRow>`SELECT ${columns} FROM tickets WHERE id = ${id} FOR UPDATE`.pipe(
         Effect.map(first),
         Effect.orDie,
-        Effect.withSpan("TicketsRepo.lockById")
+        traced("TicketsRepo.lockById")
       )
 
     /** Newest first; fetches one row more than the page to know whether another page follows. */
@@ -134,7 +135,7 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         ${where.length > 0 ? sql`WHERE ${sql.and(where)}` : sql``}
         ORDER BY created_at DESC, id DESC LIMIT ${filter.limit + 1}`.pipe(
         Effect.orDie,
-        Effect.withSpan("TicketsRepo.list")
+        traced("TicketsRepo.list")
       )
     }
 
@@ -143,7 +144,7 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
         .pipe(
           Effect.map((rows) => rows[0]!),
           Effect.orDie,
-          Effect.withSpan("TicketsRepo.update")
+          traced("TicketsRepo.update")
         )
 
     const setStatus = (id: string, status: TicketStatus, updatedAt: Date) =>
@@ -152,14 +153,14 @@ export class TicketsRepo extends Effect.Service<TicketsRepo>()("OpsDesk/Tickets/
       >`UPDATE tickets SET status = ${status}, updated_at = ${updatedAt} WHERE id = ${id} RETURNING ${columns}`.pipe(
         Effect.map((rows) => rows[0]!),
         Effect.orDie,
-        Effect.withSpan("TicketsRepo.setStatus")
+        traced("TicketsRepo.setStatus")
       )
 
     const roleOf = (userId: string) =>
       sql<{ readonly role: Role }>`SELECT role FROM users WHERE id = ${userId}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.role)),
         Effect.orDie,
-        Effect.withSpan("TicketsRepo.roleOf")
+        traced("TicketsRepo.roleOf")
       )
 
     return { insertWithEvent, findById, lockById, list, update, setStatus, roleOf } as const

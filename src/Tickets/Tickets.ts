@@ -19,6 +19,7 @@ import {
 } from "../Domain/Events.js"
 import type { ValidationError } from "../Kit/Errors.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
+import { tracedFn } from "../Observability/Span.js"
 import { appendEvent, RelayWake } from "../Outbox/Outbox.js"
 import { recordAudit } from "../Store/Audit.js"
 import { FOREIGN_KEY_VIOLATION, sqlState } from "../Store/SqlState.js"
@@ -49,7 +50,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
     // After each write's commit (its events are then visible to the relay's claim).
     const relay = yield* RelayWake
 
-    const create = Effect.fn("Tickets.create")(function*(actor: Actor, input: CreateTicketRequest) {
+    const create = tracedFn("Tickets.create")(function*(actor: Actor, input: CreateTicketRequest) {
       const now = new Date()
       const at = now.toISOString()
       const ticket: Ticket = {
@@ -90,7 +91,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
     /** The ticket if the actor may see it; otherwise TicketNotFound, as if it did not exist. */
     const findVisible = (actor: Actor, id: string) => Effect.flatMap(repo.findById(id), visibleOrNotFound(actor, id))
 
-    const get = Effect.fn("Tickets.get")(function*(actor: Actor, id: string) {
+    const get = tracedFn("Tickets.get")(function*(actor: Actor, id: string) {
       return toTicket(yield* findVisible(actor, id))
     })
 
@@ -132,7 +133,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
         )
       )
 
-    const update = Effect.fn("Tickets.update")(function*(actor: Actor, id: string, patch: UpdateTicketRequest) {
+    const update = tracedFn("Tickets.update")(function*(actor: Actor, id: string, patch: UpdateTicketRequest) {
       return yield* sql.withTransaction(Effect.gen(function*() {
         const current = yield* lockVisible(actor, id)
         if (patch.assigneeId !== undefined) yield* canAssign(actor)
@@ -161,7 +162,7 @@ export class Tickets extends Effect.Service<Tickets>()("OpsDesk/Tickets", {
       })).pipe(Effect.catchTag("SqlError", Effect.die), Effect.tap(() => relay.wake))
     })
 
-    const changeStatus = Effect.fn("Tickets.changeStatus")(function*(actor: Actor, id: string, to: TicketStatus) {
+    const changeStatus = tracedFn("Tickets.changeStatus")(function*(actor: Actor, id: string, to: TicketStatus) {
       return yield* sql.withTransaction(Effect.gen(function*() {
         const current = yield* lockVisible(actor, id)
         yield* canMoveTo(actor, to)

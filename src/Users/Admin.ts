@@ -8,6 +8,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Redacted } from "effect"
 import { hashPassword } from "../Auth/Password.js"
 import { AdminCredentials } from "../Config.js"
+import { traced } from "../Observability/Span.js"
 import { recordAudit } from "../Store/Audit.js"
 
 export const ensureAdmin = Effect.gen(function*() {
@@ -33,4 +34,4 @@ export const ensureAdmin = Effect.gen(function*() {
     })
   )
   if (created) yield* Effect.logInfo(`Created admin user '${username}'`)
-}).pipe(Effect.withSpan("Users.ensureAdmin"))
+}).pipe(traced("Users.ensureAdmin"))

@@ -8,6 +8,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import { Timestamp } from "../Kit/Schemas.js"
+import { traced } from "../Observability/Span.js"
 
 export const Preferences = Schema.Struct({
   email: Schema.Boolean.annotations({ description: "Notifications by email (to the user's `email`, when set)" }),
@@ -46,7 +47,7 @@ export class UserPreferences extends Effect.Service<UserPreferences>()("OpsDesk/
       sql<PreferencesRow>`SELECT email, in_app, updated_at FROM user_preferences WHERE user_id = ${userId}`.pipe(
         Effect.map((rows) => toPreferences(rows[0])),
         Effect.orDie,
-        Effect.withSpan("UserPreferences.get")
+        traced("UserPreferences.get")
       )
 
     /** One statement: what the request leaves out keeps its stored value (or its default, on). */
@@ -60,7 +61,7 @@ export class UserPreferences extends Effect.Service<UserPreferences>()("OpsDesk/
         RETURNING email, in_app, updated_at`.pipe(
         Effect.map((rows) => toPreferences(rows[0])),
         Effect.orDie,
-        Effect.withSpan("UserPreferences.update")
+        traced("UserPreferences.update")
       )
 
     return { get, update } as const

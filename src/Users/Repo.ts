@@ -9,6 +9,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import type { Role } from "../Auth/CurrentUser.js"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
+import { traced } from "../Observability/Span.js"
 import { recordAudit } from "../Store/Audit.js"
 import { sqlState, UNIQUE_VIOLATION } from "../Store/SqlState.js"
 import type { User } from "./Domain.js"
@@ -64,7 +65,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
       sql<UserRow>`SELECT ${columns} FROM users WHERE id = ${id}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toUser)),
         Effect.orDie,
-        Effect.withSpan("UsersRepo.findById")
+        traced("UsersRepo.findById")
       )
 
     /** The password hash of an active user, for checking their current password. */
@@ -72,7 +73,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
       sql<{ readonly passwordHash: string }>`SELECT password_hash FROM users WHERE id = ${id} AND active`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.passwordHash)),
         Effect.orDie,
-        Effect.withSpan("UsersRepo.findPasswordHash")
+        traced("UsersRepo.findPasswordHash")
       )
 
     /** Newest first; fetches one row more than the page to know whether another page follows. */
@@ -88,7 +89,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
         ${where.length > 0 ? sql`WHERE ${sql.and(where)}` : sql``}
         ORDER BY created_at DESC, id DESC LIMIT ${filter.limit + 1}`.pipe(
         Effect.orDie,
-        Effect.withSpan("UsersRepo.list")
+        traced("UsersRepo.list")
       )
     }
 
@@ -122,7 +123,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
           sqlState(e) === UNIQUE_VIOLATION
             ? Effect.fail(new UsernameTaken({ message: `username '${input.username}' is already taken` }))
             : Effect.die(e)),
-        Effect.withSpan("UsersRepo.insert")
+        traced("UsersRepo.insert")
       )
 
     /**
@@ -167,7 +168,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
           })
           return toUser(updated!)
         })
-      ).pipe(Effect.catchTag("SqlError", Effect.die), Effect.withSpan("UsersRepo.changeAccess"))
+      ).pipe(Effect.catchTag("SqlError", Effect.die), traced("UsersRepo.changeAccess"))
 
     /**
      * Stores a new password hash and bumps the token version, with its audit
@@ -198,7 +199,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
           })
           return Option.some(row.tokenVersion)
         })
-      ).pipe(Effect.orDie, Effect.withSpan("UsersRepo.setPassword"))
+      ).pipe(Effect.orDie, traced("UsersRepo.setPassword"))
 
     /**
      * Sets (or, null, removes) a user's email address, with its audit row (which says set or removed, never
@@ -221,7 +222,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("OpsDesk/Users/Repo",
           })
           return Option.some(toUser(row))
         })
-      ).pipe(Effect.orDie, Effect.withSpan("UsersRepo.setEmail"))
+      ).pipe(Effect.orDie, traced("UsersRepo.setEmail"))
 
     return { findById, findPasswordHash, list, insert, changeAccess, setPassword, setEmail } as const
   })

@@ -13,6 +13,7 @@ import { LoginThrottle, LoginThrottleLive } from "../Auth/LoginThrottle.js"
 import { PasswordHasher } from "../Auth/Password.js"
 import { Tokens } from "../Auth/Tokens.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
+import { traced } from "../Observability/Span.js"
 import type { CreateUserRequest, ListUsersParams, UpdateMeRequest } from "./Domain.js"
 import { LastActiveAdmin, UserNotFound, WrongCurrentPassword } from "./Errors.js"
 import { canCreateUser, canManageUsers } from "./Policy.js"
@@ -42,7 +43,7 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
           { username: payload.username, passwordHash, role: payload.role, email: payload.email ?? null },
           actor.id
         )
-      }).pipe(Effect.withSpan("Users.create"))
+      }).pipe(traced("Users.create"))
 
     /** The caller; a user deleted while the request was on its way is a 401 like any other. */
     const me = (actor: Actor) =>
@@ -53,10 +54,10 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
       Effect.flatMap(
         repo.setEmail(actor.id, change.email, actor.id),
         Option.match({ onNone: () => Effect.fail(gone), onSome: Effect.succeed })
-      ).pipe(Effect.withSpan("Users.updateMe"))
+      ).pipe(traced("Users.updateMe"))
 
     const get = (actor: Actor, id: string) =>
-      Effect.zipRight(canManageUsers(actor), found(id)).pipe(Effect.withSpan("Users.get"))
+      Effect.zipRight(canManageUsers(actor), found(id)).pipe(traced("Users.get"))
 
     const list = (actor: Actor, params: ListUsersParams) =>
       Effect.gen(function*() {
@@ -65,7 +66,7 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
         const limit = params.limit ?? DEFAULT_LIMIT
         const rows = yield* repo.list({ role: params.role, active: params.active, after, limit })
         return toPage(rows, limit, toUser)
-      }).pipe(Effect.withSpan("Users.list"))
+      }).pipe(traced("Users.list"))
 
     const changeAccess = (actor: Actor, id: string, change: AccessChange) =>
       Effect.gen(function*() {
@@ -76,16 +77,16 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
       })
 
     const changeRole = (actor: Actor, id: string, role: Role) =>
-      changeAccess(actor, id, { role }).pipe(Effect.withSpan("Users.changeRole"))
+      changeAccess(actor, id, { role }).pipe(traced("Users.changeRole"))
 
     const deactivate = (actor: Actor, id: string) =>
-      changeAccess(actor, id, { active: false }).pipe(Effect.withSpan("Users.deactivate"))
+      changeAccess(actor, id, { active: false }).pipe(traced("Users.deactivate"))
 
     const reactivate = (actor: Actor, id: string) =>
       changeAccess(actor, id, { active: true }).pipe(
         // Reactivating removes no admin, so the last-admin guard cannot refuse it.
         Effect.catchIf((e): e is LastActiveAdmin => e instanceof LastActiveAdmin, Effect.die),
-        Effect.withSpan("Users.reactivate")
+        traced("Users.reactivate")
       )
 
     const resetPassword = (actor: Actor, id: string, password: string) =>
@@ -95,7 +96,7 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
         const changed = yield* repo.setPassword(id, passwordHash, { actorId: actor.id, action: "user.password_reset" })
         if (Option.isNone(changed)) return yield* Effect.fail(UserNotFound.of(id))
         yield* identity.forget(id)
-      }).pipe(Effect.withSpan("Users.resetPassword"))
+      }).pipe(traced("Users.resetPassword"))
 
     /**
      * The caller's own password: the current one must be right (checked
@@ -137,7 +138,7 @@ export class Users extends Effect.Service<Users>()("OpsDesk/Users/Users", {
         // Changed by another request since the check: the password just proven is no longer the current one.
         if (Option.isNone(version)) return yield* Effect.fail(wrong)
         return yield* tokens.issue({ ...actor, tokenVersion: version.value })
-      }).pipe(Effect.withSpan("Users.changeOwnPassword"))
+      }).pipe(traced("Users.changeOwnPassword"))
 
     return {
       create,

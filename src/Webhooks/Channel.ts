@@ -24,6 +24,7 @@ import {
   Retryable,
   WebhookSender
 } from "../Notifications/Channel.js"
+import { traced } from "../Observability/Span.js"
 import { type DeliveryTarget, WebhooksRepo } from "./Repo.js"
 import { post, type SendResult } from "./Send.js"
 import { signedHeaders } from "./Signing.js"
@@ -121,7 +122,7 @@ export class WebhookPoster extends Effect.Service<WebhookPoster>()("OpsDesk/Webh
         }
         const result = yield* post(checked.right, headers, body, config.timeout)
         return { ...classify(result), durationMs: Date.now() - started, counts: true }
-      }).pipe(Effect.withSpan("WebhookPoster.attempt"))
+      }).pipe(traced("WebhookPoster.attempt"))
 
     return { attempt } as const
   }),
@@ -180,7 +181,7 @@ export const WebhookSenderWithoutDependencies = Layer.effect(
         yield* count(job, attempt)
         return attempt.outcome
       }).pipe(
-        Effect.withSpan("WebhookSender.deliver", {
+        traced("WebhookSender.deliver", {
           attributes: { deliveryId: job.id, subscriptionId: job.subscriptionId ?? "", attempt: job.attempt }
         })
       )

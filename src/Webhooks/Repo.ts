@@ -8,6 +8,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { CURSOR_TS, type Position } from "../Kit/Pagination.js"
+import { traced } from "../Observability/Span.js"
 import { auditInsert, recordAudit } from "../Store/Audit.js"
 import type { WebhookDelivery, WebhookEventType, WebhookSubscription } from "./Domain.js"
 import { WebhookNotFound } from "./Errors.js"
@@ -183,13 +184,13 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
           })
           return subscription
         })
-      ).pipe(Effect.orDie, Effect.withSpan("WebhooksRepo.insert"))
+      ).pipe(Effect.orDie, traced("WebhooksRepo.insert"))
 
     const findById = (id: string) =>
       sql<SubscriptionRow>`SELECT ${columns} FROM webhook_subscriptions WHERE id = ${id}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toSubscription)),
         Effect.orDie,
-        Effect.withSpan("WebhooksRepo.findById")
+        traced("WebhooksRepo.findById")
       )
 
     /** Newest first; fetches one row more than the page to know whether another page follows. */
@@ -204,7 +205,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
         ${where.length > 0 ? sql`WHERE ${sql.and(where)}` : sql``}
         ORDER BY created_at DESC, id DESC LIMIT ${filter.limit + 1}`.pipe(
         Effect.orDie,
-        Effect.withSpan("WebhooksRepo.list")
+        traced("WebhooksRepo.list")
       )
     }
 
@@ -239,7 +240,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
           })
           return toSubscription(updated!)
         })
-      ).pipe(Effect.catchTag("SqlError", Effect.die), Effect.withSpan("WebhooksRepo.update"))
+      ).pipe(Effect.catchTag("SqlError", Effect.die), traced("WebhooksRepo.update"))
 
     /** Deletes it with its audit row; its deliveries stay, unlinked (migration 0010). False when there was none. */
     const remove = (id: string, actorId: string) =>
@@ -258,7 +259,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
           })
           return true
         })
-      ).pipe(Effect.orDie, Effect.withSpan("WebhooksRepo.remove"))
+      ).pipe(Effect.orDie, traced("WebhooksRepo.remove"))
 
     /**
      * A new secret; the current one keeps signing for `overlapSeconds` (0:
@@ -285,7 +286,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
           })
           return Option.some(row.previousExpiresAt)
         })
-      ).pipe(Effect.orDie, Effect.withSpan("WebhooksRepo.rotateSecret"))
+      ).pipe(Effect.orDie, traced("WebhooksRepo.rotateSecret"))
 
     const findTarget = (id: string) =>
       sql<{
@@ -307,7 +308,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
             secrets: row.previousSecret === null ? [row.secret] : [row.secret, row.previousSecret]
           }))
         ),
-        Effect.withSpan("WebhooksRepo.findTarget")
+        traced("WebhooksRepo.findTarget")
       )
 
     /** A delivered attempt: the run of failures ends (written only when there was one). */
@@ -315,7 +316,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
       sql`UPDATE webhook_subscriptions SET consecutive_failures = 0
         WHERE id = ${id} AND consecutive_failures <> 0`.pipe(
         Effect.asVoid,
-        Effect.withSpan("WebhooksRepo.recordSuccess")
+        traced("WebhooksRepo.recordSuccess")
       )
 
     /**
@@ -352,7 +353,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
         ), a AS (${audit})
         SELECT (was_active AND NOT active) AS disabled FROM u`.pipe(
         Effect.map((rows) => rows[0]?.disabled === true),
-        Effect.withSpan("WebhooksRepo.recordFailure")
+        traced("WebhooksRepo.recordFailure")
       )
     }
 
@@ -373,7 +374,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
         SELECT id::text AS id FROM d`.pipe(
         Effect.map((rows) => rows[0]!.id),
         Effect.orDie,
-        Effect.withSpan("WebhooksRepo.recordTest")
+        traced("WebhooksRepo.recordTest")
       )
 
     /** Newest first, each with its latest attempts (oldest first); one row more than the page. */
@@ -402,7 +403,7 @@ export class WebhooksRepo extends Effect.Service<WebhooksRepo>()("OpsDesk/Webhoo
         WHERE ${sql.and(where)}
         ORDER BY d.created_at DESC, d.id DESC LIMIT ${filter.limit + 1}`.pipe(
         Effect.orDie,
-        Effect.withSpan("WebhooksRepo.listDeliveries")
+        traced("WebhooksRepo.listDeliveries")
       )
     }
 

@@ -4,6 +4,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { traced } from "../Observability/Span.js"
 
 /** At most this many are named; `disabled` counts them all. */
 const LISTED = 10
@@ -39,4 +40,4 @@ export const readDisabledWebhooks: Effect.Effect<DisabledWebhooks, unknown, SqlC
       }))
     }
   }
-).pipe(Effect.withSpan("Webhooks.readDisabled"))
+).pipe(traced("Webhooks.readDisabled"))

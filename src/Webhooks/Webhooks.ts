@@ -9,6 +9,7 @@ import type { Actor } from "../Auth/CurrentUser.js"
 import { WebhookConfig } from "../Config.js"
 import { ValidationError } from "../Kit/Errors.js"
 import { DEFAULT_LIMIT, positionOf, toPage } from "../Kit/Pagination.js"
+import { tracedFn } from "../Observability/Span.js"
 import { webhookBody, WebhookPoster } from "./Channel.js"
 import { decodeDeliveryCursor, encodeDeliveryCursor } from "./Cursor.js"
 import type {
@@ -50,7 +51,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
         Option.match({ onNone: () => Effect.fail(WebhookNotFound.of(id)), onSome: Effect.succeed })
       )
 
-    const create = Effect.fn("Webhooks.create")(function*(actor: Actor, payload: CreateWebhookRequest) {
+    const create = tracedFn("Webhooks.create")(function*(actor: Actor, payload: CreateWebhookRequest) {
       yield* canManageWebhooks(actor)
       const url = yield* checkedUrl(payload.url)
       const secret = payload.secret ?? generateSecret()
@@ -65,7 +66,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
       return created
     })
 
-    const list = Effect.fn("Webhooks.list")(function*(actor: Actor, params: ListWebhooksParams) {
+    const list = tracedFn("Webhooks.list")(function*(actor: Actor, params: ListWebhooksParams) {
       yield* canManageWebhooks(actor)
       const after = yield* positionOf(params.cursor)
       const limit = params.limit ?? DEFAULT_LIMIT
@@ -73,25 +74,25 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
       return toPage(rows, limit, toSubscription)
     })
 
-    const get = Effect.fn("Webhooks.get")(function*(actor: Actor, id: string) {
+    const get = tracedFn("Webhooks.get")(function*(actor: Actor, id: string) {
       yield* canManageWebhooks(actor)
       return yield* found(id)
     })
 
-    const update = Effect.fn("Webhooks.update")(function*(actor: Actor, id: string, payload: UpdateWebhookRequest) {
+    const update = tracedFn("Webhooks.update")(function*(actor: Actor, id: string, payload: UpdateWebhookRequest) {
       yield* canManageWebhooks(actor)
       yield* found(id)
       const url = payload.url === undefined ? undefined : yield* checkedUrl(payload.url)
       return yield* repo.update(id, { ...payload, url }, actor.id)
     })
 
-    const remove = Effect.fn("Webhooks.remove")(function*(actor: Actor, id: string) {
+    const remove = tracedFn("Webhooks.remove")(function*(actor: Actor, id: string) {
       yield* canManageWebhooks(actor)
       const removed = yield* repo.remove(id, actor.id)
       if (!removed) return yield* Effect.fail(WebhookNotFound.of(id))
     })
 
-    const rotateSecret = Effect.fn("Webhooks.rotateSecret")(
+    const rotateSecret = tracedFn("Webhooks.rotateSecret")(
       function*(actor: Actor, id: string, payload: RotateSecretRequest) {
         yield* canManageWebhooks(actor)
         const secret = payload.secret ?? generateSecret()
@@ -112,7 +113,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
      * in the subscription's delivery log. It is not retried and does not count
      * towards disabling: it is the admin's probe, also of a disabled subscription.
      */
-    const test = Effect.fn("Webhooks.test")(function*(actor: Actor, id: string) {
+    const test = tracedFn("Webhooks.test")(function*(actor: Actor, id: string) {
       yield* canManageWebhooks(actor)
       const target = yield* Effect.flatMap(
         repo.findTarget(id).pipe(Effect.orDie),
@@ -145,7 +146,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("OpsDesk/Webhooks/Webho
       return result
     })
 
-    const deliveries = Effect.fn("Webhooks.deliveries")(
+    const deliveries = tracedFn("Webhooks.deliveries")(
       function*(actor: Actor, id: string, params: ListDeliveriesParams) {
         yield* canManageWebhooks(actor)
         const after = params.cursor === undefined ? undefined : decodeDeliveryCursor(params.cursor)
