@@ -132,7 +132,7 @@ export const processBatch = (env: Env): ProcessBatch => (deliveries) =>
 const runBatch = (env: Env, deliveries: ReadonlyArray<Delivery>): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
-    const decoded = yield* traced(decode(deliveries, env.cfg.maxRetries))
+    const decoded = yield* withItemSpans(decode(deliveries, env.cfg.maxRetries))
     yield* Effect.forEach(decoded.poison, (poison) => deadLetterPoison(env, poison), { discard: true })
     yield* Effect.forEach(decoded.rejected, (rejected) => deadLetterRejected(env, rejected), { discard: true })
     const plans = yield* planBatch(env, decoded.items)
@@ -305,7 +305,7 @@ export const decode = (deliveries: ReadonlyArray<Delivery>, maxRetries: number):
 }
 
 /** With the tracer on, gives every decoded item its span. */
-const traced = (decoded: Decoded): Effect.Effect<Decoded> =>
+const withItemSpans = (decoded: Decoded): Effect.Effect<Decoded> =>
   Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (tracing) => {
     if (!tracing) return Effect.succeed(decoded)
     const withSpan = (item: Item) =>
