@@ -95,6 +95,11 @@ export const toNotification = (row: NotificationRow): Notification => ({
   readAt: row.readAt === null ? null : row.readAt.toISOString()
 })
 
+/**
+ * `id` comes out as text (a bigint is past JavaScript's safe integers), so
+ * every ORDER BY names `notifications.id`: a bare `id` there would mean this
+ * text column, and "10" sorts before "9".
+ */
 const COLUMNS = "id::text AS id, event_id, event_type, body, created_at, read_at"
 
 export class InAppNotifications extends Effect.Service<InAppNotifications>()("OpsDesk/Notifications/InApp", {
@@ -111,7 +116,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
           WHERE recipient_id = ${recipientId} AND channel = 'in_app'
           ${params.unread === true ? sql`AND read_at IS NULL` : sql``}
           ${after === undefined ? sql`` : sql`AND id < ${after}::bigint`}
-          ORDER BY id DESC LIMIT ${limit + 1}`.pipe(Effect.orDie)
+          ORDER BY notifications.id DESC LIMIT ${limit + 1}`.pipe(Effect.orDie)
         const more = rows.length > limit
         const page = more ? rows.slice(0, limit) : rows
         const last = page[page.length - 1]
@@ -185,7 +190,7 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
       if (conditions.length === 0) return Effect.succeed<ReadonlyArray<NotificationRow>>([])
       return sql<NotificationRow>`SELECT ${columns} FROM notifications
         WHERE recipient_id = ${recipientId} AND channel = 'in_app' AND (${sql.or(conditions)})
-        ORDER BY id LIMIT ${limit}`.pipe(traced("InApp.since"))
+        ORDER BY notifications.id LIMIT ${limit}`.pipe(traced("InApp.since"))
     }
 
     /** The recipient's newest in-app id ("0" without any): where a stream without Last-Event-ID starts. */

@@ -217,6 +217,7 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
       Effect.mapError(toError("Reading the next due delivery failed"))
     )
 
+  /** Newest first. `deliveries.id`, not `id`, in the ORDER BY: that would be the text column selected here. */
   const list = (filter: ListFilter) =>
     sql<DeliveryRow>`
       SELECT id::text AS id, channel, state, event_id, event_type, recipient_id::text AS recipient_id,
@@ -226,7 +227,7 @@ export const makeDeliveriesRepo = Effect.gen(function*() {
       WHERE ${filter.state === undefined ? sql`true` : sql`state = ${filter.state}`}
         AND ${filter.channel === undefined ? sql`true` : sql`channel = ${filter.channel}`}
         AND ${filter.before === undefined ? sql`true` : sql`id < ${filter.before}::bigint`}
-      ORDER BY id DESC
+      ORDER BY deliveries.id DESC
       LIMIT ${filter.limit}`.pipe(Effect.mapError(toError("Listing deliveries failed")))
 
   const summary = sql<ChannelSummary>`

@@ -163,7 +163,7 @@ const deliveriesOf = (w: World) =>
         DeliveryView
       >`SELECT id::text AS id, recipient_id::text AS recipient_id, event_id, state, attempts, last_error, last_status,
         idempotency_key
-      FROM deliveries WHERE event_id IN ${sql.in(w.events)} ORDER BY id`
+      FROM deliveries WHERE event_id IN ${sql.in(w.events)} ORDER BY deliveries.id`
   ).pipe(Effect.orDie)
 
 const notificationsOf = (w: World) =>

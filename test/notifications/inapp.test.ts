@@ -32,6 +32,24 @@ const commit = (recipient: string, bodies: ReadonlyArray<string>, channel: "in_a
       RETURNING id::text AS id`
   ).pipe(Effect.map((rows) => rows.map((r) => r.id)), Effect.orDie)
 
+/**
+ * In-app rows with ids of the test's choosing, `first` on, in one statement.
+ * The sequence never comes near them; rows a crashed run left on them go first.
+ */
+const commitAt = (recipient: string, first: bigint, bodies: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => {
+    const ids = bodies.map((_, i) => (first + BigInt(i)).toString())
+    return sql`DELETE FROM notifications WHERE id = ANY(${ids}::bigint[])`.pipe(
+      Effect.zipRight(sql`INSERT INTO notifications (id, event_id, event_type, recipient_id, channel, body)
+        SELECT id, gen_random_uuid()::text, 'message.sent', ${recipient}, 'in_app', b
+        FROM unnest(${ids}::bigint[], ${bodies}::text[]) AS t(id, b)`),
+      Effect.as(ids)
+    )
+  }).pipe(Effect.orDie)
+
+/** Two ids below a power of ten and two from it: as text, "1000000000000" sorts before "999999999998". */
+const ACROSS_A_POWER_OF_TEN = 10n ** 12n - 2n
+
 /** Removes the notifications of the test's users when the test ends. */
 const cleanupNotifications = (users: () => ReadonlyArray<string>) =>
   Effect.addFinalizer(() =>
@@ -110,6 +128,29 @@ layer(TestLayerOf(), { excludeTestServices: true, timeout: "120 seconds" })("in-
       expect(bad.status).toBe(400)
       expect(bad.body).toMatchObject({ _tag: "ValidationError", field: "cursor" })
       expect((yield* get("/v1/notifications?limit=0", alice.token)).status).toBe(400)
+    }))
+
+  it.scoped("ids across a power of ten keep their numeric order: in the listing's pages and in a replay", () =>
+    Effect.gen(function*() {
+      const fx = yield* fixtures
+      const alice = yield* fx.user()
+      const ids = yield* commitAt(alice.id, ACROSS_A_POWER_OF_TEN, ["w", "x", "y", "z"])
+
+      const first = decode(NotificationPage, yield* get("/v1/notifications?limit=3", alice.token))
+      expect(first.items.map((n) => n.id)).toEqual([ids[3], ids[2], ids[1]])
+      const second = decode(
+        NotificationPage,
+        yield* get(`/v1/notifications?limit=3&cursor=${first.nextCursor}`, alice.token)
+      )
+      expect(second.items.map((n) => n.id)).toEqual([ids[0]])
+      expect(second.nextCursor).toBeNull()
+
+      // A replay from just before them: all four, oldest first, each under its own id.
+      const stream = yield* openStream(alice, (ACROSS_A_POWER_OF_TEN - 1n).toString())
+      const replayed = [yield* stream.next, yield* stream.next, yield* stream.next, yield* stream.next]
+      expect(replayed.map((e) => e.id)).toEqual(ids)
+      expect(replayed.map((e) => notificationOf(e).body)).toEqual(["w", "x", "y", "z"])
+      yield* stream.close
     }))
 
   it.scoped("another user's notification, or an unknown one, is 404; a malformed id is 400; read-all marks the rest", () =>

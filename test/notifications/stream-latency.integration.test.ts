@@ -140,14 +140,14 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "180 seconds" })("in
           "the missed notifications to be committed",
           Effect.map(
             sql<{ id: string }>`SELECT id::text AS id FROM notifications
-            WHERE recipient_id = ${customer.id} AND channel = 'in_app' AND id > ${lastSeen}::bigint ORDER BY id`,
+            WHERE recipient_id = ${customer.id} AND channel = 'in_app' AND id > ${lastSeen}::bigint ORDER BY notifications.id`,
             (rows) => rows.length >= MISSED
           ),
           "60 seconds"
         ).pipe(
           Effect.zipRight(
             sql<{ id: string }>`SELECT id::text AS id FROM notifications
-            WHERE recipient_id = ${customer.id} AND channel = 'in_app' AND id > ${lastSeen}::bigint ORDER BY id`
+            WHERE recipient_id = ${customer.id} AND channel = 'in_app' AND id > ${lastSeen}::bigint ORDER BY notifications.id`
           )
         )
         const resumed = yield* openStream(customer, lastSeen)
@@ -166,7 +166,7 @@ layer(apiTestLayer(), { excludeTestServices: true, timeout: "180 seconds" })("in
         expect(live.eventId).toBe(said.at(-1))
         // Nothing twice: every in-app row of the customer was received exactly once across the two streams.
         const all = yield* sql<{ id: string }>`SELECT id::text AS id FROM notifications
-        WHERE recipient_id = ${customer.id} AND channel = 'in_app' ORDER BY id`
+        WHERE recipient_id = ${customer.id} AND channel = 'in_app' ORDER BY notifications.id`
         expect(all.map((r) => r.id)).toEqual([
           ...received.map((r) => r.id),
           ...missed.map((r) => r.id),

@@ -501,6 +501,32 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       yield* reset(channel)
     }))
 
+  it.scoped("deliveries are listed newest first by number, and page so, across a power of ten", () =>
+    Effect.gen(function*() {
+      const fx = yield* makeFixtures
+      const admin = yield* fx.user("admin")
+      const sql = yield* SqlClient.SqlClient
+      // Ids of the test's own (the sequence never comes near them): as text, "1000000000000" sorts before "999999999998".
+      const ids = [0n, 1n, 2n, 3n].map((i) => (10n ** 12n - 2n + i).toString())
+      const tag = crypto.randomUUID()
+      yield* sql`DELETE FROM deliveries WHERE id = ANY(${ids}::bigint[])`
+      yield* Effect.addFinalizer(() => sql`DELETE FROM deliveries WHERE id = ANY(${ids}::bigint[])`.pipe(Effect.orDie))
+      yield* sql`INSERT INTO deliveries (id, idempotency_key, channel, event_id, event_type, payload, state, attempts,
+          last_error)
+        SELECT id, ${tag} || '-' || id, 'email', ${tag} || '-' || id, 'ticket.created', '{}'::json, 'failed', 5,
+          'connect ECONNREFUSED'
+        FROM unnest(${ids}::bigint[]) AS t(id)`
+
+      const first = decode(DeliveryList, yield* get("/ops/api/deliveries?channel=email&limit=2", admin.token))
+      expect(first.items.map((d) => d.id)).toEqual([ids[3], ids[2]])
+      expect(first.next).toBe(ids[2])
+      const second = decode(
+        DeliveryList,
+        yield* get(`/ops/api/deliveries?channel=email&limit=2&before=${first.next}`, admin.token)
+      )
+      expect(second.items.map((d) => d.id)).toEqual([ids[1], ids[0]])
+    }))
+
   it.scoped("deliveries: the panel counts pending and failed per channel; failed ones are listed and retried", () =>
     Effect.gen(function*() {
       const fx = yield* makeFixtures
