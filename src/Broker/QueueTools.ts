@@ -16,7 +16,7 @@
  * keeps from ever dropping a message.
  */
 import type { Channel, ConfirmChannel, Message } from "amqplib"
-import { type Duration, Effect, Option, type Scope } from "effect"
+import { Duration, Effect, Option, Schedule, type Scope } from "effect"
 import { OperatorAmqpUrl, QueueType, WorkerConfig } from "../Config.js"
 import { describe } from "../Kit/Cause.js"
 import { BrokerError, connectedNode, openChannel, openConfirmChannel, openConnection } from "./Amqp.js"
@@ -43,7 +43,7 @@ export interface QueueSession {
   readonly depth: (queue: string) => Effect.Effect<number, BrokerError>
   /** The next ready message of `queue`, borrowed; None once no ready message is left. */
   readonly borrow: (queue: string) => Effect.Effect<Option.Option<Borrowed>, BrokerError>
-  /** Gives every borrowed message not removed back, in its original position. */
+  /** Gives every borrowed message not removed back, in its original position, once the queue holds them again. */
   readonly giveBack: Effect.Effect<void>
   /** Removes every ready message of `queue`; returns how many. */
   readonly purge: (queue: string) => Effect.Effect<number, BrokerError>
@@ -66,38 +66,75 @@ export interface QueueTools {
 const brokerError = (what: string) => (cause: unknown) =>
   new BrokerError({ message: `${what}: ${describe(cause)}`, cause })
 
-const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined, queueType: Type): QueueSession => ({
-  queueType,
-  states: (queues) => checkQueues(channel, queues),
-  depth: (queue) => Effect.map(checkQueues(channel, [queue]), ([state]) => state?.messages ?? 0),
-  borrow: (queue) =>
-    Effect.tryPromise({
-      try: () => channel.get(queue, { noAck: false }),
-      catch: brokerError(`Cannot read from ${queue}`)
-    }).pipe(
-      Effect.map((msg) => (msg === false ? Option.none() : Option.some(borrowed(channel, queue, msg))))
-    ),
-  giveBack: Effect.sync(() => {
-    try {
-      channel.nackAll(true)
-    } catch {
-      // The channel is gone: the broker has requeued them already.
-    }
-  }),
-  purge: (queue) =>
-    Effect.tryPromise({ try: () => channel.purgeQueue(queue), catch: brokerError(`Cannot purge ${queue}`) }).pipe(
-      Effect.map((r) => r.messageCount)
-    ),
-  republish: (messages) =>
-    confirm === undefined
-      ? Effect.fail(new BrokerError({ message: "This session has no confirm channel" }))
-      : Effect.flatten(publishConfirmed(confirm, messages))
-})
+/** How long a give-back waits for the broker to hold the messages again (a concurrent reader can keep it short of that). */
+const GIVE_BACK_WAIT = Duration.seconds(2)
 
-const borrowed = (channel: Channel, queue: string, message: Message): Borrowed => ({
+const sessionOn = (channel: Channel, confirm: ConfirmChannel | undefined, queueType: Type): QueueSession => {
+  // Borrowed and not removed, per queue: what a give-back returns.
+  const held = new Map<string, number>()
+  const hold = (queue: string, n: number) => void held.set(queue, (held.get(queue) ?? 0) + n)
+
+  /**
+   * The nack is not answered, and the queue applies it on its own time (a
+   * quorum queue through its log): an operation right after this one, on
+   * another channel, could find them missing (an empty or short listing). So
+   * it waits until the queues' ready counts are back up by what it returned.
+   */
+  const giveBack = Effect.gen(function*() {
+    const returned = [...held].filter(([, n]) => n > 0)
+    held.clear()
+    if (returned.length === 0) return
+    const names = returned.map(([queue]) => queue)
+    const before = yield* checkQueues(channel, names)
+    channel.nackAll(true)
+    const targets = returned.map(([, n], i) => (before[i]?.messages ?? 0) + n)
+    yield* checkQueues(channel, names).pipe(
+      Effect.map((states) => states.every((state, i) => (state?.messages ?? 0) >= targets[i]!)),
+      Effect.repeat({ until: (back) => back, schedule: Schedule.spaced("5 millis") }),
+      Effect.timeout(GIVE_BACK_WAIT)
+    )
+  }).pipe(
+    // The channel is gone: the broker has requeued them already.
+    Effect.catchAllCause(() => Effect.void)
+  )
+
+  return {
+    queueType,
+    states: (queues) => checkQueues(channel, queues),
+    depth: (queue) => Effect.map(checkQueues(channel, [queue]), ([state]) => state?.messages ?? 0),
+    borrow: (queue) =>
+      Effect.tryPromise({
+        try: () => channel.get(queue, { noAck: false }),
+        catch: brokerError(`Cannot read from ${queue}`)
+      }).pipe(
+        Effect.map((msg) => {
+          if (msg === false) return Option.none()
+          hold(queue, 1)
+          return Option.some(borrowed(channel, queue, msg, () => hold(queue, -1)))
+        })
+      ),
+    giveBack,
+    purge: (queue) =>
+      Effect.tryPromise({ try: () => channel.purgeQueue(queue), catch: brokerError(`Cannot purge ${queue}`) }).pipe(
+        Effect.map((r) => r.messageCount)
+      ),
+    republish: (messages) =>
+      confirm === undefined
+        ? Effect.fail(new BrokerError({ message: "This session has no confirm channel" }))
+        : Effect.flatten(publishConfirmed(confirm, messages))
+  }
+}
+
+const borrowed = (channel: Channel, queue: string, message: Message, removed: () => void): Borrowed => ({
   message,
   redelivered: message.fields.redelivered,
-  remove: Effect.try({ try: () => channel.ack(message), catch: brokerError(`Cannot remove a message from ${queue}`) })
+  remove: Effect.try({
+    try: () => {
+      channel.ack(message)
+      removed()
+    },
+    catch: brokerError(`Cannot remove a message from ${queue}`)
+  })
 })
 
 /** Tools on OPS_AMQP_URL (else AMQP_URL), declaring the topology of QUEUE_TYPE and the worker's retry delays. */
