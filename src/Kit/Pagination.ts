@@ -44,15 +44,20 @@ export const decodeCursor = (cursor: string): Option.Option<Position> => {
   if (bar < 0) return Option.none()
   const ts = text.slice(0, bar)
   const id = text.slice(bar + 1)
-  const match = TS_RE.exec(ts)
-  if (match === null || !UUID_RE.test(id)) return Option.none()
-  // A real calendar instant in PostgreSQL's range (rejects 2024-02-31, month 13, year 0).
-  const year = Number(match[1])
-  const date = new Date(ts.slice(0, 23) + "Z")
-  if (year < 1 || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 23) !== ts.slice(0, 23)) {
-    return Option.none()
-  }
+  if (!isCursorTimestamp(ts) || !UUID_RE.test(id)) return Option.none()
   return Option.some({ ts, id: id.toLowerCase() })
+}
+
+/**
+ * Whether `ts` is a `CURSOR_TS` text of a real calendar instant in
+ * PostgreSQL's range (rejects 2024-02-31, month 13, year 0), so a forged
+ * cursor is a 400 and never reaches the database as a bad timestamp.
+ */
+export const isCursorTimestamp = (ts: string): boolean => {
+  const match = TS_RE.exec(ts)
+  if (match === null || Number(match[1]) < 1) return false
+  const date = new Date(ts.slice(0, 23) + "Z")
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 23) === ts.slice(0, 23)
 }
 
 const INVALID_CURSOR = new ValidationError({ field: "cursor", message: "cursor is not valid" })

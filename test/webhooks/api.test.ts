@@ -359,5 +359,10 @@ layer(ApiLive, { excludeTestServices: true, timeout: "60 seconds" })("webhooks A
       const badCursor = yield* get(`/v1/webhooks/${subscription}/deliveries?cursor=abc`, admin.token)
       expect(badCursor.status).toBe(400)
       expect(badCursor.body).toMatchObject({ _tag: "ValidationError", field: "cursor" })
+      // Well-formed, but year 0: JavaScript takes it, PostgreSQL would not.
+      const yearZero = Buffer.from("0000-01-01T00:00:00.000000Z|1").toString("base64url")
+      const outOfRange = yield* get(`/v1/webhooks/${subscription}/deliveries?cursor=${yearZero}`, admin.token)
+      expect(outOfRange.status).toBe(400)
+      expect(outOfRange.body).toMatchObject({ _tag: "ValidationError", field: "cursor" })
     }))
 })
