@@ -5,7 +5,8 @@
  * code 1 (2 for a usage error).
  */
 import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Either, Option, Schema } from "effect"
+import { BigintId } from "../Kit/Schemas.js"
 import type { DeliveryChannel } from "../Notifications/Channel.js"
 import { DeliveriesRepo, type DeliveryState } from "../Notifications/Repo.js"
 import { PgLive } from "../Store/Sql.js"
@@ -107,8 +108,9 @@ const target = Options.all({
 }).pipe(
   Options.mapEffect(({ allFailed, channel, ids }): Effect.Effect<RetryTarget, ValidationError.ValidationError> => {
     if (ids.length > 0 && !allFailed && Option.isNone(channel)) {
-      return ids.every((id) => /^\d{1,18}$/.test(id))
-        ? Effect.succeed({ ids })
+      const decoded = Either.all(ids.map((id) => Schema.decodeEither(BigintId)(id)))
+      return Either.isRight(decoded)
+        ? Effect.succeed({ ids: decoded.right })
         : invalid("--id takes the numeric id that `opsdesk deliveries list` shows")
     }
     if (ids.length === 0 && allFailed) return Effect.succeed({ channel: Option.getOrUndefined(channel) })

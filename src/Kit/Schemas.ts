@@ -22,3 +22,20 @@ export const SecretString = (what: string, min: number, max: number) =>
     Schema.minLength(min, { message: () => `${what} must be at least ${min} character(s) long` }),
     Schema.maxLength(max, { message: () => `${what} must be at most ${max} characters long` })
   )
+
+const MAX_BIGINT = 9_223_372_036_854_775_807n
+
+/**
+ * The id of a row keyed by a PostgreSQL `bigint`, as typed by a person or a
+ * script: up to 19 digits after any leading zeros, up to bigint's maximum.
+ * Decodes to its one spelling ("007" is "7"), the one the database answers
+ * with, so an id compares equal to what a query returns.
+ */
+export const BigintId = Schema.transform(
+  Schema.String.pipe(
+    Schema.pattern(/^0*\d{1,19}$/, { message: () => "must be a numeric id" }),
+    Schema.filter((s) => BigInt(s) <= MAX_BIGINT, { message: () => "must be a numeric id (at most 2^63 - 1)" })
+  ),
+  Schema.String,
+  { strict: true, decode: (s) => BigInt(s).toString(), encode: (s) => s }
+).annotations({ description: "Numeric id (a string of digits)" })

@@ -5,7 +5,7 @@
 import { Schema } from "effect"
 import { DlqEntry } from "../Dlq/Entry.js"
 import { wireTag } from "../Kit/Errors.js"
-import { Timestamp } from "../Kit/Schemas.js"
+import { BigintId, Timestamp } from "../Kit/Schemas.js"
 
 /** RabbitMQ or PostgreSQL (whatever an action needs) did not answer. */
 export class Unavailable extends Schema.TaggedError<Unavailable>()(
@@ -309,7 +309,7 @@ export const History = Schema.Struct({
 export const DeliveriesListParams = Schema.Struct({
   state: Schema.optional(DeliveryState).annotations({ description: "Default: failed" }),
   channel: Schema.optional(DeliveryChannel),
-  before: Schema.optional(Schema.String.pipe(Schema.pattern(/^\d{1,18}$/))).annotations({
+  before: Schema.optional(BigintId).annotations({
     description: "Only ids below this one: the previous page's `next`"
   }),
   limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" })
@@ -321,7 +321,7 @@ export const DeliveryList = Schema.Struct({
 })
 
 export const DeliveryRetryRequest = Schema.Union(
-  Schema.Struct({ id: Schema.String.pipe(Schema.pattern(/^\d{1,18}$/)) }),
+  Schema.Struct({ id: BigintId }),
   Schema.Struct({ all: Schema.Literal(true), channel: Schema.optional(DeliveryChannel) })
 ).annotations({
   description:

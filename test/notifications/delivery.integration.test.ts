@@ -371,12 +371,14 @@ layer(InfraLive, { timeout: "120 seconds", excludeTestServices: true })(
                 d
               ) => d.id)
               for (const u of Object.values(owners)) expect(failedIds).toContain(byRecipient.get(u.id)!.id)
-              const retried = yield* opsdesk(["deliveries", "retry", "--id", refused.id])
+              // Leading zeros are the same id: the CLI reports it retried, not "not retried".
+              const retried = yield* opsdesk(["deliveries", "retry", "--id", `00${refused.id}`])
               expect(retried).toMatchObject({ code: 0 })
               expect(retried.stdout).toContain(`Retried 1 failed delivery(ies): ${refused.id}`)
-              const notFailed = yield* opsdesk(["deliveries", "retry", "--id", byRecipient.get(fine[0]!.id)!.id])
+              const fineId = byRecipient.get(fine[0]!.id)!.id
+              const notFailed = yield* opsdesk(["deliveries", "retry", "--id", `0${fineId}`])
               expect(notFailed.code).toBe(1)
-              expect(notFailed.stderr).toContain("Not retried")
+              expect(notFailed.stderr).toContain(`Not retried (no such delivery, or not failed): ${fineId}\n`)
               yield* waitUntil(
                 "the retried delivery failed again",
                 Effect.map(

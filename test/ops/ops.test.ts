@@ -555,7 +555,8 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(list.items[0]).toMatchObject({ channel: "webhook", state: "failed", lastError: "connect ECONNREFUSED" })
       expect(list.next).toBe(list.items[0]!.id)
 
-      const one = yield* post("/ops/api/deliveries/retry", { id: failedEmail }, admin.token)
+      // Leading zeros name the same delivery, and the answer spells it as the listing does.
+      const one = yield* post("/ops/api/deliveries/retry", { id: `00${failedEmail}` }, admin.token)
       expect(one.status).toBe(200)
       expect(one.body).toEqual({ retried: [failedEmail] })
       const again = yield* post("/ops/api/deliveries/retry", { id: failedEmail }, admin.token)
@@ -563,6 +564,13 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(again.body).toMatchObject({ _tag: "NotFound" })
       expect((yield* post("/ops/api/deliveries/retry", { id: pending }, admin.token)).status).toBe(404)
       expect((yield* post("/ops/api/deliveries/retry", { id: "x" }, admin.token)).status).toBe(400)
+      // Every bigint is an id that may exist (a 404 here), one past the largest is not (a 400, not a 500).
+      expect((yield* post("/ops/api/deliveries/retry", { id: "9223372036854775807" }, admin.token)).status).toBe(404)
+      const tooBig = yield* post("/ops/api/deliveries/retry", { id: "9223372036854775808" }, admin.token)
+      expect(tooBig.status).toBe(400)
+      expect(tooBig.body).toMatchObject({ _tag: "HttpApiDecodeError" })
+      const beyond = yield* get("/ops/api/deliveries?before=9223372036854775808", admin.token)
+      expect(beyond.status).toBe(400)
 
       const all = yield* post("/ops/api/deliveries/retry", { all: true, channel: "webhook" }, admin.token)
       expect((all.body as { retried: Array<string> }).retried).toEqual(expect.arrayContaining([failedHook]))
