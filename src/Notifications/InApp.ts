@@ -170,26 +170,30 @@ export class InAppNotifications extends Effect.Service<InAppNotifications>()("Op
       )
 
     /**
-     * For the stream, oldest first, at most `limit`: the recipient's rows after
-     * `after` (when given), and those in the id ranges a NOTIFY named (rows that
-     * committed after a higher id was already sent: ids are taken at insert,
-     * transactions commit in their own order).
+     * For the stream, oldest first, at most `limit`: the recipient's rows with
+     * an id above `above` (when given) and, when `ranges` are given, only those
+     * in the id ranges a NOTIFY named (rows that committed after a higher id
+     * was already sent: ids are taken at insert, transactions commit in their
+     * own order). The next page starts above the last row of this one.
      */
     const since = (
       recipientId: string,
-      after: string | undefined,
-      ranges: ReadonlyArray<readonly [string, string]>,
+      options: {
+        readonly above?: string | undefined
+        readonly ranges?: ReadonlyArray<readonly [string, string]> | undefined
+      },
       limit: number
     ) => {
-      const conditions = [
-        after === undefined ? undefined : sql`id > ${after}::bigint`,
-        ranges.length === 0 ? undefined : sql`EXISTS (
+      const { above, ranges } = options
+      if (ranges !== undefined && ranges.length === 0) return Effect.succeed<ReadonlyArray<NotificationRow>>([])
+      return sql<NotificationRow>`SELECT ${columns} FROM notifications
+        WHERE recipient_id = ${recipientId} AND channel = 'in_app'
+        ${above === undefined ? sql`` : sql`AND id > ${above}::bigint`}
+        ${
+        ranges === undefined ? sql`` : sql`AND EXISTS (
           SELECT 1 FROM unnest(${ranges.map((r) => r[0])}::bigint[], ${ranges.map((r) => r[1])}::bigint[]) AS r(lo, hi)
           WHERE id BETWEEN r.lo AND r.hi)`
-      ].filter((c) => c !== undefined)
-      if (conditions.length === 0) return Effect.succeed<ReadonlyArray<NotificationRow>>([])
-      return sql<NotificationRow>`SELECT ${columns} FROM notifications
-        WHERE recipient_id = ${recipientId} AND channel = 'in_app' AND (${sql.or(conditions)})
+      }
         ORDER BY notifications.id LIMIT ${limit}`.pipe(traced("InApp.since"))
     }
 

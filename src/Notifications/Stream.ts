@@ -5,15 +5,21 @@
  * notifications trigger fills at commit (migration 0011: recipient and id
  * range per inserting statement); `InAppFeed` fans each NOTIFY out in process
  * to the open streams of that recipient only. A stream reads the rows
- * themselves from the table: a NOTIFY only says where to look, so nothing is
- * lost when wake-ups coalesce, and a lost LISTEN connection makes every
- * stream catch up from the table once the new one is in place.
+ * themselves from the table, a page at a time: a NOTIFY only says where to
+ * look, so nothing is lost when wake-ups coalesce, and a lost LISTEN
+ * connection makes every stream catch up from the table once the new one is
+ * in place (from the lowest id it still remembers sending, so a row whose
+ * lower id committed late, during the outage, is found too).
  *
  * Each event's SSE id is the highest notification id the stream has sent so
  * far; a reconnect with `Last-Event-ID` replays every row after it, then goes
  * live. A stream is registered (for its NOTIFYs, and against the per-user
  * limit) before its replay runs, so a row committed meanwhile is not missed;
- * the ids it sent are remembered so none is sent twice.
+ * the ids it sent are remembered so none is sent twice. What a replay cannot
+ * see: a row with an id at or below Last-Event-ID whose transaction committed
+ * after the client disconnected (ids are taken at insert, the worker's
+ * transactions commit in their own order, within milliseconds); the listing
+ * (`GET /v1/notifications`) has it.
  *
  * A stream ends on its own, with a last `end` event naming the reason, when
  * the process shuts down (`shutdown`: reconnect, to another instance), when
@@ -170,17 +176,16 @@ export const openStream = (actor: Actor, lastEventId: string | undefined, access
     let cursor = lastEventId ?? (yield* Effect.orDie(inApp.newestId(actor.id)))
     const replaying = lastEventId !== undefined
     const sent = new Set<string>()
+    // Every row above `floor` that this stream sent is still in `sent`: where a resync may read from.
+    let floor = cursor
     const remember = (id: string) => {
       sent.add(id)
-      if (sent.size > SENT_MEMORY) sent.delete(sent.values().next().value!)
+      if (sent.size > SENT_MEMORY) {
+        const forgotten = sent.values().next().value!
+        sent.delete(forgotten)
+        if (BigInt(forgotten) > BigInt(floor)) floor = forgotten
+      }
     }
-
-    /** One page: rows after the cursor and in `ranges`, as SSE text ("" when there were none). */
-    const page = (after: string | undefined, ranges: ReadonlyArray<readonly [string, string]>) =>
-      Effect.map(
-        inApp.since(actor.id, after, ranges, PAGE),
-        (rows) => ({ full: rows.length === PAGE, text: emit(rows) })
-      )
 
     const emit = (rows: ReadonlyArray<NotificationRow>) => {
       let text = ""
@@ -198,24 +203,32 @@ export const openStream = (actor: Actor, lastEventId: string | undefined, access
       return text
     }
 
-    /** Everything after the cursor, a page at a time (the replay, and a resync). */
-    const catchUp: Stream.Stream<string, SqlError> = Stream.paginateEffect(
-      undefined,
-      () =>
-        Effect.map(page(cursor, []), ({ full, text }) => [text, full ? Option.some(undefined) : Option.none()] as const)
-    )
+    /**
+     * Every row above `from` (in `ranges`, when given), a page at a time as
+     * SSE text: each page starts above the last row of the one before, so a
+     * wake-up naming more rows than a page holds sends them all.
+     */
+    const pages = (from: string | undefined, ranges?: ReadonlyArray<readonly [string, string]>) =>
+      Stream.paginateEffect(from, (above) =>
+        Effect.map(inApp.since(actor.id, { above, ranges }, PAGE), (rows) =>
+          [
+            emit(rows),
+            rows.length === PAGE ? Option.some<string | undefined>(rows[rows.length - 1]!.id) : Option.none()
+          ] as const))
 
-    /** Each wake-up: the ranges announced since the last one (or everything after the cursor). */
+    /** Each wake-up: the ranges announced since the last one (or, on a resync, everything recent). */
     const live: Stream.Stream<string, SqlError> = Stream.repeatEffect(Queue.take(subscriber.wake)).pipe(
       Stream.flatMap(() => {
         if (subscriber.resync) {
           subscriber.resync = false
           subscriber.ranges = []
-          return catchUp
+          // From the floor, not the cursor: a row below the cursor whose transaction committed while
+          // its NOTIFY was lost is found too, and `sent` keeps the rest from going out twice.
+          return pages(floor)
         }
         const ranges = subscriber.ranges
         subscriber.ranges = []
-        return Stream.fromEffect(Effect.map(page(undefined, ranges), ({ text }) => text))
+        return pages(undefined, ranges)
       })
     )
 
@@ -231,7 +244,7 @@ export const openStream = (actor: Actor, lastEventId: string | undefined, access
     )
     const expiry = Effect.sleep(Duration.millis(Math.max(0, access.expiresAt.getTime() - Date.now())))
 
-    const body = Stream.concat(replaying ? catchUp : Stream.empty, live).pipe(
+    const body = Stream.concat(replaying ? pages(cursor) : Stream.empty, live).pipe(
       Stream.merge(heartbeat),
       Stream.filter((text) => text !== ""),
       Stream.interruptWhen(

@@ -11,7 +11,7 @@ import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { Notification, NotificationPage, UnreadCount } from "../../src/Notifications/InApp.js"
 import { decode, get, patch, post } from "../api/support/Client.js"
 import { makeFixtures } from "../api/support/Fixtures.js"
@@ -215,6 +215,23 @@ layer(TestLayerOf(), { excludeTestServices: true, timeout: "120 seconds" })("in-
       expect(received.map((e) => e.id)).toEqual(batch)
     }))
 
+  it.scoped("one commit of more rows than a page holds reaches the stream whole, in order", () =>
+    Effect.gen(function*() {
+      const fx = yield* fixtures
+      const alice = yield* fx.user()
+      const stream = yield* openStream(alice)
+      yield* waitUntil("the stream's opening", Effect.sync(() => stream.raw().includes(": connected")))
+      // One statement, so one NOTIFY naming one range of 450 ids: more than two pages of 200.
+      const bodies = Array.from({ length: 450 }, (_, i) => `n${i}`)
+      const ids = yield* commit(alice.id, bodies)
+      const received: Array<string> = []
+      for (let i = 0; i < bodies.length; i++) received.push(notificationOf(yield* stream.next).body)
+      expect(received).toEqual(bodies)
+      const [after] = yield* commit(alice.id, ["after"])
+      expect((yield* stream.next).id).toBe(after)
+      expect(BigInt(after!)).toBeGreaterThan(BigInt(ids[ids.length - 1]!))
+    }))
+
   it.scoped("Last-Event-ID replays what was committed while disconnected, then goes live", () =>
     Effect.gen(function*() {
       const fx = yield* fixtures
@@ -292,12 +309,35 @@ layer(TestLayerOf(), { excludeTestServices: true, timeout: "120 seconds" })("in-
             )
           )
         )
+      // A row whose id is taken now but whose transaction commits only during the outage, after a
+      // higher id has gone out: a catch-up from the cursor alone would never see it.
+      const release = yield* Deferred.make<void>()
+      const late = yield* sql.withTransaction(
+        Effect.zipLeft(commit(alice.id, ["taken early, committed late"]), Deferred.await(release))
+      ).pipe(Effect.orDie, Effect.fork)
+      yield* waitUntil(
+        "the late row's id is taken",
+        Effect.map(
+          Effect.orDie(sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND state = 'idle in transaction'
+              AND query LIKE 'INSERT INTO notifications%'`),
+          (rows) => rows[0]!.n > 0
+        )
+      )
+      const [early] = yield* commit(alice.id, ["higher id, sent first"])
+      expect((yield* stream.next).id).toBe(early)
       // Cut, as the database sees it (a database restart or a network cut look the same to the API).
       const [listener] = yield* Effect.orDie(listeners)
       yield* sql`SELECT pg_terminate_backend(${listener!.pid})`.pipe(Effect.orDie)
+      yield* Deferred.succeed(release, undefined)
+      const [lateId] = yield* Fiber.join(late)
+      expect(BigInt(lateId!)).toBeLessThan(BigInt(early!))
       const [during] = yield* commit(alice.id, ["while the listener was down"])
-      const event = yield* stream.next
-      expect(notificationOf(event)).toMatchObject({ id: during, body: "while the listener was down" })
+      const caughtUp = [yield* stream.next, yield* stream.next].map(notificationOf)
+      expect(caughtUp.map((n) => n.id).sort()).toEqual([lateId, during].sort())
+      // Nothing twice: the early row is not sent again by the catch-up.
+      yield* commit(alice.id, ["marker"])
+      expect(notificationOf(yield* stream.next).body).toBe("marker")
       yield* waitUntil(
         "a new LISTEN connection",
         Effect.map(Effect.orDie(listeners), (rows) => rows.some((r) => r.pid !== listener!.pid))
