@@ -69,9 +69,16 @@ export const deleteExpiredNotifications = (cutoff: Date, limit: number) =>
         ORDER BY n.created_at
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED
+      ), held AS (
+        -- Their deliveries, locked and read as they are now (FOR UPDATE waits for, then reads, a concurrent
+        -- change): a failed one retried since the check above is pending, and keeps its notification; none
+        -- can be retried between here and the delete.
+        SELECT d.notification_id, d.state FROM deliveries d JOIN picked ON d.notification_id = picked.id
+        FOR UPDATE OF d
       ), removed AS (
         DELETE FROM notifications n USING picked
         WHERE n.id = picked.id
+          AND NOT EXISTS (SELECT 1 FROM held WHERE held.notification_id = n.id AND held.state = 'pending')
         RETURNING 1
       )
       SELECT count(*)::int AS n FROM removed`.pipe(Effect.map(countOf)))

@@ -10,7 +10,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Metric } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Metric } from "effect"
+import { deleteExpiredNotifications } from "../../src/Retention/Repo.js"
 import {
   removedTotal,
   RetentionScheduleLive,
@@ -211,6 +212,63 @@ describe("retention", () => {
           expect(free.tables.find((t) => t.table === "processed_events")?.removed).toBe(1)
           expect(free.claimsHeldBy).toBeNull()
           expect((yield* counts(marker)).claims).toBe(2)
+        })
+      ),
+    120_000
+  )
+
+  it.live(
+    "a notification whose failed delivery is retried while retention runs stays, with its now pending delivery",
+    () =>
+      withMarker((marker) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const old = new Date(Date.now() - 400 * DAY)
+          const [notification] = yield* sql<{ id: string }>`INSERT INTO notifications
+              (event_id, event_type, recipient_id, channel, body, created_at)
+            VALUES (${crypto.randomUUID()}, ${marker}, ${crypto.randomUUID()}, 'email', 'x', ${old})
+            RETURNING id::text AS id`
+          const [delivery] = yield* sql<{ id: string }>`INSERT INTO deliveries
+              (idempotency_key, channel, event_id, event_type, payload, state, attempts, created_at, updated_at,
+               next_attempt_at, notification_id)
+            VALUES (${crypto.randomUUID()}, 'email', ${crypto.randomUUID()}, ${marker}, '{}', 'failed', 3,
+                    ${old}, ${old}, ${old}, ${notification!.id})
+            RETURNING id::text AS id`
+          // An operator's retry, not yet committed when retention checks for pending deliveries.
+          const release = yield* Deferred.make<void>()
+          const retry = yield* sql.withTransaction(
+            sql`UPDATE deliveries SET state = 'pending', updated_at = now() WHERE id = ${delivery!.id}`.pipe(
+              Effect.zipRight(Deferred.await(release))
+            )
+          ).pipe(Effect.orDie, Effect.fork)
+          yield* waitUntil(
+            "the retry holds its row",
+            Effect.map(
+              Effect.orDie(sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND state = 'idle in transaction'
+                  AND query LIKE 'UPDATE deliveries SET state%'`),
+              (rows) => rows[0]!.n === 1
+            )
+          )
+          const removal = yield* Effect.fork(deleteExpiredNotifications(new Date(Date.now() - 300 * DAY), 100))
+          yield* waitUntil(
+            "retention waits for the retry's row",
+            Effect.map(
+              Effect.orDie(sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%WITH picked%'`),
+              (rows) => rows[0]!.n === 1
+            )
+          )
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(retry)
+          yield* Fiber.join(removal)
+          const left = yield* sql<{ state: string }>`SELECT d.state FROM deliveries d
+            JOIN notifications n ON n.id = d.notification_id WHERE d.id = ${delivery!.id}`
+          expect(left).toEqual([{ state: "pending" }])
+          // Once it has settled again, the notification goes, its delivery with it.
+          yield* sql`UPDATE deliveries SET state = 'failed' WHERE id = ${delivery!.id}`
+          yield* deleteExpiredNotifications(new Date(Date.now() - 300 * DAY), 100)
+          expect(yield* counts(marker)).toMatchObject({ notifications: 0, deliveries: 0 })
         })
       ),
     120_000
