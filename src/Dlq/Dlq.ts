@@ -199,25 +199,42 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
     })
 
     /**
-     * One page of the entries `keep` accepts: those after the first `offset` of them, at most `limit`, and
-     * whether more follow (the scan goes one match past the page, so a page costs offset + limit + 1 looks).
+     * One page of the entries `keep` accepts: those after the entry with id `after` (when given, the
+     * previous page's last: a page that does not move when entries before it leave the queue) and
+     * after the first `offset` of them, at most `limit`; whether more follow (the scan goes one match
+     * past the page); and how many matching entries come before it. DlqNotFound when `after` is no
+     * longer in the queue, or not among its first `reach` messages (each look borrows a message).
      */
     const page = tracedFn("Dlq.page")(function*(options: {
+      readonly after?: string | undefined
+      readonly reach: number
       readonly offset: number
       readonly limit: number
       readonly keep: (entry: DlqEntry) => boolean
     }) {
       const now = yield* Clock.currentTimeMillis
       const entries: Array<DlqEntry> = []
-      let matched = 0
+      let anchored = options.after === undefined
+      let looked = 0
+      let before = 0
+      let skipped = 0
       let hasMore = false
       yield* Effect.scoped(Effect.flatMap(session, (s) =>
         scan(s, ({ message }) =>
           Effect.sync(() => {
             const entry = toEntry(message, now)
-            if (!options.keep(entry)) return true
-            matched++
-            if (matched <= options.offset) return true
+            const kept = options.keep(entry)
+            if (!anchored) {
+              if (kept) before++
+              anchored = entry.id === options.after
+              return anchored || ++looked < options.reach
+            }
+            if (!kept) return true
+            if (skipped < options.offset) {
+              skipped++
+              before++
+              return true
+            }
             if (entries.length === options.limit) {
               hasMore = true
               return false
@@ -225,7 +242,14 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
             entries.push(entry)
             return true
           }))))
-      return { entries: entries as ReadonlyArray<DlqEntry>, hasMore }
+      if (!anchored) {
+        return yield* new DlqNotFound({
+          message: looked < options.reach
+            ? `The entry ${options.after} this page follows has left ${DLQ} (replayed or discarded)`
+            : `The entry ${options.after} this page follows is not among the first ${options.reach} messages of ${DLQ}: search or filter to reach it`
+        })
+      }
+      return { entries: entries as ReadonlyArray<DlqEntry>, hasMore, before }
     })
 
     /** The message with this id, whole (the dashboard's message view); DlqNotFound if it is gone. */

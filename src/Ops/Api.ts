@@ -43,10 +43,11 @@ export class OpsApi extends HttpApiGroup.make("ops")
     HttpApiEndpoint.get("listDlq", "/dlq")
       .annotate(
         OpenApi.Description,
-        "Dead letters in queue order, read without removing them; `limit` and `offset` page through the whole queue, and `event`, `kind` and `eventId` keep only the matching ones (the page counts matches). A page reads offset + limit + 1 messages."
+        "Dead letters in queue order, read without removing them; `limit` and `after` (each page's `next`) page through the whole queue, and `event`, `kind` and `eventId` keep only the matching ones (the page counts matches). A page reads the messages up to its end, plus one."
       )
       .setUrlParams(DlqListParams)
       .addSuccess(DlqList)
+      .addError(DlqEntryNotFound, { status: 404 })
       .addError(Unavailable, { status: 503 })
       .annotate(OpenApi.Summary, "Dead-lettered messages with their reason, in queue order (nothing is removed)")
   )

@@ -227,7 +227,7 @@ export const OverviewParams = Schema.Struct({
   dlqLimit: Schema.optional(Limit).annotations({ description: "DLQ entries to include (1..500, default 50)" })
 })
 
-/** Each page borrows offset + limit + 1 dead letters under the DLQ lock: bounded; search and filters reach the rest. */
+/** Each page borrows the messages before it (its offset, or up to its anchor) under the DLQ lock: bounded; search and filters reach the rest. */
 export const MAX_DLQ_OFFSET = 10_000
 const Offset = Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, MAX_DLQ_OFFSET)).annotations({
   jsonSchema: { type: "integer", minimum: 0, maximum: MAX_DLQ_OFFSET, default: 0 }
@@ -237,8 +237,12 @@ const DlqKind = DlqEntry.fields.kind
 
 export const DlqListParams = Schema.Struct({
   limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" }),
+  after: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
+    description:
+      "Only entries after the one with this id: the previous page's `next`. The page stays put when entries before it are replayed or discarded; 404 `DlqEntryNotFound` once that entry itself has left the DLQ"
+  }),
   offset: Schema.optional(Offset).annotations({
-    description: "Matching entries to skip (0 by default): offset = limit × page"
+    description: "Matching entries to skip (0 by default; after `after`, when given)"
   }),
   event: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
     description: "Only entries of this event type"
@@ -253,9 +257,12 @@ export const DlqListParams = Schema.Struct({
 
 export const DlqList = Schema.Struct({
   depth: Schema.Int.annotations({ description: "Every message in the DLQ, matching or not" }),
-  offset: Schema.Int,
+  offset: Schema.Int.annotations({ description: "Matching entries before this page" }),
   limit: Schema.Int,
   hasMore: Schema.Boolean.annotations({ description: "More matching entries follow this page" }),
+  next: Schema.NullOr(Schema.String).annotations({
+    description: "`after` for the next page (this page's last entry); null on the last page"
+  }),
   entries: Schema.Array(DlqEntry)
 })
 

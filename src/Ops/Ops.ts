@@ -37,6 +37,7 @@ import {
   type DeliveryItem,
   DeliveryNotFound,
   DlqEntryNotFound,
+  MAX_DLQ_OFFSET,
   NotReplayable,
   type Overview,
   Unavailable,
@@ -425,6 +426,7 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
       function*(options: {
         readonly limit?: number | undefined
         readonly offset?: number | undefined
+        readonly after?: string | undefined
         readonly event?: string | undefined
         readonly kind?: DlqEntry["kind"] | undefined
         readonly eventId?: string | undefined
@@ -435,11 +437,25 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           (options.event === undefined || e.event === options.event || e.originalRoutingKey === options.event) &&
           (options.kind === undefined || e.kind === options.kind) &&
           (options.eventId === undefined || e.eventId === options.eventId || e.messageId === options.eventId)
-        const { depth, page } = yield* exclusive(brokerRead(Effect.all({
+        const { depth, found } = yield* exclusive(brokerRead(Effect.all({
           depth: dlq.depth,
-          page: dlq.page({ offset, limit, keep })
+          found: Effect.either(dlq.page({ after: options.after, reach: MAX_DLQ_OFFSET, offset, limit, keep }))
         })))
-        return { depth, offset, limit, hasMore: page.hasMore, entries: page.entries }
+        if (Either.isLeft(found)) {
+          return yield* found.left._tag === "DlqNotFound"
+            ? Effect.fail(new DlqEntryNotFound({ message: found.left.message }))
+            : Effect.fail(unavailable(found.left))
+        }
+        const page = found.right
+        const last = page.entries[page.entries.length - 1]
+        return {
+          depth,
+          offset: page.before,
+          limit,
+          hasMore: page.hasMore,
+          next: page.hasMore && last !== undefined ? last.id : null,
+          entries: page.entries
+        }
       }
     )
 

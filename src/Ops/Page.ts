@@ -251,7 +251,9 @@ const SCRIPT = `
   var previous = null;
   var charts = {};
   var lastHistoryAt = 0;
-  var dlqView = { page: 0, limit: 50, eventId: "", event: "", kind: "" };
+  // anchors[p]: the id page p follows (the API's "next" of the page before), so a page stays put when entries before it leave the queue.
+  var dlqView = { page: 0, limit: 50, eventId: "", event: "", kind: "", anchors: [""] };
+  var dlqNext = null;
   var bannerTimer = null;
   var busy = false;
 
@@ -333,6 +335,7 @@ const SCRIPT = `
         if (res.status === 401 || res.status === 403) throw new AuthError(res.status, message);
         var failure = new Error(message);
         failure.body = data;
+        failure.status = res.status;
         throw failure;
       });
     }, function (e) {
@@ -478,7 +481,9 @@ const SCRIPT = `
   function dlqFiltered() { return dlqView.page > 0 || !!dlqView.eventId || !!dlqView.event || !!dlqView.kind; }
 
   function dlqQuery() {
-    var q = ["limit=" + dlqView.limit, "offset=" + dlqView.page * dlqView.limit];
+    var q = ["limit=" + dlqView.limit];
+    var after = dlqView.anchors[dlqView.page];
+    if (after) q.push("after=" + encodeURIComponent(after));
     if (dlqView.eventId) q.push("eventId=" + encodeURIComponent(dlqView.eventId));
     if (dlqView.event) q.push("event=" + encodeURIComponent(dlqView.event));
     if (dlqView.kind) q.push("kind=" + encodeURIComponent(dlqView.kind));
@@ -494,7 +499,8 @@ const SCRIPT = `
     $("tile-dlq").className = "tile" + (depth > 0 ? " alert" : "");
     var entries = list ? (list.entries || []) : d.entries;
     var hasMore = list ? !!list.hasMore : depth !== null && depth > d.entries.length;
-    var first = dlqView.page * dlqView.limit;
+    var first = list ? (list.offset || 0) : 0;
+    dlqNext = list ? (list.next || null) : hasMore && entries.length ? entries[entries.length - 1].id : null;
     var filtered = !!(dlqView.eventId || dlqView.event || dlqView.kind);
     $("dlq-hint").textContent = depth === null ? "" : !entries.length ? (depth + " message" + (depth === 1 ? "" : "s"))
       : (filtered ? "matching entries " : "entries ") + (first + 1) + "\u2013" + (first + entries.length) +
@@ -757,7 +763,10 @@ const SCRIPT = `
     if (Date.now() - lastHistoryAt >= HISTORY_EVERY_MS) refreshHistory().then(null, handleError);
     return Promise.all([
       api("GET", paged ? "/ops/api/overview?dlqLimit=1" : "/ops/api/overview"),
-      paged ? api("GET", dlqQuery()).then(null, function (e) { if (e instanceof AuthError) throw e; return { error: e.message }; }) : null
+      paged ? api("GET", dlqQuery()).then(null, function (e) {
+        if (e instanceof AuthError) throw e;
+        return { error: e.message, anchorGone: e.status === 404 };
+      }) : null
     ]).then(function (r) {
       var o = r[0];
       if (seq < rendered) return;
@@ -765,6 +774,12 @@ const SCRIPT = `
       if (pollFailed) { pollFailed = false; hideBanner(); }
       // The view changed meanwhile: the next poll (started by the change) shows it.
       if (view !== JSON.stringify(dlqView)) return;
+      // The entry this page follows was replayed or discarded (here or elsewhere): start again from the first page.
+      if (r[1] && r[1].anchorGone) {
+        showBanner("error", r[1].error + "; showing the first page.");
+        applyDlqView(0);
+        return;
+      }
       try { render(o, r[1]); } catch (e) { showBanner("error", "Cannot show the data: " + (e && e.message ? e.message : String(e))); }
     }, function (e) {
       if (seq < rendered) return;
@@ -846,6 +861,7 @@ const SCRIPT = `
   EVENT_TYPES.forEach(function (t) { $("dlq-event").appendChild(el("option", { value: t, text: t })); });
   KINDS.forEach(function (k) { $("dlq-kind").appendChild(el("option", { value: k, text: k })); });
   function applyDlqView(page) {
+    if (page === 0) dlqView.anchors = [""];
     dlqView.page = page;
     dlqView.eventId = $("dlq-search").value.trim();
     dlqView.event = $("dlq-event").value;
@@ -861,7 +877,11 @@ const SCRIPT = `
     applyDlqView(0);
   });
   $("dlq-prev").addEventListener("click", function () { if (dlqView.page > 0) applyDlqView(dlqView.page - 1); });
-  $("dlq-next").addEventListener("click", function () { applyDlqView(dlqView.page + 1); });
+  $("dlq-next").addEventListener("click", function () {
+    if (!dlqNext) return;
+    dlqView.anchors[dlqView.page + 1] = dlqNext;
+    applyDlqView(dlqView.page + 1);
+  });
   $("message-close").addEventListener("click", closeMessage);
   $("message-view").addEventListener("click", function (ev) { if (ev.target === $("message-view")) closeMessage(); });
   document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && !$("message-view").hidden) closeMessage(); });

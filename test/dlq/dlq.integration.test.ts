@@ -280,6 +280,38 @@ describe("Dlq", () => {
   )
 
   it.live(
+    "page by anchor: the entries after one, within the reach it is given, and the queue left whole and in order",
+    () =>
+      test(({ channel, dlq }) =>
+        Effect.gen(function*() {
+          const events = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? ticketCreated() : messageSent()))
+          for (const e of events) yield* deadLetter(channel, e)
+          const ids = (yield* dlq.list({ limit: 10 })).map((e) => e.id)
+          const all = () => true
+          const page = (after: string, reach = 100, keep: (e: { event: string | null }) => boolean = all) =>
+            dlq.page({ after, reach, offset: 0, limit: 2, keep })
+
+          expect(yield* page(ids[1]!)).toMatchObject({ before: 2, hasMore: true })
+          expect((yield* page(ids[1]!)).entries.map((e) => e.id)).toEqual([ids[2], ids[3]])
+          expect(yield* page(ids[3]!)).toMatchObject({ before: 4, hasMore: false })
+          // A filter counts matches only, the anchor among them.
+          const created = yield* page(ids[2]!, 100, (e) => e.event === "ticket.created")
+          expect(created).toMatchObject({ before: 2, hasMore: false })
+          expect(created.entries.map((e) => e.id)).toEqual([ids[4]])
+          // Within reach of 4 looks, the fifth message is not found: said so, not a page from elsewhere.
+          expect((yield* page(ids[3]!, 4)).entries.map((e) => e.id)).toEqual([ids[4], ids[5]])
+          const tooDeep = yield* Effect.flip(page(ids[4]!, 4))
+          expect(tooDeep).toMatchObject({ _tag: "DlqNotFound", message: expect.stringContaining("first 4 messages") })
+          yield* dlq.discard({ id: ids[1]! })
+          const gone = yield* Effect.flip(page(ids[1]!))
+          expect(gone).toMatchObject({ _tag: "DlqNotFound", message: expect.stringContaining("has left") })
+          expect((yield* dlq.list({ limit: 10 })).map((e) => e.id)).toEqual([ids[0], ...ids.slice(2)])
+        })
+      ),
+    30_000
+  )
+
+  it.live(
     "discard and replayOne act on one message by id; a missing id is DlqNotFound",
     () =>
       test(({ channel, dlq }) =>

@@ -404,6 +404,7 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
           ui(() => page.locator(selector).screenshot({ path: `${ARTIFACTS}/${panel}.png` }))
 
         // 55 dead letters (more than one page): 45 message.sent, 7 ticket.created, 3 poison ticket.updated.
+        // In queue order, so the first page ends with created[4].
         const sent = Array.from({ length: 45 }, () => messageSent())
         const created = Array.from({ length: 7 }, () => ticketCreated())
         for (const e of [...sent, ...created]) {
@@ -471,6 +472,39 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
         expect(yield* ui(() => page.isDisabled("#dlq-next"))).toBe(true)
         yield* shot(page, "#dlq-card", "dlq-page2")
 
+        // An entry before this page leaves the DLQ (discarded from elsewhere): the page keeps its rows.
+        const discard = (id: string) =>
+          ui(() =>
+            page.evaluate(async (id) => {
+              const r = await fetch("/ops/api/dlq/discard", {
+                method: "POST",
+                headers: {
+                  "content-type": "application/json",
+                  authorization: `Bearer ${sessionStorage.getItem("opsdesk.ops.token")}`
+                },
+                body: JSON.stringify({ id })
+              })
+              return r.status
+            }, id)
+          )
+        expect(yield* discard(firstPage[0]!)).toBe(200)
+        yield* ui(() =>
+          page.waitForFunction(() => document.querySelector("#dlq-hint")?.textContent === "entries 50\u201354 of 54")
+        )
+        expect(
+          yield* ui(() => page.locator(rows).evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-dlq-id"))))
+        )
+          .toEqual(secondPage)
+        // The entry it follows leaves too: the dashboard says so and goes back to the first page.
+        const quiet = problems.length
+        expect(yield* discard(firstPage[49]!)).toBe(200)
+        yield* ui(() => page.waitForSelector("#banner.error:not([hidden])"))
+        expect(yield* ui(() => page.textContent("#banner"))).toContain("has left")
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 50, rows))
+        expect(yield* ui(() => page.textContent("[data-testid=dlq-page]"))).toBe("Page 1")
+        // The browser logs the 404 it was answered: expected here, and nothing else.
+        expect(problems.splice(quiet).filter((p) => !p.includes("404"))).toEqual([])
+
         // Search by event id: that one row.
         const wanted = sent[44]!
         yield* ui(async () => {
@@ -503,7 +537,8 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
         // Filters: by type, then type and kind together.
         yield* ui(() => page.click("#dlq-clear"))
         yield* ui(() => page.selectOption("#dlq-event", "ticket.created"))
-        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 7, rows))
+        // 6: one of the 7 was discarded above.
+        yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 6, rows))
         expect(new Set(yield* ui(() => page.locator(`${rows} td:first-child`).allTextContents()))).toEqual(
           new Set(["ticket.created"])
         )

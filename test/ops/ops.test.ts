@@ -409,6 +409,12 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(second.entries.map((e) => e.kind)).toEqual(["failed", "failed", "poison", "poison", "poison"])
       // Two pages, one queue: no entry twice, none missing.
       expect(new Set([...first.entries, ...second.entries].map((e) => e.id)).size).toBe(55)
+      // Page by anchor: the page after the first one's last entry is the same page...
+      expect(first.next).toBe(first.entries[49]!.id)
+      expect(second.next).toBeNull()
+      const anchored = decode(DlqList, yield* get(`/ops/api/dlq?after=${first.next}`, admin.token))
+      expect(anchored).toMatchObject({ offset: 50, hasMore: false, next: null })
+      expect(anchored.entries.map((e) => e.id)).toEqual(second.entries.map((e) => e.id))
 
       const wanted = events[47]!
       const found = decode(DlqList, yield* get(`/ops/api/dlq?eventId=${wanted.eventId}`, admin.token))
@@ -423,6 +429,13 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       )
       expect(createdPage2.entries.map((e) => e.event)).toEqual(["ticket.created", "ticket.created"])
       expect(createdPage2.hasMore).toBe(false)
+      // The same page by anchor: matches only, counted from the anchor on.
+      const createdNext = decode(
+        DlqList,
+        yield* get(`/ops/api/dlq?event=ticket.created&limit=10&after=${created.next}`, admin.token)
+      )
+      expect(createdNext).toMatchObject({ offset: 10, hasMore: false, next: null })
+      expect(createdNext.entries.map((e) => e.id)).toEqual(createdPage2.entries.map((e) => e.id))
 
       const poison = decode(DlqList, yield* get("/ops/api/dlq?kind=poison", admin.token))
       expect(poison.entries).toHaveLength(3)
@@ -430,7 +443,18 @@ layer(TestEnv, { excludeTestServices: true, timeout: "60 seconds" })("ops dashbo
       expect(both.entries).toEqual([])
       expect((yield* get("/ops/api/dlq?kind=nope", admin.token)).status).toBe(400)
       expect((yield* get("/ops/api/dlq?offset=-1", admin.token)).status).toBe(400)
-      expect(yield* depth(channel)).toBe(55)
+      // ...and stays so when an entry before it leaves (where offset 50 now skips one).
+      expect((yield* post("/ops/api/dlq/discard", { id: first.entries[3]!.id }, admin.token)).status).toBe(200)
+      const after = decode(DlqList, yield* get(`/ops/api/dlq?after=${first.next}`, admin.token))
+      expect(after).toMatchObject({ depth: 54, offset: 49, hasMore: false })
+      expect(after.entries.map((e) => e.id)).toEqual(second.entries.map((e) => e.id))
+      expect(decode(DlqList, yield* get("/ops/api/dlq?offset=50", admin.token)).entries).toHaveLength(4)
+      // The anchor itself gone: a 404 that says so, not a page from somewhere else.
+      expect((yield* post("/ops/api/dlq/discard", { id: first.next }, admin.token)).status).toBe(200)
+      const gone = yield* get(`/ops/api/dlq?after=${first.next}`, admin.token)
+      expect(gone.status).toBe(404)
+      expect(gone.body).toMatchObject({ message: expect.stringContaining("has left") })
+      expect(yield* depth(channel)).toBe(53)
       yield* reset(channel)
     }))
 
