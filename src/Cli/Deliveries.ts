@@ -110,7 +110,7 @@ const target = Options.all({
     if (ids.length > 0 && !allFailed && Option.isNone(channel)) {
       const decoded = Either.all(ids.map((id) => Schema.decodeEither(BigintId)(id)))
       return Either.isRight(decoded)
-        ? Effect.succeed({ ids: decoded.right })
+        ? Effect.succeed({ ids: [...new Set(decoded.right)] })
         : invalid("--id takes the numeric id that `opsdesk deliveries list` shows")
     }
     if (ids.length === 0 && allFailed) return Effect.succeed({ channel: Option.getOrUndefined(channel) })

@@ -203,7 +203,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
      * previous page's last: a page that does not move when entries before it leave the queue) and
      * after the first `offset` of them, at most `limit`; whether more follow (the scan goes one match
      * past the page); and how many matching entries come before it. DlqNotFound when `after` is no
-     * longer in the queue, or not among its first `reach` messages (each look borrows a message).
+     * longer in the queue, or more than `reach` matching entries come before it (the bound `offset` has).
      */
     const page = tracedFn("Dlq.page")(function*(options: {
       readonly after?: string | undefined
@@ -215,7 +215,7 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
       const now = yield* Clock.currentTimeMillis
       const entries: Array<DlqEntry> = []
       let anchored = options.after === undefined
-      let looked = 0
+      let beyondReach = false
       let before = 0
       let skipped = 0
       let hasMore = false
@@ -227,7 +227,8 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
             if (!anchored) {
               if (kept) before++
               anchored = entry.id === options.after
-              return anchored || ++looked < options.reach
+              beyondReach = !anchored && before >= options.reach
+              return !beyondReach
             }
             if (!kept) return true
             if (skipped < options.offset) {
@@ -244,9 +245,9 @@ export class Dlq extends Effect.Service<Dlq>()("OpsDesk/Dlq", {
           }))))
       if (!anchored) {
         return yield* new DlqNotFound({
-          message: looked < options.reach
-            ? `The entry ${options.after} this page follows has left ${DLQ} (replayed or discarded)`
-            : `The entry ${options.after} this page follows is not among the first ${options.reach} messages of ${DLQ}: search or filter to reach it`
+          message: beyondReach
+            ? `The entry ${options.after} this page follows is not among the first ${options.reach} matching entries of ${DLQ}: search or filter to reach it`
+            : `The entry ${options.after} this page follows has left ${DLQ} (replayed or discarded)`
         })
       }
       return { entries: entries as ReadonlyArray<DlqEntry>, hasMore, before }

@@ -73,6 +73,36 @@ const parsePayload = (payload: string) => {
   return { recipient: recipient.toLowerCase(), range: [lo, hi] as const }
 }
 
+/**
+ * The ids a stream sent, at most `capacity` of them: every sent id above
+ * `floor` is still here, so a resync reads from `floor` and skips what it
+ * finds here. The smallest id is the one forgotten: a resync reads upwards,
+ * so it never meets an id it forgot meanwhile and sends it twice.
+ */
+export class SentIds {
+  private readonly ids = new Set<string>()
+  // The same ids, ascending (rows mostly arrive in id order, so an insert lands near the end).
+  private readonly ascending: Array<bigint> = []
+  constructor(public floor: string, private readonly capacity: number) {}
+
+  has(id: string): boolean {
+    return this.ids.has(id)
+  }
+
+  add(id: string): void {
+    this.ids.add(id)
+    const n = BigInt(id)
+    let at = this.ascending.length
+    while (at > 0 && this.ascending[at - 1]! > n) at--
+    this.ascending.splice(at, 0, n)
+    if (this.ascending.length > this.capacity) {
+      const forgotten = this.ascending.shift()!
+      this.ids.delete(forgotten.toString())
+      if (forgotten > BigInt(this.floor)) this.floor = forgotten.toString()
+    }
+  }
+}
+
 export class InAppFeed extends Effect.Service<InAppFeed>()("OpsDesk/Notifications/InAppFeed", {
   scoped: Effect.gen(function*() {
     const config = yield* NotificationStreamConfig
@@ -175,23 +205,12 @@ export const openStream = (actor: Actor, lastEventId: string | undefined, access
     // replay or announced to the subscriber (or both: `sent` drops the second).
     let cursor = lastEventId ?? (yield* Effect.orDie(inApp.newestId(actor.id)))
     const replaying = lastEventId !== undefined
-    const sent = new Set<string>()
-    // Every row above `floor` that this stream sent is still in `sent`: where a resync may read from.
-    let floor = cursor
-    const remember = (id: string) => {
-      sent.add(id)
-      if (sent.size > SENT_MEMORY) {
-        const forgotten = sent.values().next().value!
-        sent.delete(forgotten)
-        if (BigInt(forgotten) > BigInt(floor)) floor = forgotten
-      }
-    }
-
+    const sent = new SentIds(cursor, SENT_MEMORY)
     const emit = (rows: ReadonlyArray<NotificationRow>) => {
       let text = ""
       for (const row of rows) {
         if (sent.has(row.id)) continue
-        remember(row.id)
+        sent.add(row.id)
         if (BigInt(row.id) > BigInt(cursor)) cursor = row.id
         text += Sse.encoder.write({
           _tag: "Event",
@@ -224,7 +243,7 @@ export const openStream = (actor: Actor, lastEventId: string | undefined, access
           subscriber.ranges = []
           // From the floor, not the cursor: a row below the cursor whose transaction committed while
           // its NOTIFY was lost is found too, and `sent` keeps the rest from going out twice.
-          return pages(floor)
+          return pages(sent.floor)
         }
         const ranges = subscriber.ranges
         subscriber.ranges = []

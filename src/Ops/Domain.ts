@@ -239,7 +239,7 @@ export const DlqListParams = Schema.Struct({
   limit: Schema.optional(Limit).annotations({ description: "1..500, default 50" }),
   after: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))).annotations({
     description:
-      "Only entries after the one with this id: the previous page's `next`. The page stays put when entries before it are replayed or discarded; 404 `DlqEntryNotFound` once that entry itself has left the DLQ"
+      "Only entries after the one with this id: the previous page's `next`. The page stays put when entries before it are replayed or discarded; 404 `DlqEntryNotFound` once that entry itself has left the DLQ, or when more than 10,000 matching entries come before it"
   }),
   offset: Schema.optional(Offset).annotations({
     description: "Matching entries to skip (0 by default; after `after`, when given)"

@@ -834,6 +834,11 @@ const SCRIPT = `
       }
     }).then(function () {
       busy = false;
+      // After a replay or purge of everything, the page's anchor is gone too: back to the first page, quietly.
+      if ((path === "/ops/api/dlq/replay" || path === "/ops/api/dlq/purge") && !(body && body.id)) {
+        dlqView.page = 0;
+        dlqView.anchors = [""];
+      }
       if (token()) startPolling();
     });
   }
@@ -862,6 +867,9 @@ const SCRIPT = `
   KINDS.forEach(function (k) { $("dlq-kind").appendChild(el("option", { value: k, text: k })); });
   function applyDlqView(page) {
     if (page === 0) dlqView.anchors = [""];
+    // Until the new page is drawn, its "next" is unknown: a second click must not reuse this page's.
+    dlqNext = null;
+    $("dlq-next").disabled = true;
     dlqView.page = page;
     dlqView.eventId = $("dlq-search").value.trim();
     dlqView.event = $("dlq-event").value;

@@ -4,8 +4,11 @@
  *
  * Each delete is its own short transaction: it picks the rows through the
  * table's time index (migration 0006), oldest first, skips any row another
- * transaction holds (`SKIP LOCKED`: never waits, so never holds up a writer),
- * and rechecks the condition on the rows it deletes. Nothing else is locked.
+ * transaction holds (`SKIP LOCKED`: never waits on a writer of the rows it
+ * removes), and rechecks the condition on the rows it deletes. The one
+ * exception: the notifications' delete locks their deliveries and waits for a
+ * change in flight to one of them (a retry), so it sees the delivery as that
+ * change left it.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"

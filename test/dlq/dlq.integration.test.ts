@@ -298,10 +298,17 @@ describe("Dlq", () => {
           const created = yield* page(ids[2]!, 100, (e) => e.event === "ticket.created")
           expect(created).toMatchObject({ before: 2, hasMore: false })
           expect(created.entries.map((e) => e.id)).toEqual([ids[4]])
-          // Within reach of 4 looks, the fifth message is not found: said so, not a page from elsewhere.
+          // A reach of 4 matching entries: the fifth entry is too deep, said so, not a page from elsewhere.
           expect((yield* page(ids[3]!, 4)).entries.map((e) => e.id)).toEqual([ids[4], ids[5]])
           const tooDeep = yield* Effect.flip(page(ids[4]!, 4))
-          expect(tooDeep).toMatchObject({ _tag: "DlqNotFound", message: expect.stringContaining("first 4 messages") })
+          expect(tooDeep).toMatchObject({
+            _tag: "DlqNotFound",
+            message: expect.stringContaining("first 4 matching entries")
+          })
+          // With a filter, only matches count against the reach: ticket.created ids[4] has two before it.
+          const isCreated = (e: { event: string | null }) => e.event === "ticket.created"
+          expect((yield* page(ids[4]!, 3, isCreated)).entries).toEqual([])
+          expect(yield* Effect.flip(page(ids[4]!, 2, isCreated))).toMatchObject({ _tag: "DlqNotFound" })
           yield* dlq.discard({ id: ids[1]! })
           const gone = yield* Effect.flip(page(ids[1]!))
           expect(gone).toMatchObject({ _tag: "DlqNotFound", message: expect.stringContaining("has left") })

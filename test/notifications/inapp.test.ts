@@ -311,24 +311,21 @@ layer(TestLayerOf(), { excludeTestServices: true, timeout: "120 seconds" })("in-
         )
       // A row whose id is taken now but whose transaction commits only during the outage, after a
       // higher id has gone out: a catch-up from the cursor alone would never see it.
+      const taken = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const late = yield* sql.withTransaction(
-        Effect.zipLeft(commit(alice.id, ["taken early, committed late"]), Deferred.await(release))
-      ).pipe(Effect.orDie, Effect.fork)
-      yield* waitUntil(
-        "the late row's id is taken",
-        Effect.map(
-          Effect.orDie(sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND state = 'idle in transaction'
-              AND query LIKE 'INSERT INTO notifications%'`),
-          (rows) => rows[0]!.n > 0
+        commit(alice.id, ["taken early, committed late"]).pipe(
+          Effect.zipLeft(Deferred.succeed(taken, undefined)),
+          Effect.zipLeft(Deferred.await(release))
         )
-      )
+      ).pipe(Effect.orDie, Effect.fork)
+      yield* Deferred.await(taken)
       const [early] = yield* commit(alice.id, ["higher id, sent first"])
       expect((yield* stream.next).id).toBe(early)
       // Cut, as the database sees it (a database restart or a network cut look the same to the API).
       const [listener] = yield* Effect.orDie(listeners)
-      yield* sql`SELECT pg_terminate_backend(${listener!.pid})`.pipe(Effect.orDie)
+      // Waits until the backend is gone (up to 5 s), so the late commit's NOTIFY cannot reach it.
+      yield* sql`SELECT pg_terminate_backend(${listener!.pid}, 5000)`.pipe(Effect.orDie)
       yield* Deferred.succeed(release, undefined)
       const [lateId] = yield* Fiber.join(late)
       expect(BigInt(lateId!)).toBeLessThan(BigInt(early!))

@@ -461,7 +461,14 @@ layer(TestEnv, { excludeTestServices: true, timeout: "120 seconds" })("ops dashb
           page.locator(rows).evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-dlq-id")))
         )
         yield* shot(page, "#dlq-card", "dlq")
-        yield* ui(() => page.click("#dlq-next"))
+        // Next clicked twice before page 2 is drawn: page 2, not a third page of page 2's rows.
+        yield* ui(() =>
+          page.evaluate(() => {
+            const next = document.querySelector<HTMLButtonElement>("#dlq-next")!
+            next.click()
+            next.click()
+          })
+        )
         yield* ui(() => page.waitForFunction((sel) => document.querySelectorAll(sel).length === 5, rows))
         expect(yield* ui(() => page.textContent("[data-testid=dlq-page]"))).toBe("Page 2")
         expect(yield* ui(() => page.textContent("#dlq-hint"))).toBe("entries 51\u201355 of 55")
