@@ -23,7 +23,7 @@ import type { QueuedMessage } from "../Broker/Message.js"
 import { Publisher } from "../Broker/Publisher.js"
 import { DLQ } from "../Broker/Topology.js"
 import { MetricsToken, OpsHistoryInterval, WorkerMetricsUrl, WorkerRegistryConfig } from "../Config.js"
-import { Dlq, type DlqError } from "../Dlq/Dlq.js"
+import { Dlq, type DlqError, type DlqNotFound } from "../Dlq/Dlq.js"
 import type { DlqEntry } from "../Dlq/Entry.js"
 import { EVENT_NAMES } from "../Domain/Events.js"
 import { describe } from "../Kit/Cause.js"
@@ -204,6 +204,20 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
         Effect.timeoutFail({
           duration: BROKER_READ_TIMEOUT,
           onTimeout: () => new Unavailable({ message: "RabbitMQ did not answer in time" })
+        })
+      )
+
+    /**
+     * A read of the DLQ under its lock, bounded like every broker read (a hung broker must not hold the
+     * lock: replay, discard and purge wait on it); a message (or a page's anchor) that is gone is a 404.
+     */
+    const dlqLookup = <A>(self: Effect.Effect<A, DlqError | DlqNotFound>) =>
+      Effect.flatMap(
+        exclusive(brokerRead(Effect.either(self))),
+        Either.match({
+          onLeft: (e) =>
+            Effect.fail(e._tag === "DlqNotFound" ? new DlqEntryNotFound({ message: e.message }) : unavailable(e)),
+          onRight: Effect.succeed
         })
       )
 
@@ -437,16 +451,10 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
           (options.event === undefined || e.event === options.event || e.originalRoutingKey === options.event) &&
           (options.kind === undefined || e.kind === options.kind) &&
           (options.eventId === undefined || e.eventId === options.eventId || e.messageId === options.eventId)
-        const { depth, found } = yield* exclusive(brokerRead(Effect.all({
+        const { depth, page } = yield* dlqLookup(Effect.all({
           depth: dlq.depth,
-          found: Effect.either(dlq.page({ after: options.after, reach: MAX_DLQ_OFFSET, offset, limit, keep }))
-        })))
-        if (Either.isLeft(found)) {
-          return yield* found.left._tag === "DlqNotFound"
-            ? Effect.fail(new DlqEntryNotFound({ message: found.left.message }))
-            : Effect.fail(unavailable(found.left))
-        }
-        const page = found.right
+          page: dlq.page({ after: options.after, reach: MAX_DLQ_OFFSET, offset, limit, keep })
+        }))
         const last = page.entries[page.entries.length - 1]
         return {
           depth,
@@ -460,14 +468,8 @@ export class Ops extends Effect.Service<Ops>()("OpsDesk/Ops", {
     )
 
     const getDlqMessage = tracedFn("Ops.getDlqMessage")(function*(id: string) {
-      // Bounded like every broker read: a hung broker must not hold the DLQ lock (replay, discard, purge wait on it).
-      const found = yield* exclusive(brokerRead(Effect.either(dlq.find(id))))
-      if (Either.isLeft(found)) {
-        return yield* found.left._tag === "DlqNotFound"
-          ? Effect.fail(new DlqEntryNotFound({ message: found.left.message }))
-          : Effect.fail(unavailable(found.left))
-      }
-      return messageView(found.right.entry, found.right.message)
+      const found = yield* dlqLookup(dlq.find(id))
+      return messageView(found.entry, found.message)
     })
 
     const dbUnavailable = (e: unknown) => new Unavailable({ message: describe(e) })
